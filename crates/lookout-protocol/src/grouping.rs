@@ -1,0 +1,1 @@
+//! grouping (in progress).

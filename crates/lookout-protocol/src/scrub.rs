@@ -1,0 +1,1 @@
+//! scrub (in progress).

@@ -1,0 +1,215 @@
+//! The `lookout` binary: a thin shell over the `lookout_server` library.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use lookout_server::config::{self, Config, Overrides};
+use lookout_server::store::Store;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Lookout: zero blind spots for autonomous trading agents.
+#[derive(Debug, Parser)]
+#[command(name = "lookout", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "LOOKOUT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [env: LOOKOUT_LISTEN] [default: 127.0.0.1:9000].
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Data directory [env: LOOKOUT_DATA_DIR] [default: ./lookout-data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve,
+    /// Manage projects (works with or without a running server).
+    Projects {
+        #[command(subcommand)]
+        command: ProjectsCommand,
+    },
+    /// Manage API tokens (works with or without a running server).
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectsCommand {
+    /// Create a project and print its DSN.
+    Create {
+        /// Project slug (a-z, 0-9, - and _).
+        slug: String,
+        /// Organisation slug (created if new).
+        #[arg(long, default_value = "default")]
+        org: String,
+        /// Events per minute for the project's key (default: the server's setting).
+        #[arg(long)]
+        rate_limit: Option<u32>,
+    },
+    /// List projects with their ids and DSNs.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// Create an API token and print it (it is shown only once).
+    Create {
+        /// A name to recognise the token by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Scopes (repeat or comma-separate); default: all.
+        #[arg(long = "scope", value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lookout: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOOKOUT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_config(global: &Global) -> anyhow::Result<Config> {
+    let overrides = Overrides {
+        listen: global.listen.clone(),
+        data_dir: global.data_dir.clone(),
+    };
+    Ok(config::load(global.config.as_deref(), &overrides)?)
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.data_dir).with_context(|| {
+        format!(
+            "cannot open the data directory {} (set --data-dir or LOOKOUT_DATA_DIR)",
+            config.data_dir.display()
+        )
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = load_config(&cli.global)?;
+    match cli.command {
+        Command::Serve => serve(config),
+        Command::Projects { command } => {
+            let store = open_store(&config)?;
+            let base = config.base_url(None);
+            match command {
+                ProjectsCommand::Create {
+                    slug,
+                    org,
+                    rate_limit,
+                } => {
+                    let p = store.create_project(&org, &slug, rate_limit)?;
+                    println!("{}", p.dsn(&base));
+                }
+                ProjectsCommand::List => {
+                    println!("{:<6} {:<24} {:<9} DSN", "ID", "PROJECT", "STATUS");
+                    for p in store.list_projects()? {
+                        println!(
+                            "{:<6} {:<24} {:<9} {}",
+                            p.id,
+                            format!("{}/{}", p.org_slug, p.slug),
+                            p.status,
+                            p.dsn(&base)
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Tokens {
+            command: TokensCommand::Create { name, scopes },
+        } => {
+            let store = open_store(&config)?;
+            let (info, token) = store.create_token(&name, &scopes)?;
+            eprintln!(
+                "token {:?} created with scopes: {} (it is shown only once)",
+                info.name, info.scopes
+            );
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let store = Arc::new(open_store(&config)?);
+        let created = store.ensure_default_project()?;
+        let listener = tokio::net::TcpListener::bind(config.listen_addr())
+            .await
+            .with_context(|| format!("cannot listen on {} (set --listen or LOOKOUT_LISTEN)", config.listen))?;
+        let addr = listener.local_addr()?;
+        let base = config.base_url(Some(addr));
+        if let Some(p) = &created {
+            println!("created organisation {:?} and project {:?}", p.org_slug, p.slug);
+        }
+        println!("lookout listening on {base}");
+        for p in store.list_projects()? {
+            println!("DSN for {}/{}: {}", p.org_slug, p.slug, p.dsn(&base));
+        }
+        lookout_server::serve(config, store, listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}

@@ -1,0 +1,140 @@
+//! The server's own metrics, served in Prometheus text format at `GET /metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label: why an envelope was rejected.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Stable snake_case reason.
+    pub reason: String,
+}
+
+/// Label: an envelope item type.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ItemLabel {
+    /// The item type as sent.
+    pub item_type: String,
+}
+
+/// Label: where bytes were counted.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    /// `received` (as sent, maybe compressed) or `decompressed`.
+    pub stage: &'static str,
+}
+
+/// All metrics. Cheap to update from any thread.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Envelopes answered 200 (committed to the inbox).
+    pub envelopes_accepted: Counter,
+    /// Envelopes refused, by reason.
+    pub envelopes_rejected: Family<ReasonLabel, Counter>,
+    /// Items accepted, by type.
+    pub items_accepted: Family<ItemLabel, Counter>,
+    /// Items of types Lookout does not know, accepted and skipped.
+    pub items_skipped: Family<ItemLabel, Counter>,
+    /// Request bytes, as received and after decompression.
+    pub bytes: Family<StageLabel, Counter>,
+    /// Inbox rows waiting for the digest.
+    pub inbox_depth: Gauge,
+    /// Envelopes per inbox commit.
+    pub commit_batch_size: Histogram,
+    /// Seconds per inbox commit (including fsync).
+    pub commit_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Create and register every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("lookout");
+        let envelopes_accepted = Counter::default();
+        let envelopes_rejected = Family::<ReasonLabel, Counter>::default();
+        let items_accepted = Family::<ItemLabel, Counter>::default();
+        let items_skipped = Family::<ItemLabel, Counter>::default();
+        let bytes = Family::<StageLabel, Counter>::default();
+        let inbox_depth = Gauge::default();
+        let commit_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "envelopes_accepted",
+            "Envelopes answered 200 after their inbox commit",
+            envelopes_accepted.clone(),
+        );
+        registry.register(
+            "envelopes_rejected",
+            "Envelopes refused, by reason",
+            envelopes_rejected.clone(),
+        );
+        registry.register(
+            "items_accepted",
+            "Envelope items accepted, by item type",
+            items_accepted.clone(),
+        );
+        registry.register(
+            "items_skipped",
+            "Envelope items of unknown types, accepted and skipped",
+            items_skipped.clone(),
+        );
+        registry.register(
+            "ingest_bytes",
+            "Request body bytes, as received and decompressed",
+            bytes.clone(),
+        );
+        registry.register(
+            "inbox_depth",
+            "Inbox rows waiting for the digest",
+            inbox_depth.clone(),
+        );
+        registry.register(
+            "inbox_commit_batch_size",
+            "Envelopes per inbox group commit",
+            commit_batch_size.clone(),
+        );
+        registry.register(
+            "inbox_commit_seconds",
+            "Duration of an inbox group commit, fsync included",
+            commit_seconds.clone(),
+        );
+        Self {
+            registry,
+            envelopes_accepted,
+            envelopes_rejected,
+            items_accepted,
+            items_skipped,
+            bytes,
+            inbox_depth,
+            commit_batch_size,
+            commit_seconds,
+        }
+    }
+
+    /// Count a rejected envelope.
+    pub fn reject(&self, reason: &str) {
+        self.envelopes_rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

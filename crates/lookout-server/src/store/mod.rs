@@ -1,0 +1,433 @@
+//! The storage boundary. Everything that speaks SQL lives below this module; the rest of
+//! the server calls these methods and does not know which database runs.
+//!
+//! The embedded default is one SQLite file in the data directory, in WAL mode: a single
+//! writer (the inbox writer thread, with group commit) and short-lived reader connections.
+
+pub mod inbox;
+mod schema;
+
+use rand::RngCore;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::config::Synchronous;
+
+/// A storage error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database said no.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The database was written by a newer Lookout.
+    #[error("database schema version {found} is newer than this build knows ({known}); upgrade lookout")]
+    SchemaTooNew {
+        /// Version in the file.
+        found: i64,
+        /// Newest version this build knows.
+        known: i64,
+    },
+    /// A name is already taken.
+    #[error("{0} already exists")]
+    Exists(String),
+    /// A name is not known.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A value is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The inbox writer has stopped (shutdown or a fatal error).
+    #[error("the inbox writer is not running")]
+    WriterGone,
+}
+
+/// Result of store operations.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A project with its client key, as printed by `lookout projects list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectInfo {
+    /// Numeric id (the last part of the DSN).
+    pub id: i64,
+    /// Organisation slug.
+    pub org_slug: String,
+    /// Project slug.
+    pub slug: String,
+    /// The first active public key.
+    pub public_key: String,
+    /// `active` or `disabled`.
+    pub status: String,
+}
+
+impl ProjectInfo {
+    /// The DSN for SDKs, given the server's base URL (`http://host:port`).
+    pub fn dsn(&self, base_url: &str) -> String {
+        let (scheme, rest) = base_url.split_once("://").unwrap_or(("http", base_url));
+        format!("{scheme}://{}@{}/{}", self.public_key, rest.trim_end_matches('/'), self.id)
+    }
+}
+
+/// What ingest needs to know about a client key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The key's row id.
+    pub key_id: i64,
+    /// Its project.
+    pub project_id: i64,
+    /// Key and project both active.
+    pub active: bool,
+    /// The key's own events-per-minute limit, if set.
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+/// An API token as listed (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Row id.
+    pub id: i64,
+    /// Name given at creation.
+    pub name: String,
+    /// Space-separated scopes.
+    pub scopes: String,
+}
+
+/// Every scope Lookout knows; a token created without `--scope` gets them all.
+pub const ALL_SCOPES: &[&str] = &[
+    "org:read",
+    "org:write",
+    "project:read",
+    "project:write",
+    "project:releases",
+    "event:read",
+    "event:write",
+    "alerts:read",
+    "alerts:write",
+];
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    reader: Mutex<Connection>,
+}
+
+/// Open a connection with Lookout's settings.
+pub fn connect(path: &Path, synchronous: Synchronous) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", synchronous.pragma())?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// SHA-256 of an API token, hex-encoded: what the database keeps.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn valid_slug(slug: &str) -> bool {
+    !slug.is_empty()
+        && slug.len() <= 50
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && slug.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+impl Store {
+    /// Open (creating if needed) the database in `data_dir` and bring its schema up to date.
+    pub fn open(data_dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join("lookout.db");
+        let mut conn = connect(&path, Synchronous::Full)?;
+        schema::migrate(&mut conn)?;
+        Ok(Store {
+            path,
+            reader: Mutex::new(conn),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut guard = self
+            .reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
+    }
+
+    /// On a new database, create organisation `default` and project `default`; returns the
+    /// project when it was created now.
+    pub fn ensure_default_project(&self) -> Result<Option<ProjectInfo>> {
+        let any: i64 = self.with_conn(|c| {
+            Ok(c.query_row("SELECT COUNT(*) FROM projects", [], |r| r.get(0))?)
+        })?;
+        if any > 0 {
+            return Ok(None);
+        }
+        self.create_project("default", "default", None).map(Some)
+    }
+
+    /// Create a project (and its organisation if new) with one client key.
+    pub fn create_project(
+        &self,
+        org_slug: &str,
+        slug: &str,
+        rate_limit_per_minute: Option<u32>,
+    ) -> Result<ProjectInfo> {
+        for (what, s) in [("organisation slug", org_slug), ("project slug", slug)] {
+            if !valid_slug(s) {
+                return Err(StoreError::Invalid(format!(
+                    "{what} {s:?} must be 1-50 characters of a-z, 0-9, - and _, starting with a letter or digit"
+                )));
+            }
+        }
+        self.with_conn(|c| {
+            let tx = c.transaction()?;
+            let now = now_ms();
+            tx.execute(
+                "INSERT OR IGNORE INTO organizations (slug, name, created_at) VALUES (?1, ?1, ?2)",
+                params![org_slug, now],
+            )?;
+            let org_id: i64 = tx.query_row(
+                "SELECT id FROM organizations WHERE slug = ?1",
+                [org_slug],
+                |r| r.get(0),
+            )?;
+            let exists: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM projects WHERE org_id = ?1 AND slug = ?2",
+                    params![org_id, slug],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if exists.is_some() {
+                return Err(StoreError::Exists(format!("project {org_slug}/{slug}")));
+            }
+            tx.execute(
+                "INSERT INTO projects (org_id, slug, name, status, created_at) VALUES (?1, ?2, ?2, 'active', ?3)",
+                params![org_id, slug, now],
+            )?;
+            let project_id = tx.last_insert_rowid();
+            let public_key = random_hex(16);
+            tx.execute(
+                "INSERT INTO project_keys (project_id, public_key, secret_key, status, rate_limit_per_minute, created_at)
+                 VALUES (?1, ?2, ?3, 'active', ?4, ?5)",
+                params![project_id, public_key, random_hex(16), rate_limit_per_minute, now],
+            )?;
+            tx.commit()?;
+            Ok(ProjectInfo {
+                id: project_id,
+                org_slug: org_slug.to_owned(),
+                slug: slug.to_owned(),
+                public_key,
+                status: "active".into(),
+            })
+        })
+    }
+
+    /// All projects with their first key.
+    pub fn list_projects(&self) -> Result<Vec<ProjectInfo>> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare(
+                "SELECT p.id, o.slug, p.slug, k.public_key, p.status
+                 FROM projects p JOIN organizations o ON o.id = p.org_id
+                 JOIN project_keys k ON k.id = (SELECT MIN(id) FROM project_keys WHERE project_id = p.id)
+                 ORDER BY p.id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ProjectInfo {
+                    id: r.get(0)?,
+                    org_slug: r.get(1)?,
+                    slug: r.get(2)?,
+                    public_key: r.get(3)?,
+                    status: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// Enable or disable a project (a disabled project's keys get 403).
+    pub fn set_project_status(&self, org_slug: &str, slug: &str, active: bool) -> Result<()> {
+        let n = self.with_conn(|c| {
+            Ok(c.execute(
+                "UPDATE projects SET status = ?3 WHERE slug = ?2
+                 AND org_id = (SELECT id FROM organizations WHERE slug = ?1)",
+                params![org_slug, slug, if active { "active" } else { "disabled" }],
+            )?)
+        })?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("project {org_slug}/{slug}")));
+        }
+        Ok(())
+    }
+
+    /// Look a client key up.
+    pub fn find_key(&self, public_key: &str) -> Result<Option<KeyInfo>> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT k.id, k.project_id, k.status = 'active' AND p.status = 'active', k.rate_limit_per_minute
+                 FROM project_keys k JOIN projects p ON p.id = k.project_id WHERE k.public_key = ?1",
+            )?;
+            Ok(stmt
+                .query_row([public_key], |r| {
+                    Ok(KeyInfo {
+                        key_id: r.get(0)?,
+                        project_id: r.get(1)?,
+                        active: r.get(2)?,
+                        rate_limit_per_minute: r.get(3)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    /// Create an API token; returns the token, which is shown once and stored only hashed.
+    pub fn create_token(&self, name: &str, scopes: &[String]) -> Result<(TokenInfo, String)> {
+        for s in scopes {
+            if !ALL_SCOPES.contains(&s.as_str()) {
+                return Err(StoreError::Invalid(format!(
+                    "unknown scope {s:?}; known scopes: {}",
+                    ALL_SCOPES.join(", ")
+                )));
+            }
+        }
+        let scopes = if scopes.is_empty() {
+            ALL_SCOPES.join(" ")
+        } else {
+            scopes.join(" ")
+        };
+        let token = random_hex(32);
+        let id = self.with_conn(|c| {
+            c.execute(
+                "INSERT INTO api_tokens (name, token_hash, scopes, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![name, hash_token(&token), scopes, now_ms()],
+            )?;
+            Ok(c.last_insert_rowid())
+        })?;
+        Ok((
+            TokenInfo {
+                id,
+                name: name.to_owned(),
+                scopes,
+            },
+            token,
+        ))
+    }
+
+    /// Look up a token by its plaintext; returns its scopes.
+    pub fn find_token(&self, token: &str) -> Result<Option<TokenInfo>> {
+        self.with_conn(|c| {
+            Ok(c.query_row(
+                "SELECT id, name, scopes FROM api_tokens WHERE token_hash = ?1",
+                [hash_token(token)],
+                |r| {
+                    Ok(TokenInfo {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        scopes: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+    }
+
+    /// Rows in the inbox not yet digested.
+    pub fn inbox_pending(&self) -> Result<i64> {
+        self.with_conn(|c| {
+            Ok(c.query_row("SELECT COUNT(*) FROM inbox WHERE state = 0", [], |r| r.get(0))?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_project_once_and_dsn() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let p = store.ensure_default_project().unwrap().unwrap();
+        assert_eq!((p.org_slug.as_str(), p.slug.as_str()), ("default", "default"));
+        assert!(store.ensure_default_project().unwrap().is_none());
+        assert_eq!(
+            p.dsn("http://127.0.0.1:9000"),
+            format!("http://{}@127.0.0.1:9000/{}", p.public_key, p.id)
+        );
+        // Reopening keeps everything.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.list_projects().unwrap(), vec![p]);
+    }
+
+    #[test]
+    fn project_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_project("acme", "bots", Some(5)).unwrap();
+        assert!(matches!(
+            store.create_project("acme", "bots", None),
+            Err(StoreError::Exists(_))
+        ));
+        assert!(matches!(
+            store.create_project("acme", "Bad Slug", None),
+            Err(StoreError::Invalid(_))
+        ));
+        let p = &store.list_projects().unwrap()[0];
+        let k = store.find_key(&p.public_key).unwrap().unwrap();
+        assert!(k.active);
+        assert_eq!(k.rate_limit_per_minute, Some(5));
+        store.set_project_status("acme", "bots", false).unwrap();
+        assert!(!store.find_key(&p.public_key).unwrap().unwrap().active);
+    }
+
+    #[test]
+    fn tokens_are_stored_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (info, token) = store.create_token("ci", &["project:releases".into()]).unwrap();
+        assert_eq!(info.scopes, "project:releases");
+        assert_eq!(store.find_token(&token).unwrap().unwrap().id, info.id);
+        assert!(store.find_token("nope").unwrap().is_none());
+        assert!(store.create_token("x", &["root".into()]).is_err());
+        drop(store);
+        let bytes = std::fs::read(dir.path().join("lookout.db")).unwrap();
+        let wal = std::fs::read(dir.path().join("lookout.db-wal")).unwrap_or_default();
+        let needle = token.as_bytes();
+        for file in [bytes, wal] {
+            assert!(!file.windows(needle.len()).any(|w| w == needle), "token stored in clear");
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The `lookout` binary as a user runs it: first start prints a DSN, the CLI manages
+//! projects and tokens beside a running server, SIGTERM drains, and no envelope that was
+//! answered 200 is lost to `kill -9`.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+struct Running {
+    child: Child,
+    base: String,
+    dsn: String,
+}
+
+fn lookout() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lookout"));
+    cmd.env_remove("LOOKOUT_LISTEN")
+        .env_remove("LOOKOUT_DATA_DIR")
+        .env_remove("LOOKOUT_CONFIG")
+        .env("LOOKOUT_LOG", "warn");
+    cmd
+}
+
+/// Start `lookout serve` and read its address and DSN from what it prints.
+async fn serve(data: &Path) -> (Running, Vec<String>) {
+    let mut child = lookout()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("lookout starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut base, mut dsn) = (None, None);
+    while base.is_none() || dsn.is_none() {
+        let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
+            .await
+            .expect("server printed its address in time")
+            .expect("read stdout")
+            .expect("server exited before printing its address");
+        if let Some(b) = line.strip_prefix("lookout listening on ") {
+            base = Some(b.to_owned());
+        }
+        if let Some((_, d)) = line.split_once("DSN for default/default: ") {
+            dsn = Some(d.to_owned());
+        }
+        seen.push(line);
+    }
+    // Keep draining stdout so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (
+        Running {
+            child,
+            base: base.unwrap_or_default(),
+            dsn: dsn.unwrap_or_default(),
+        },
+        seen,
+    )
+}
+
+fn key_of(dsn: &str) -> String {
+    dsn.split("://").nth(1).and_then(|r| r.split('@').next()).unwrap_or_default().to_owned()
+}
+
+fn project_of(dsn: &str) -> String {
+    dsn.rsplit('/').next().unwrap_or_default().to_owned()
+}
+
+async fn send(client: &reqwest::Client, r: &(String, String, String), event_id: &str) -> Result<reqwest::StatusCode, reqwest::Error> {
+    let (base, project, key) = r;
+    let payload = format!("{{\"event_id\":\"{event_id}\",\"message\":\"load\",\"extra\":{{\"pad\":\"{}\"}}}}", "x".repeat(2000));
+    let body = format!("{{\"event_id\":\"{event_id}\"}}\n{{\"type\":\"event\",\"length\":{}}}\n{payload}\n", payload.len());
+    client
+        .post(format!("{base}/api/{project}/envelope/"))
+        .header("x-sentry-auth", format!("Sentry sentry_key={key}, sentry_version=7"))
+        .body(body)
+        .send()
+        .await
+        .map(|r| r.status())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_envelopes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut running, first_lines) = serve(dir.path()).await;
+    assert!(
+        first_lines.iter().any(|l| l.contains("created organisation \"default\" and project \"default\"")),
+        "{first_lines:?}"
+    );
+    let target = Arc::new((running.base.clone(), project_of(&running.dsn), key_of(&running.dsn)));
+    let acked = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+
+    // 32 concurrent senders until the server dies under them.
+    let mut tasks = Vec::new();
+    for worker in 0..32u64 {
+        let (target, acked, client) = (Arc::clone(&target), Arc::clone(&acked), client.clone());
+        tasks.push(tokio::spawn(async move {
+            for n in 0..100_000u64 {
+                let id = format!("{worker:08x}{n:024x}");
+                match send(&client, &target, &id).await {
+                    Ok(s) if s.is_success() => {
+                        acked.lock().unwrap().insert(id);
+                    }
+                    Ok(s) => panic!("unexpected status {s} under load"),
+                    Err(_) => return, // the server is gone
+                }
+            }
+        }));
+    }
+    // Kill it mid-stream once a good number of envelopes has been acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 3000 {
+        assert!(Instant::now() < deadline, "the server acknowledged too little in 60 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    running.child.start_kill().expect("SIGKILL");
+    running.child.wait().await.unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked: HashSet<String> = acked.lock().unwrap().clone();
+
+    // Restart on the same data: it recovers, and every acknowledged envelope is there.
+    let (mut again, lines) = serve(dir.path()).await;
+    assert!(!lines.iter().any(|l| l.contains("created organisation")), "{lines:?}");
+    let stored: HashSet<String> = common::read_inbox(&dir.path().join("lookout.db"))
+        .into_iter()
+        .filter_map(|r| r.event_id)
+        .collect();
+    let lost: Vec<&String> = acked.difference(&stored).collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged envelopes lost, e.g. {:?}", lost.len(), acked.len(), lost.first());
+
+    // The restarted server accepts more, and SIGTERM stops it cleanly.
+    let target = (again.base.clone(), project_of(&again.dsn), key_of(&again.dsn));
+    assert!(send(&client, &target, "ffffffffffffffffffffffffffffffff").await.unwrap().is_success());
+    let pid = again.child.id().expect("pid");
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await.unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), again.child.wait())
+        .await
+        .expect("server stops after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "graceful stop exits 0, got {exit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_manages_projects_and_tokens_beside_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut running, _) = serve(dir.path()).await;
+    let base = running.base.clone();
+
+    let out = lookout()
+        .args(["projects", "create", "btc-bot", "--org", "desk", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dsn = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(dsn.starts_with("http://") && dsn.contains('@'), "{dsn}");
+
+    // The running server accepts the new project's key at once.
+    let client = reqwest::Client::new();
+    let target = (base.clone(), project_of(&dsn), key_of(&dsn));
+    assert_eq!(send(&client, &target, "abababababababababababababababab").await.unwrap(), reqwest::StatusCode::OK);
+
+    let dup = lookout()
+        .args(["projects", "create", "btc-bot", "--org", "desk", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+
+    let list = lookout().args(["projects", "list", "--data-dir"]).arg(dir.path()).output().await.unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(list.contains("desk/btc-bot") && list.contains("default/default"), "{list}");
+    assert!(list.contains(&key_of(&dsn)));
+
+    let tok = lookout()
+        .args(["tokens", "create", "--scope", "project:releases,org:read", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(tok.status.success());
+    let token = String::from_utf8(tok.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.len(), 64);
+    let bad = lookout()
+        .args(["tokens", "create", "--scope", "root", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown scope"));
+
+    running.child.start_kill().unwrap();
+    running.child.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_configuration_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lookout()
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .env("LOOKOUT_INGEST__MAX_BATCH", "many")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ingest.max_batch") && err.contains("LOOKOUT_INGEST__MAX_BATCH"), "{err}");
+}

@@ -1,0 +1,171 @@
+//! Shared fixtures: a real server on an ephemeral port over a temporary data directory, the
+//! real clients (Python `sentry-sdk` from the test venv), and a reader of the inbox.
+#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
+
+use lookout_server::RunningServer;
+use lookout_server::config::Config;
+use std::path::{Path, PathBuf};
+
+/// A server and the directory it keeps its data in.
+pub struct TestServer {
+    pub server: RunningServer,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let server = RunningServer::start(config).await.expect("server starts");
+        TestServer { server, dir }
+    }
+
+    pub fn dsn(&self) -> String {
+        self.server.dsn().expect("dsn")
+    }
+
+    pub fn key(&self) -> String {
+        self.server.store.list_projects().expect("projects")[0]
+            .public_key
+            .clone()
+    }
+
+    pub fn project_id(&self) -> i64 {
+        self.server.store.list_projects().expect("projects")[0].id
+    }
+
+    pub fn envelope_url(&self) -> String {
+        format!("{}/api/{}/envelope/", self.server.base_url(), self.project_id())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("lookout.db")
+    }
+
+    pub fn inbox(&self) -> Vec<InboxRow> {
+        read_inbox(&self.db_path())
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.server.base_url()))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+}
+
+/// One inbox row.
+#[derive(Debug, Clone)]
+pub struct InboxRow {
+    pub id: i64,
+    pub project_id: i64,
+    pub event_id: Option<String>,
+    pub item_types: String,
+    /// The plain envelope (decoded from the stored encoding).
+    pub envelope: Vec<u8>,
+    /// How the inbox stored it.
+    pub encoding: String,
+}
+
+impl InboxRow {
+    /// Item types and payloads, parsed with the server's own framing parser.
+    pub fn items(&self) -> Vec<(String, serde_json::Value)> {
+        let env = lookout_protocol::envelope::parse(&self.envelope).expect("stored envelope parses");
+        env.items
+            .iter()
+            .map(|i| {
+                (
+                    i.item_type().to_owned(),
+                    serde_json::from_slice(i.payload).unwrap_or(serde_json::Value::Null),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Read the inbox straight from the SQLite file (a separate connection, as a reader would).
+pub fn read_inbox(db: &Path) -> Vec<InboxRow> {
+    let conn = rusqlite::Connection::open(db).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT id, project_id, event_id, item_types, envelope, encoding FROM inbox ORDER BY id")
+        .expect("prepare");
+    stmt.query_map([], |r| {
+        let stored: Vec<u8> = r.get(4)?;
+        let encoding: String = r.get(5)?;
+        let codec = lookout_server::ingest::body::from_name(&encoding).expect("known encoding");
+        Ok(InboxRow {
+            id: r.get(0)?,
+            project_id: r.get(1)?,
+            event_id: r.get(2)?,
+            item_types: r.get(3)?,
+            envelope: lookout_server::ingest::body::decode(&stored, codec, 1 << 30).expect("stored body decodes"),
+            encoding,
+        })
+    })
+    .expect("query")
+    .collect::<Result<Vec<_>, _>>()
+    .expect("rows")
+}
+
+/// The Python interpreter of the test venv (`scripts/test` installs it).
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("LOOKOUT_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"));
+    assert!(
+        path.exists(),
+        "the Python test venv is missing at {}: run scripts/test (or scripts/setup-test-env) to install sentry-sdk",
+        path.display()
+    );
+    path
+}
+
+/// sentry-cli from the test venv.
+pub fn sentry_cli() -> PathBuf {
+    let path = std::env::var_os("LOOKOUT_TEST_SENTRY_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/sentry-cli"));
+    assert!(
+        path.exists(),
+        "sentry-cli is missing at {}: run scripts/test (or scripts/setup-test-env) to install it",
+        path.display()
+    );
+    path
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("workspace root")
+        .to_owned()
+}
+
+/// Run a Python script with the venv's interpreter; panics with its output on failure.
+pub async fn run_python(script: &str, env: &[(&str, String)]) -> String {
+    let mut cmd = tokio::process::Command::new(python());
+    cmd.arg("-c").arg(script);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

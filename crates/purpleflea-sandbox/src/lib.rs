@@ -1,0 +1,1 @@
+//! A faithful local imitation of the six Purple Flea services, with fault injection.
