@@ -343,14 +343,16 @@ fn read_line(body: &[u8], pos: usize, place: Place) -> Result<(&[u8], usize), En
     let window = &body[pos..limit];
     match window.iter().position(|&b| b == b'\n') {
         Some(i) => Ok((&body[pos..pos + i], pos + i + 1)),
-        None if limit == body.len() && window.len() <= MAX_HEADER_BYTES => {
-            Ok((window, body.len()))
-        }
+        None if limit == body.len() && window.len() <= MAX_HEADER_BYTES => Ok((window, body.len())),
         None => Err(EnvelopeError::HeaderTooLong { place }),
     }
 }
 
-fn parse_header(line: &[u8], offset: usize, place: Place) -> Result<Map<String, Value>, EnvelopeError> {
+fn parse_header(
+    line: &[u8],
+    offset: usize,
+    place: Place,
+) -> Result<Map<String, Value>, EnvelopeError> {
     let text = std::str::from_utf8(line).map_err(|e| EnvelopeError::HeaderNotUtf8 {
         place,
         offset: offset + e.valid_up_to(),
@@ -402,7 +404,9 @@ mod tests {
 
     #[test]
     fn items_without_length_and_optional_final_newline() {
-        let a = parse(b"{}\n{\"type\":\"session\"}\n{\"sid\":1}\n{\"type\":\"log\"}\n{\"items\":[]}").unwrap();
+        let a =
+            parse(b"{}\n{\"type\":\"session\"}\n{\"sid\":1}\n{\"type\":\"log\"}\n{\"items\":[]}")
+                .unwrap();
         assert_eq!(types(&a), ["session", "log"]);
         assert_eq!(a.items[1].payload, b"{\"items\":[]}");
         let b = parse(b"{}\n{\"type\":\"session\"}\n{\"sid\":1}\n").unwrap();
@@ -437,19 +441,39 @@ mod tests {
     #[test]
     fn errors_say_where() {
         let e = parse(b"{}\n{\"type\":\"event\",\"length\":50}\n{}\n").unwrap_err();
-        assert_eq!(e.to_string(), "item 1 declares length 50 but only 3 bytes follow");
+        assert_eq!(
+            e.to_string(),
+            "item 1 declares length 50 but only 3 bytes follow"
+        );
         let e = parse(b"{}\n{\"type\":\"event\",\"length\":2}\n{}X").unwrap_err();
-        assert_eq!(e.to_string(), "item 1 payload of length 2 is followed by 'X' instead of a newline");
+        assert_eq!(
+            e.to_string(),
+            "item 1 payload of length 2 is followed by 'X' instead of a newline"
+        );
         let e = parse(b"{}\n{\"type\":\"event\"}\n{}\n{\"length\":2}\n{}").unwrap_err();
         assert_eq!(e.to_string(), "item 2 header has no \"type\"");
         let e = parse(b"{}\n{\"type\":\"event\",\"length\":-1}\n").unwrap_err();
-        assert!(e.to_string().starts_with("item 1 header has an invalid \"length\""));
+        assert!(
+            e.to_string()
+                .starts_with("item 1 header has an invalid \"length\"")
+        );
         let e = parse(b"[1]\n").unwrap_err();
-        assert_eq!(e.to_string(), "envelope header is not a JSON object (at byte 0): found an array");
+        assert_eq!(
+            e.to_string(),
+            "envelope header is not a JSON object (at byte 0): found an array"
+        );
         let e = parse(b"{}\n{\"type\":\"ev\xffent\"}\n{}").unwrap_err();
-        assert_eq!(e.to_string(), "item 1 header is not valid UTF-8 (at byte 14)");
+        assert_eq!(
+            e.to_string(),
+            "item 1 header is not valid UTF-8 (at byte 14)"
+        );
         let e = parse(b"{}\n{\"type\":\"event\",\"length\":4}").unwrap_err();
-        assert_eq!(e, EnvelopeError::MissingPayload { place: Place::Item(1) });
+        assert_eq!(
+            e,
+            EnvelopeError::MissingPayload {
+                place: Place::Item(1)
+            }
+        );
     }
 
     #[test]
@@ -459,7 +483,9 @@ mod tests {
         body.extend_from_slice(b"\"}\n");
         assert_eq!(
             parse(&body).unwrap_err(),
-            EnvelopeError::HeaderTooLong { place: Place::Envelope }
+            EnvelopeError::HeaderTooLong {
+                place: Place::Envelope
+            }
         );
     }
 

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 const ENVELOPE: &[u8] = include_bytes!("fixtures/python_error_envelope.bin");
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -126,7 +129,9 @@ async fn run(secs: u64, concurrency: usize, sync: Synchronous) {
     };
     println!(
         "ingest: {} cores, concurrency {concurrency}, synchronous={sync:?}, envelope {} B ({} B gzip), {secs} s",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         ENVELOPE.len(),
         body.len()
     );
@@ -138,5 +143,7 @@ async fn run(secs: u64, concurrency: usize, sync: Synchronous) {
         pct(0.99),
         pct(1.0)
     );
-    println!("inbox: {commits:.0} commits, {batch_mean:.1} envelopes per commit, {commit_ms:.2} ms per commit");
+    println!(
+        "inbox: {commits:.0} commits, {batch_mean:.1} envelopes per commit, {commit_ms:.2} ms per commit"
+    );
 }

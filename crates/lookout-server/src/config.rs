@@ -16,7 +16,14 @@ const NOT_KEYS: &[&str] = &["LOOKOUT_CONFIG", "LOOKOUT_LOG"];
 /// Top-level keys. `LOOKOUT_*` variables naming anything else belong to other programs
 /// (the agent library reads `LOOKOUT_DSN`, for one) and are left alone; inside a known
 /// section an unknown key is an error.
-const TOP_LEVEL_KEYS: &[&str] = &["listen", "data_dir", "public_url", "ingest", "rate_limits"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "public_url",
+    "ingest",
+    "rate_limits",
+    "retention",
+];
 
 /// The whole server configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -32,6 +39,31 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Rate limits.
     pub rate_limits: RateLimitConfig,
+    /// How long data is kept.
+    pub retention: RetentionConfig,
+}
+
+/// How long data is kept; enforced by a background task in small transactions, so ingest
+/// and the digest never wait long for it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days events, transactions, logs, check-ins and rollups are kept.
+    pub days: u32,
+    /// Most events kept per project (oldest dropped first); 0 = no cap.
+    pub max_events_per_project: u64,
+    /// Seconds between retention passes.
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            days: 90,
+            max_events_per_project: 1_000_000,
+            interval_secs: 600,
+        }
+    }
 }
 
 /// Ingest limits and durability.
@@ -52,6 +84,9 @@ pub struct IngestConfig {
     /// SQLite `synchronous` for the inbox: `full` (survives power loss) or `normal`
     /// (survives a killed process).
     pub synchronous: Synchronous,
+    /// Seconds raw envelopes stay in the inbox after their digest (for inspection and
+    /// replay). They hold unscrubbed data, so the default is 0: deleted once digested.
+    pub inbox_retention_secs: u64,
 }
 
 /// SQLite durability level.
@@ -91,6 +126,7 @@ impl Default for Config {
             public_url: None,
             ingest: IngestConfig::default(),
             rate_limits: RateLimitConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -104,10 +140,10 @@ impl Default for IngestConfig {
             queue_capacity: 8192,
             max_batch: 1024,
             synchronous: Synchronous::Full,
+            inbox_retention_secs: 0,
         }
     }
 }
-
 
 /// A configuration error; the message names the key or file to fix.
 #[derive(Debug, thiserror::Error)]
@@ -184,7 +220,9 @@ pub fn load_from(
         .collect();
     env.sort();
     for (name, value) in env {
-        let key = name["LOOKOUT_".len()..].to_ascii_lowercase().replace("__", ".");
+        let key = name["LOOKOUT_".len()..]
+            .to_ascii_lowercase()
+            .replace("__", ".");
         let top = key.split('.').next().unwrap_or_default();
         if !TOP_LEVEL_KEYS.contains(&top) {
             continue;
@@ -212,8 +250,8 @@ pub fn load_from(
             .map(|(_, o)| o.clone())
             .unwrap_or_else(|| "defaults".into())
     };
-    let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
-        .map_err(|e| {
+    let config: Config =
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
             let mut key = e.path().to_string();
             let inner = e.into_inner();
             let mut message = inner.to_string();
@@ -247,16 +285,25 @@ impl Config {
             origin: origin_of(key),
             message,
         };
-        self.listen
-            .parse::<SocketAddr>()
-            .map_err(|e| err("listen", format!("{:?} is not an address like 127.0.0.1:9000 ({e})", self.listen)))?;
+        self.listen.parse::<SocketAddr>().map_err(|e| {
+            err(
+                "listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9000 ({e})",
+                    self.listen
+                ),
+            )
+        })?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(err("data_dir", "must not be empty".into()));
         }
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return Err(err("public_url", format!("{url:?} must start with http:// or https://")));
+            return Err(err(
+                "public_url",
+                format!("{url:?} must start with http:// or https://"),
+            ));
         }
         let positive = [
             ("ingest.max_body_bytes", self.ingest.max_body_bytes),
@@ -264,6 +311,11 @@ impl Config {
             ("ingest.max_inflight_bytes", self.ingest.max_inflight_bytes),
             ("ingest.queue_capacity", self.ingest.queue_capacity),
             ("ingest.max_batch", self.ingest.max_batch),
+            ("retention.days", self.retention.days as usize),
+            (
+                "retention.interval_secs",
+                self.retention.interval_secs as usize,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -394,24 +446,45 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/from/env"));
         assert_eq!(c.ingest.max_batch, 8);
         assert_eq!(c.ingest.queue_capacity, 9);
-        assert_eq!(c.ingest.max_body_bytes, IngestConfig::default().max_body_bytes);
+        assert_eq!(
+            c.ingest.max_body_bytes,
+            IngestConfig::default().max_body_bytes
+        );
     }
 
     #[test]
     fn errors_name_the_key_and_its_origin() {
-        let e = load_from(None, &env(&[("LOOKOUT_INGEST__MAX_BATCH", "lots")]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
+        let e = load_from(
+            None,
+            &env(&[("LOOKOUT_INGEST__MAX_BATCH", "lots")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("`ingest.max_batch`"), "{e}");
         assert!(e.contains("LOOKOUT_INGEST__MAX_BATCH"), "{e}");
 
         // Variables of other programs are not ours to judge.
-        assert!(load_from(None, &env(&[("LOOKOUT_DSN", "http://k@h/1")]), &Overrides::default()).is_ok());
+        assert!(
+            load_from(
+                None,
+                &env(&[("LOOKOUT_DSN", "http://k@h/1")]),
+                &Overrides::default()
+            )
+            .is_ok()
+        );
 
-        let e = load_from(None, &env(&[("LOOKOUT_INGEST__MAX_BACH", "3")]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("`ingest.max_bach`") && e.contains("unknown key"), "{e}");
+        let e = load_from(
+            None,
+            &env(&[("LOOKOUT_INGEST__MAX_BACH", "3")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`ingest.max_bach`") && e.contains("unknown key"),
+            "{e}"
+        );
 
         let e = load_from(
             None,
@@ -431,12 +504,22 @@ mod tests {
         let e = load_from(Some(&file), &[], &Overrides::default())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("`ingest.synchronous`") && e.contains("bad.toml"), "{e}");
+        assert!(
+            e.contains("`ingest.synchronous`") && e.contains("bad.toml"),
+            "{e}"
+        );
 
-        let e = load_from(None, &env(&[("LOOKOUT_INGEST__QUEUE_CAPACITY", "0")]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("`ingest.queue_capacity`") && e.contains("greater than 0"), "{e}");
+        let e = load_from(
+            None,
+            &env(&[("LOOKOUT_INGEST__QUEUE_CAPACITY", "0")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`ingest.queue_capacity`") && e.contains("greater than 0"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //!
 //! The binary (`lookout`) is a thin shell over [`serve`] and the [`store::Store`] methods.
 
+pub mod api;
 pub mod config;
+pub mod digest;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
@@ -41,27 +43,104 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// Build the shared state and start the inbox writer.
-fn start_state(config: Config, store: Arc<Store>) -> Result<(http::AppState, InboxWriter), ServerError> {
+/// The long-lived parts of a running server.
+struct Services {
+    writer: InboxWriter,
+    digest: digest::Digest,
+    retention: (
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ),
+}
+
+/// Run retention passes every `interval_secs` until told to stop.
+fn start_retention(
+    config: &Config,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let dir = config.data_dir.clone();
+    let retention = config.retention.clone();
+    let task = tokio::spawn(async move {
+        let every = std::time::Duration::from_secs(retention.interval_secs.max(1));
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = stopped.changed() => return,
+            }
+            let (dir, retention) = (dir.clone(), retention.clone());
+            let now = chrono::Utc::now().timestamp_millis();
+            match tokio::task::spawn_blocking(move || {
+                store::retention::sweep(&dir, &retention, now)
+            })
+            .await
+            {
+                Ok(Ok(swept)) if swept.expired + swept.capped > 0 => {
+                    tracing::info!(
+                        expired = swept.expired,
+                        capped = swept.capped,
+                        "retention pass"
+                    );
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "retention pass failed"),
+                Err(e) => tracing::warn!(error = %e, "retention task failed"),
+            }
+        }
+    });
+    (stop, task)
+}
+
+/// Build the shared state and start the inbox writer and the digest.
+fn start_state(
+    config: Config,
+    store: Arc<Store>,
+) -> Result<(http::AppState, Services), ServerError> {
     let metrics = Arc::new(metrics::Metrics::new());
+    let appended = Arc::new(tokio::sync::Notify::new());
     let writer = InboxWriter::start(
-        store.path().to_owned(),
+        &config.data_dir,
         config.ingest.synchronous,
         config.ingest.queue_capacity,
         config.ingest.max_batch,
         Arc::clone(&metrics),
+        Arc::clone(&appended),
     )?;
+    let inbox = writer
+        .sender()
+        .ok_or_else(|| store::StoreError::WriterGone)?;
+    let digest =
+        digest::Digest::start(&config, Arc::clone(&metrics), appended, inbox.clone(), None)?;
+    let retention = start_retention(&config);
+    Ok((
+        state_with(config, store, metrics, inbox),
+        Services {
+            writer,
+            digest,
+            retention,
+        },
+    ))
+}
+
+fn state_with(
+    config: Config,
+    store: Arc<Store>,
+    metrics: Arc<metrics::Metrics>,
+    inbox: tokio::sync::mpsc::Sender<store::inbox::Command>,
+) -> http::AppState {
     let permits = (config.ingest.max_inflight_bytes / 1024).min(Semaphore::MAX_PERMITS);
-    let state = http::AppState {
-        inbox: writer.sender(),
+    http::AppState {
+        inbox: Some(inbox),
+        reader: store::read::Reader::new(&config.data_dir),
         config: Arc::new(config),
         store,
         metrics,
         memory: Arc::new(Semaphore::new(permits)),
         keys: Arc::default(),
         limiter: Arc::default(),
-    };
-    Ok((state, writer))
+    }
 }
 
 /// Serve on `listener` until `shutdown` completes, then drain: in-flight requests finish,
@@ -72,12 +151,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let (state, writer) = start_state(config, store)?;
+    let (state, services) = start_state(config, store)?;
     let app = http::app(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
-    // Every handler (and its inbox sender) is gone once serve returns.
+    // Every handler is gone once serve returns; the digest holds the last inbox sender.
+    let _ = services.retention.0.send(true);
+    let _ = services.retention.1.await;
+    services.digest.stop().await;
+    let writer = services.writer;
     tokio::task::spawn_blocking(move || writer.shutdown())
         .await
         .map_err(|e| std::io::Error::other(format!("inbox writer shutdown failed: {e}")))?;

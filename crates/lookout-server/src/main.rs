@@ -171,11 +171,19 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let created = store.ensure_default_project()?;
         let listener = tokio::net::TcpListener::bind(config.listen_addr())
             .await
-            .with_context(|| format!("cannot listen on {} (set --listen or LOOKOUT_LISTEN)", config.listen))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (set --listen or LOOKOUT_LISTEN)",
+                    config.listen
+                )
+            })?;
         let addr = listener.local_addr()?;
         let base = config.base_url(Some(addr));
         if let Some(p) = &created {
-            println!("created organisation {:?} and project {:?}", p.org_slug, p.slug);
+            println!(
+                "created organisation {:?} and project {:?}",
+                p.org_slug, p.slug
+            );
         }
         println!("lookout listening on {base}");
         for p in store.list_projects()? {

@@ -28,6 +28,15 @@ pub struct StageLabel {
     pub stage: &'static str,
 }
 
+/// Labels: a refused digest item.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DigestRejectLabel {
+    /// The item type.
+    pub item_type: String,
+    /// Stable snake_case reason.
+    pub reason: String,
+}
+
 /// All metrics. Cheap to update from any thread.
 #[derive(Debug)]
 pub struct Metrics {
@@ -48,6 +57,16 @@ pub struct Metrics {
     pub commit_batch_size: Histogram,
     /// Seconds per inbox commit (including fsync).
     pub commit_seconds: Histogram,
+    /// Inbox rows digested.
+    pub digested_rows: Counter,
+    /// Error and message events stored by the digest.
+    pub digested_events: Counter,
+    /// Transactions stored by the digest.
+    pub digested_transactions: Counter,
+    /// Items the digest refused, by type and reason.
+    pub digest_rejected_items: Family<DigestRejectLabel, Counter>,
+    /// Age in ms of the oldest row of the last digested batch (0 when caught up).
+    pub digest_lag_ms: Gauge,
 }
 
 impl Default for Metrics {
@@ -68,6 +87,36 @@ impl Metrics {
         let inbox_depth = Gauge::default();
         let commit_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let digested_rows = Counter::default();
+        let digested_events = Counter::default();
+        let digested_transactions = Counter::default();
+        let digest_rejected_items = Family::<DigestRejectLabel, Counter>::default();
+        let digest_lag_ms = Gauge::default();
+        registry.register(
+            "digested_rows",
+            "Inbox rows digested",
+            digested_rows.clone(),
+        );
+        registry.register(
+            "digested_events",
+            "Error and message events stored by the digest",
+            digested_events.clone(),
+        );
+        registry.register(
+            "digested_transactions",
+            "Transactions stored by the digest",
+            digested_transactions.clone(),
+        );
+        registry.register(
+            "digest_rejected_items",
+            "Items the digest refused, by item type and reason",
+            digest_rejected_items.clone(),
+        );
+        registry.register(
+            "digest_lag_ms",
+            "Age in milliseconds of the oldest inbox row in the last digested batch (0 when caught up)",
+            digest_lag_ms.clone(),
+        );
         registry.register(
             "envelopes_accepted",
             "Envelopes answered 200 after their inbox commit",
@@ -118,7 +167,22 @@ impl Metrics {
             inbox_depth,
             commit_batch_size,
             commit_seconds,
+            digested_rows,
+            digested_events,
+            digested_transactions,
+            digest_rejected_items,
+            digest_lag_ms,
         }
+    }
+
+    /// Count an item the digest refused.
+    pub fn digest_rejected(&self, item_type: &str, reason: &str) {
+        self.digest_rejected_items
+            .get_or_create(&DigestRejectLabel {
+                item_type: item_type.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Count a rejected envelope.

@@ -23,7 +23,9 @@ fn lookout() -> Command {
     cmd.env_remove("LOOKOUT_LISTEN")
         .env_remove("LOOKOUT_DATA_DIR")
         .env_remove("LOOKOUT_CONFIG")
-        .env("LOOKOUT_LOG", "warn");
+        .env("LOOKOUT_LOG", "warn")
+        // Keep digested envelopes, so the test can find every acknowledged one in the inbox.
+        .env("LOOKOUT_INGEST__INBOX_RETENTION_SECS", "3600");
     cmd
 }
 
@@ -69,20 +71,37 @@ async fn serve(data: &Path) -> (Running, Vec<String>) {
 }
 
 fn key_of(dsn: &str) -> String {
-    dsn.split("://").nth(1).and_then(|r| r.split('@').next()).unwrap_or_default().to_owned()
+    dsn.split("://")
+        .nth(1)
+        .and_then(|r| r.split('@').next())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn project_of(dsn: &str) -> String {
     dsn.rsplit('/').next().unwrap_or_default().to_owned()
 }
 
-async fn send(client: &reqwest::Client, r: &(String, String, String), event_id: &str) -> Result<reqwest::StatusCode, reqwest::Error> {
+async fn send(
+    client: &reqwest::Client,
+    r: &(String, String, String),
+    event_id: &str,
+) -> Result<reqwest::StatusCode, reqwest::Error> {
     let (base, project, key) = r;
-    let payload = format!("{{\"event_id\":\"{event_id}\",\"message\":\"load\",\"extra\":{{\"pad\":\"{}\"}}}}", "x".repeat(2000));
-    let body = format!("{{\"event_id\":\"{event_id}\"}}\n{{\"type\":\"event\",\"length\":{}}}\n{payload}\n", payload.len());
+    let payload = format!(
+        "{{\"event_id\":\"{event_id}\",\"message\":\"load\",\"extra\":{{\"pad\":\"{}\"}}}}",
+        "x".repeat(2000)
+    );
+    let body = format!(
+        "{{\"event_id\":\"{event_id}\"}}\n{{\"type\":\"event\",\"length\":{}}}\n{payload}\n",
+        payload.len()
+    );
     client
         .post(format!("{base}/api/{project}/envelope/"))
-        .header("x-sentry-auth", format!("Sentry sentry_key={key}, sentry_version=7"))
+        .header(
+            "x-sentry-auth",
+            format!("Sentry sentry_key={key}, sentry_version=7"),
+        )
         .body(body)
         .send()
         .await
@@ -94,12 +113,21 @@ async fn acknowledged_envelopes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let (mut running, first_lines) = serve(dir.path()).await;
     assert!(
-        first_lines.iter().any(|l| l.contains("created organisation \"default\" and project \"default\"")),
+        first_lines
+            .iter()
+            .any(|l| l.contains("created organisation \"default\" and project \"default\"")),
         "{first_lines:?}"
     );
-    let target = Arc::new((running.base.clone(), project_of(&running.dsn), key_of(&running.dsn)));
+    let target = Arc::new((
+        running.base.clone(),
+        project_of(&running.dsn),
+        key_of(&running.dsn),
+    ));
     let acked = Arc::new(Mutex::new(HashSet::<String>::new()));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
 
     // 32 concurrent senders until the server dies under them.
     let mut tasks = Vec::new();
@@ -121,7 +149,10 @@ async fn acknowledged_envelopes_survive_kill_9() {
     // Kill it mid-stream once a good number of envelopes has been acknowledged.
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < 3000 {
-        assert!(Instant::now() < deadline, "the server acknowledged too little in 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "the server acknowledged too little in 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     running.child.start_kill().expect("SIGKILL");
@@ -133,19 +164,72 @@ async fn acknowledged_envelopes_survive_kill_9() {
 
     // Restart on the same data: it recovers, and every acknowledged envelope is there.
     let (mut again, lines) = serve(dir.path()).await;
-    assert!(!lines.iter().any(|l| l.contains("created organisation")), "{lines:?}");
-    let stored: HashSet<String> = common::read_inbox(&dir.path().join("lookout.db"))
+    assert!(
+        !lines.iter().any(|l| l.contains("created organisation")),
+        "{lines:?}"
+    );
+    let stored: HashSet<String> = common::read_inbox(&dir.path().join("inbox.db"))
         .into_iter()
         .filter_map(|r| r.event_id)
         .collect();
     let lost: Vec<&String> = acked.difference(&stored).collect();
-    assert!(lost.is_empty(), "{} of {} acknowledged envelopes lost, e.g. {:?}", lost.len(), acked.len(), lost.first());
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged envelopes lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        lost.first()
+    );
+
+    // The digest was killed mid-batch too: it resumes where it stopped, and every stored
+    // envelope becomes exactly one event, counted once on its issue.
+    let db = rusqlite::Connection::open(dir.path().join("lookout.db")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let digested = loop {
+        let n: i64 = db
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        if n as usize >= stored.len() || Instant::now() > deadline {
+            break n as usize;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        digested,
+        stored.len(),
+        "every stored envelope digested once"
+    );
+    let (distinct, times_seen): (i64, i64) = db
+        .query_row(
+            "SELECT (SELECT count(DISTINCT event_id) FROM events), (SELECT sum(times_seen) FROM issues)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (distinct as usize, times_seen as usize),
+        (stored.len(), stored.len()),
+        "no duplicate event, no double count"
+    );
 
     // The restarted server accepts more, and SIGTERM stops it cleanly.
-    let target = (again.base.clone(), project_of(&again.dsn), key_of(&again.dsn));
-    assert!(send(&client, &target, "ffffffffffffffffffffffffffffffff").await.unwrap().is_success());
+    let target = (
+        again.base.clone(),
+        project_of(&again.dsn),
+        key_of(&again.dsn),
+    );
+    assert!(
+        send(&client, &target, "ffffffffffffffffffffffffffffffff")
+            .await
+            .unwrap()
+            .is_success()
+    );
     let pid = again.child.id().expect("pid");
-    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await.unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await
+        .unwrap();
     assert!(status.success());
     let exit = tokio::time::timeout(Duration::from_secs(30), again.child.wait())
         .await
@@ -161,22 +245,45 @@ async fn cli_manages_projects_and_tokens_beside_a_running_server() {
     let base = running.base.clone();
 
     let out = lookout()
-        .args(["projects", "create", "btc-bot", "--org", "desk", "--data-dir"])
+        .args([
+            "projects",
+            "create",
+            "btc-bot",
+            "--org",
+            "desk",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dsn = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(dsn.starts_with("http://") && dsn.contains('@'), "{dsn}");
 
     // The running server accepts the new project's key at once.
     let client = reqwest::Client::new();
     let target = (base.clone(), project_of(&dsn), key_of(&dsn));
-    assert_eq!(send(&client, &target, "abababababababababababababababab").await.unwrap(), reqwest::StatusCode::OK);
+    assert_eq!(
+        send(&client, &target, "abababababababababababababababab")
+            .await
+            .unwrap(),
+        reqwest::StatusCode::OK
+    );
 
     let dup = lookout()
-        .args(["projects", "create", "btc-bot", "--org", "desk", "--data-dir"])
+        .args([
+            "projects",
+            "create",
+            "btc-bot",
+            "--org",
+            "desk",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .await
@@ -184,13 +291,27 @@ async fn cli_manages_projects_and_tokens_beside_a_running_server() {
     assert!(!dup.status.success());
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
 
-    let list = lookout().args(["projects", "list", "--data-dir"]).arg(dir.path()).output().await.unwrap();
+    let list = lookout()
+        .args(["projects", "list", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
     let list = String::from_utf8(list.stdout).unwrap();
-    assert!(list.contains("desk/btc-bot") && list.contains("default/default"), "{list}");
+    assert!(
+        list.contains("desk/btc-bot") && list.contains("default/default"),
+        "{list}"
+    );
     assert!(list.contains(&key_of(&dsn)));
 
     let tok = lookout()
-        .args(["tokens", "create", "--scope", "project:releases,org:read", "--data-dir"])
+        .args([
+            "tokens",
+            "create",
+            "--scope",
+            "project:releases,org:read",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .await
@@ -223,5 +344,8 @@ async fn bad_configuration_names_the_key() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ingest.max_batch") && err.contains("LOOKOUT_INGEST__MAX_BATCH"), "{err}");
+    assert!(
+        err.contains("ingest.max_batch") && err.contains("LOOKOUT_INGEST__MAX_BATCH"),
+        "{err}"
+    );
 }

@@ -63,7 +63,8 @@ async fn every_auth_form_is_accepted_and_stored() {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(format!("{key}:"))
     };
-    let cases: Vec<(String, Vec<(&str, String)>, Vec<u8>)> = vec![
+    type Case<'a> = (String, Vec<(&'a str, String)>, Vec<u8>);
+    let cases: Vec<Case> = vec![
         (url.clone(), vec![auth(&key)], envelope_with_event(EVENT_ID)),
         (
             url.clone(),
@@ -93,40 +94,81 @@ async fn every_auth_form_is_accepted_and_stored() {
     }
     let rows = s.inbox();
     assert_eq!(rows.len(), 5);
-    assert!(rows.iter().all(|r| r.event_id.as_deref() == Some(EVENT_ID) && r.item_types == "event"));
+    assert!(
+        rows.iter()
+            .all(|r| r.event_id.as_deref() == Some(EVENT_ID) && r.item_types == "event")
+    );
 }
 
 #[tokio::test]
 async fn auth_refusals_store_nothing() {
     let s = TestServer::start().await;
     let key = s.key();
-    let other = s.server.store.create_project("default", "other", None).unwrap();
-    let disabled = s.server.store.create_project("default", "off", None).unwrap();
-    s.server.store.set_project_status("default", "off", false).unwrap();
+    let other = s
+        .server
+        .store
+        .create_project("default", "other", None)
+        .unwrap();
+    let disabled = s
+        .server
+        .store
+        .create_project("default", "off", None)
+        .unwrap();
+    s.server
+        .store
+        .set_project_status("default", "off", false)
+        .unwrap();
     let url = s.envelope_url();
 
-    let two = post(&format!("{url}?sentry_key={key}"), &[auth(&key)], envelope_with_event(EVENT_ID)).await;
+    let two = post(
+        &format!("{url}?sentry_key={key}"),
+        &[auth(&key)],
+        envelope_with_event(EVENT_ID),
+    )
+    .await;
     assert_eq!(two.status, StatusCode::UNAUTHORIZED);
-    assert!(detail(&two).contains("multiple authorization"), "{}", detail(&two));
+    assert!(
+        detail(&two).contains("multiple authorization"),
+        "{}",
+        detail(&two)
+    );
 
-    let unknown = post(&url, &[auth("0123456789abcdef0123456789abcdef")], envelope_with_event(EVENT_ID)).await;
+    let unknown = post(
+        &url,
+        &[auth("0123456789abcdef0123456789abcdef")],
+        envelope_with_event(EVENT_ID),
+    )
+    .await;
     assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
     assert!(detail(&unknown).contains("unknown public key"));
 
     let none = post(&url, &[], envelope_with_event(EVENT_ID)).await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
 
-    let wrong_project = post(&url, &[auth(&other.public_key)], envelope_with_event(EVENT_ID)).await;
+    let wrong_project = post(
+        &url,
+        &[auth(&other.public_key)],
+        envelope_with_event(EVENT_ID),
+    )
+    .await;
     assert_eq!(wrong_project.status, StatusCode::FORBIDDEN);
 
     let off_url = format!("{}/api/{}/envelope/", s.server.base_url(), disabled.id);
-    let off = post(&off_url, &[auth(&disabled.public_key)], envelope_with_event(EVENT_ID)).await;
+    let off = post(
+        &off_url,
+        &[auth(&disabled.public_key)],
+        envelope_with_event(EVENT_ID),
+    )
+    .await;
     assert_eq!(off.status, StatusCode::FORBIDDEN);
     assert!(detail(&off).contains("disabled"));
 
     let v8 = post(
         &url,
-        &[("x-sentry-auth", format!("Sentry sentry_key={key}, sentry_version=8"))],
+        &[(
+            "x-sentry-auth",
+            format!("Sentry sentry_key={key}, sentry_version=8"),
+        )],
         envelope_with_event(EVENT_ID),
     )
     .await;
@@ -143,8 +185,14 @@ async fn auth_refusals_store_nothing() {
 
     assert!(s.inbox().is_empty());
     let m = s.metrics().await;
-    assert!(m.contains("lookout_envelopes_rejected_total{reason=\"unauthorized\"} 3"), "{m}");
-    assert!(m.contains("lookout_envelopes_rejected_total{reason=\"forbidden\"} 2"), "{m}");
+    assert!(
+        m.contains("lookout_envelopes_rejected_total{reason=\"unauthorized\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("lookout_envelopes_rejected_total{reason=\"forbidden\"} 2"),
+        "{m}"
+    );
 }
 
 fn compress(encoding: &str, data: &[u8]) -> Vec<u8> {
@@ -228,8 +276,14 @@ async fn framing_variants_and_unknown_items() {
     assert_eq!(rows[0].item_types, "event,attachment,session");
     assert_eq!(rows[1].item_types, "future_thing,session");
     let m = s.metrics().await;
-    assert!(m.contains("lookout_items_skipped_total{item_type=\"future_thing\"} 1"), "{m}");
-    assert!(m.contains("lookout_items_accepted_total{item_type=\"session\"} 2"), "{m}");
+    assert!(
+        m.contains("lookout_items_skipped_total{item_type=\"future_thing\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("lookout_items_accepted_total{item_type=\"session\"} 2"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -237,28 +291,106 @@ async fn hostile_input_gets_clear_errors_and_costs_nothing() {
     let s = TestServer::start_with(|c| c.ingest.max_body_bytes = 2 * 1024 * 1024).await;
     let key = s.key();
     // One good envelope first: it must survive everything below.
-    assert_eq!(post(&s.envelope_url(), &[auth(&key)], envelope_with_event(EVENT_ID)).await.status, StatusCode::OK);
+    assert_eq!(
+        post(
+            &s.envelope_url(),
+            &[auth(&key)],
+            envelope_with_event(EVENT_ID)
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
 
     let mut huge_header = b"{\"pad\":\"".to_vec();
     huge_header.extend(std::iter::repeat_n(b'x', 10 * 1024 * 1024));
     huge_header.extend_from_slice(b"\"}\n");
-    let mut big_event = b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\"}\n{\"type\":\"event\"}\n{\"m\":\"".to_vec();
+    let mut big_event =
+        b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\"}\n{\"type\":\"event\"}\n{\"m\":\""
+            .to_vec();
     big_event.extend(std::iter::repeat_n(b'x', 1024 * 1024 + 10));
     big_event.extend_from_slice(b"\"}\n");
     let bomb = compress("gzip", &vec![b'{'; 200 * 1024 * 1024]);
 
-    let cases: Vec<(&str, Vec<u8>, Option<&str>, StatusCode, &str)> = vec![
-        ("truncated item", b"{}\n{\"type\":\"event\",\"length\":100}\n{\"a\":1}".to_vec(), None, StatusCode::BAD_REQUEST, "item 1 declares length 100"),
-        ("wrong length", b"{}\n{\"type\":\"event\",\"length\":3}\n{\"a\":1}\n".to_vec(), None, StatusCode::BAD_REQUEST, "instead of a newline"),
-        ("bad JSON header", b"{}\n{type:event}\n{}\n".to_vec(), None, StatusCode::BAD_REQUEST, "item 1 header is not a JSON object"),
-        ("bad envelope header", b"not json\n".to_vec(), None, StatusCode::BAD_REQUEST, "envelope header is not a JSON object"),
-        ("invalid UTF-8", b"{\"a\":\"\xff\xfe\"}\n".to_vec(), None, StatusCode::BAD_REQUEST, "not valid UTF-8"),
-        ("missing type", b"{}\n{\"length\":2}\n{}\n".to_vec(), None, StatusCode::BAD_REQUEST, "has no \"type\""),
-        ("empty body", Vec::new(), None, StatusCode::BAD_REQUEST, "empty envelope"),
-        ("10 MB header", huge_header, None, StatusCode::PAYLOAD_TOO_LARGE, "exceeds the limit"),
-        ("event over 1 MiB", big_event, None, StatusCode::BAD_REQUEST, "size limits for type 'event'"),
-        ("gzip bomb", bomb, Some("gzip"), StatusCode::PAYLOAD_TOO_LARGE, "decompressed body exceeds"),
-        ("bad event id", b"{\"event_id\":\"zzz\"}\n".to_vec(), None, StatusCode::BAD_REQUEST, "event_id"),
+    type Case<'a> = (&'a str, Vec<u8>, Option<&'a str>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "truncated item",
+            b"{}\n{\"type\":\"event\",\"length\":100}\n{\"a\":1}".to_vec(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "item 1 declares length 100",
+        ),
+        (
+            "wrong length",
+            b"{}\n{\"type\":\"event\",\"length\":3}\n{\"a\":1}\n".to_vec(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "instead of a newline",
+        ),
+        (
+            "bad JSON header",
+            b"{}\n{type:event}\n{}\n".to_vec(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "item 1 header is not a JSON object",
+        ),
+        (
+            "bad envelope header",
+            b"not json\n".to_vec(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "envelope header is not a JSON object",
+        ),
+        (
+            "invalid UTF-8",
+            b"{\"a\":\"\xff\xfe\"}\n".to_vec(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "not valid UTF-8",
+        ),
+        (
+            "missing type",
+            b"{}\n{\"length\":2}\n{}\n".to_vec(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "has no \"type\"",
+        ),
+        (
+            "empty body",
+            Vec::new(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "empty envelope",
+        ),
+        (
+            "10 MB header",
+            huge_header,
+            None,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "exceeds the limit",
+        ),
+        (
+            "event over 1 MiB",
+            big_event,
+            None,
+            StatusCode::BAD_REQUEST,
+            "size limits for type 'event'",
+        ),
+        (
+            "gzip bomb",
+            bomb,
+            Some("gzip"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "decompressed body exceeds",
+        ),
+        (
+            "bad event id",
+            b"{\"event_id\":\"zzz\"}\n".to_vec(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "event_id",
+        ),
     ];
     for (name, body, enc, status, needle) in cases {
         let mut headers = vec![auth(&key)];
@@ -267,11 +399,17 @@ async fn hostile_input_gets_clear_errors_and_costs_nothing() {
         }
         let r = post(&s.envelope_url(), &headers, body).await;
         assert_eq!(r.status, status, "{name}: {:?}", r.body);
-        assert!(detail(&r).contains(needle), "{name}: detail {:?} lacks {needle:?}", detail(&r));
+        assert!(
+            detail(&r).contains(needle),
+            "{name}: detail {:?} lacks {needle:?}",
+            detail(&r)
+        );
     }
     let rows = s.inbox();
     assert_eq!(rows.len(), 1, "only the good envelope is stored");
-    let health = reqwest::get(format!("{}/health", s.server.base_url())).await.unwrap();
+    let health = reqwest::get(format!("{}/health", s.server.base_url()))
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 }
 
@@ -283,7 +421,11 @@ async fn header_longer_than_64k_is_a_framing_error() {
     body.extend_from_slice(b"\"}\n");
     let r = post(&s.envelope_url(), &[auth(&s.key())], body).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(detail(&r).contains("envelope header is longer than 65536 bytes"), "{}", detail(&r));
+    assert!(
+        detail(&r).contains("envelope header is longer than 65536 bytes"),
+        "{}",
+        detail(&r)
+    );
 }
 
 #[tokio::test]
@@ -293,7 +435,9 @@ async fn store_endpoint_wraps_the_event() {
     let r = post(
         &url,
         &[auth(&s.key())],
-        json!({"event_id": EVENT_ID, "message": "legacy"}).to_string().into_bytes(),
+        json!({"event_id": EVENT_ID, "message": "legacy"})
+            .to_string()
+            .into_bytes(),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
@@ -310,19 +454,36 @@ async fn store_endpoint_wraps_the_event() {
 #[tokio::test]
 async fn rate_limited_keys_get_429_with_sentry_headers_and_nothing_is_stored() {
     let s = TestServer::start().await;
-    let p = s.server.store.create_project("default", "limited", Some(2)).unwrap();
+    let p = s
+        .server
+        .store
+        .create_project("default", "limited", Some(2))
+        .unwrap();
     let url = format!("{}/api/{}/envelope/", s.server.base_url(), p.id);
     for _ in 0..2 {
-        assert_eq!(post(&url, &[auth(&p.public_key)], envelope_with_event(EVENT_ID)).await.status, StatusCode::OK);
+        assert_eq!(
+            post(&url, &[auth(&p.public_key)], envelope_with_event(EVENT_ID))
+                .await
+                .status,
+            StatusCode::OK
+        );
     }
     let r = post(&url, &[auth(&p.public_key)], envelope_with_event(EVENT_ID)).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
     let limits = r.headers["x-sentry-rate-limits"].to_str().unwrap();
-    assert_eq!(limits, format!("{retry}:default;error;transaction;security:key"));
+    assert_eq!(
+        limits,
+        format!("{retry}:default;error;transaction;security:key")
+    );
     // Sessions and check-ins are not events: an agent's health still gets through.
-    let health = post(&url, &[auth(&p.public_key)], b"{}\n{\"type\":\"check_in\"}\n{\"monitor_slug\":\"x\",\"status\":\"ok\"}\n".to_vec()).await;
+    let health = post(
+        &url,
+        &[auth(&p.public_key)],
+        b"{}\n{\"type\":\"check_in\"}\n{\"monitor_slug\":\"x\",\"status\":\"ok\"}\n".to_vec(),
+    )
+    .await;
     assert_eq!(health.status, StatusCode::OK);
     let rows = s.inbox();
     assert_eq!(rows.len(), 3);
@@ -350,7 +511,10 @@ async fn memory_budget_answers_503_instead_of_queueing() {
         async move {
             reqwest::Client::new()
                 .post(url)
-                .header("x-sentry-auth", format!("Sentry sentry_key={key}, sentry_version=7"))
+                .header(
+                    "x-sentry-auth",
+                    format!("Sentry sentry_key={key}, sentry_version=7"),
+                )
                 .body(reqwest::Body::wrap_stream(stream))
                 .send()
                 .await
@@ -368,7 +532,10 @@ async fn memory_budget_answers_503_instead_of_queueing() {
             break r;
         }
         assert_eq!(r.status, StatusCode::OK);
-        assert!(std::time::Instant::now() < deadline, "budget never refused a request");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "budget never refused a request"
+        );
     };
     assert!(refused.headers.contains_key("retry-after"));
     assert!(detail(&refused).contains("overloaded"));
@@ -377,7 +544,10 @@ async fn memory_budget_answers_503_instead_of_queueing() {
     drop(tx);
     assert_eq!(slow.await.unwrap(), StatusCode::OK);
     let m = s.metrics().await;
-    assert!(m.contains("lookout_envelopes_rejected_total{reason=\"overloaded\"}"), "{m}");
+    assert!(
+        m.contains("lookout_envelopes_rejected_total{reason=\"overloaded\"}"),
+        "{m}"
+    );
 }
 
 fn tokio_stream_from(
@@ -393,14 +563,21 @@ async fn cors_preflight_for_browser_sdks() {
         .request(reqwest::Method::OPTIONS, s.envelope_url())
         .header("origin", "https://agent.example")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "content-type,x-sentry-auth")
+        .header(
+            "access-control-request-headers",
+            "content-type,x-sentry-auth",
+        )
         .send()
         .await
         .unwrap();
     assert!(resp.status().is_success());
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
     let r = reqwest::Client::new()
-        .post(format!("{}?sentry_key={}&sentry_version=7", s.envelope_url(), s.key()))
+        .post(format!(
+            "{}?sentry_key={}&sentry_version=7",
+            s.envelope_url(),
+            s.key()
+        ))
         .header("origin", "https://agent.example")
         .body(envelope_with_event(EVENT_ID))
         .send()
@@ -408,7 +585,10 @@ async fn cors_preflight_for_browser_sdks() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
-    let exposed = r.headers()["access-control-expose-headers"].to_str().unwrap().to_ascii_lowercase();
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
     assert!(exposed.contains("x-sentry-rate-limits") && exposed.contains("retry-after"));
 }
 
@@ -442,6 +622,9 @@ async fn concurrent_requests_share_commits() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(commits >= 1.0 && commits < 200.0, "200 concurrent requests took {commits} commits");
+    assert!(
+        (1.0..200.0).contains(&commits),
+        "200 concurrent requests took {commits} commits"
+    );
     assert!(m.contains("lookout_envelopes_accepted_total 200"), "{m}");
 }

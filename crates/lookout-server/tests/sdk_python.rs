@@ -59,17 +59,28 @@ async fn run(algo: &str) {
     }
     let events = &by_type["event"];
     assert!(
-        events.iter().any(|e| e["exception"]["values"][0]["type"] == "InsufficientMargin"),
+        events
+            .iter()
+            .any(|e| e["exception"]["values"][0]["type"] == "InsufficientMargin"),
         "{events:?}"
     );
-    assert!(events.iter().any(|e| e["message"] == "order 5678 failed"), "{events:?}");
+    assert!(
+        events.iter().any(|e| e["message"] == "order 5678 failed"),
+        "{events:?}"
+    );
     let tx = &by_type["transaction"][0];
     assert_eq!(tx["transaction"], "Order Pipeline: ETH sell");
     assert_eq!(tx["spans"].as_array().map(Vec::len), Some(5));
-    assert!(by_type["session"].iter().any(|s| s["attrs"]["release"] == "py-agent@2.0.0"));
+    assert!(
+        by_type["session"]
+            .iter()
+            .any(|s| s["attrs"]["release"] == "py-agent@2.0.0")
+    );
     assert_eq!(by_type["check_in"][0]["monitor_slug"], "rebalance");
     assert!(
-        by_type["log"].iter().any(|l| l.to_string().contains("decision cycle done for ETH")),
+        by_type["log"]
+            .iter()
+            .any(|l| l.to_string().contains("decision cycle done for ETH")),
         "{:?}",
         by_type.keys()
     );
@@ -77,7 +88,9 @@ async fn run(algo: &str) {
     let m = s.metrics().await;
     let bytes = |stage: &str| -> f64 {
         m.lines()
-            .find_map(|l| l.strip_prefix(&format!("lookout_ingest_bytes_total{{stage=\"{stage}\"}} ")))
+            .find_map(|l| {
+                l.strip_prefix(&format!("lookout_ingest_bytes_total{{stage=\"{stage}\"}} "))
+            })
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
     };

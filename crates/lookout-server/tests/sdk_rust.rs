@@ -19,7 +19,10 @@ async fn rust_sdk_traffic_reaches_the_inbox() {
                 .environment("test")
                 .traces_sample_rate(1.0),
         );
-        assert!(guard.is_enabled(), "the DSN of our server must be accepted by the SDK");
+        assert!(
+            guard.is_enabled(),
+            "the DSN of our server must be accepted by the SDK"
+        );
 
         sentry::start_session();
         sentry::capture_message("order 1234 failed", sentry::Level::Warning);
@@ -69,17 +72,32 @@ async fn rust_sdk_traffic_reaches_the_inbox() {
         }
     }
     let events = &by_type["event"];
-    assert!(events.iter().any(|e| e["message"] == "order 1234 failed" || e["logentry"]["formatted"] == "order 1234 failed"), "{events:?}");
     assert!(
-        events.iter().any(|e| e["exception"]["values"][0]["value"] == "connection reset by venue"),
+        events.iter().any(|e| e["message"] == "order 1234 failed"
+            || e["logentry"]["formatted"] == "order 1234 failed"),
         "{events:?}"
     );
-    assert_eq!(by_type["transaction"][0]["transaction"], "Order Pipeline: BTC buy");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["exception"]["values"][0]["value"] == "connection reset by venue"),
+        "{events:?}"
+    );
+    assert_eq!(
+        by_type["transaction"][0]["transaction"],
+        "Order Pipeline: BTC buy"
+    );
     assert_eq!(by_type["transaction"][0]["spans"][0]["op"], "risk.check");
-    assert!(by_type["session"].iter().any(|s| s["attrs"]["release"] == "agent@1.0.0"));
+    assert!(
+        by_type["session"]
+            .iter()
+            .any(|s| s["attrs"]["release"] == "agent@1.0.0")
+    );
     assert_eq!(by_type["check_in"][0]["monitor_slug"], "recalibrate");
     assert!(
-        by_type["log"].iter().any(|l| l.to_string().contains("agent heartbeat 42")),
+        by_type["log"]
+            .iter()
+            .any(|l| l.to_string().contains("agent heartbeat 42")),
         "{:?}",
         by_type.get("log")
     );

@@ -16,6 +16,9 @@ pub enum ApiError {
         /// What is wrong and where.
         detail: String,
     },
+    /// 400 with field errors in Django REST framework's shape: `{"field": ["message"]}`.
+    #[error("invalid fields: {0}")]
+    Fields(serde_json::Value),
     /// 401: no usable credentials.
     #[error("{0}")]
     Unauthorized(String),
@@ -72,6 +75,7 @@ impl ApiError {
         match self {
             Self::BadRequest { reason, .. } | Self::TooLarge { reason, .. } => reason,
             Self::Unavailable { reason, .. } => reason,
+            Self::Fields(_) => "invalid_fields",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
@@ -83,7 +87,7 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest { .. } | Self::Fields(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -98,6 +102,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        if let Self::Fields(body) = &self {
+            return (status, axum::Json(body.clone())).into_response();
+        }
         let detail = match &self {
             Self::Internal(msg) => {
                 tracing::error!(error = %msg, "internal error");
@@ -117,7 +124,9 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         match &self {
             Self::RateLimited {
-                retry_after, limits, ..
+                retry_after,
+                limits,
+                ..
             } => {
                 if let Ok(v) = HeaderValue::from_str(limits) {
                     headers.insert("x-sentry-rate-limits", v);

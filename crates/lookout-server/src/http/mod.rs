@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::ingest::{self, KeyCache, ratelimit::RateLimiter};
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::store::inbox::Append;
+use crate::store::inbox::Command;
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
@@ -23,7 +23,7 @@ pub struct AppState {
     /// The store.
     pub store: Arc<Store>,
     /// The inbox writer's queue; `None` once shutting down.
-    pub inbox: Option<mpsc::Sender<Append>>,
+    pub inbox: Option<mpsc::Sender<Command>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Memory budget for request bodies, in KiB permits.
@@ -32,12 +32,15 @@ pub struct AppState {
     pub keys: Arc<KeyCache>,
     /// Event quotas.
     pub limiter: Arc<RateLimiter>,
+    /// The read side of the store.
+    pub reader: crate::store::read::Reader,
 }
 
 /// The whole application router.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(ingest::routes())
+        .merge(crate::api::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)

@@ -23,7 +23,10 @@ pub struct Credentials {
 
 /// Read request-level credentials. `Ok(None)` when there are none (the envelope `dsn`
 /// header may still carry a key).
-pub fn from_request(headers: &HeaderMap, query: Option<&str>) -> Result<Option<Credentials>, ApiError> {
+pub fn from_request(
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<Credentials>, ApiError> {
     let mut found: Vec<Credentials> = Vec::new();
     if let Some(v) = headers.get("x-sentry-auth") {
         let v = v
@@ -75,7 +78,9 @@ fn check_version(c: &Credentials) -> Result<(), ApiError> {
     match c.version {
         Some(v) if v > PROTOCOL_VERSION => Err(ApiError::bad_request(
             "unsupported_version",
-            format!("sentry_version {v} is not supported; this server speaks version {PROTOCOL_VERSION}"),
+            format!(
+                "sentry_version {v} is not supported; this server speaks version {PROTOCOL_VERSION}"
+            ),
         )),
         _ => Ok(()),
     }
@@ -85,10 +90,7 @@ fn parse_version(v: &str) -> Result<u32, ApiError> {
     // SDKs send "7"; some old ones sent "7.0".
     let whole = v.split('.').next().unwrap_or(v);
     whole.trim().parse().map_err(|_| {
-        ApiError::bad_request(
-            "bad_auth",
-            format!("sentry_version {v:?} is not a number"),
-        )
+        ApiError::bad_request("bad_auth", format!("sentry_version {v:?} is not a number"))
     })
 }
 
@@ -232,7 +234,10 @@ mod tests {
         .unwrap();
         assert_eq!(q.key, "k4");
         assert_eq!(q.client.as_deref(), Some("sentry.javascript.node/11.12.0"));
-        assert_eq!(from_request(&HeaderMap::new(), Some("foo=1")).unwrap(), None);
+        assert_eq!(
+            from_request(&HeaderMap::new(), Some("foo=1")).unwrap(),
+            None
+        );
         // A bearer token is not a client key.
         let bearer = headers(&[("authorization", "Bearer xyz")]);
         assert_eq!(from_request(&bearer, None).unwrap(), None);
@@ -251,13 +256,22 @@ mod tests {
             axum::http::StatusCode::BAD_REQUEST
         );
         let nokey = headers(&[("x-sentry-auth", "Sentry sentry_version=7")]);
-        assert!(matches!(from_request(&nokey, None), Err(ApiError::Unauthorized(_))));
+        assert!(matches!(
+            from_request(&nokey, None),
+            Err(ApiError::Unauthorized(_))
+        ));
     }
 
     #[test]
     fn dsn_keys() {
-        assert_eq!(key_from_dsn("http://abc@127.0.0.1:9000/1").as_deref(), Some("abc"));
-        assert_eq!(key_from_dsn("https://abc:secret@h/p/1").as_deref(), Some("abc"));
+        assert_eq!(
+            key_from_dsn("http://abc@127.0.0.1:9000/1").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            key_from_dsn("https://abc:secret@h/p/1").as_deref(),
+            Some("abc")
+        );
         assert_eq!(key_from_dsn("https://h/1"), None);
         assert_eq!(percent_decode("a%2Fb%zz%"), "a/b%zz%");
     }

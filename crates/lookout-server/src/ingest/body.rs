@@ -122,7 +122,9 @@ impl Encoding {
             other => {
                 return Err(ApiError::bad_request(
                     "unsupported_encoding",
-                    format!("unsupported Content-Encoding {other:?}; use gzip, deflate, br, zstd or none"),
+                    format!(
+                        "unsupported Content-Encoding {other:?}; use gzip, deflate, br, zstd or none"
+                    ),
                 ));
             }
         })

@@ -155,7 +155,15 @@ async fn envelope_endpoint(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let result = ingest(&state, &project_id, query.as_deref(), &headers, body, Kind::Envelope).await;
+    let result = ingest(
+        &state,
+        &project_id,
+        query.as_deref(),
+        &headers,
+        body,
+        Kind::Envelope,
+    )
+    .await;
     finish(&state, result)
 }
 
@@ -166,11 +174,22 @@ async fn store_endpoint(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let result = ingest(&state, &project_id, query.as_deref(), &headers, body, Kind::Store).await;
+    let result = ingest(
+        &state,
+        &project_id,
+        query.as_deref(),
+        &headers,
+        body,
+        Kind::Store,
+    )
+    .await;
     finish(&state, result)
 }
 
-fn finish(state: &AppState, result: Result<Option<String>, ApiError>) -> Result<Json<Value>, ApiError> {
+fn finish(
+    state: &AppState,
+    result: Result<Option<String>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
     match result {
         Ok(Some(id)) => Ok(Json(json!({ "id": id }))),
         Ok(None) => Ok(Json(json!({}))),
@@ -313,14 +332,14 @@ async fn ingest(
     };
     match try_queue(tx, append) {
         Ok(()) => {}
-        Err(QueueError::Full(_)) => {
+        Err(QueueError::Full) => {
             return Err(ApiError::Unavailable {
                 reason: "queue_full",
                 retry_after: 1,
                 detail: "server overloaded: the inbox writer is behind, retry later".into(),
             });
         }
-        Err(QueueError::Closed(_)) => return Err(shutting_down()),
+        Err(QueueError::Closed) => return Err(shutting_down()),
     }
     match done_rx.await {
         Ok(Ok(_row)) => {}
@@ -374,9 +393,8 @@ fn shutting_down() -> ApiError {
 /// header (taken from the payload, or generated) so the id answered is the id stored.
 fn check_envelope(decoded: Vec<u8>) -> Result<(Accepted, Option<String>), ApiError> {
     let (event_id, item_types, dsn_key, missing_event_id) = {
-        let env = envelope::parse(&decoded).map_err(|e| {
-            ApiError::bad_request("bad_envelope", format!("invalid envelope: {e}"))
-        })?;
+        let env = envelope::parse(&decoded)
+            .map_err(|e| ApiError::bad_request("bad_envelope", format!("invalid envelope: {e}")))?;
         let mut item_types = Vec::with_capacity(env.items.len());
         for (i, item) in env.items.iter().enumerate() {
             let t = item.item_type();
@@ -403,7 +421,12 @@ fn check_envelope(decoded: Vec<u8>) -> Result<(Accepted, Option<String>), ApiErr
         if missing {
             event_id = Some(payload_event_id(&env).unwrap_or_else(new_event_id));
         }
-        (event_id, item_types, env.dsn().and_then(auth::key_from_dsn), missing)
+        (
+            event_id,
+            item_types,
+            env.dsn().and_then(auth::key_from_dsn),
+            missing,
+        )
     };
     let envelope = if missing_event_id {
         with_event_id_header(&decoded, event_id.as_deref().unwrap_or_default())?
@@ -444,8 +467,9 @@ fn with_event_id_header(decoded: &[u8], event_id: &str) -> Result<Vec<u8>, ApiEr
         .iter()
         .position(|&b| b == b'\n')
         .unwrap_or(decoded.len());
-    let mut headers: Map<String, Value> = serde_json::from_slice(&decoded[..end])
-        .map_err(|e| ApiError::bad_request("bad_envelope", format!("invalid envelope header: {e}")))?;
+    let mut headers: Map<String, Value> = serde_json::from_slice(&decoded[..end]).map_err(|e| {
+        ApiError::bad_request("bad_envelope", format!("invalid envelope header: {e}"))
+    })?;
     headers.insert("event_id".into(), Value::String(event_id.to_owned()));
     let mut out = Value::Object(headers).to_string().into_bytes();
     out.extend_from_slice(&decoded[end..]);
@@ -458,7 +482,10 @@ fn store_to_envelope(decoded: Vec<u8>) -> Result<Accepted, ApiError> {
     let json = if decoded.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
         decoded
     } else {
-        let text: Vec<u8> = decoded.into_iter().filter(|b| !b.is_ascii_whitespace()).collect();
+        let text: Vec<u8> = decoded
+            .into_iter()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
         let compressed = base64::engine::general_purpose::STANDARD
             .decode(&text)
             .map_err(|_| {
@@ -472,14 +499,22 @@ fn store_to_envelope(decoded: Vec<u8>) -> Result<Accepted, ApiError> {
         flate2::read::ZlibDecoder::new(&compressed[..])
             .take(limit)
             .read_to_end(&mut out)
-            .map_err(|e| ApiError::bad_request("bad_compression", format!("store body is not valid zlib: {e}")))?;
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "bad_compression",
+                    format!("store body is not valid zlib: {e}"),
+                )
+            })?;
         out
     };
     let limit = item_limit("event").unwrap_or(1 << 20);
     if json.len() > limit {
         return Err(ApiError::bad_request(
             "item_too_large",
-            format!("envelope exceeded size limits for type 'event': {} bytes, the limit is {limit}", json.len()),
+            format!(
+                "envelope exceeded size limits for type 'event': {} bytes, the limit is {limit}",
+                json.len()
+            ),
         ));
     }
     #[derive(serde::Deserialize)]
@@ -488,8 +523,9 @@ fn store_to_envelope(decoded: Vec<u8>) -> Result<Accepted, ApiError> {
         #[serde(rename = "type")]
         kind: Option<String>,
     }
-    let peek: Peek = serde_json::from_slice(&json)
-        .map_err(|e| ApiError::bad_request("bad_json", format!("store body is not a JSON event: {e}")))?;
+    let peek: Peek = serde_json::from_slice(&json).map_err(|e| {
+        ApiError::bad_request("bad_json", format!("store body is not a JSON event: {e}"))
+    })?;
     let event_id = match peek.event_id.as_deref() {
         Some(id) => envelope::normalize_uuid(id).ok_or_else(|| {
             ApiError::bad_request("bad_json", format!("event_id {id:?} is not a UUID"))
@@ -520,16 +556,24 @@ mod tests {
 
     #[test]
     fn missing_event_id_is_taken_from_payload_or_generated() {
-        let body = b"{}\n{\"type\":\"event\"}\n{\"event_id\":\"9EC79C33-EC99-42AB-8353-589FCB2E04DC\"}\n".to_vec();
+        let body =
+            b"{}\n{\"type\":\"event\"}\n{\"event_id\":\"9EC79C33-EC99-42AB-8353-589FCB2E04DC\"}\n"
+                .to_vec();
         let (acc, _) = check_envelope(body).unwrap();
-        assert_eq!(acc.event_id.as_deref(), Some("9ec79c33ec9942ab8353589fcb2e04dc"));
+        assert_eq!(
+            acc.event_id.as_deref(),
+            Some("9ec79c33ec9942ab8353589fcb2e04dc")
+        );
         let env = envelope::parse(&acc.envelope).unwrap();
         assert_eq!(env.event_id(), acc.event_id);
         assert_eq!(env.items.len(), 1);
 
         let (acc, _) = check_envelope(b"{}\n{\"type\":\"event\"}\n{}\n".to_vec()).unwrap();
         let id = acc.event_id.unwrap();
-        assert_eq!(envelope::parse(&acc.envelope).unwrap().event_id().unwrap(), id);
+        assert_eq!(
+            envelope::parse(&acc.envelope).unwrap().event_id().unwrap(),
+            id
+        );
         // Sessions alone need no id.
         let (acc, _) = check_envelope(b"{}\n{\"type\":\"session\"}\n{}\n".to_vec()).unwrap();
         assert_eq!(acc.event_id, None);
@@ -541,7 +585,10 @@ mod tests {
         body.extend(std::iter::repeat_n(b'a', 101 * 1024));
         body.extend_from_slice(b"\"}\n");
         let e = check_envelope(body).err().unwrap();
-        assert!(e.to_string().contains("size limits for type 'check_in'"), "{e}");
+        assert!(
+            e.to_string().contains("size limits for type 'check_in'"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -28,7 +28,13 @@ pub struct Refusal {
 impl RateLimiter {
     /// Admit `events` more events for `key_id` at `now_secs` under `limit` per minute
     /// (0 = unlimited). Admitted events are counted; refused ones are not.
-    pub fn admit(&self, key_id: i64, limit: u32, events: u64, now_secs: i64) -> Result<(), Refusal> {
+    pub fn admit(
+        &self,
+        key_id: i64,
+        limit: u32,
+        events: u64,
+        now_secs: i64,
+    ) -> Result<(), Refusal> {
         if limit == 0 || events == 0 {
             return Ok(());
         }
@@ -45,7 +51,9 @@ impl RateLimiter {
             *entry = (minute, 0);
         }
         if entry.1 + events > u64::from(limit) {
-            let retry_after = u64::try_from(60 - now_secs.rem_euclid(60)).unwrap_or(60).max(1);
+            let retry_after = u64::try_from(60 - now_secs.rem_euclid(60))
+                .unwrap_or(60)
+                .max(1);
             return Err(Refusal {
                 retry_after,
                 header: format!("{retry_after}:{LIMITED_CATEGORIES}:key"),

@@ -4,7 +4,11 @@
 //! The embedded default is one SQLite file in the data directory, in WAL mode: a single
 //! writer (the inbox writer thread, with group commit) and short-lived reader connections.
 
+pub mod digest;
 pub mod inbox;
+pub mod read;
+pub mod releases;
+pub mod retention;
 mod schema;
 
 use rand::RngCore;
@@ -31,7 +35,9 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The database was written by a newer Lookout.
-    #[error("database schema version {found} is newer than this build knows ({known}); upgrade lookout")]
+    #[error(
+        "database schema version {found} is newer than this build knows ({known}); upgrade lookout"
+    )]
     SchemaTooNew {
         /// Version in the file.
         found: i64,
@@ -74,7 +80,12 @@ impl ProjectInfo {
     /// The DSN for SDKs, given the server's base URL (`http://host:port`).
     pub fn dsn(&self, base_url: &str) -> String {
         let (scheme, rest) = base_url.split_once("://").unwrap_or(("http", base_url));
-        format!("{scheme}://{}@{}/{}", self.public_key, rest.trim_end_matches('/'), self.id)
+        format!(
+            "{scheme}://{}@{}/{}",
+            self.public_key,
+            rest.trim_end_matches('/'),
+            self.id
+        )
     }
 }
 
@@ -153,7 +164,10 @@ fn valid_slug(slug: &str) -> bool {
         && slug
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && slug.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && slug
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
 impl Store {
@@ -188,9 +202,8 @@ impl Store {
     /// On a new database, create organisation `default` and project `default`; returns the
     /// project when it was created now.
     pub fn ensure_default_project(&self) -> Result<Option<ProjectInfo>> {
-        let any: i64 = self.with_conn(|c| {
-            Ok(c.query_row("SELECT COUNT(*) FROM projects", [], |r| r.get(0))?)
-        })?;
+        let any: i64 = self
+            .with_conn(|c| Ok(c.query_row("SELECT COUNT(*) FROM projects", [], |r| r.get(0))?))?;
         if any > 0 {
             return Ok(None);
         }
@@ -362,13 +375,6 @@ impl Store {
             .optional()?)
         })
     }
-
-    /// Rows in the inbox not yet digested.
-    pub fn inbox_pending(&self) -> Result<i64> {
-        self.with_conn(|c| {
-            Ok(c.query_row("SELECT COUNT(*) FROM inbox WHERE state = 0", [], |r| r.get(0))?)
-        })
-    }
 }
 
 #[cfg(test)]
@@ -380,7 +386,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let p = store.ensure_default_project().unwrap().unwrap();
-        assert_eq!((p.org_slug.as_str(), p.slug.as_str()), ("default", "default"));
+        assert_eq!(
+            (p.org_slug.as_str(), p.slug.as_str()),
+            ("default", "default")
+        );
         assert!(store.ensure_default_project().unwrap().is_none());
         assert_eq!(
             p.dsn("http://127.0.0.1:9000"),
@@ -417,7 +426,9 @@ mod tests {
     fn tokens_are_stored_hashed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let (info, token) = store.create_token("ci", &["project:releases".into()]).unwrap();
+        let (info, token) = store
+            .create_token("ci", &["project:releases".into()])
+            .unwrap();
         assert_eq!(info.scopes, "project:releases");
         assert_eq!(store.find_token(&token).unwrap().unwrap().id, info.id);
         assert!(store.find_token("nope").unwrap().is_none());
@@ -427,7 +438,10 @@ mod tests {
         let wal = std::fs::read(dir.path().join("lookout.db-wal")).unwrap_or_default();
         let needle = token.as_bytes();
         for file in [bytes, wal] {
-            assert!(!file.windows(needle.len()).any(|w| w == needle), "token stored in clear");
+            assert!(
+                !file.windows(needle.len()).any(|w| w == needle),
+                "token stored in clear"
+            );
         }
     }
 }

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 
 /// The migrations in order; index + 1 is the version each one produces.
 const MIGRATIONS: &[&str] = &[
-    // 1: organisations, projects, keys, tokens and the ingest inbox.
+    // 1: organisations, projects, keys and tokens.
     "
     CREATE TABLE organizations (
         id INTEGER PRIMARY KEY,
@@ -40,37 +40,279 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         last_used_at INTEGER
     );
-    -- Raw envelopes as accepted, decompressed, in arrival order. state 0 = to digest.
-    CREATE TABLE inbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        project_id INTEGER NOT NULL,
-        key_id INTEGER NOT NULL,
-        received_at INTEGER NOT NULL,
-        event_id TEXT,
-        item_types TEXT NOT NULL,
-        -- The body as received (gzip, deflate, br, zstd) or, for plain bodies, zstd level 1
-        -- when that is smaller; `encoding` says which. The digest decodes it.
-        encoding TEXT NOT NULL DEFAULT 'identity',
-        envelope BLOB NOT NULL,
-        state INTEGER NOT NULL DEFAULT 0
+    ",
+    // 2: the digest's output: issues, events, tags, transactions and spans, rollups,
+    // sessions, check-ins, client reports, rejections, and the digest cursor.
+    "
+    CREATE TABLE digest_cursor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        last_inbox_id INTEGER NOT NULL
     );
-    CREATE INDEX inbox_pending ON inbox (id) WHERE state = 0;
+    INSERT INTO digest_cursor (id, last_inbox_id) VALUES (1, 0);
+    CREATE TABLE issues (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id),
+        short_seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        title TEXT NOT NULL,
+        culprit TEXT NOT NULL DEFAULT '',
+        level TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT 'unresolved',
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        times_seen INTEGER NOT NULL DEFAULT 0,
+        user_count INTEGER NOT NULL DEFAULT 0,
+        first_release TEXT,
+        resolved_at INTEGER,
+        regressed_at INTEGER,
+        UNIQUE (project_id, hash),
+        UNIQUE (project_id, short_seq)
+    );
+    CREATE INDEX issues_last_seen ON issues (project_id, last_seen);
+    CREATE TABLE issue_users (
+        issue_id INTEGER NOT NULL,
+        user_key TEXT NOT NULL,
+        PRIMARY KEY (issue_id, user_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE issue_tags (
+        issue_id INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        times_seen INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (issue_id, key, value)
+    ) WITHOUT ROWID;
+    -- Every stored error/message event and transaction; payload is the normalised,
+    -- scrubbed JSON, zstd-compressed.
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        issue_id INTEGER,
+        kind TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        level TEXT NOT NULL,
+        release TEXT,
+        environment TEXT,
+        transaction_name TEXT,
+        trace_id TEXT,
+        user_key TEXT,
+        title TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        UNIQUE (project_id, event_id)
+    );
+    CREATE INDEX events_issue ON events (issue_id, timestamp);
+    CREATE INDEX events_project_time ON events (project_id, timestamp);
+    CREATE INDEX events_trace ON events (trace_id);
+    CREATE TABLE event_tags (
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        event_row INTEGER NOT NULL,
+        PRIMARY KEY (key, value, event_row)
+    ) WITHOUT ROWID;
+    CREATE INDEX event_tags_row ON event_tags (event_row);
+    CREATE TABLE spans (
+        event_row INTEGER NOT NULL,
+        trace_id TEXT NOT NULL,
+        span_id TEXT NOT NULL,
+        parent_span_id TEXT,
+        op TEXT NOT NULL,
+        description TEXT,
+        status TEXT,
+        start_ms REAL NOT NULL,
+        duration_ms REAL NOT NULL,
+        data TEXT,
+        PRIMARY KEY (event_row, span_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX spans_trace ON spans (trace_id);
+    -- Per-minute event counts.
+    CREATE TABLE rollup_events (
+        project_id INTEGER NOT NULL,
+        minute INTEGER NOT NULL,
+        issue_id INTEGER NOT NULL,
+        release TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        level TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (project_id, minute, issue_id, release, environment, level)
+    ) WITHOUT ROWID;
+    -- Per-minute transaction and span latency: count, errors, a mergeable sketch.
+    -- kind 'transaction' rows are keyed by transaction name and op; kind 'span' rows by
+    -- span op (name = the span op too).
+    CREATE TABLE rollup_latency (
+        project_id INTEGER NOT NULL,
+        minute INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        op TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        sketch BLOB NOT NULL,
+        PRIMARY KEY (project_id, kind, name, op, minute)
+    ) WITHOUT ROWID;
+    -- Release health, per minute of session start.
+    CREATE TABLE rollup_sessions (
+        project_id INTEGER NOT NULL,
+        minute INTEGER NOT NULL,
+        release TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        init INTEGER NOT NULL DEFAULT 0,
+        exited INTEGER NOT NULL DEFAULT 0,
+        errored INTEGER NOT NULL DEFAULT 0,
+        abnormal INTEGER NOT NULL DEFAULT 0,
+        crashed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (project_id, release, environment, minute)
+    ) WITHOUT ROWID;
+    -- Distinct session users per release and environment, with their worst state.
+    CREATE TABLE session_users (
+        project_id INTEGER NOT NULL,
+        release TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        did TEXT NOT NULL,
+        errored INTEGER NOT NULL DEFAULT 0,
+        crashed INTEGER NOT NULL DEFAULT 0,
+        abnormal INTEGER NOT NULL DEFAULT 0,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (project_id, release, environment, did)
+    ) WITHOUT ROWID;
+    -- Individual sessions (for per-agent state and errored-session counting).
+    CREATE TABLE sessions (
+        project_id INTEGER NOT NULL,
+        sid TEXT NOT NULL,
+        did TEXT,
+        release TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        status TEXT NOT NULL,
+        errors INTEGER NOT NULL,
+        started INTEGER NOT NULL,
+        updated INTEGER NOT NULL,
+        duration REAL,
+        counted_errored INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (project_id, sid)
+    ) WITHOUT ROWID;
+    CREATE TABLE check_ins (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL,
+        check_in_id TEXT NOT NULL,
+        monitor_slug TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        status TEXT NOT NULL,
+        duration_ms REAL,
+        release TEXT,
+        monitor_config TEXT,
+        received_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX check_ins_monitor ON check_ins (project_id, monitor_slug, environment, received_at);
+    CREATE TABLE client_reports (
+        project_id INTEGER NOT NULL,
+        minute INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        category TEXT NOT NULL,
+        quantity INTEGER NOT NULL,
+        PRIMARY KEY (project_id, minute, reason, category)
+    ) WITHOUT ROWID;
+    CREATE TABLE logs (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL,
+        timestamp INTEGER NOT NULL,
+        level TEXT NOT NULL,
+        body TEXT NOT NULL,
+        trace_id TEXT,
+        attributes TEXT
+    );
+    CREATE INDEX logs_time ON logs (project_id, timestamp);
+    -- Items the digest refused, one row each, with the reason.
+    CREATE TABLE digest_rejections (
+        id INTEGER PRIMARY KEY,
+        inbox_id INTEGER NOT NULL,
+        project_id INTEGER NOT NULL,
+        item_type TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    ",
+    // 3: releases, their projects, commits, refs, deploys; repositories.
+    "
+    CREATE TABLE releases (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES organizations(id),
+        version TEXT NOT NULL,
+        url TEXT,
+        date_created INTEGER NOT NULL,
+        date_started INTEGER,
+        date_released INTEGER,
+        UNIQUE (org_id, version)
+    );
+    CREATE TABLE release_projects (
+        release_id INTEGER NOT NULL REFERENCES releases(id),
+        project_id INTEGER NOT NULL REFERENCES projects(id),
+        PRIMARY KEY (release_id, project_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE repos (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES organizations(id),
+        name TEXT NOT NULL,
+        url TEXT,
+        provider TEXT NOT NULL DEFAULT 'git',
+        date_created INTEGER NOT NULL,
+        UNIQUE (org_id, name)
+    );
+    CREATE TABLE release_commits (
+        release_id INTEGER NOT NULL REFERENCES releases(id),
+        position INTEGER NOT NULL,
+        commit_id TEXT NOT NULL,
+        repository TEXT,
+        message TEXT,
+        author_name TEXT,
+        author_email TEXT,
+        timestamp TEXT,
+        patch_set TEXT,
+        PRIMARY KEY (release_id, position)
+    ) WITHOUT ROWID;
+    CREATE TABLE release_refs (
+        release_id INTEGER NOT NULL REFERENCES releases(id),
+        repository TEXT NOT NULL,
+        commit_id TEXT NOT NULL,
+        previous_commit TEXT,
+        PRIMARY KEY (release_id, repository)
+    ) WITHOUT ROWID;
+    CREATE TABLE deploys (
+        id INTEGER PRIMARY KEY,
+        release_id INTEGER NOT NULL REFERENCES releases(id),
+        environment TEXT NOT NULL,
+        name TEXT,
+        url TEXT,
+        date_started INTEGER,
+        date_finished INTEGER NOT NULL
+    );
+    CREATE INDEX deploys_release ON deploys (release_id, date_finished);
+    CREATE INDEX issues_first_release ON issues (project_id, first_release);
     ",
 ];
 
-/// The newest schema version this build knows.
-pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
-
-/// Bring the database to [`LATEST`].
+/// Bring the main database up to date.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_with(conn, MIGRATIONS)
+}
+
+/// Apply `migrations` (index + 1 = version) that the database has not seen yet.
+pub(crate) fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> Result<()> {
     let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if current > LATEST {
+    let latest = migrations.len() as i64;
+    if current > latest {
         return Err(StoreError::SchemaTooNew {
             found: current,
-            known: LATEST,
+            known: latest,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (i, sql) in migrations.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
@@ -91,9 +333,15 @@ mod tests {
         let mut c = Connection::open(&path).unwrap();
         migrate(&mut c).unwrap();
         migrate(&mut c).unwrap();
-        let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-        assert_eq!(v, LATEST);
-        c.pragma_update(None, "user_version", LATEST + 1).unwrap();
-        assert!(matches!(migrate(&mut c), Err(StoreError::SchemaTooNew { .. })));
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        c.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)
+            .unwrap();
+        assert!(matches!(
+            migrate(&mut c),
+            Err(StoreError::SchemaTooNew { .. })
+        ));
     }
 }

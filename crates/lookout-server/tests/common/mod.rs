@@ -24,6 +24,8 @@ impl TestServer {
             data_dir: dir.path().to_owned(),
             ..Config::default()
         };
+        // Ingest tests read raw envelopes back from the inbox after the digest has run.
+        config.ingest.inbox_retention_secs = 3600;
         tweak(&mut config);
         let server = RunningServer::start(config).await.expect("server starts");
         TestServer { server, dir }
@@ -44,7 +46,11 @@ impl TestServer {
     }
 
     pub fn envelope_url(&self) -> String {
-        format!("{}/api/{}/envelope/", self.server.base_url(), self.project_id())
+        format!(
+            "{}/api/{}/envelope/",
+            self.server.base_url(),
+            self.project_id()
+        )
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -52,7 +58,48 @@ impl TestServer {
     }
 
     pub fn inbox(&self) -> Vec<InboxRow> {
-        read_inbox(&self.db_path())
+        read_inbox(&self.dir.path().join("inbox.db"))
+    }
+
+    /// An API token with every scope.
+    pub fn token(&self) -> String {
+        self.server
+            .store
+            .create_token("test", &[])
+            .expect("token")
+            .1
+    }
+
+    /// GET an API path with a token; returns status and JSON.
+    pub async fn api(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        let resp = reqwest::Client::new()
+            .get(format!("{}{path}", self.server.base_url()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("api request");
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// Poll `check` until it returns Some, or panic after 30 s (the digest is asynchronous).
+    pub async fn eventually<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn metrics(&self) -> String {
@@ -81,7 +128,8 @@ pub struct InboxRow {
 impl InboxRow {
     /// Item types and payloads, parsed with the server's own framing parser.
     pub fn items(&self) -> Vec<(String, serde_json::Value)> {
-        let env = lookout_protocol::envelope::parse(&self.envelope).expect("stored envelope parses");
+        let env =
+            lookout_protocol::envelope::parse(&self.envelope).expect("stored envelope parses");
         env.items
             .iter()
             .map(|i| {
@@ -109,7 +157,8 @@ pub fn read_inbox(db: &Path) -> Vec<InboxRow> {
             project_id: r.get(1)?,
             event_id: r.get(2)?,
             item_types: r.get(3)?,
-            envelope: lookout_server::ingest::body::decode(&stored, codec, 1 << 30).expect("stored body decodes"),
+            envelope: lookout_server::ingest::body::decode(&stored, codec, 1 << 30)
+                .expect("stored body decodes"),
             encoding,
         })
     })

@@ -1,0 +1,181 @@
+//! Digest throughput end to end: from the request to queryable through the API.
+//!
+//! A real server over a temporary SQLite file; `CONCURRENCY` clients post `COUNT` envelopes
+//! (the ~8.8 KB Python-SDK error envelope of `fixtures/`, each with its own event id, or a
+//! transaction with five spans), then the bench waits until the API reports every one of
+//! them. It samples the digest lag (`lookout_digest_lag_ms`) every 100 ms meanwhile.
+//!
+//! Run: `cargo bench -p lookout-server --bench digest` (env `LOOKOUT_BENCH_COUNT`,
+//! `LOOKOUT_BENCH_CONCURRENCY`, `LOOKOUT_BENCH_KIND=error|transaction|both`).
+#![allow(clippy::print_stdout, missing_docs)]
+
+use lookout_server::RunningServer;
+use lookout_server::config::Config;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+const ENVELOPE: &[u8] = include_bytes!("fixtures/python_error_envelope.bin");
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn error_envelope(n: u64) -> Vec<u8> {
+    // Give every copy its own event id (the fixture's id is 32 hex in both places).
+    let text = String::from_utf8_lossy(ENVELOPE).into_owned();
+    let old = text
+        .split("\"event_id\":\"")
+        .nth(1)
+        .and_then(|r| r.get(..32))
+        .unwrap_or_default()
+        .to_owned();
+    let new = format!("{:032x}", n + 1);
+    let replaced = text.replace(&old, &new);
+    // The item keeps its declared length: ids have the same length.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let _ = gz.write_all(replaced.as_bytes());
+    gz.finish().unwrap_or_default()
+}
+
+fn transaction_envelope(n: u64) -> Vec<u8> {
+    let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    let ops = [
+        "signal.validate",
+        "risk.check",
+        "order.size",
+        "http.client",
+        "order.confirm",
+    ];
+    let spans: Vec<serde_json::Value> = ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| {
+            serde_json::json!({"span_id": format!("{:016x}", i + 1), "parent_span_id": "aaaaaaaaaaaaaaaa",
+                "trace_id": format!("{:032x}", n + 1), "op": op, "description": op,
+                "start_timestamp": now - 0.5 + i as f64 * 0.01, "timestamp": now - 0.49 + i as f64 * 0.01,
+                "status": "ok", "data": {"latency_ms": 10}})
+        })
+        .collect();
+    let payload = serde_json::json!({"event_id": format!("{:032x}", n + 1), "type": "transaction",
+        "transaction": "Order Pipeline: BTC buy", "start_timestamp": now - 0.5, "timestamp": now,
+        "contexts": {"trace": {"trace_id": format!("{:032x}", n + 1), "span_id": "aaaaaaaaaaaaaaaa", "op": "order.pipeline", "status": "ok"}},
+        "spans": spans, "platform": "python", "release": "vol-arb@1.0.0"})
+    .to_string();
+    format!(
+        "{{\"event_id\":\"{:032x}\"}}\n{{\"type\":\"transaction\",\"length\":{}}}\n{payload}\n",
+        n + 1,
+        payload.len()
+    )
+    .into_bytes()
+}
+
+fn main() {
+    let count: u64 = env_or("LOOKOUT_BENCH_COUNT", 50_000);
+    let concurrency: u64 = env_or("LOOKOUT_BENCH_CONCURRENCY", 32);
+    let kind = std::env::var("LOOKOUT_BENCH_KIND").unwrap_or_else(|_| "both".into());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for k in ["error", "transaction"] {
+        if kind == k || kind == "both" {
+            runtime.block_on(run(k, count, concurrency));
+        }
+    }
+}
+
+async fn run(kind: &str, count: u64, concurrency: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    let server = RunningServer::start(config).await.expect("server");
+    let p = &server.store.list_projects().expect("projects")[0];
+    let url = format!("{}/api/{}/envelope/", server.base_url(), p.id);
+    let auth = format!("Sentry sentry_key={}, sentry_version=7", p.public_key);
+    let gzip = kind == "error";
+    let bodies: Vec<bytes::Bytes> = (0..count)
+        .map(|n| {
+            bytes::Bytes::from(if gzip {
+                error_envelope(n)
+            } else {
+                transaction_envelope(n)
+            })
+        })
+        .collect();
+    let bodies = std::sync::Arc::new(bodies);
+    let client = reqwest::Client::new();
+    let metrics_url = format!("{}/metrics", server.base_url());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let (client, url, auth, bodies) =
+            (client.clone(), url.clone(), auth.clone(), bodies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = w;
+            while n < count {
+                let mut req = client
+                    .post(&url)
+                    .header("x-sentry-auth", &auth)
+                    .body(bodies[n as usize].clone());
+                if gzip {
+                    req = req.header("content-encoding", "gzip");
+                }
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => n += concurrency,
+                    _ => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+        }));
+    }
+    // Sample the lag while sending and until the digest has caught up.
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let counter = if gzip {
+        "lookout_digested_events_total"
+    } else {
+        "lookout_digested_transactions_total"
+    };
+    let mut max_lag = 0.0f64;
+    let mut sent_at = None;
+    loop {
+        let text = client
+            .get(&metrics_url)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        max_lag = max_lag.max(metric(&text, "lookout_digest_lag_ms"));
+        if sent_at.is_none() && tasks.iter().all(|t| t.is_finished()) {
+            sent_at = Some(started.elapsed());
+        }
+        if metric(&text, counter) as u64 >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let digested = started.elapsed();
+    let sent = sent_at.unwrap_or(digested);
+    server.stop().await.expect("stop");
+    println!(
+        "digest {kind}: {} cores, {count} envelopes at concurrency {concurrency}: accepted in {:.2} s ({:.0}/s), all digested in {:.2} s ({:.0}/s end to end), max lag {:.0} ms",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        sent.as_secs_f64(),
+        count as f64 / sent.as_secs_f64(),
+        digested.as_secs_f64(),
+        count as f64 / digested.as_secs_f64(),
+        max_lag
+    );
+}

@@ -1,0 +1,90 @@
+//! Performance: transaction and span-op summaries (count, p50/p75/p95/p99, failure rate)
+//! over a time window, merged from per-minute sketches; a trace with its spans.
+
+use super::{Caller, blocking, parse_period};
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/0/projects/{org}/{project}/transactions/",
+            get(transactions),
+        )
+        .route("/api/0/projects/{org}/{project}/span-ops/", get(span_ops))
+        .route(
+            "/api/0/projects/{org}/{project}/traces/{trace_id}/",
+            get(trace),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+struct Window {
+    #[serde(rename = "statsPeriod")]
+    stats_period: Option<String>,
+}
+
+async fn summary(
+    state: AppState,
+    org: String,
+    project: String,
+    window: Window,
+    kind: &'static str,
+) -> Result<Json<Value>, ApiError> {
+    let period = parse_period(window.stats_period.as_deref().unwrap_or("24h"))?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let reader = state.reader.clone();
+    let rows = blocking(move || {
+        let p = reader.project(&org, &project)?;
+        // Include the current minute.
+        reader.latency(p.id, kind, now - period, now + 60_000)
+    })
+    .await?;
+    Ok(Json(json!({ "data": rows })))
+}
+
+async fn transactions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, project)): Path<(String, String)>,
+    Query(window): Query<Window>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("event:read")?;
+    summary(state, org, project, window, "transaction").await
+}
+
+async fn span_ops(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, project)): Path<(String, String)>,
+    Query(window): Query<Window>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("event:read")?;
+    summary(state, org, project, window, "span").await
+}
+
+async fn trace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, project, trace_id)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("event:read")?;
+    let reader = state.reader.clone();
+    let id = trace_id.to_ascii_lowercase();
+    let spans = blocking(move || {
+        let p = reader.project(&org, &project)?;
+        reader.trace(p.id, &id)
+    })
+    .await?;
+    if spans.is_empty() {
+        return Err(ApiError::NotFound(format!("trace {trace_id} not found")));
+    }
+    Ok(Json(
+        json!({ "traceId": trace_id.to_ascii_lowercase(), "spans": spans }),
+    ))
+}

@@ -1,0 +1,201 @@
+//! The digest: reads the inbox in order, in batches, and turns raw envelopes into issues,
+//! events, transactions, spans, sessions, check-ins and rollups.
+//!
+//! Exactly once: a batch's output and the new cursor (last inbox row digested) are written in
+//! one transaction of the main database. A restart, even after `kill -9`, resumes after the
+//! cursor: nothing twice, nothing lost. Bad items are refused one by one with a recorded
+//! reason and never stop the batch.
+
+pub mod process;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::digest::{Batch, DigestStore, Outcome};
+use crate::store::inbox::{self, Command};
+use crate::store::{Result, StoreError};
+use rusqlite::{Connection, params};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, watch};
+
+/// Rows read from the inbox per batch.
+const BATCH_ROWS: i64 = 512;
+
+/// One raw inbox row.
+#[derive(Debug, Clone)]
+pub struct InboxRow {
+    /// Row id.
+    pub id: i64,
+    /// Project.
+    pub project_id: i64,
+    /// Arrival (ms since epoch).
+    pub received_at: i64,
+    /// How `envelope` is encoded.
+    pub encoding: String,
+    /// The stored envelope bytes.
+    pub envelope: Vec<u8>,
+}
+
+struct Worker {
+    store: DigestStore,
+    inbox: Connection,
+    cursor: i64,
+}
+
+impl Worker {
+    fn read(&self) -> Result<Vec<InboxRow>> {
+        let mut stmt = self.inbox.prepare_cached(
+            "SELECT id, project_id, received_at, encoding, envelope FROM inbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![self.cursor, BATCH_ROWS], |r| {
+            Ok(InboxRow {
+                id: r.get(0)?,
+                project_id: r.get(1)?,
+                received_at: r.get(2)?,
+                encoding: r.get(3)?,
+                envelope: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Digest one batch; returns how many rows it read and what it did.
+    fn step(&mut self, metrics: &Metrics) -> Result<Option<(usize, i64, Outcome, Batch)>> {
+        let rows = self.read()?;
+        let Some(last) = rows.last() else {
+            return Ok(None);
+        };
+        let last_id = last.id;
+        let oldest_received = rows.iter().map(|r| r.received_at).min().unwrap_or_default();
+        let mut batch = Batch {
+            last_inbox_id: last_id,
+            ..Batch::default()
+        };
+        for row in &rows {
+            process::process_row(row, &mut batch);
+        }
+        let outcome = self.store.apply(&batch)?;
+        self.cursor = last_id;
+        for r in &batch.rejections {
+            metrics.digest_rejected(&r.item_type, &r.reason);
+        }
+        Ok(Some((rows.len(), oldest_received, outcome, batch)))
+    }
+}
+
+/// A running digest.
+#[derive(Debug)]
+pub struct Digest {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What the digest tells others after each committed batch.
+#[derive(Debug, Clone)]
+pub struct Digested {
+    /// Issues created.
+    pub new_issues: Vec<i64>,
+    /// Issues reopened.
+    pub regressions: Vec<i64>,
+}
+
+impl Digest {
+    /// Start digesting the inbox of `config.data_dir`. `appended` wakes it after each inbox
+    /// commit; `inbox` receives trim commands; `on_batch` gets every committed batch.
+    pub fn start(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        appended: Arc<Notify>,
+        inbox_tx: mpsc::Sender<Command>,
+        on_batch: Option<mpsc::UnboundedSender<Digested>>,
+    ) -> Result<Digest> {
+        let store = DigestStore::open(&config.data_dir, config.ingest.synchronous)?;
+        let inbox = inbox::open(&config.data_dir, config.ingest.synchronous)?;
+        let cursor = store.cursor()?;
+        let pending: i64 =
+            inbox.query_row("SELECT COUNT(*) FROM inbox WHERE id > ?1", [cursor], |r| {
+                r.get(0)
+            })?;
+        metrics.inbox_depth.set(pending);
+        let worker = Arc::new(Mutex::new(Worker {
+            store,
+            inbox,
+            cursor,
+        }));
+        let retention_ms = i64::try_from(config.ingest.inbox_retention_secs)
+            .unwrap_or(i64::MAX / 2)
+            .saturating_mul(1000);
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let w = Arc::clone(&worker);
+                let m = Arc::clone(&metrics);
+                let result = tokio::task::spawn_blocking(move || {
+                    let mut guard = w.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    guard.step(&m)
+                })
+                .await
+                .unwrap_or_else(|e| Err(StoreError::Invalid(format!("digest task failed: {e}"))));
+                match result {
+                    Ok(Some((rows, oldest_received, outcome, _batch))) => {
+                        let now = chrono::Utc::now().timestamp_millis();
+                        metrics.inbox_depth.dec_by(rows as i64);
+                        metrics.digested_rows.inc_by(rows as u64);
+                        metrics.digested_events.inc_by(outcome.events as u64);
+                        metrics
+                            .digested_transactions
+                            .inc_by(outcome.transactions as u64);
+                        metrics.digest_lag_ms.set(now - oldest_received);
+                        let last = worker
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .cursor;
+                        let _ = inbox_tx.try_send(Command::Trim {
+                            upto: last,
+                            keep_after_ms: now - retention_ms,
+                        });
+                        if let Some(tx) = &on_batch {
+                            let _ = tx.send(Digested {
+                                new_issues: outcome.new_issues,
+                                regressions: outcome.regressions,
+                            });
+                        }
+                        if *stopped.borrow() {
+                            break;
+                        }
+                    }
+                    Ok(None) => {
+                        metrics.digest_lag_ms.set(0);
+                        if *stopped.borrow() {
+                            break;
+                        }
+                        tokio::select! {
+                            () = appended.notified() => {}
+                            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            _ = stopped.changed() => {}
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "digest batch failed; retrying");
+                        if *stopped.borrow() {
+                            break;
+                        }
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = stopped.changed() => {}
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Digest { stop, task })
+    }
+
+    /// Finish the batch in hand and stop. What is left is digested at the next start.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "digest task ended badly");
+        }
+    }
+}

@@ -1,0 +1,787 @@
+//! The digest's writes: one batch of inbox rows becomes one transaction that also moves
+//! the digest cursor, so every row is digested exactly once, even across `kill -9`.
+
+use super::{Result, connect};
+use crate::config::Synchronous;
+use lookout_protocol::sketch::DDSketch;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// One error or message event, ready to store.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    /// Project.
+    pub project_id: i64,
+    /// 32 hex.
+    pub event_id: String,
+    /// Event time (ms since epoch).
+    pub timestamp_ms: i64,
+    /// Arrival time (ms since epoch).
+    pub received_ms: i64,
+    /// fatal, error, warning, info, debug.
+    pub level: String,
+    /// `error` (has an exception) or `default` (a message).
+    pub kind: &'static str,
+    /// Release, if any.
+    pub release: Option<String>,
+    /// Environment, if any.
+    pub environment: Option<String>,
+    /// Transaction name, if any.
+    pub transaction: Option<String>,
+    /// Trace id, if any.
+    pub trace_id: Option<String>,
+    /// Who was affected (user id, email, username or IP), for distinct-user counts.
+    pub user_key: Option<String>,
+    /// Group hash.
+    pub hash: String,
+    /// Issue title.
+    pub title: String,
+    /// Issue culprit.
+    pub culprit: String,
+    /// Grouping metadata (type, value, …) as JSON.
+    pub metadata: String,
+    /// Tags (key, value).
+    pub tags: Vec<(String, String)>,
+    /// The normalised, scrubbed payload, zstd-compressed.
+    pub payload: Vec<u8>,
+}
+
+/// One span of a transaction.
+#[derive(Debug, Clone)]
+pub struct SpanRecord {
+    /// 16 hex.
+    pub span_id: String,
+    /// Parent span.
+    pub parent_span_id: Option<String>,
+    /// Operation.
+    pub op: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Status.
+    pub status: Option<String>,
+    /// Start (ms since epoch, fractional).
+    pub start_ms: f64,
+    /// Duration in ms.
+    pub duration_ms: f64,
+    /// Span data as JSON.
+    pub data: Option<String>,
+}
+
+/// One transaction with its spans.
+#[derive(Debug, Clone)]
+pub struct TransactionRecord {
+    /// Project.
+    pub project_id: i64,
+    /// 32 hex.
+    pub event_id: String,
+    /// End time (ms since epoch).
+    pub timestamp_ms: i64,
+    /// Arrival time.
+    pub received_ms: i64,
+    /// Transaction name.
+    pub name: String,
+    /// Root op.
+    pub op: String,
+    /// Root status (`ok` unless failed).
+    pub status: String,
+    /// Root span id.
+    pub span_id: String,
+    /// Trace id.
+    pub trace_id: String,
+    /// Duration in ms.
+    pub duration_ms: f64,
+    /// Start (ms since epoch).
+    pub start_ms: f64,
+    /// Release.
+    pub release: Option<String>,
+    /// Environment.
+    pub environment: Option<String>,
+    /// Who.
+    pub user_key: Option<String>,
+    /// Tags.
+    pub tags: Vec<(String, String)>,
+    /// Child spans.
+    pub spans: Vec<SpanRecord>,
+    /// The normalised, scrubbed payload, zstd-compressed.
+    pub payload: Vec<u8>,
+}
+
+/// A session update (from a `session` item).
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    /// Project.
+    pub project_id: i64,
+    /// Session id.
+    pub sid: String,
+    /// Distinct id (user), if any.
+    pub did: Option<String>,
+    /// First update of this session.
+    pub init: bool,
+    /// ok, exited, crashed, abnormal, errored.
+    pub status: String,
+    /// Errors seen in the session.
+    pub errors: i64,
+    /// Start (ms since epoch).
+    pub started_ms: i64,
+    /// Update time (ms).
+    pub timestamp_ms: i64,
+    /// Duration in seconds.
+    pub duration: Option<f64>,
+    /// Release.
+    pub release: String,
+    /// Environment.
+    pub environment: String,
+}
+
+/// One bucket of a `sessions` aggregate item.
+#[derive(Debug, Clone)]
+pub struct SessionAggregateRecord {
+    /// Project.
+    pub project_id: i64,
+    /// Minute start (ms).
+    pub started_ms: i64,
+    /// Distinct id, if the bucket is per user.
+    pub did: Option<String>,
+    /// Sessions that ended normally.
+    pub exited: i64,
+    /// Sessions with errors.
+    pub errored: i64,
+    /// Abnormal sessions.
+    pub abnormal: i64,
+    /// Crashed sessions.
+    pub crashed: i64,
+    /// Release.
+    pub release: String,
+    /// Environment.
+    pub environment: String,
+}
+
+/// A check-in.
+#[derive(Debug, Clone)]
+pub struct CheckInRecord {
+    /// Project.
+    pub project_id: i64,
+    /// 32 hex.
+    pub check_in_id: String,
+    /// Monitor slug.
+    pub monitor_slug: String,
+    /// Environment (default `production`).
+    pub environment: String,
+    /// in_progress, ok, error, unknown.
+    pub status: String,
+    /// Duration in ms.
+    pub duration_ms: Option<f64>,
+    /// Release.
+    pub release: Option<String>,
+    /// The monitor_config as sent, JSON.
+    pub monitor_config: Option<String>,
+    /// Arrival time.
+    pub received_ms: i64,
+}
+
+/// A log record.
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    /// Project.
+    pub project_id: i64,
+    /// Time (ms).
+    pub timestamp_ms: i64,
+    /// Level.
+    pub level: String,
+    /// Body (scrubbed).
+    pub body: String,
+    /// Trace id.
+    pub trace_id: Option<String>,
+    /// Attributes JSON (scrubbed).
+    pub attributes: Option<String>,
+}
+
+/// An item the digest refused.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// Inbox row.
+    pub inbox_id: i64,
+    /// Project.
+    pub project_id: i64,
+    /// Item type.
+    pub item_type: String,
+    /// Stable reason.
+    pub reason: String,
+    /// Human-readable detail.
+    pub detail: String,
+}
+
+/// Everything one batch of inbox rows produced.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Last inbox row in the batch.
+    pub last_inbox_id: i64,
+    /// Error and message events.
+    pub events: Vec<EventRecord>,
+    /// Transactions.
+    pub transactions: Vec<TransactionRecord>,
+    /// Session updates.
+    pub sessions: Vec<SessionRecord>,
+    /// Session aggregates.
+    pub session_aggregates: Vec<SessionAggregateRecord>,
+    /// Check-ins.
+    pub check_ins: Vec<CheckInRecord>,
+    /// Client reports: (project, minute ms, reason, category) → quantity.
+    pub client_reports: HashMap<(i64, i64, String, String), i64>,
+    /// Logs.
+    pub logs: Vec<LogRecord>,
+    /// Refused items.
+    pub rejections: Vec<Rejection>,
+}
+
+/// What a committed batch did, for metrics and the alert engine.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// Events stored.
+    pub events: usize,
+    /// Transactions stored.
+    pub transactions: usize,
+    /// Events dropped as duplicates (same event id).
+    pub duplicates: usize,
+    /// Issues created (ids).
+    pub new_issues: Vec<i64>,
+    /// Issues reopened by a new event (ids).
+    pub regressions: Vec<i64>,
+}
+
+/// The digest's connection to the main database.
+#[derive(Debug)]
+pub struct DigestStore {
+    conn: Connection,
+}
+
+const MINUTE_MS: i64 = 60_000;
+
+fn minute_of(ms: i64) -> i64 {
+    ms.div_euclid(MINUTE_MS) * MINUTE_MS
+}
+
+impl DigestStore {
+    /// Open the main database of `data_dir` for the digest.
+    pub fn open(data_dir: &Path, synchronous: Synchronous) -> Result<DigestStore> {
+        Ok(DigestStore {
+            conn: connect(&data_dir.join("lookout.db"), synchronous)?,
+        })
+    }
+
+    /// The last inbox row digested.
+    pub fn cursor(&self) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT last_inbox_id FROM digest_cursor WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Write a batch and move the cursor, atomically.
+    pub fn apply(&mut self, batch: &Batch) -> Result<Outcome> {
+        let tx = self.conn.transaction()?;
+        let mut outcome = Outcome::default();
+        apply_events(&tx, &batch.events, &mut outcome)?;
+        apply_transactions(&tx, &batch.transactions, &mut outcome)?;
+        apply_sessions(&tx, &batch.sessions, &batch.session_aggregates)?;
+        apply_check_ins(&tx, &batch.check_ins)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO client_reports (project_id, minute, reason, category, quantity) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity",
+            )?;
+            for ((project, minute, reason, category), q) in &batch.client_reports {
+                stmt.execute(params![project, minute, reason, category, q])?;
+            }
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO logs (project_id, timestamp, level, body, trace_id, attributes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for l in &batch.logs {
+                stmt.execute(params![
+                    l.project_id,
+                    l.timestamp_ms,
+                    l.level,
+                    l.body,
+                    l.trace_id,
+                    l.attributes
+                ])?;
+            }
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO digest_rejections (inbox_id, project_id, item_type, reason, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let now = chrono::Utc::now().timestamp_millis();
+            for r in &batch.rejections {
+                stmt.execute(params![
+                    r.inbox_id,
+                    r.project_id,
+                    r.item_type,
+                    r.reason,
+                    r.detail,
+                    now
+                ])?;
+            }
+        }
+        tx.execute(
+            "UPDATE digest_cursor SET last_inbox_id = ?1 WHERE id = 1 AND last_inbox_id < ?1",
+            [batch.last_inbox_id],
+        )?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+}
+
+struct IssueState {
+    id: i64,
+    status: String,
+}
+
+fn apply_events(tx: &Transaction<'_>, events: &[EventRecord], outcome: &mut Outcome) -> Result<()> {
+    let mut find_issue =
+        tx.prepare_cached("SELECT id, status FROM issues WHERE project_id = ?1 AND hash = ?2")?;
+    let mut next_seq = tx.prepare_cached(
+        "SELECT COALESCE(MAX(short_seq), 0) + 1 FROM issues WHERE project_id = ?1",
+    )?;
+    let mut insert_issue = tx.prepare_cached(
+        "INSERT INTO issues (project_id, short_seq, hash, title, culprit, level, kind, metadata, status, first_seen, last_seen, times_seen, first_release)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'unresolved', ?9, ?9, 0, ?10)",
+    )?;
+    let mut insert_event = tx.prepare_cached(
+        "INSERT INTO events (project_id, event_id, issue_id, kind, timestamp, received_at, level, release, environment, transaction_name, trace_id, user_key, title, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT (project_id, event_id) DO NOTHING",
+    )?;
+    let mut insert_tag = tx.prepare_cached(
+        "INSERT OR IGNORE INTO event_tags (key, value, event_row) VALUES (?1, ?2, ?3)",
+    )?;
+    let mut insert_user = tx
+        .prepare_cached("INSERT OR IGNORE INTO issue_users (issue_id, user_key) VALUES (?1, ?2)")?;
+
+    // Per-issue and per-rollup sums, written once per batch: an error storm of 1,000
+    // identical events costs one issue update, not 1,000.
+    struct IssueDelta {
+        times: i64,
+        users: i64,
+        last_seen: i64,
+        reopen_at: Option<i64>,
+    }
+    let mut deltas: HashMap<i64, IssueDelta> = HashMap::new();
+    let mut tag_counts: HashMap<(i64, String, String), (i64, i64, i64)> = HashMap::new();
+    let mut rollups: HashMap<(i64, i64, i64, String, String, String), i64> = HashMap::new();
+    let mut issues: HashMap<(i64, String), IssueState> = HashMap::new();
+
+    for e in events {
+        let key = (e.project_id, e.hash.clone());
+        if !issues.contains_key(&key) {
+            let found = find_issue
+                .query_row(params![e.project_id, e.hash], |r| {
+                    Ok(IssueState {
+                        id: r.get(0)?,
+                        status: r.get(1)?,
+                    })
+                })
+                .optional()?;
+            let state = match found {
+                Some(s) => s,
+                None => {
+                    let seq: i64 = next_seq.query_row([e.project_id], |r| r.get(0))?;
+                    insert_issue.execute(params![
+                        e.project_id,
+                        seq,
+                        e.hash,
+                        e.title,
+                        e.culprit,
+                        e.level,
+                        e.kind,
+                        e.metadata,
+                        e.timestamp_ms.min(e.received_ms),
+                        e.release,
+                    ])?;
+                    let id = tx.last_insert_rowid();
+                    outcome.new_issues.push(id);
+                    IssueState {
+                        id,
+                        status: "unresolved".into(),
+                    }
+                }
+            };
+            issues.insert(key.clone(), state);
+        }
+        let Some(issue) = issues.get_mut(&key) else {
+            continue;
+        };
+        let inserted = insert_event.execute(params![
+            e.project_id,
+            e.event_id,
+            issue.id,
+            e.kind,
+            e.timestamp_ms,
+            e.received_ms,
+            e.level,
+            e.release,
+            e.environment,
+            e.transaction,
+            e.trace_id,
+            e.user_key,
+            e.title,
+            e.payload,
+        ])?;
+        if inserted == 0 {
+            outcome.duplicates += 1;
+            continue;
+        }
+        outcome.events += 1;
+        let row = tx.last_insert_rowid();
+        let delta = deltas.entry(issue.id).or_insert(IssueDelta {
+            times: 0,
+            users: 0,
+            last_seen: e.timestamp_ms,
+            reopen_at: None,
+        });
+        if issue.status == "resolved" {
+            // A new event on a resolved issue is a regression.
+            issue.status = "unresolved".into();
+            delta.reopen_at = Some(e.received_ms);
+            outcome.regressions.push(issue.id);
+        }
+        delta.times += 1;
+        delta.last_seen = delta.last_seen.max(e.timestamp_ms);
+        if let Some(user) = &e.user_key
+            && insert_user.execute(params![issue.id, user])? > 0
+        {
+            delta.users += 1;
+        }
+        for (k, v) in &e.tags {
+            insert_tag.execute(params![k, v, row])?;
+            let c = tag_counts
+                .entry((issue.id, k.clone(), v.clone()))
+                .or_insert((0, e.timestamp_ms, e.timestamp_ms));
+            c.0 += 1;
+            c.1 = c.1.min(e.timestamp_ms);
+            c.2 = c.2.max(e.timestamp_ms);
+        }
+        *rollups
+            .entry((
+                e.project_id,
+                minute_of(e.timestamp_ms),
+                issue.id,
+                e.release.clone().unwrap_or_default(),
+                e.environment.clone().unwrap_or_default(),
+                e.level.clone(),
+            ))
+            .or_default() += 1;
+    }
+
+    let mut update_issue = tx.prepare_cached(
+        "UPDATE issues SET times_seen = times_seen + ?2, user_count = user_count + ?3,
+             last_seen = MAX(last_seen, ?4),
+             status = CASE WHEN ?5 IS NOT NULL THEN 'unresolved' ELSE status END,
+             regressed_at = COALESCE(?5, regressed_at),
+             resolved_at = CASE WHEN ?5 IS NOT NULL THEN NULL ELSE resolved_at END
+         WHERE id = ?1",
+    )?;
+    for (id, d) in &deltas {
+        update_issue.execute(params![id, d.times, d.users, d.last_seen, d.reopen_at])?;
+    }
+    let mut upsert_tag = tx.prepare_cached(
+        "INSERT INTO issue_tags (issue_id, key, value, times_seen, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT DO UPDATE SET times_seen = times_seen + excluded.times_seen,
+             first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)",
+    )?;
+    for ((issue, k, v), (n, first, last)) in &tag_counts {
+        upsert_tag.execute(params![issue, k, v, n, first, last])?;
+    }
+    let mut upsert_rollup = tx.prepare_cached(
+        "INSERT INTO rollup_events (project_id, minute, issue_id, release, environment, level, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT DO UPDATE SET count = count + excluded.count",
+    )?;
+    for ((p, m, i, r, env, l), n) in &rollups {
+        upsert_rollup.execute(params![p, m, i, r, env, l, n])?;
+    }
+    Ok(())
+}
+
+fn apply_transactions(
+    tx: &Transaction<'_>,
+    txs: &[TransactionRecord],
+    outcome: &mut Outcome,
+) -> Result<()> {
+    let mut insert_event = tx.prepare_cached(
+        "INSERT INTO events (project_id, event_id, issue_id, kind, timestamp, received_at, level, release, environment, transaction_name, trace_id, user_key, title, payload)
+         VALUES (?1, ?2, NULL, 'transaction', ?3, ?4, 'info', ?5, ?6, ?7, ?8, ?9, ?7, ?10)
+         ON CONFLICT (project_id, event_id) DO NOTHING",
+    )?;
+    let mut insert_span = tx.prepare_cached(
+        "INSERT OR IGNORE INTO spans (event_row, trace_id, span_id, parent_span_id, op, description, status, start_ms, duration_ms, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let mut insert_tag = tx.prepare_cached(
+        "INSERT OR IGNORE INTO event_tags (key, value, event_row) VALUES (?1, ?2, ?3)",
+    )?;
+    // (project, kind, name, op, minute) → (count, errors, sketch)
+    type Key = (i64, &'static str, String, String, i64);
+    let mut latency: HashMap<Key, (i64, i64, DDSketch)> = HashMap::new();
+    for t in txs {
+        let inserted = insert_event.execute(params![
+            t.project_id,
+            t.event_id,
+            t.timestamp_ms,
+            t.received_ms,
+            t.release,
+            t.environment,
+            t.name,
+            t.trace_id,
+            t.user_key,
+            t.payload,
+        ])?;
+        if inserted == 0 {
+            outcome.duplicates += 1;
+            continue;
+        }
+        outcome.transactions += 1;
+        let row = tx.last_insert_rowid();
+        // The root span is stored like the others, so a trace reads from one table.
+        insert_span.execute(params![
+            row,
+            t.trace_id,
+            t.span_id,
+            Option::<String>::None,
+            t.op,
+            t.name,
+            t.status,
+            t.start_ms,
+            t.duration_ms,
+            Option::<String>::None
+        ])?;
+        for s in &t.spans {
+            insert_span.execute(params![
+                row,
+                t.trace_id,
+                s.span_id,
+                s.parent_span_id,
+                s.op,
+                s.description,
+                s.status,
+                s.start_ms,
+                s.duration_ms,
+                s.data
+            ])?;
+        }
+        for (k, v) in &t.tags {
+            insert_tag.execute(params![k, v, row])?;
+        }
+        let minute = minute_of(t.timestamp_ms);
+        let failed = is_failure(&t.status);
+        let entry = latency
+            .entry((
+                t.project_id,
+                "transaction",
+                t.name.clone(),
+                t.op.clone(),
+                minute,
+            ))
+            .or_insert_with(|| (0, 0, DDSketch::new()));
+        entry.0 += 1;
+        entry.1 += i64::from(failed);
+        entry.2.add(t.duration_ms);
+        for s in &t.spans {
+            let entry = latency
+                .entry((t.project_id, "span", s.op.clone(), s.op.clone(), minute))
+                .or_insert_with(|| (0, 0, DDSketch::new()));
+            entry.0 += 1;
+            entry.1 += i64::from(s.status.as_deref().is_some_and(is_failure));
+            entry.2.add(s.duration_ms);
+        }
+    }
+    let mut select = tx.prepare_cached(
+        "SELECT sketch FROM rollup_latency WHERE project_id = ?1 AND kind = ?2 AND name = ?3 AND op = ?4 AND minute = ?5",
+    )?;
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO rollup_latency (project_id, minute, kind, name, op, count, errors, sketch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT DO UPDATE SET count = count + excluded.count, errors = errors + excluded.errors, sketch = excluded.sketch",
+    )?;
+    for ((project, kind, name, op, minute), (count, errors, mut sketch)) in latency {
+        let existing: Option<Vec<u8>> = select
+            .query_row(params![project, kind, name, op, minute], |r| r.get(0))
+            .optional()?;
+        if let Some(bytes) = existing
+            && let Ok(old) = DDSketch::from_bytes(&bytes)
+        {
+            sketch.merge(&old);
+        }
+        upsert.execute(params![
+            project,
+            minute,
+            kind,
+            name,
+            op,
+            count,
+            errors,
+            sketch.to_bytes()
+        ])?;
+    }
+    Ok(())
+}
+
+/// Sentry's failure rate counts every status but ok, cancelled and unknown.
+pub fn is_failure(status: &str) -> bool {
+    !matches!(status, "ok" | "cancelled" | "unknown" | "")
+}
+
+fn apply_sessions(
+    tx: &Transaction<'_>,
+    sessions: &[SessionRecord],
+    aggregates: &[SessionAggregateRecord],
+) -> Result<()> {
+    let mut get = tx.prepare_cached(
+        "SELECT status, counted_errored FROM sessions WHERE project_id = ?1 AND sid = ?2",
+    )?;
+    let mut put = tx.prepare_cached(
+        "INSERT INTO sessions (project_id, sid, did, release, environment, status, errors, started, updated, duration, counted_errored)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT DO UPDATE SET status = excluded.status, errors = MAX(errors, excluded.errors),
+             updated = excluded.updated, duration = COALESCE(excluded.duration, duration),
+             counted_errored = MAX(counted_errored, excluded.counted_errored)",
+    )?;
+    let mut rollup = tx.prepare_cached(
+        "INSERT INTO rollup_sessions (project_id, minute, release, environment, init, exited, errored, abnormal, crashed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT DO UPDATE SET init = init + excluded.init, exited = exited + excluded.exited,
+             errored = errored + excluded.errored, abnormal = abnormal + excluded.abnormal, crashed = crashed + excluded.crashed",
+    )?;
+    let mut user = tx.prepare_cached(
+        "INSERT INTO session_users (project_id, release, environment, did, errored, crashed, abnormal, first_seen, last_seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+         ON CONFLICT DO UPDATE SET errored = MAX(errored, excluded.errored), crashed = MAX(crashed, excluded.crashed),
+             abnormal = MAX(abnormal, excluded.abnormal), last_seen = MAX(last_seen, excluded.last_seen)",
+    )?;
+    for s in sessions {
+        let previous: Option<(String, i64)> = get
+            .query_row(params![s.project_id, s.sid], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        // Terminal sessions take no more updates (only `ok` is non-terminal).
+        if let Some((status, _)) = &previous
+            && status != "ok"
+        {
+            continue;
+        }
+        let init = i64::from(s.init && previous.is_none());
+        let errored_now =
+            s.errors > 0 || matches!(s.status.as_str(), "crashed" | "abnormal" | "errored");
+        let already_errored = previous.as_ref().is_some_and(|(_, c)| *c > 0);
+        let count_errored = errored_now && !already_errored;
+        let status = s.status.as_str();
+        put.execute(params![
+            s.project_id,
+            s.sid,
+            s.did,
+            s.release,
+            s.environment,
+            status,
+            s.errors,
+            s.started_ms,
+            s.timestamp_ms,
+            s.duration,
+            i64::from(errored_now)
+        ])?;
+        rollup.execute(params![
+            s.project_id,
+            minute_of(s.started_ms),
+            s.release,
+            s.environment,
+            init,
+            i64::from(status == "exited"),
+            i64::from(count_errored),
+            i64::from(status == "abnormal"),
+            i64::from(status == "crashed"),
+        ])?;
+        if let Some(did) = &s.did {
+            user.execute(params![
+                s.project_id,
+                s.release,
+                s.environment,
+                did,
+                i64::from(errored_now),
+                i64::from(status == "crashed"),
+                i64::from(status == "abnormal"),
+                s.timestamp_ms
+            ])?;
+        }
+    }
+    for a in aggregates {
+        let total = a.exited + a.errored + a.abnormal + a.crashed;
+        rollup.execute(params![
+            a.project_id,
+            minute_of(a.started_ms),
+            a.release,
+            a.environment,
+            total,
+            a.exited,
+            a.errored + a.abnormal + a.crashed,
+            a.abnormal,
+            a.crashed
+        ])?;
+        if let Some(did) = &a.did {
+            user.execute(params![
+                a.project_id,
+                a.release,
+                a.environment,
+                did,
+                i64::from(a.errored + a.abnormal + a.crashed > 0),
+                i64::from(a.crashed > 0),
+                i64::from(a.abnormal > 0),
+                a.started_ms
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+fn apply_check_ins(tx: &Transaction<'_>, check_ins: &[CheckInRecord]) -> Result<()> {
+    let mut update = tx.prepare_cached(
+        "UPDATE check_ins SET status = ?4, duration_ms = COALESCE(?5, duration_ms), updated_at = ?6
+         WHERE project_id = ?1 AND check_in_id = ?2 AND environment = ?3 AND status = 'in_progress'",
+    )?;
+    let mut exists = tx.prepare_cached(
+        "SELECT 1 FROM check_ins WHERE project_id = ?1 AND check_in_id = ?2 AND environment = ?3",
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO check_ins (project_id, check_in_id, monitor_slug, environment, status, duration_ms, release, monitor_config, received_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+    )?;
+    for c in check_ins {
+        let known = exists
+            .query_row(params![c.project_id, c.check_in_id, c.environment], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some();
+        if known {
+            // A closed check-in is final; a late in_progress changes nothing.
+            if c.status != "in_progress" {
+                update.execute(params![
+                    c.project_id,
+                    c.check_in_id,
+                    c.environment,
+                    c.status,
+                    c.duration_ms,
+                    c.received_ms
+                ])?;
+            }
+            continue;
+        }
+        insert.execute(params![
+            c.project_id,
+            c.check_in_id,
+            c.monitor_slug,
+            c.environment,
+            c.status,
+            c.duration_ms,
+            c.release,
+            c.monitor_config,
+            c.received_ms
+        ])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,669 @@
+//! The read side: queries for the API and the UI. Each call opens its own connection (WAL
+//! readers never block the writers), so reads never stall ingest or the digest.
+
+use super::{Result, StoreError, connect};
+use crate::config::Synchronous;
+use lookout_protocol::sketch::DDSketch;
+use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value as SqlValue};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// A project as the API names it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectRef {
+    /// Numeric id.
+    pub id: i64,
+    /// Slug.
+    pub slug: String,
+    /// Organisation slug.
+    pub org_slug: String,
+}
+
+/// An issue row.
+#[derive(Debug, Clone)]
+pub struct IssueRow {
+    /// Id.
+    pub id: i64,
+    /// Project.
+    pub project: ProjectRef,
+    /// Per-project sequence number (short id suffix).
+    pub short_seq: i64,
+    /// Title.
+    pub title: String,
+    /// Culprit.
+    pub culprit: String,
+    /// Level.
+    pub level: String,
+    /// `error` or `default`.
+    pub kind: String,
+    /// Grouping metadata JSON.
+    pub metadata: String,
+    /// unresolved, resolved, ignored.
+    pub status: String,
+    /// ms.
+    pub first_seen: i64,
+    /// ms.
+    pub last_seen: i64,
+    /// Events.
+    pub times_seen: i64,
+    /// Distinct users.
+    pub user_count: i64,
+    /// Release of the first event.
+    pub first_release: Option<String>,
+}
+
+impl IssueRow {
+    /// `DEFAULT-1A`: the project slug in capitals and the sequence in base 36.
+    pub fn short_id(&self) -> String {
+        format!(
+            "{}-{}",
+            self.project.slug.to_ascii_uppercase(),
+            base36(self.short_seq)
+        )
+    }
+}
+
+fn base36(mut n: i64) -> String {
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    if n <= 0 {
+        return "0".into();
+    }
+    let mut out = Vec::new();
+    while n > 0 {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// One parsed search term of an issue query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Term {
+    /// `is:unresolved` and the like.
+    Status(String),
+    /// `level:error`.
+    Level(String),
+    /// `release:1.0`.
+    Release(String),
+    /// `environment:prod`.
+    Environment(String),
+    /// `key:value` on the issue's tags (negated with `!key:value`).
+    Tag {
+        /// Tag key.
+        key: String,
+        /// Tag value.
+        value: String,
+        /// `!key:value`.
+        negated: bool,
+    },
+    /// Free text, matched against title and culprit.
+    Text(String),
+}
+
+/// Parse Sentry's search syntax (the part issues need): `is:`, `level:`, `release:`,
+/// `environment:`, `key:value` tags (values may be quoted), `!key:value`, free text.
+pub fn parse_query(q: &str) -> Vec<Term> {
+    let mut terms = Vec::new();
+    let mut chars = q.chars().peekable();
+    let mut tokens = Vec::new();
+    while chars.peek().is_some() {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut tok = String::new();
+        let mut quoted = false;
+        while let Some(&c) = chars.peek() {
+            if c == '"' {
+                quoted = !quoted;
+                chars.next();
+                continue;
+            }
+            if c.is_whitespace() && !quoted {
+                break;
+            }
+            tok.push(c);
+            chars.next();
+        }
+        if !tok.is_empty() {
+            tokens.push(tok);
+        }
+    }
+    let mut text = Vec::new();
+    for tok in tokens {
+        let (negated, body) = match tok.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, tok.as_str()),
+        };
+        match body.split_once(':') {
+            Some((k, v))
+                if !k.is_empty() && !v.is_empty() && !k.contains('/') && !v.starts_with("//") =>
+            {
+                let v = v.to_owned();
+                match (k, negated) {
+                    ("is", false) => terms.push(Term::Status(v)),
+                    ("level", false) => terms.push(Term::Level(v)),
+                    ("release", false) => terms.push(Term::Release(v)),
+                    ("environment", false) => terms.push(Term::Environment(v)),
+                    _ => terms.push(Term::Tag {
+                        key: k.to_owned(),
+                        value: v,
+                        negated,
+                    }),
+                }
+            }
+            _ => text.push(tok),
+        }
+    }
+    // Each bare word (or quoted phrase) must appear: "order failed" finds "order 1234 failed".
+    terms.extend(text.into_iter().map(Term::Text));
+    terms
+}
+
+/// A tag key and its values with their counts, most frequent first.
+pub type TagValues = (String, Vec<(String, i64)>);
+
+/// A stored event, decoded.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    /// Row id.
+    pub row: i64,
+    /// 32 hex.
+    pub event_id: String,
+    /// Issue, for errors.
+    pub issue_id: Option<i64>,
+    /// ms.
+    pub timestamp: i64,
+    /// The normalised payload.
+    pub payload: serde_json::Value,
+}
+
+/// Latency summary of a transaction name or span op over a window.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencySummary {
+    /// Transaction name (or span op).
+    pub name: String,
+    /// Op.
+    pub op: String,
+    /// Count.
+    pub count: i64,
+    /// Failures.
+    pub errors: i64,
+    /// errors / count.
+    pub failure_rate: f64,
+    /// ms.
+    pub p50: Option<f64>,
+    /// ms.
+    pub p75: Option<f64>,
+    /// ms.
+    pub p95: Option<f64>,
+    /// ms.
+    pub p99: Option<f64>,
+    /// ms.
+    pub avg: Option<f64>,
+}
+
+/// Depth-first order: each span right after its parent, siblings by start time; spans
+/// whose parent is not in the trace (the roots) start the walk, earliest first.
+fn tree_order(rows: Vec<SpanRow>) -> Vec<SpanRow> {
+    let ids: HashSet<&str> = rows.iter().map(|r| r.span_id.as_str()).collect();
+    let mut children: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut roots = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        match r.parent_span_id.as_deref() {
+            Some(p) if ids.contains(p) && p != r.span_id => children.entry(p).or_default().push(i),
+            _ => roots.push(i),
+        }
+    }
+    let mut order = Vec::with_capacity(rows.len());
+    let mut seen = vec![false; rows.len()];
+    let mut stack: Vec<usize> = roots.into_iter().rev().collect();
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut seen[i], true) {
+            continue;
+        }
+        order.push(i);
+        if let Some(kids) = children.get(rows[i].span_id.as_str()) {
+            stack.extend(kids.iter().rev());
+        }
+    }
+    // Cycles (attacker-controlled ids) leave spans unvisited: append them in start order.
+    order.extend((0..rows.len()).filter(|i| !seen[*i]));
+    let mut slots: Vec<Option<SpanRow>> = rows.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+/// A span of a trace.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpanRow {
+    /// 32 hex of the transaction it was sent in.
+    pub event_id: String,
+    /// Span id.
+    pub span_id: String,
+    /// Parent.
+    pub parent_span_id: Option<String>,
+    /// Op.
+    pub op: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Status.
+    pub status: Option<String>,
+    /// Start (seconds since epoch, fractional).
+    pub start_timestamp: f64,
+    /// End (seconds).
+    pub timestamp: f64,
+    /// ms.
+    pub duration_ms: f64,
+    /// Data.
+    pub data: Option<serde_json::Value>,
+}
+
+/// Read-side handle.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    path: PathBuf,
+}
+
+const ISSUE_COLUMNS: &str = "i.id, i.project_id, p.slug, o.slug, i.short_seq, i.title, i.culprit, i.level, i.kind, i.metadata, i.status, i.first_seen, i.last_seen, i.times_seen, i.user_count, i.first_release";
+
+fn issue_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IssueRow> {
+    Ok(IssueRow {
+        id: r.get(0)?,
+        project: ProjectRef {
+            id: r.get(1)?,
+            slug: r.get(2)?,
+            org_slug: r.get(3)?,
+        },
+        short_seq: r.get(4)?,
+        title: r.get(5)?,
+        culprit: r.get(6)?,
+        level: r.get(7)?,
+        kind: r.get(8)?,
+        metadata: r.get(9)?,
+        status: r.get(10)?,
+        first_seen: r.get(11)?,
+        last_seen: r.get(12)?,
+        times_seen: r.get(13)?,
+        user_count: r.get(14)?,
+        first_release: r.get(15)?,
+    })
+}
+
+/// Decode a stored (zstd) payload.
+pub fn decode_payload(bytes: &[u8]) -> serde_json::Value {
+    zstd::decode_all(bytes)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+impl Reader {
+    /// A reader of the main database in `data_dir`.
+    pub fn new(data_dir: &Path) -> Reader {
+        Reader {
+            path: data_dir.join("lookout.db"),
+        }
+    }
+
+    fn conn(&self) -> Result<Connection> {
+        let conn = connect(&self.path, Synchronous::Normal)?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        Ok(conn)
+    }
+
+    /// Find a project by organisation and slug.
+    pub fn project(&self, org: &str, slug: &str) -> Result<ProjectRef> {
+        self.conn()?
+            .query_row(
+                "SELECT p.id, p.slug, o.slug FROM projects p JOIN organizations o ON o.id = p.org_id WHERE o.slug = ?1 AND p.slug = ?2",
+                [org, slug],
+                |r| {
+                    Ok(ProjectRef {
+                        id: r.get(0)?,
+                        slug: r.get(1)?,
+                        org_slug: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("project {org}/{slug}")))
+    }
+
+    /// Issues of a project matching `query`, most recently seen first.
+    pub fn issues(
+        &self,
+        project_id: i64,
+        terms: &[Term],
+        since_ms: Option<i64>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<IssueRow>> {
+        let mut sql = format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id JOIN organizations o ON o.id = p.org_id WHERE i.project_id = ?"
+        );
+        let mut args: Vec<SqlValue> = vec![SqlValue::Integer(project_id)];
+        if let Some(since) = since_ms {
+            sql.push_str(" AND i.last_seen >= ?");
+            args.push(SqlValue::Integer(since));
+        }
+        for term in terms {
+            match term {
+                Term::Status(s) => {
+                    let status = match s.as_str() {
+                        "unresolved" | "resolved" | "ignored" => s.clone(),
+                        "muted" | "archived" => "ignored".into(),
+                        _ => continue,
+                    };
+                    sql.push_str(" AND i.status = ?");
+                    args.push(SqlValue::Text(status));
+                }
+                Term::Level(l) => {
+                    sql.push_str(" AND i.level = ?");
+                    args.push(SqlValue::Text(l.clone()));
+                }
+                Term::Release(r) => {
+                    sql.push_str(" AND EXISTS (SELECT 1 FROM issue_tags t WHERE t.issue_id = i.id AND t.key = 'release' AND t.value = ?)");
+                    args.push(SqlValue::Text(r.clone()));
+                }
+                Term::Environment(e) => {
+                    sql.push_str(" AND EXISTS (SELECT 1 FROM issue_tags t WHERE t.issue_id = i.id AND t.key = 'environment' AND t.value = ?)");
+                    args.push(SqlValue::Text(e.clone()));
+                }
+                Term::Tag {
+                    key,
+                    value,
+                    negated,
+                } => {
+                    sql.push_str(if *negated {
+                        " AND NOT EXISTS (SELECT 1 FROM issue_tags t WHERE t.issue_id = i.id AND t.key = ? AND t.value = ?)"
+                    } else {
+                        " AND EXISTS (SELECT 1 FROM issue_tags t WHERE t.issue_id = i.id AND t.key = ? AND t.value = ?)"
+                    });
+                    args.push(SqlValue::Text(key.clone()));
+                    args.push(SqlValue::Text(value.clone()));
+                }
+                Term::Text(t) => {
+                    sql.push_str(
+                        " AND (i.title LIKE ? ESCAPE '\\' OR i.culprit LIKE ? ESCAPE '\\')",
+                    );
+                    let pattern = format!(
+                        "%{}%",
+                        t.replace('\\', "\\\\")
+                            .replace('%', "\\%")
+                            .replace('_', "\\_")
+                    );
+                    args.push(SqlValue::Text(pattern.clone()));
+                    args.push(SqlValue::Text(pattern));
+                }
+            }
+        }
+        sql.push_str(" ORDER BY i.last_seen DESC, i.id DESC LIMIT ? OFFSET ?");
+        args.push(SqlValue::Integer(limit));
+        args.push(SqlValue::Integer(offset));
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), issue_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// One issue.
+    pub fn issue(&self, id: i64) -> Result<IssueRow> {
+        self.conn()?
+            .query_row(
+                &format!("SELECT {ISSUE_COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id JOIN organizations o ON o.id = p.org_id WHERE i.id = ?1"),
+                [id],
+                issue_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("issue {id}")))
+    }
+
+    /// An issue by its short id (`DEFAULT-1A`) within a project.
+    pub fn issue_id_by_short(&self, project_id: i64, seq: i64) -> Result<Option<i64>> {
+        Ok(self
+            .conn()?
+            .query_row(
+                "SELECT id FROM issues WHERE project_id = ?1 AND short_seq = ?2",
+                [project_id, seq],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Tag value counts of an issue: key → [(value, count)], most frequent first.
+    pub fn issue_tags(&self, id: i64) -> Result<Vec<TagValues>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT key, value, times_seen FROM issue_tags WHERE issue_id = ?1 ORDER BY key, times_seen DESC, value",
+        )?;
+        let mut out: Vec<TagValues> = Vec::new();
+        let rows = stmt.query_map([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (k, v, n) = row?;
+            match out.last_mut() {
+                Some((key, values)) if *key == k => values.push((v, n)),
+                _ => out.push((k, vec![(v, n)])),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Events of an issue, newest first.
+    pub fn issue_events(&self, issue_id: i64, limit: i64, offset: i64) -> Result<Vec<EventRow>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, event_id, issue_id, timestamp, payload FROM events WHERE issue_id = ?1 ORDER BY timestamp DESC, id DESC LIMIT ?2 OFFSET ?3",
+        )?;
+        let rows = stmt.query_map([issue_id, limit, offset], |r| {
+            let payload: Vec<u8> = r.get(4)?;
+            Ok(EventRow {
+                row: r.get(0)?,
+                event_id: r.get(1)?,
+                issue_id: r.get(2)?,
+                timestamp: r.get(3)?,
+                payload: decode_payload(&payload),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// One event of a project by its id.
+    pub fn event(&self, project_id: i64, event_id: &str) -> Result<EventRow> {
+        self.conn()?
+            .query_row(
+                "SELECT id, event_id, issue_id, timestamp, payload FROM events WHERE project_id = ?1 AND event_id = ?2",
+                rusqlite::params![project_id, event_id],
+                |r| {
+                    let payload: Vec<u8> = r.get(4)?;
+                    Ok(EventRow {
+                        row: r.get(0)?,
+                        event_id: r.get(1)?,
+                        issue_id: r.get(2)?,
+                        timestamp: r.get(3)?,
+                        payload: decode_payload(&payload),
+                    })
+                },
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("event {event_id}")))
+    }
+
+    /// Latency summaries over `[since, until)` per transaction (`kind = "transaction"`) or
+    /// per span op (`kind = "span"`), merged from per-minute sketches.
+    pub fn latency(
+        &self,
+        project_id: i64,
+        kind: &str,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<LatencySummary>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT name, op, count, errors, sketch FROM rollup_latency WHERE project_id = ?1 AND kind = ?2 AND minute >= ?3 AND minute < ?4",
+        )?;
+        let mut merged: HashMap<(String, String), (i64, i64, DDSketch)> = HashMap::new();
+        let rows = stmt.query_map(
+            rusqlite::params![
+                project_id,
+                kind,
+                since_ms - since_ms.rem_euclid(60_000),
+                until_ms
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                ))
+            },
+        )?;
+        for row in rows {
+            let (name, op, count, errors, bytes) = row?;
+            let entry = merged
+                .entry((name, op))
+                .or_insert_with(|| (0, 0, DDSketch::new()));
+            entry.0 += count;
+            entry.1 += errors;
+            if let Ok(s) = DDSketch::from_bytes(&bytes) {
+                entry.2.merge(&s);
+            }
+        }
+        let mut out: Vec<LatencySummary> = merged
+            .into_iter()
+            .map(|((name, op), (count, errors, sketch))| LatencySummary {
+                name,
+                op,
+                count,
+                errors,
+                failure_rate: if count > 0 {
+                    errors as f64 / count as f64
+                } else {
+                    0.0
+                },
+                p50: sketch.quantile(0.50),
+                p75: sketch.quantile(0.75),
+                p95: sketch.quantile(0.95),
+                p99: sketch.quantile(0.99),
+                avg: (sketch.count() > 0).then(|| sketch.sum() / sketch.count() as f64),
+            })
+            .collect();
+        out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+        Ok(out)
+    }
+
+    /// Every span of a trace (the root span of each transaction included), by start time.
+    pub fn trace(&self, project_id: i64, trace_id: &str) -> Result<Vec<SpanRow>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT e.event_id, s.span_id, s.parent_span_id, s.op, s.description, s.status, s.start_ms, s.duration_ms, s.data
+             FROM spans s JOIN events e ON e.id = s.event_row
+             WHERE s.trace_id = ?1 AND e.project_id = ?2 ORDER BY s.start_ms, s.span_id",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![trace_id, project_id], |r| {
+            let start_ms: f64 = r.get(6)?;
+            let duration_ms: f64 = r.get(7)?;
+            let data: Option<String> = r.get(8)?;
+            Ok(SpanRow {
+                event_id: r.get(0)?,
+                span_id: r.get(1)?,
+                parent_span_id: r.get(2)?,
+                op: r.get(3)?,
+                description: r.get(4)?,
+                status: r.get(5)?,
+                start_timestamp: start_ms / 1000.0,
+                timestamp: (start_ms + duration_ms) / 1000.0,
+                duration_ms,
+                data: data.and_then(|d| serde_json::from_str(&d).ok()),
+            })
+        })?;
+        let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(tree_order(rows))
+    }
+
+    /// Count of items the digest refused, by reason (for tests and the UI).
+    pub fn rejections(&self) -> Result<Vec<(String, String, String)>> {
+        let conn = self.conn()?;
+        let mut stmt =
+            conn.prepare("SELECT item_type, reason, detail FROM digest_rejections ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The digest cursor (last inbox row digested).
+    pub fn digest_cursor(&self) -> Result<i64> {
+        Ok(self.conn()?.query_row(
+            "SELECT last_inbox_id FROM digest_cursor WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+/// Write-side issue status change (API handlers).
+pub fn set_issue_status(data_dir: &Path, id: i64, status: &str) -> Result<()> {
+    let conn = connect(&data_dir.join("lookout.db"), Synchronous::Full)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let n = conn.execute(
+        "UPDATE issues SET status = ?2, resolved_at = CASE WHEN ?2 = 'resolved' THEN ?3 ELSE NULL END WHERE id = ?1",
+        rusqlite::params![id, status, now],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("issue {id}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_terms() {
+        assert_eq!(
+            parse_query(
+                "is:unresolved level:error trade.asset:BTC !service:casino release:\"vol arb@1.0\" margin call"
+            ),
+            vec![
+                Term::Status("unresolved".into()),
+                Term::Level("error".into()),
+                Term::Tag {
+                    key: "trade.asset".into(),
+                    value: "BTC".into(),
+                    negated: false
+                },
+                Term::Tag {
+                    key: "service".into(),
+                    value: "casino".into(),
+                    negated: true
+                },
+                Term::Release("vol arb@1.0".into()),
+                Term::Text("margin".into()),
+                Term::Text("call".into()),
+            ]
+        );
+        assert_eq!(parse_query("  "), vec![]);
+        assert_eq!(parse_query("http://x"), vec![Term::Text("http://x".into())]);
+        assert_eq!(
+            parse_query("\"order failed\""),
+            vec![Term::Text("order failed".into())]
+        );
+    }
+
+    #[test]
+    fn short_ids() {
+        assert_eq!(base36(1), "1");
+        assert_eq!(base36(46), "1A");
+        assert_eq!(base36(36 * 36), "100");
+    }
+}

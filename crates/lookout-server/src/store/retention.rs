@@ -1,0 +1,111 @@
+//! Retention: events older than the configured days, and events past a project's cap, are
+//! deleted in small transactions (with their tags and spans), so no writer waits long.
+
+use super::{Result, connect};
+use crate::config::{RetentionConfig, Synchronous};
+use rusqlite::{Connection, params};
+use std::path::Path;
+
+/// Rows deleted per transaction.
+const CHUNK: i64 = 1000;
+
+/// What one pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Events (and transactions) removed for age.
+    pub expired: u64,
+    /// Events removed by the per-project cap.
+    pub capped: u64,
+}
+
+fn delete_events(conn: &mut Connection, where_clause: &str, args: &[i64]) -> Result<u64> {
+    let mut total = 0;
+    loop {
+        let tx = conn.transaction()?;
+        tx.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY)",
+            [],
+        )?;
+        tx.execute("DELETE FROM temp.doomed", [])?;
+        let sql = format!(
+            "INSERT INTO temp.doomed SELECT id FROM events WHERE {where_clause} ORDER BY timestamp LIMIT {CHUNK}"
+        );
+        let n = tx.execute(&sql, rusqlite::params_from_iter(args.iter()))?;
+        if n == 0 {
+            tx.commit()?;
+            return Ok(total);
+        }
+        tx.execute(
+            "DELETE FROM event_tags WHERE event_row IN (SELECT id FROM temp.doomed)",
+            [],
+        )?;
+        tx.execute(
+            "DELETE FROM spans WHERE event_row IN (SELECT id FROM temp.doomed)",
+            [],
+        )?;
+        tx.execute(
+            "DELETE FROM events WHERE id IN (SELECT id FROM temp.doomed)",
+            [],
+        )?;
+        tx.commit()?;
+        total += n as u64;
+        if (n as i64) < CHUNK {
+            return Ok(total);
+        }
+    }
+}
+
+/// One retention pass at `now_ms`.
+pub fn sweep(data_dir: &Path, config: &RetentionConfig, now_ms: i64) -> Result<Swept> {
+    let mut conn = connect(&data_dir.join("lookout.db"), Synchronous::Normal)?;
+    let cutoff = now_ms - i64::from(config.days) * 86_400_000;
+    let mut swept = Swept {
+        expired: delete_events(&mut conn, "timestamp < ?1", &[cutoff])?,
+        ..Swept::default()
+    };
+    for table in [
+        "rollup_events",
+        "rollup_latency",
+        "rollup_sessions",
+        "client_reports",
+    ] {
+        conn.execute(&format!("DELETE FROM {table} WHERE minute < ?1"), [cutoff])?;
+    }
+    conn.execute("DELETE FROM logs WHERE timestamp < ?1", [cutoff])?;
+    conn.execute("DELETE FROM check_ins WHERE received_at < ?1", [cutoff])?;
+    conn.execute("DELETE FROM digest_rejections WHERE at < ?1", [cutoff])?;
+    conn.execute(
+        "DELETE FROM issue_tags WHERE issue_id IN (SELECT id FROM issues WHERE last_seen < ?1)",
+        [cutoff],
+    )?;
+    conn.execute(
+        "DELETE FROM issue_users WHERE issue_id IN (SELECT id FROM issues WHERE last_seen < ?1)",
+        [cutoff],
+    )?;
+    conn.execute("DELETE FROM issues WHERE last_seen < ?1", [cutoff])?;
+    if config.max_events_per_project > 0 {
+        let cap = i64::try_from(config.max_events_per_project).unwrap_or(i64::MAX);
+        let projects: Vec<(i64, i64)> = {
+            let mut stmt =
+                conn.prepare("SELECT project_id, COUNT(*) FROM events GROUP BY project_id")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        for (project, count) in projects {
+            if count > cap {
+                // The timestamp below which the oldest (count - cap) events lie.
+                let boundary: i64 = conn.query_row(
+                    "SELECT timestamp FROM events WHERE project_id = ?1 ORDER BY timestamp LIMIT 1 OFFSET ?2",
+                    params![project, count - cap],
+                    |r| r.get(0),
+                )?;
+                swept.capped += delete_events(
+                    &mut conn,
+                    "project_id = ?1 AND timestamp < ?2",
+                    &[project, boundary],
+                )?;
+            }
+        }
+    }
+    Ok(swept)
+}
