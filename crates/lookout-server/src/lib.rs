@@ -15,7 +15,9 @@
 //!
 //! The binary (`lookout`) is a thin shell over [`serve`] and the [`store::Store`] methods.
 
+pub mod alerts;
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod digest;
 pub mod http;
@@ -23,6 +25,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod store;
 
+use clock::{Clock, Ticks};
 use config::Config;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -51,6 +54,70 @@ struct Services {
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
     ),
+    ticker: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )>,
+    notifier: alerts::notify::Notifier,
+}
+
+/// How often the server runs its [`clock::TickJob`]s on the system clock.
+const TICK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The periodic jobs of a server on `data_dir` (missed check-ins, absent-traffic alerts).
+fn tick_jobs(config: &Config, clock: &Clock, engine: &Engine) -> Result<Ticks, ServerError> {
+    let (_, _) = (config, clock);
+    let mut ticks = Ticks::default();
+    ticks.push(Arc::clone(&engine.alerts) as Arc<dyn clock::TickJob>);
+    Ok(ticks)
+}
+
+/// The alert engine and the notifier's wake-up, shared by the digest and the ticks.
+#[derive(Debug, Clone)]
+struct Engine {
+    alerts: Arc<alerts::AlertEngine>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+fn engine(config: &Config, clock: &Clock) -> Engine {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen))
+        .trim_end_matches('/')
+        .to_owned();
+    Engine {
+        alerts: Arc::new(alerts::AlertEngine::new(
+            &config.data_dir,
+            public_url,
+            Arc::clone(&wake),
+            clock.clone(),
+        )),
+        wake,
+    }
+}
+
+/// Run `ticks` every [`TICK_INTERVAL`] on the system clock until told to stop.
+fn start_ticker(
+    ticks: Ticks,
+    clock: Clock,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut every = tokio::time::interval(TICK_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => ticks.run(clock.now_ms()).await,
+                _ = stopped.changed() => return,
+            }
+        }
+    });
+    (stop, task)
 }
 
 /// Run retention passes every `interval_secs` until told to stop.
@@ -97,7 +164,11 @@ fn start_retention(
 fn start_state(
     config: Config,
     store: Arc<Store>,
+    clock: Clock,
+    ticks: Ticks,
+    engine: Engine,
 ) -> Result<(http::AppState, Services), ServerError> {
+    store.with_conn(|c| alerts::ensure_presets(c))?;
     let metrics = Arc::new(metrics::Metrics::new());
     let appended = Arc::new(tokio::sync::Notify::new());
     let writer = InboxWriter::start(
@@ -111,15 +182,25 @@ fn start_state(
     let inbox = writer
         .sender()
         .ok_or_else(|| store::StoreError::WriterGone)?;
-    let digest =
-        digest::Digest::start(&config, Arc::clone(&metrics), appended, inbox.clone(), None)?;
+    let digest = digest::Digest::start(
+        &config,
+        Arc::clone(&metrics),
+        appended,
+        inbox.clone(),
+        vec![Arc::clone(&engine.alerts) as Arc<dyn store::digest::BatchHook>],
+    )?;
+    let notifier = alerts::notify::Notifier::start(&config.data_dir, Arc::clone(&engine.wake));
     let retention = start_retention(&config);
+    // A manual clock moves only in tests, which run the jobs themselves.
+    let ticker = (!clock.is_manual()).then(|| start_ticker(ticks, clock.clone()));
     Ok((
-        state_with(config, store, metrics, inbox),
+        state_with(config, store, metrics, inbox, clock),
         Services {
             writer,
             digest,
             retention,
+            ticker,
+            notifier,
         },
     ))
 }
@@ -129,6 +210,7 @@ fn state_with(
     store: Arc<Store>,
     metrics: Arc<metrics::Metrics>,
     inbox: tokio::sync::mpsc::Sender<store::inbox::Command>,
+    clock: Clock,
 ) -> http::AppState {
     let permits = (config.ingest.max_inflight_bytes / 1024).min(Semaphore::MAX_PERMITS);
     http::AppState {
@@ -140,6 +222,7 @@ fn state_with(
         memory: Arc::new(Semaphore::new(permits)),
         keys: Arc::default(),
         limiter: Arc::default(),
+        clock,
     }
 }
 
@@ -151,7 +234,30 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let (state, services) = start_state(config, store)?;
+    let engine = engine(&config, &Clock::System);
+    let ticks = tick_jobs(&config, &Clock::System, &engine)?;
+    serve_with(
+        config,
+        store,
+        listener,
+        shutdown,
+        Clock::System,
+        ticks,
+        engine,
+    )
+    .await
+}
+
+async fn serve_with(
+    config: Config,
+    store: Arc<Store>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Clock,
+    ticks: Ticks,
+    engine: Engine,
+) -> Result<(), ServerError> {
+    let (state, services) = start_state(config, store, clock, ticks, engine)?;
     let app = http::app(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -159,6 +265,11 @@ pub async fn serve(
     // Every handler is gone once serve returns; the digest holds the last inbox sender.
     let _ = services.retention.0.send(true);
     let _ = services.retention.1.await;
+    if let Some((stop, task)) = services.ticker {
+        let _ = stop.send(true);
+        let _ = task.await;
+    }
+    services.notifier.stop().await;
     services.digest.stop().await;
     let writer = services.writer;
     tokio::task::spawn_blocking(move || writer.shutdown())
@@ -175,6 +286,9 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The store (shared with the server).
     pub store: Arc<Store>,
+    /// The server's clock.
+    pub clock: Clock,
+    ticks: Ticks,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), ServerError>>,
 }
@@ -183,20 +297,50 @@ impl RunningServer {
     /// Start a server with `config` on `config.listen` (use port 0 for an ephemeral port).
     /// Creates the default project on an empty data directory.
     pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+        Self::start_with_clock(config, Clock::System).await
+    }
+
+    /// Start a server on `clock`. With a [`Clock::manual`] clock the periodic jobs run only
+    /// when [`RunningServer::tick`] is called.
+    pub async fn start_with_clock(
+        config: Config,
+        clock: Clock,
+    ) -> Result<RunningServer, ServerError> {
         let store = Arc::new(Store::open(&config.data_dir)?);
         store.ensure_default_project()?;
         let listener = TcpListener::bind(config.listen_addr()).await?;
         let addr = listener.local_addr()?;
+        let mut config = config;
+        if config.public_url.is_none() {
+            config.public_url = Some(format!("http://{addr}"));
+        }
+        let engine = engine(&config, &clock);
+        let ticks = tick_jobs(&config, &clock, &engine)?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(config, Arc::clone(&store), listener, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(serve_with(
+            config,
+            Arc::clone(&store),
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+            clock.clone(),
+            ticks.clone(),
+            engine,
+        ));
         Ok(RunningServer {
             addr,
             store,
+            clock,
+            ticks,
             stop: Some(stop),
             task,
         })
+    }
+
+    /// Run every periodic job once at the clock's current time, and wait for them.
+    pub async fn tick(&self) {
+        self.ticks.run(self.clock.now_ms()).await;
     }
 
     /// `http://127.0.0.1:PORT`.

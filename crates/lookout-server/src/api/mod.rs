@@ -2,6 +2,7 @@
 //! Every request carries `Authorization: Bearer <token>` (from `lookout tokens create`) with
 //! the scope the endpoint needs.
 
+mod alerts;
 mod issues;
 mod performance;
 mod releases;
@@ -16,6 +17,7 @@ use axum::http::request::Parts;
 /// The API routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(alerts::routes())
         .merge(issues::routes())
         .merge(performance::routes())
         .merge(releases::routes())

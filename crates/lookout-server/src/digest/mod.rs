@@ -10,7 +10,7 @@ pub mod process;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::digest::{Batch, DigestStore, Outcome};
+use crate::store::digest::{Batch, BatchHook, DigestStore, Outcome};
 use crate::store::inbox::{self, Command};
 use crate::store::{Result, StoreError};
 use rusqlite::{Connection, params};
@@ -90,26 +90,20 @@ pub struct Digest {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// What the digest tells others after each committed batch.
-#[derive(Debug, Clone)]
-pub struct Digested {
-    /// Issues created.
-    pub new_issues: Vec<i64>,
-    /// Issues reopened.
-    pub regressions: Vec<i64>,
-}
-
 impl Digest {
     /// Start digesting the inbox of `config.data_dir`. `appended` wakes it after each inbox
-    /// commit; `inbox` receives trim commands; `on_batch` gets every committed batch.
+    /// commit; `inbox` receives trim commands; every hook runs inside each batch's transaction.
     pub fn start(
         config: &Config,
         metrics: Arc<Metrics>,
         appended: Arc<Notify>,
         inbox_tx: mpsc::Sender<Command>,
-        on_batch: Option<mpsc::UnboundedSender<Digested>>,
+        hooks: Vec<Arc<dyn BatchHook>>,
     ) -> Result<Digest> {
-        let store = DigestStore::open(&config.data_dir, config.ingest.synchronous)?;
+        let mut store = DigestStore::open(&config.data_dir, config.ingest.synchronous)?;
+        for hook in hooks {
+            store.add_hook(hook);
+        }
         let inbox = inbox::open(&config.data_dir, config.ingest.synchronous)?;
         let cursor = store.cursor()?;
         let pending: i64 =
@@ -154,12 +148,6 @@ impl Digest {
                             upto: last,
                             keep_after_ms: now - retention_ms,
                         });
-                        if let Some(tx) = &on_batch {
-                            let _ = tx.send(Digested {
-                                new_issues: outcome.new_issues,
-                                regressions: outcome.regressions,
-                            });
-                        }
                         if *stopped.borrow() {
                             break;
                         }

@@ -34,6 +34,8 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// The read side of the store.
     pub reader: crate::store::read::Reader,
+    /// The server's clock (manual in tests).
+    pub clock: crate::clock::Clock,
 }
 
 /// The whole application router.

@@ -248,12 +248,37 @@ pub struct Outcome {
     pub new_issues: Vec<i64>,
     /// Issues reopened by a new event (ids).
     pub regressions: Vec<i64>,
+    /// What happened to each stored event of the batch (for issue alerts).
+    pub facts: Vec<EventFact>,
+}
+
+/// One stored error or message event and what it did to its issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventFact {
+    /// Index into [`Batch::events`].
+    pub index: usize,
+    /// The issue it was grouped into.
+    pub issue_id: i64,
+    /// This event created the issue.
+    pub new_issue: bool,
+    /// This event reopened a resolved issue.
+    pub regression: bool,
+}
+
+/// Work done inside the digest's transaction after a batch is written (the alert engine):
+/// whatever it writes commits or rolls back with the batch and the cursor.
+pub trait BatchHook: Send + Sync + std::fmt::Debug {
+    /// Called with the open transaction, after the batch's rows are written.
+    fn on_batch(&self, tx: &Transaction<'_>, batch: &Batch, outcome: &Outcome) -> Result<()>;
+    /// Called after the transaction committed.
+    fn committed(&self) {}
 }
 
 /// The digest's connection to the main database.
 #[derive(Debug)]
 pub struct DigestStore {
     conn: Connection,
+    hooks: Vec<std::sync::Arc<dyn BatchHook>>,
 }
 
 const MINUTE_MS: i64 = 60_000;
@@ -267,7 +292,13 @@ impl DigestStore {
     pub fn open(data_dir: &Path, synchronous: Synchronous) -> Result<DigestStore> {
         Ok(DigestStore {
             conn: connect(&data_dir.join("lookout.db"), synchronous)?,
+            hooks: Vec::new(),
         })
+    }
+
+    /// Run `hook` inside every batch's transaction from now on.
+    pub fn add_hook(&mut self, hook: std::sync::Arc<dyn BatchHook>) {
+        self.hooks.push(hook);
     }
 
     /// The last inbox row digested.
@@ -323,11 +354,17 @@ impl DigestStore {
                 ])?;
             }
         }
+        for hook in &self.hooks {
+            hook.on_batch(&tx, batch, &outcome)?;
+        }
         tx.execute(
             "UPDATE digest_cursor SET last_inbox_id = ?1 WHERE id = 1 AND last_inbox_id < ?1",
             [batch.last_inbox_id],
         )?;
         tx.commit()?;
+        for hook in &self.hooks {
+            hook.committed();
+        }
         Ok(outcome)
     }
 }
@@ -335,6 +372,8 @@ impl DigestStore {
 struct IssueState {
     id: i64,
     status: String,
+    /// Created by this batch and its first event not yet stored.
+    fresh: bool,
 }
 
 fn apply_events(tx: &Transaction<'_>, events: &[EventRecord], outcome: &mut Outcome) -> Result<()> {
@@ -371,7 +410,7 @@ fn apply_events(tx: &Transaction<'_>, events: &[EventRecord], outcome: &mut Outc
     let mut rollups: HashMap<(i64, i64, i64, String, String, String), i64> = HashMap::new();
     let mut issues: HashMap<(i64, String), IssueState> = HashMap::new();
 
-    for e in events {
+    for (index, e) in events.iter().enumerate() {
         let key = (e.project_id, e.hash.clone());
         if !issues.contains_key(&key) {
             let found = find_issue
@@ -379,6 +418,7 @@ fn apply_events(tx: &Transaction<'_>, events: &[EventRecord], outcome: &mut Outc
                     Ok(IssueState {
                         id: r.get(0)?,
                         status: r.get(1)?,
+                        fresh: false,
                     })
                 })
                 .optional()?;
@@ -403,6 +443,7 @@ fn apply_events(tx: &Transaction<'_>, events: &[EventRecord], outcome: &mut Outc
                     IssueState {
                         id,
                         status: "unresolved".into(),
+                        fresh: true,
                     }
                 }
             };
@@ -439,12 +480,20 @@ fn apply_events(tx: &Transaction<'_>, events: &[EventRecord], outcome: &mut Outc
             last_seen: e.timestamp_ms,
             reopen_at: None,
         });
+        let mut regression = false;
         if issue.status == "resolved" {
             // A new event on a resolved issue is a regression.
             issue.status = "unresolved".into();
             delta.reopen_at = Some(e.received_ms);
             outcome.regressions.push(issue.id);
+            regression = true;
         }
+        outcome.facts.push(EventFact {
+            index,
+            issue_id: issue.id,
+            new_issue: std::mem::take(&mut issue.fresh),
+            regression,
+        });
         delta.times += 1;
         delta.last_seen = delta.last_seen.max(e.timestamp_ms);
         if let Some(user) = &e.user_key

@@ -4,6 +4,7 @@
 //! The embedded default is one SQLite file in the data directory, in WAL mode: a single
 //! writer (the inbox writer thread, with group commit) and short-lived reader connections.
 
+pub mod alerts;
 pub mod digest;
 pub mod inbox;
 pub mod read;
@@ -191,7 +192,7 @@ impl Store {
         &self.path
     }
 
-    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+    pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let mut guard = self
             .reader
             .lock()

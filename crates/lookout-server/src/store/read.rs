@@ -64,7 +64,7 @@ impl IssueRow {
     }
 }
 
-fn base36(mut n: i64) -> String {
+pub(crate) fn base36(mut n: i64) -> String {
     const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     if n <= 0 {
         return "0".into();

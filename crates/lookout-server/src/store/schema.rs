@@ -295,6 +295,106 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deploys_release ON deploys (release_id, date_finished);
     CREATE INDEX issues_first_release ON issues (project_id, first_release);
     ",
+    // 4: cron and heartbeat monitors.
+    "
+    -- (monitors tables)
+    ",
+    // 5: alert rules, their state, incidents and the notification outbox.
+    "
+    -- Notification channels of an organisation (Slack, PagerDuty, webhook, Telegram).
+    CREATE TABLE integrations (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES organizations(id),
+        provider TEXT NOT NULL,
+        name TEXT NOT NULL,
+        config TEXT NOT NULL,
+        date_created INTEGER NOT NULL
+    );
+    -- Issue alerts (kind 'issue') and metric alerts (kind 'metric'), as Sentry-shaped JSON.
+    CREATE TABLE alert_rules (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id),
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        preset TEXT,
+        status TEXT NOT NULL DEFAULT 'active',
+        date_created INTEGER NOT NULL,
+        date_modified INTEGER NOT NULL
+    );
+    CREATE INDEX alert_rules_project ON alert_rules (project_id, kind);
+    CREATE TABLE alert_presets_installed (
+        project_id INTEGER PRIMARY KEY
+    );
+    -- The state of a metric rule, per key ('' for the rule as a whole, an agent id for
+    -- per-agent rules): what was last notified.
+    CREATE TABLE alert_state (
+        rule_id INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        value REAL,
+        since INTEGER NOT NULL,
+        incident_id INTEGER,
+        PRIMARY KEY (rule_id, key)
+    ) WITHOUT ROWID;
+    -- When an issue rule last acted for an issue (the action interval).
+    CREATE TABLE alert_issue_fires (
+        rule_id INTEGER NOT NULL,
+        issue_id INTEGER NOT NULL,
+        last_fired INTEGER NOT NULL,
+        PRIMARY KEY (rule_id, issue_id)
+    ) WITHOUT ROWID;
+    -- Fired alerts: metric incidents (open until resolved) and issue-alert firings.
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        rule_id INTEGER NOT NULL,
+        project_id INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        issue_id INTEGER,
+        status TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        title TEXT NOT NULL,
+        value REAL,
+        opened_at INTEGER NOT NULL,
+        closed_at INTEGER
+    );
+    CREATE INDEX incidents_rule ON incidents (rule_id, opened_at);
+    CREATE INDEX incidents_project ON incidents (project_id, opened_at);
+    CREATE TABLE incident_activity (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX incident_activity_incident ON incident_activity (incident_id, at);
+    -- Notifications to deliver, written in the transaction that changed an alert's state.
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL,
+        integration_id INTEGER NOT NULL,
+        provider TEXT NOT NULL,
+        url TEXT NOT NULL,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        delivered_at INTEGER,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+    CREATE INDEX outbox_incident ON outbox (incident_id);
+    CREATE TABLE delivery_attempts (
+        id INTEGER PRIMARY KEY,
+        outbox_id INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        status_code INTEGER,
+        error TEXT,
+        duration_ms REAL NOT NULL
+    );
+    CREATE INDEX delivery_attempts_outbox ON delivery_attempts (outbox_id);
+    ",
 ];
 
 /// Bring the main database up to date.

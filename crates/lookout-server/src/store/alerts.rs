@@ -1,0 +1,389 @@
+//! Alert rules, channels (integrations), incidents and deliveries: the store side of the
+//! alerts API. The engine itself reads and writes inside the digest's transaction
+//! (`crate::alerts`).
+
+use super::{Result, StoreError, connect};
+use crate::config::Synchronous;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// A channel.
+#[derive(Debug, Clone)]
+pub struct Integration {
+    /// Id.
+    pub id: i64,
+    /// slack, pagerduty, webhook, telegram.
+    pub provider: String,
+    /// Name.
+    pub name: String,
+    /// Provider config (secrets included: never echo it whole).
+    pub config: Value,
+    /// ms.
+    pub date_created: i64,
+}
+
+/// A stored rule.
+#[derive(Debug, Clone)]
+pub struct StoredRule {
+    /// Id.
+    pub id: i64,
+    /// Project id.
+    pub project_id: i64,
+    /// Project slug.
+    pub project_slug: String,
+    /// Organisation id.
+    pub org_id: i64,
+    /// issue or metric.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// The body it was created with.
+    pub spec: Value,
+    /// Which preset it came from.
+    pub preset: Option<String>,
+    /// ms.
+    pub date_created: i64,
+    /// ms.
+    pub date_modified: i64,
+}
+
+/// An incident (a metric alert that fired, or one firing of an issue alert).
+#[derive(Debug, Clone)]
+pub struct Incident {
+    /// Id.
+    pub id: i64,
+    /// Rule.
+    pub rule_id: i64,
+    /// Rule name.
+    pub rule_name: String,
+    /// Project slug.
+    pub project_slug: String,
+    /// Agent id or short id for per-key rules.
+    pub key: String,
+    /// Issue (issue alerts).
+    pub issue_id: Option<i64>,
+    /// open, closed, fired.
+    pub status: String,
+    /// critical, warning, error, …
+    pub severity: String,
+    /// Title.
+    pub title: String,
+    /// Last value.
+    pub value: Option<f64>,
+    /// ms.
+    pub opened_at: i64,
+    /// ms.
+    pub closed_at: Option<i64>,
+}
+
+/// One step of an incident's timeline.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    /// ms.
+    pub at: i64,
+    /// fired, critical, warning, resolved, channel_error.
+    pub kind: String,
+    /// Text.
+    pub detail: String,
+}
+
+/// One notification and its delivery.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Outbox id.
+    pub id: i64,
+    /// Incident.
+    pub incident_id: i64,
+    /// Channel.
+    pub integration_id: i64,
+    /// Provider.
+    pub provider: String,
+    /// pending, delivered, failed.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// ms.
+    pub created_at: i64,
+    /// ms.
+    pub delivered_at: Option<i64>,
+}
+
+/// The alerts side of the store.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    path: PathBuf,
+}
+
+const RULE_COLUMNS: &str = "r.id, r.project_id, p.slug, p.org_id, r.kind, r.name, r.spec, r.preset, r.date_created, r.date_modified";
+
+fn rule_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRule> {
+    Ok(StoredRule {
+        id: r.get(0)?,
+        project_id: r.get(1)?,
+        project_slug: r.get(2)?,
+        org_id: r.get(3)?,
+        kind: r.get(4)?,
+        name: r.get(5)?,
+        spec: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or(Value::Null),
+        preset: r.get(7)?,
+        date_created: r.get(8)?,
+        date_modified: r.get(9)?,
+    })
+}
+
+impl Alerts {
+    /// The alerts store of `data_dir`.
+    pub fn new(data_dir: &Path) -> Alerts {
+        Alerts {
+            path: data_dir.join("lookout.db"),
+        }
+    }
+
+    fn conn(&self) -> Result<Connection> {
+        connect(&self.path, Synchronous::Full)
+    }
+
+    /// The id of organisation `org`.
+    pub fn org_id(&self, org: &str) -> Result<i64> {
+        self.conn()?
+            .query_row("SELECT id FROM organizations WHERE slug = ?1", [org], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("organization {org}")))
+    }
+
+    /// (project id, org id) of `org/slug`.
+    pub fn project(&self, org: &str, slug: &str) -> Result<(i64, i64)> {
+        self.conn()?
+            .query_row(
+                "SELECT p.id, o.id FROM projects p JOIN organizations o ON o.id = p.org_id WHERE o.slug = ?1 AND p.slug = ?2",
+                [org, slug],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("project {org}/{slug}")))
+    }
+
+    /// Channels of an organisation.
+    pub fn integrations(&self, org_id: i64) -> Result<Vec<Integration>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, provider, name, config, date_created FROM integrations WHERE org_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([org_id], |r| {
+            Ok(Integration {
+                id: r.get(0)?,
+                provider: r.get(1)?,
+                name: r.get(2)?,
+                config: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(Value::Null),
+                date_created: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Add a channel (validated by the caller).
+    pub fn create_integration(
+        &self,
+        org_id: i64,
+        provider: &str,
+        name: &str,
+        config: &Value,
+    ) -> Result<i64> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO integrations (org_id, provider, name, config, date_created) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![org_id, provider, name, config.to_string(), chrono::Utc::now().timestamp_millis()],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Remove a channel.
+    pub fn delete_integration(&self, org_id: i64, id: i64) -> Result<()> {
+        let n = self.conn()?.execute(
+            "DELETE FROM integrations WHERE org_id = ?1 AND id = ?2",
+            params![org_id, id],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("integration {id}")));
+        }
+        Ok(())
+    }
+
+    /// Rules of an organisation (optionally one project), of one kind.
+    pub fn rules(
+        &self,
+        org_id: i64,
+        project_id: Option<i64>,
+        kind: &str,
+    ) -> Result<Vec<StoredRule>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {RULE_COLUMNS} FROM alert_rules r JOIN projects p ON p.id = r.project_id
+             WHERE p.org_id = ?1 AND (?2 IS NULL OR r.project_id = ?2) AND r.kind = ?3 ORDER BY r.id"
+        ))?;
+        let rows = stmt.query_map(params![org_id, project_id, kind], rule_of)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One rule of an organisation.
+    pub fn rule(&self, org_id: i64, id: i64, kind: &str) -> Result<StoredRule> {
+        let conn = self.conn()?;
+        conn.query_row(
+            &format!(
+                "SELECT {RULE_COLUMNS} FROM alert_rules r JOIN projects p ON p.id = r.project_id
+                 WHERE p.org_id = ?1 AND r.id = ?2 AND r.kind = ?3"
+            ),
+            params![org_id, id, kind],
+            rule_of,
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("rule {id}")))
+    }
+
+    /// Store a new rule.
+    pub fn create_rule(
+        &self,
+        project_id: i64,
+        kind: &str,
+        name: &str,
+        spec: &Value,
+    ) -> Result<i64> {
+        let conn = self.conn()?;
+        let now = chrono::Utc::now().timestamp_millis();
+        conn.execute(
+            "INSERT INTO alert_rules (project_id, kind, name, spec, date_created, date_modified) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            params![project_id, kind, name, spec.to_string(), now],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Replace a rule's body (its state and incidents stay).
+    pub fn update_rule(&self, id: i64, project_id: i64, name: &str, spec: &Value) -> Result<()> {
+        self.conn()?.execute(
+            "UPDATE alert_rules SET name = ?2, spec = ?3, project_id = ?4, date_modified = ?5 WHERE id = ?1",
+            params![id, name, spec.to_string(), project_id, chrono::Utc::now().timestamp_millis()],
+        )?;
+        Ok(())
+    }
+
+    /// Delete a rule and its state (its incidents stay in the history).
+    pub fn delete_rule(&self, id: i64) -> Result<()> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM alert_rules WHERE id = ?1", [id])?;
+        tx.execute("DELETE FROM alert_state WHERE rule_id = ?1", [id])?;
+        tx.execute("DELETE FROM alert_issue_fires WHERE rule_id = ?1", [id])?;
+        tx.execute(
+            "UPDATE incidents SET status = 'closed', closed_at = COALESCE(closed_at, ?2) WHERE rule_id = ?1 AND status = 'open'",
+            params![id, chrono::Utc::now().timestamp_millis()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Incidents of an organisation, newest first.
+    pub fn incidents(
+        &self,
+        org_id: i64,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Incident>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT i.id, i.rule_id, COALESCE(r.name, ''), p.slug, i.key, i.issue_id, i.status, i.severity, i.title, i.value, i.opened_at, i.closed_at
+             FROM incidents i JOIN projects p ON p.id = i.project_id LEFT JOIN alert_rules r ON r.id = i.rule_id
+             WHERE p.org_id = ?1 AND (?2 IS NULL OR i.status = ?2) ORDER BY i.id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![org_id, status, limit], incident_of)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One incident with its timeline and deliveries.
+    pub fn incident(
+        &self,
+        org_id: i64,
+        id: i64,
+    ) -> Result<(Incident, Vec<Activity>, Vec<Delivery>)> {
+        let conn = self.conn()?;
+        let incident = conn
+            .query_row(
+                "SELECT i.id, i.rule_id, COALESCE(r.name, ''), p.slug, i.key, i.issue_id, i.status, i.severity, i.title, i.value, i.opened_at, i.closed_at
+                 FROM incidents i JOIN projects p ON p.id = i.project_id LEFT JOIN alert_rules r ON r.id = i.rule_id
+                 WHERE p.org_id = ?1 AND i.id = ?2",
+                params![org_id, id],
+                incident_of,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("incident {id}")))?;
+        let mut stmt = conn.prepare(
+            "SELECT at, kind, detail FROM incident_activity WHERE incident_id = ?1 ORDER BY at, id",
+        )?;
+        let activity = stmt
+            .query_map([id], |r| {
+                Ok(Activity {
+                    at: r.get(0)?,
+                    kind: r.get(1)?,
+                    detail: r.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let deliveries = self.deliveries_where(&conn, "o.incident_id = ?1", id, 1000)?;
+        Ok((incident, activity, deliveries))
+    }
+
+    /// Deliveries of an organisation, newest first.
+    pub fn deliveries(&self, org_id: i64, limit: i64) -> Result<Vec<Delivery>> {
+        let conn = self.conn()?;
+        self.deliveries_where(&conn, "p.org_id = ?1", org_id, limit)
+    }
+
+    fn deliveries_where(
+        &self,
+        conn: &Connection,
+        cond: &str,
+        arg: i64,
+        limit: i64,
+    ) -> Result<Vec<Delivery>> {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT o.id, o.incident_id, o.integration_id, o.provider, o.status, o.attempts, o.last_error, o.created_at, o.delivered_at
+             FROM outbox o JOIN incidents i ON i.id = o.incident_id JOIN projects p ON p.id = i.project_id
+             WHERE {cond} ORDER BY o.id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![arg, limit], |r| {
+            Ok(Delivery {
+                id: r.get(0)?,
+                incident_id: r.get(1)?,
+                integration_id: r.get(2)?,
+                provider: r.get(3)?,
+                status: r.get(4)?,
+                attempts: r.get(5)?,
+                last_error: r.get(6)?,
+                created_at: r.get(7)?,
+                delivered_at: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+fn incident_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
+    Ok(Incident {
+        id: r.get(0)?,
+        rule_id: r.get(1)?,
+        rule_name: r.get(2)?,
+        project_slug: r.get(3)?,
+        key: r.get(4)?,
+        issue_id: r.get(5)?,
+        status: r.get(6)?,
+        severity: r.get(7)?,
+        title: r.get(8)?,
+        value: r.get(9)?,
+        opened_at: r.get(10)?,
+        closed_at: r.get(11)?,
+    })
+}

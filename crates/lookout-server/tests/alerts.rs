@@ -1,0 +1,818 @@
+//! Trading alerts end to end: real SDK traffic (and raw envelopes where a storm or a precise
+//! latency is needed) into a server whose notifications go to a local receiver standing in
+//! for Slack, PagerDuty, Telegram and a signed webhook.
+
+mod common;
+
+use axum::extract::{Path as AxPath, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use common::{TestServer, run_python};
+use hmac::{Hmac, Mac};
+use lookout_server::RunningServer;
+use lookout_server::clock::Clock;
+use lookout_server::config::Config;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use std::sync::{Arc, Mutex};
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: HeaderMap,
+    raw: Vec<u8>,
+    body: Value,
+}
+
+/// A local HTTP server recording every POST.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+async fn record(
+    State(got): State<Arc<Mutex<Vec<Received>>>>,
+    AxPath(path): AxPath<String>,
+    headers: HeaderMap,
+    raw: axum::body::Bytes,
+) -> (axum::http::StatusCode, &'static str) {
+    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    got.lock().unwrap().push(Received {
+        path: format!("/{path}"),
+        headers,
+        raw: raw.to_vec(),
+        body,
+    });
+    if path.starts_with("pagerduty") {
+        (axum::http::StatusCode::ACCEPTED, "{\"status\":\"success\"}")
+    } else {
+        (axum::http::StatusCode::OK, "ok")
+    }
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let app = axum::Router::new()
+            .route("/{*path}", post(record))
+            .with_state(Arc::clone(&got));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { url, got }
+    }
+
+    fn all(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Requests on `path` whose body mentions `needle`.
+    fn matching(&self, path: &str, needle: &str) -> Vec<Received> {
+        self.all()
+            .into_iter()
+            .filter(|r| r.path == path && r.body.to_string().contains(needle))
+            .collect()
+    }
+}
+
+const SECRET: &str = "whsec-test-secret";
+
+/// Point every channel kind at the receiver; returns their ids.
+async fn channels(s: &TestServer, token: &str, rx: &Receiver) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for body in [
+        json!({"provider": "slack", "name": "ops", "config": {"url": format!("{}/slack", rx.url)}}),
+        json!({"provider": "pagerduty", "name": "pd", "config": {"routing_key": "R0UTINGKEY0000000000000000000000", "url": format!("{}/pagerduty", rx.url)}}),
+        json!({"provider": "webhook", "name": "agent-kill-switch", "config": {"url": format!("{}/webhook", rx.url), "secret": SECRET}}),
+        json!({"provider": "telegram", "name": "tg", "config": {"bot_token": "123:ABC", "chat_id": 42, "api_base": format!("{}/telegram", rx.url)}}),
+    ] {
+        let r = client
+            .post(format!(
+                "{}/api/0/organizations/default/integrations/",
+                s.server.base_url()
+            ))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            !v.to_string().contains(SECRET),
+            "secrets are never echoed: {v}"
+        );
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+async fn start_manual() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let server = RunningServer::start_with_clock(config, Clock::manual(now))
+        .await
+        .unwrap();
+    TestServer { server, dir }
+}
+
+async fn post_envelope(s: &TestServer, client: &reqwest::Client, body: Vec<u8>) {
+    let r = client
+        .post(s.envelope_url())
+        .header(
+            "x-sentry-auth",
+            format!("Sentry sentry_key={}, sentry_version=7", s.key()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+fn envelope(item_type: &str, payload: &Value) -> Vec<u8> {
+    let p = payload.to_string();
+    format!(
+        "{{}}\n{{\"type\":\"{item_type}\",\"length\":{}}}\n{p}\n",
+        p.len()
+    )
+    .into_bytes()
+}
+
+fn now_s() -> f64 {
+    chrono::Utc::now().timestamp_millis() as f64 / 1000.0
+}
+
+fn error_event(kind: &str, asset: &str, n: usize) -> Value {
+    json!({
+        "event_id": uuid::Uuid::new_v4().simple().to_string(),
+        "timestamp": now_s(), "platform": "rust", "level": "error",
+        "exception": {"values": [{"type": kind, "value": format!("{kind} on {asset} order {n}")}]},
+        "tags": {"trade.asset": asset, "trade.error_type": kind, "trade.phase": "order_placement"},
+        "fingerprint": ["{{ default }}", kind, asset, "order_placement"],
+        "user": {"id": "agent-1"}
+    })
+}
+
+fn transaction(duration_ms: f64, outcome: &str) -> Value {
+    let end = now_s();
+    json!({
+        "event_id": uuid::Uuid::new_v4().simple().to_string(), "type": "transaction",
+        "transaction": "Order Pipeline: BTC buy", "start_timestamp": end - duration_ms / 1000.0, "timestamp": end,
+        "contexts": {"trace": {"trace_id": uuid::Uuid::new_v4().simple().to_string(), "span_id": "aaaaaaaaaaaaaaaa", "op": "order.pipeline", "status": "ok"}},
+        "tags": {"outcome": outcome}, "spans": [], "platform": "rust"
+    })
+}
+
+async fn wait_digested(s: &TestServer, token: &str, errors: u64, transactions: u64) {
+    s.eventually("digest caught up", || async {
+        let (_, issues) = s
+            .api(token, "/api/0/projects/default/default/issues/?query=")
+            .await;
+        let e: u64 = issues
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| {
+                i["count"]
+                    .as_str()
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+            .sum();
+        let (_, txs) = s
+            .api(
+                token,
+                "/api/0/projects/default/default/transactions/?statsPeriod=1h",
+            )
+            .await;
+        let t: u64 = txs["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r["count"].as_u64().unwrap_or(0))
+            .sum();
+        (e >= errors && t >= transactions).then_some(())
+    })
+    .await;
+}
+
+/// Every delivery written so far has been attempted and succeeded.
+async fn all_delivered(s: &TestServer, token: &str) -> Vec<Value> {
+    s.eventually("deliveries done", || async {
+        let (_, d) = s
+            .api(
+                token,
+                "/api/0/organizations/default/notification-deliveries/?limit=1000",
+            )
+            .await;
+        let list = d.as_array().cloned().unwrap_or_default();
+        list.iter()
+            .all(|x| x["status"] == "delivered")
+            .then_some(list)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presets_and_the_sentry_shaped_rule_api() {
+    let s = TestServer::start().await;
+    let token = s.token();
+    let (status, rules) = s
+        .api(&token, "/api/0/projects/default/default/rules/")
+        .await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Critical trade failure", "New issue after deploy"]);
+    assert!(rules[0]["id"].is_string());
+    let (_, metric) = s
+        .api(&token, "/api/0/organizations/default/alert-rules/")
+        .await;
+    let names: Vec<&str> = metric
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Error rate spike",
+            "P99 latency breach: order.pipeline",
+            "Risk check failure rate",
+            "Agent crashed or hung"
+        ]
+    );
+    let p99 = &metric[1];
+    assert_eq!(p99["aggregate"], "p99(transaction.duration)");
+    assert_eq!(p99["triggers"][0]["alertThreshold"], 2000);
+    assert_eq!(p99["triggers"][0]["resolveThreshold"], 1000);
+    assert!(p99["triggers"][0]["id"].is_string());
+
+    let client = reqwest::Client::new();
+    let url = format!(
+        "{}/api/0/organizations/default/alert-rules/",
+        s.server.base_url()
+    );
+    // Sentry's exact validation error for a payload without an aggregate.
+    let seed = json!({"name": "Slow fills", "query": "", "timeWindow": 5, "thresholdType": 0, "projects": ["default"],
+        "triggers": [{"label": "critical", "alertThreshold": 1500, "actions": []}]});
+    let r = client
+        .post(&url)
+        .bearer_auth(&token)
+        .json(&seed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"aggregate": ["This field is required."]})
+    );
+    let mut body = seed.clone();
+    body["aggregate"] = json!("p95(transaction.duration)");
+    body["projects"] = json!(["nope"]);
+    let r = client
+        .post(&url)
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"projects": ["Invalid project slugs"]})
+    );
+    body["projects"] = json!(["default"]);
+    let r = client
+        .post(&url)
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["organizationId"], "1");
+    assert_eq!(created["projects"], json!(["default"]));
+    assert_eq!(created["triggers"][0]["alertRuleId"], id.as_str());
+    let r = client
+        .put(format!("{url}{id}/"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Slower fills", "triggers": [{"label": "critical", "alertThreshold": 2500, "actions": []}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, got) = s
+        .api(
+            &token,
+            &format!("/api/0/projects/default/default/alert-rules/{id}/"),
+        )
+        .await;
+    assert_eq!(got["name"], "Slower fills");
+    assert_eq!(got["triggers"][0]["alertThreshold"], 2500);
+    assert_eq!(got["aggregate"], "p95(transaction.duration)");
+    let r = client
+        .delete(format!("{url}{id}/"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (status, _) = s
+        .api(
+            &token,
+            &format!("/api/0/organizations/default/alert-rules/{id}/"),
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // An issue rule with an unknown channel names the field.
+    let r = client
+        .post(format!(
+            "{}/api/0/projects/default/default/rules/",
+            s.server.base_url()
+        ))
+        .bearer_auth(&token)
+        .json(&json!({"name": "x", "actionMatch": "all", "frequency": 5,
+            "conditions": [{"id": "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition"}],
+            "actions": [{"id": "sentry.integrations.slack.notify_action.SlackNotifyServiceAction", "workspace": 99, "channel": "#x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["actions"][0], "Integration 99 does not exist.");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn critical_trade_failure_from_python_notifies_every_channel_once_even_in_a_storm() {
+    let s = TestServer::start().await;
+    let token = s.token();
+    let rx = Receiver::start().await;
+    channels(&s, &token, &rx).await;
+    run_python(
+        r#"
+import os, sentry_sdk
+sentry_sdk.init(dsn=os.environ["DSN"], release="vol-arb@1.0.0")
+class InsufficientMargin(Exception):
+    pass
+with sentry_sdk.new_scope() as scope:
+    scope.fingerprint = ["{{ default }}", "InsufficientMargin", "BTC", "order_placement"]
+    scope.set_tag("trade.asset", "BTC")
+    try:
+        raise InsufficientMargin("margin 12.5 below maintenance on BTC")
+    except InsufficientMargin:
+        sentry_sdk.capture_exception()
+sentry_sdk.flush(timeout=10)
+"#,
+        &[("DSN", s.dsn())],
+    )
+    .await;
+    wait_digested(&s, &token, 1, 0).await;
+    all_delivered(&s, &token).await;
+    let slack = rx.matching("/slack", "Critical trade failure");
+    assert_eq!(slack.len(), 1, "{slack:?}");
+    assert!(
+        slack[0].body["text"]
+            .as_str()
+            .unwrap()
+            .contains("InsufficientMargin")
+    );
+    let pd = rx.matching("/pagerduty", "Critical trade failure");
+    assert_eq!(pd.len(), 1);
+    assert_eq!(pd[0].body["event_action"], "trigger");
+    assert_eq!(
+        pd[0].body["routing_key"],
+        "R0UTINGKEY0000000000000000000000"
+    );
+    assert_eq!(pd[0].body["dedup_key"], "DEFAULT-1");
+    assert_eq!(pd[0].body["payload"]["severity"], "error");
+    let tg = rx.matching("/telegram/bot123:ABC/sendMessage", "Critical trade failure");
+    assert_eq!(tg.len(), 1);
+    assert_eq!(tg[0].body["chat_id"], 42);
+    // The webhook is signed: HMAC-SHA256 over "<t>.<body>", recomputed here.
+    let hook = rx.matching("/webhook", "Critical trade failure");
+    assert_eq!(hook.len(), 1);
+    assert_eq!(hook[0].body["action"], "triggered");
+    assert_eq!(hook[0].body["issue"]["shortId"], "DEFAULT-1");
+    let sig = hook[0].headers["lookout-signature"].to_str().unwrap();
+    let (t, v1) = sig
+        .strip_prefix("t=")
+        .and_then(|r| r.split_once(",v1="))
+        .unwrap();
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(&hook[0].raw);
+    assert_eq!(v1, hex::encode(mac.finalize().into_bytes()));
+    // No deploy happened, so the deploy preset stayed quiet.
+    assert!(rx.matching("/slack", "New issue after deploy").is_empty());
+
+    // A storm: 1,000 identical errors within a second make one more issue, one notification.
+    let client = reqwest::Client::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..1000 {
+        let (client, url, key) = (client.clone(), s.envelope_url(), s.key());
+        tasks.spawn(async move {
+            let body = envelope("event", &error_event("OrderRejected", "ETH", n));
+            let r = client
+                .post(url)
+                .header(
+                    "x-sentry-auth",
+                    format!("Sentry sentry_key={key}, sentry_version=7"),
+                )
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        });
+        if tasks.len() >= 32 {
+            tasks.join_next().await;
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    wait_digested(&s, &token, 1001, 0).await;
+    all_delivered(&s, &token).await;
+    let storm = rx.matching("/slack", "OrderRejected");
+    assert_eq!(
+        storm
+            .iter()
+            .filter(|r| r.body.to_string().contains("Critical trade failure"))
+            .count(),
+        1,
+        "{storm:#?}"
+    );
+    // The same storm is also an error-rate spike: one notification per state change.
+    assert_eq!(rx.matching("/slack", "Error rate spike").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_presets_fire_and_resolve_error_rate_latency_and_risk() {
+    let s = start_manual().await;
+    let token = s.token();
+    let rx = Receiver::start().await;
+    channels(&s, &token, &rx).await;
+    let client = reqwest::Client::new();
+
+    // P99 latency: slow pipelines breach 2 s…
+    for _ in 0..5 {
+        post_envelope(
+            &s,
+            &client,
+            envelope("transaction", &transaction(3000.0, "filled")),
+        )
+        .await;
+    }
+    // …and risk: 3 of 10 signals rejected by the risk manager (30 % > 20 %).
+    for i in 0..5 {
+        let outcome = if i < 3 { "rejected_risk" } else { "filled" };
+        post_envelope(
+            &s,
+            &client,
+            envelope("transaction", &transaction(10.0, outcome)),
+        )
+        .await;
+    }
+    // Errors: 2 of 12 events (17 % > 5 %).
+    for n in 0..2 {
+        post_envelope(
+            &s,
+            &client,
+            envelope("event", &error_event("Network", "BTC", n)),
+        )
+        .await;
+    }
+    wait_digested(&s, &token, 2, 10).await;
+    s.server.tick().await;
+    all_delivered(&s, &token).await;
+    for rule in [
+        "P99 latency breach",
+        "Risk check failure rate",
+        "Error rate spike",
+    ] {
+        let got = rx.matching("/pagerduty", rule);
+        assert_eq!(got.len(), 1, "{rule}: {got:#?}");
+        assert_eq!(got[0].body["event_action"], "trigger");
+    }
+    let (_, open) = s
+        .api(
+            &token,
+            "/api/0/organizations/default/incidents/?status=open",
+        )
+        .await;
+    assert_eq!(open.as_array().unwrap().len(), 3, "{open:#}");
+
+    // Ticks while nothing changes repeat nothing.
+    s.server.tick().await;
+    s.server.tick().await;
+    all_delivered(&s, &token).await;
+    assert_eq!(rx.matching("/pagerduty", "P99 latency breach").len(), 1);
+
+    // Healthy traffic: 1,000 fast fills bring p99 under 1 s, risk rejections to 0.3 %,
+    // errors to 0.2 %. Each rule resolves once, with the trigger's dedup key.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..1000 {
+        let (client, url, key) = (client.clone(), s.envelope_url(), s.key());
+        tasks.spawn(async move {
+            let r = client
+                .post(url)
+                .header(
+                    "x-sentry-auth",
+                    format!("Sentry sentry_key={key}, sentry_version=7"),
+                )
+                .body(envelope("transaction", &transaction(20.0, "filled")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        });
+        if tasks.len() >= 32 {
+            tasks.join_next().await;
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    wait_digested(&s, &token, 2, 1010).await;
+    s.server.tick().await;
+    all_delivered(&s, &token).await;
+
+    for rule in [
+        "P99 latency breach",
+        "Risk check failure rate",
+        "Error rate spike",
+    ] {
+        // PagerDuty's resolve carries only the dedup key of the trigger.
+        let trigger = rx.matching("/pagerduty", rule);
+        let key = trigger[0].body["dedup_key"].clone();
+        let same: Vec<Received> = rx
+            .all()
+            .into_iter()
+            .filter(|r| r.path == "/pagerduty" && r.body["dedup_key"] == key)
+            .collect();
+        let actions: Vec<&str> = same
+            .iter()
+            .map(|r| r.body["event_action"].as_str().unwrap())
+            .collect();
+        assert_eq!(actions, ["trigger", "resolve"], "{rule}");
+        assert!(rx.matching("/slack", rule).iter().any(|r| {
+            r.body["text"]
+                .as_str()
+                .unwrap()
+                .starts_with(":white_check_mark: Resolved")
+        }));
+    }
+    let (_, open) = s
+        .api(
+            &token,
+            "/api/0/organizations/default/incidents/?status=open",
+        )
+        .await;
+    assert!(open.as_array().unwrap().is_empty(), "{open:#}");
+    // The incident keeps its timeline and its deliveries.
+    let (_, closed) = s
+        .api(
+            &token,
+            "/api/0/organizations/default/incidents/?status=closed",
+        )
+        .await;
+    let id = closed[0]["id"].as_str().unwrap();
+    let (_, detail) = s
+        .api(
+            &token,
+            &format!("/api/0/organizations/default/incidents/{id}/"),
+        )
+        .await;
+    let kinds: Vec<&str> = detail["activities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["critical", "resolved"]);
+    assert_eq!(detail["deliveries"].as_array().unwrap().len(), 8);
+}
+
+fn session(sid: &str, agent: &str, status: &str, started: f64, init: bool) -> Value {
+    json!({"sid": sid, "did": agent, "init": init, "started": started, "timestamp": now_s(),
+           "status": status, "errors": if status == "crashed" { 1 } else { 0 },
+           "attrs": {"release": "vol-arb@1.0.0", "environment": "paper"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_crashes_and_stays_down_for_60_s_alerts_and_a_restart_resolves() {
+    let s = start_manual().await;
+    let token = s.token();
+    let rx = Receiver::start().await;
+    channels(&s, &token, &rx).await;
+    let client = reqwest::Client::new();
+    let t0 = now_s();
+    let sid = uuid::Uuid::new_v4().to_string();
+    post_envelope(
+        &s,
+        &client,
+        envelope("session", &session(&sid, "agent-7", "ok", t0, true)),
+    )
+    .await;
+    post_envelope(
+        &s,
+        &client,
+        envelope("session", &session(&sid, "agent-7", "crashed", t0, false)),
+    )
+    .await;
+    // A second agent that exits normally never alerts.
+    let other = uuid::Uuid::new_v4().to_string();
+    post_envelope(
+        &s,
+        &client,
+        envelope("session", &session(&other, "agent-8", "exited", t0, true)),
+    )
+    .await;
+    s.eventually("sessions digested", || async {
+        let db = rusqlite::Connection::open(s.db_path()).unwrap();
+        let n: i64 = db
+            .query_row(
+                "SELECT COUNT(*) FROM sessions WHERE status IN ('crashed', 'exited')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (n == 2).then_some(())
+    })
+    .await;
+    // Within the grace period: nothing.
+    s.server.clock.advance(30_000);
+    s.server.tick().await;
+    all_delivered(&s, &token).await;
+    assert!(rx.matching("/webhook", "Agent crashed").is_empty());
+    // 65 s after the crash with no new session: the agent is down.
+    s.server.clock.advance(35_000);
+    s.server.tick().await;
+
+    let hooks = s
+        .eventually("agent-down notification", || async {
+            let got = rx.matching("/webhook", "Agent crashed or hung (agent-7)");
+            (!got.is_empty()).then_some(got)
+        })
+        .await;
+    assert_eq!(hooks[0].body["action"], "triggered");
+    assert!(rx.matching("/webhook", "agent-8").is_empty());
+
+    // Restart the server in the middle of the open incident: nothing is repeated.
+    let TestServer { server, dir } = s;
+    let clock = server.clock.clone();
+    server.stop().await.unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    let server = RunningServer::start_with_clock(config, clock)
+        .await
+        .unwrap();
+    let s = TestServer { server, dir };
+    s.server.tick().await;
+    s.server.tick().await;
+    all_delivered(&s, &token).await;
+    assert_eq!(
+        rx.matching("/webhook", "Agent crashed or hung (agent-7)")
+            .len(),
+        1
+    );
+
+    // The agent comes back: a new session resolves the alert.
+    let again = uuid::Uuid::new_v4().to_string();
+    post_envelope(
+        &s,
+        &client,
+        envelope("session", &session(&again, "agent-7", "ok", now_s(), true)),
+    )
+    .await;
+    s.eventually("resolve notification", || async {
+        s.server.tick().await;
+        let got = rx.matching("/webhook", "Agent crashed or hung (agent-7)");
+        got.iter()
+            .any(|r| r.body["action"] == "resolved")
+            .then_some(())
+    })
+    .await;
+    all_delivered(&s, &token).await;
+    assert_eq!(
+        rx.matching("/webhook", "Agent crashed or hung (agent-7)")
+            .len(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_issue_after_a_deploy_and_a_custom_rule_created_through_the_api() {
+    let s = TestServer::start().await;
+    let token = s.token();
+    let rx = Receiver::start().await;
+    let ids = channels(&s, &token, &rx).await;
+    let client = reqwest::Client::new();
+    let base = s.server.base_url();
+    // A custom Sentry-shaped rule: more than 2 ETH events of one issue in a minute → Slack.
+    let r = client
+        .post(format!("{base}/api/0/projects/default/default/rules/"))
+        .bearer_auth(&token)
+        .json(&json!({
+            "name": "ETH margin storm", "actionMatch": "all", "filterMatch": "all", "frequency": 30,
+            "conditions": [{"id": "sentry.rules.conditions.event_frequency.EventFrequencyCondition", "value": 2, "interval": "1m"}],
+            "filters": [{"id": "sentry.rules.filters.tagged_event.TaggedEventFilter", "key": "trade.asset", "match": "eq", "value": "ETH"}],
+            "actions": [{"id": "sentry.integrations.slack.notify_action.SlackNotifyServiceAction", "workspace": ids[0], "channel": "#trading"}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let rule: Value = r.json().await.unwrap();
+    assert!(rule["id"].is_string());
+    assert_eq!(rule["frequency"], 30);
+    for n in 0..2 {
+        post_envelope(
+            &s,
+            &client,
+            envelope("event", &error_event("InsufficientMargin", "BTC", n)),
+        )
+        .await;
+    }
+    for n in 0..4 {
+        post_envelope(
+            &s,
+            &client,
+            envelope("event", &error_event("SlippageLimit", "ETH", n)),
+        )
+        .await;
+    }
+    wait_digested(&s, &token, 6, 0).await;
+    all_delivered(&s, &token).await;
+    let storm = rx.matching("/slack", "ETH margin storm");
+    assert_eq!(
+        storm.len(),
+        1,
+        "fires on the third ETH event, then waits 30 min: {storm:#?}"
+    );
+    assert_eq!(storm[0].body["channel"], "#trading");
+    assert!(
+        rx.matching("/pagerduty", "ETH margin storm").is_empty(),
+        "only the Slack action"
+    );
+
+    // Release deployed (as sentry-cli does it), then a brand-new issue: the deploy preset fires.
+    let r = client
+        .post(format!("{base}/api/0/organizations/default/releases/"))
+        .bearer_auth(&token)
+        .json(&json!({"version": "vol-arb@2.0.0", "projects": ["default"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = client
+        .post(format!(
+            "{base}/api/0/organizations/default/releases/vol-arb@2.0.0/deploys/"
+        ))
+        .bearer_auth(&token)
+        .json(&json!({"environment": "paper"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(rx.matching("/slack", "New issue after deploy").is_empty());
+    let mut e = error_event("EscrowTimeout", "USDC", 1);
+    e["release"] = json!("vol-arb@2.0.0");
+    post_envelope(&s, &client, envelope("event", &e)).await;
+    // An event of an old issue after the deploy is not new.
+    post_envelope(
+        &s,
+        &client,
+        envelope("event", &error_event("InsufficientMargin", "BTC", 9)),
+    )
+    .await;
+    wait_digested(&s, &token, 8, 0).await;
+    all_delivered(&s, &token).await;
+    let deploy = rx.matching("/slack", "New issue after deploy");
+    assert_eq!(deploy.len(), 1, "{deploy:#?}");
+    assert!(
+        deploy[0].body["text"]
+            .as_str()
+            .unwrap()
+            .contains("EscrowTimeout")
+    );
+}
