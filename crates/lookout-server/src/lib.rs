@@ -68,8 +68,32 @@ const TICK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 fn tick_jobs(config: &Config, clock: &Clock, engine: &Engine) -> Result<Ticks, ServerError> {
     let (_, _) = (config, clock);
     let mut ticks = Ticks::default();
+    // Monitors first: the alert engine reads the states they set.
+    ticks.push(Arc::new(MonitorTick {
+        db: config.data_dir.join("lookout.db"),
+    }));
     ticks.push(Arc::clone(&engine.alerts) as Arc<dyn clock::TickJob>);
     Ok(ticks)
+}
+
+/// Missed and timed-out check-ins, on every tick.
+#[derive(Debug)]
+struct MonitorTick {
+    db: std::path::PathBuf,
+}
+
+impl clock::TickJob for MonitorTick {
+    fn name(&self) -> &'static str {
+        "monitors"
+    }
+
+    fn tick(&self, now_ms: i64) -> Result<(), store::StoreError> {
+        let mut conn = store::connect(&self.db, config::Synchronous::Full)?;
+        let tx = conn.transaction()?;
+        store::monitors::tick(&tx, now_ms)?;
+        tx.commit()?;
+        Ok(())
+    }
 }
 
 /// The alert engine and the notifier's wake-up, shared by the digest and the ticks.

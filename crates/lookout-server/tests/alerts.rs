@@ -627,13 +627,13 @@ async fn an_agent_that_crashes_and_stays_down_for_60_s_alerts_and_a_restart_reso
     post_envelope(
         &s,
         &client,
-        envelope("session", &session(&sid, "agent-7", "ok", t0, true)),
+        envelope("session", &session(&sid, "7", "ok", t0, true)),
     )
     .await;
     post_envelope(
         &s,
         &client,
-        envelope("session", &session(&sid, "agent-7", "crashed", t0, false)),
+        envelope("session", &session(&sid, "7", "crashed", t0, false)),
     )
     .await;
     // A second agent that exits normally never alerts.
@@ -641,7 +641,7 @@ async fn an_agent_that_crashes_and_stays_down_for_60_s_alerts_and_a_restart_reso
     post_envelope(
         &s,
         &client,
-        envelope("session", &session(&other, "agent-8", "exited", t0, true)),
+        envelope("session", &session(&other, "8", "exited", t0, true)),
     )
     .await;
     s.eventually("sessions digested", || async {
@@ -667,12 +667,12 @@ async fn an_agent_that_crashes_and_stays_down_for_60_s_alerts_and_a_restart_reso
 
     let hooks = s
         .eventually("agent-down notification", || async {
-            let got = rx.matching("/webhook", "Agent crashed or hung (agent-7)");
+            let got = rx.matching("/webhook", "Agent crashed or hung (agent 7)");
             (!got.is_empty()).then_some(got)
         })
         .await;
     assert_eq!(hooks[0].body["action"], "triggered");
-    assert!(rx.matching("/webhook", "agent-8").is_empty());
+    assert!(rx.matching("/webhook", "8").is_empty());
 
     // Restart the server in the middle of the open incident: nothing is repeated.
     let TestServer { server, dir } = s;
@@ -691,7 +691,7 @@ async fn an_agent_that_crashes_and_stays_down_for_60_s_alerts_and_a_restart_reso
     s.server.tick().await;
     all_delivered(&s, &token).await;
     assert_eq!(
-        rx.matching("/webhook", "Agent crashed or hung (agent-7)")
+        rx.matching("/webhook", "Agent crashed or hung (agent 7)")
             .len(),
         1
     );
@@ -701,12 +701,12 @@ async fn an_agent_that_crashes_and_stays_down_for_60_s_alerts_and_a_restart_reso
     post_envelope(
         &s,
         &client,
-        envelope("session", &session(&again, "agent-7", "ok", now_s(), true)),
+        envelope("session", &session(&again, "7", "ok", now_s(), true)),
     )
     .await;
     s.eventually("resolve notification", || async {
         s.server.tick().await;
-        let got = rx.matching("/webhook", "Agent crashed or hung (agent-7)");
+        let got = rx.matching("/webhook", "Agent crashed or hung (agent 7)");
         got.iter()
             .any(|r| r.body["action"] == "resolved")
             .then_some(())
@@ -714,7 +714,7 @@ async fn an_agent_that_crashes_and_stays_down_for_60_s_alerts_and_a_restart_reso
     .await;
     all_delivered(&s, &token).await;
     assert_eq!(
-        rx.matching("/webhook", "Agent crashed or hung (agent-7)")
+        rx.matching("/webhook", "Agent crashed or hung (agent 7)")
             .len(),
         2
     );
@@ -815,4 +815,51 @@ async fn new_issue_after_a_deploy_and_a_custom_rule_created_through_the_api() {
             .unwrap()
             .contains("EscrowTimeout")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_agent_heartbeat_alerts_and_the_next_beat_resolves() {
+    let s = start_manual().await;
+    let token = s.token();
+    let rx = Receiver::start().await;
+    channels(&s, &token, &rx).await;
+    let client = reqwest::Client::new();
+    let beat = |status: &str| {
+        json!({"check_in_id": uuid::Uuid::new_v4().simple().to_string(), "monitor_slug": "agent-9-heartbeat",
+               "status": status, "environment": "paper",
+               "monitor_config": {"schedule": {"type": "interval", "value": 1, "unit": "minute"}, "checkin_margin": 1}})
+    };
+    post_envelope(&s, &client, envelope("check_in", &beat("ok"))).await;
+    s.eventually("heartbeat monitor", || async {
+        let (status, m) = s
+            .api(
+                &token,
+                "/api/0/organizations/default/monitors/agent-9-heartbeat/",
+            )
+            .await;
+        (status == 200 && m["environments"][0]["status"] == "ok").then_some(())
+    })
+    .await;
+    s.server.tick().await;
+    all_delivered(&s, &token).await;
+    assert!(rx.matching("/webhook", "(agent 9)").is_empty());
+    // The agent hangs: no beat for three minutes.
+    s.server.clock.advance(3 * 60_000);
+    s.server.tick().await;
+    let got = s
+        .eventually("heartbeat alert", || async {
+            let got = rx.matching("/webhook", "Agent crashed or hung (agent 9)");
+            (!got.is_empty()).then_some(got)
+        })
+        .await;
+    assert_eq!(got[0].body["action"], "triggered");
+    post_envelope(&s, &client, envelope("check_in", &beat("ok"))).await;
+    s.eventually("heartbeat resolved", || async {
+        s.server.tick().await;
+        let got = rx.matching("/webhook", "Agent crashed or hung (agent 9)");
+        got.iter()
+            .any(|r| r.body["action"] == "resolved")
+            .then_some(())
+    })
+    .await;
 }

@@ -1032,10 +1032,10 @@ fn transition(
     value: Option<f64>,
 ) -> Result<()> {
     let conn = ctx.conn;
-    let subject = if key.is_empty() {
-        row.name.clone()
-    } else {
-        format!("{} ({key})", row.name)
+    let subject = match (&rule.aggregate, key.is_empty()) {
+        (_, true) => row.name.clone(),
+        (Aggregate::AgentDown { .. }, false) => format!("{} (agent {key})", row.name),
+        _ => format!("{} ({key})", row.name),
     };
     let shown = value
         .map(|v| format_value(rule, v))

@@ -4,6 +4,7 @@
 
 mod alerts;
 mod issues;
+mod monitors;
 mod performance;
 mod releases;
 
@@ -19,6 +20,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(alerts::routes())
         .merge(issues::routes())
+        .merge(monitors::routes())
         .merge(performance::routes())
         .merge(releases::routes())
 }

@@ -832,5 +832,19 @@ fn apply_check_ins(tx: &Transaction<'_>, check_ins: &[CheckInRecord]) -> Result<
             c.received_ms
         ])?;
     }
+    for c in check_ins {
+        super::monitors::apply_check_in(
+            tx,
+            &super::monitors::CheckIn {
+                project_id: c.project_id,
+                check_in_id: &c.check_in_id,
+                slug: &c.monitor_slug,
+                environment: &c.environment,
+                status: &c.status,
+                config: c.monitor_config.as_deref(),
+                at: c.received_ms,
+            },
+        )?;
+    }
     Ok(())
 }

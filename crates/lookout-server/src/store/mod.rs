@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod digest;
 pub mod inbox;
+pub mod monitors;
 pub mod read;
 pub mod releases;
 pub mod retention;

@@ -297,7 +297,31 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 4: cron and heartbeat monitors.
     "
-    -- (monitors tables)
+    CREATE TABLE monitors (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id),
+        slug TEXT NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active',
+        config TEXT NOT NULL,
+        date_created INTEGER NOT NULL,
+        UNIQUE (project_id, slug)
+    );
+    -- One state per monitor and environment.
+    CREATE TABLE monitor_environments (
+        monitor_id INTEGER NOT NULL,
+        environment TEXT NOT NULL,
+        status TEXT NOT NULL,
+        last_checkin INTEGER,
+        next_checkin INTEGER,
+        next_checkin_latest INTEGER,
+        failures INTEGER NOT NULL DEFAULT 0,
+        successes INTEGER NOT NULL DEFAULT 0,
+        issue_id INTEGER,
+        PRIMARY KEY (monitor_id, environment)
+    ) WITHOUT ROWID;
+    CREATE INDEX monitor_environments_due ON monitor_environments (next_checkin_latest);
+    CREATE INDEX check_ins_status ON check_ins (status);
     ",
     // 5: alert rules, their state, incidents and the notification outbox.
     "
