@@ -672,7 +672,7 @@ async fn an_agent_that_crashes_and_stays_down_for_60_s_alerts_and_a_restart_reso
         })
         .await;
     assert_eq!(hooks[0].body["action"], "triggered");
-    assert!(rx.matching("/webhook", "8").is_empty());
+    assert!(rx.matching("/webhook", "(agent 8)").is_empty());
 
     // Restart the server in the middle of the open incident: nothing is repeated.
     let TestServer { server, dir } = s;

@@ -214,7 +214,9 @@ async fn ingest(
     body: Body,
     kind: Kind,
 ) -> Result<Option<String>, ApiError> {
-    let received_at = chrono::Utc::now();
+    // The server's clock (manual in tests), so arrival times and ticks agree.
+    let received_at = chrono::DateTime::from_timestamp_millis(state.clock.now_ms())
+        .unwrap_or_else(chrono::Utc::now);
     let project_id = parse_project_id(project_id)?;
     let creds = auth::from_request(headers, query)?;
     // Authenticate before reading the body when the request carries the key.
