@@ -3,7 +3,8 @@
 //! keeps the digest busy.
 //!
 //! Run: `cargo bench -p lookout-server --bench alert_latency` (env `LOOKOUT_BENCH_ALERTS`,
-//! default 200 alerts; `LOOKOUT_BENCH_BACKGROUND`, default 500 background events/s).
+//! default 200 alerts; `LOOKOUT_BENCH_BACKGROUND`, default 500 background events/s;
+//! `LOOKOUT_BENCH_DEBUG=1` prints every latency and the server's warnings).
 #![allow(clippy::print_stdout, missing_docs)]
 
 use axum::extract::State;
@@ -53,6 +54,9 @@ fn main() {
 }
 
 async fn run() {
+    if std::env::var("LOOKOUT_BENCH_DEBUG").is_ok() {
+        let _ = tracing_subscriber::fmt().with_env_filter("warn").try_init();
+    }
     let alerts: usize = env_or("LOOKOUT_BENCH_ALERTS", 200);
     let background: u64 = env_or("LOOKOUT_BENCH_BACKGROUND", 500);
     let got: Arrivals = Arc::new((Mutex::new(HashMap::new()), Notify::new()));
@@ -146,6 +150,9 @@ async fn run() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = bg.await;
     server.stop().await.expect("stop");
+    if std::env::var("LOOKOUT_BENCH_DEBUG").is_ok() {
+        println!("latencies {latencies:.0?}");
+    }
     latencies.sort_by(f64::total_cmp);
     let q = |p: f64| {
         latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]

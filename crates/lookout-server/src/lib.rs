@@ -89,7 +89,7 @@ impl clock::TickJob for MonitorTick {
 
     fn tick(&self, now_ms: i64) -> Result<(), store::StoreError> {
         let mut conn = store::connect(&self.db, config::Synchronous::Full)?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         store::monitors::tick(&tx, now_ms)?;
         tx.commit()?;
         Ok(())

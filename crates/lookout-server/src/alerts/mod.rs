@@ -189,7 +189,7 @@ impl TickJob for AlertEngine {
 
     fn tick(&self, now_ms: i64) -> Result<()> {
         let mut conn = connect(&self.db, Synchronous::Full)?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         ensure_presets(&tx)?;
         let rules = load_rules(&tx, None)?;
         let ctx = Ctx {

@@ -323,7 +323,7 @@ fn record(
     ms: f64,
 ) -> Result<()> {
     let mut conn = connect(db, Synchronous::Full)?;
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute(
         "INSERT INTO delivery_attempts (outbox_id, at, status_code, error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![d.id, now, status, error, ms],
@@ -375,7 +375,10 @@ async fn deliver(client: &reqwest::Client, db: &Path, d: Due) {
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     let (status, error) = match result {
         Ok(r) => (Some(r.status().as_u16()), None),
-        Err(e) => (None, Some(e.to_string())),
+        Err(e) => {
+            tracing::warn!(outbox = d.id, provider = %d.provider, error = %e, "notification delivery failed; will retry");
+            (None, Some(format!("{e:#}")))
+        }
     };
     let now = chrono::Utc::now().timestamp_millis();
     let db = db.to_owned();

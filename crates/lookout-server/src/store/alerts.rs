@@ -274,7 +274,7 @@ impl Alerts {
     /// Delete a rule and its state (its incidents stay in the history).
     pub fn delete_rule(&self, id: i64) -> Result<()> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM alert_rules WHERE id = ?1", [id])?;
         tx.execute("DELETE FROM alert_state WHERE rule_id = ?1", [id])?;
         tx.execute("DELETE FROM alert_issue_fires WHERE rule_id = ?1", [id])?;

@@ -312,7 +312,9 @@ impl DigestStore {
 
     /// Write a batch and move the cursor, atomically.
     pub fn apply(&mut self, batch: &Batch) -> Result<Outcome> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut outcome = Outcome::default();
         apply_events(&tx, &batch.events, &mut outcome)?;
         apply_transactions(&tx, &batch.transactions, &mut outcome)?;

@@ -222,7 +222,7 @@ fn run(
 }
 
 fn write_batch(conn: &mut rusqlite::Connection, batch: &[Append]) -> Result<Vec<i64>> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut ids = Vec::with_capacity(batch.len());
     {
         let mut stmt = tx.prepare_cached(

@@ -227,7 +227,7 @@ impl Store {
             }
         }
         self.with_conn(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let now = now_ms();
             tx.execute(
                 "INSERT OR IGNORE INTO organizations (slug, name, created_at) VALUES (?1, ?1, ?2)",

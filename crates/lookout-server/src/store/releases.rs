@@ -271,7 +271,7 @@ impl Releases {
             return Err(StoreError::Invalid("invalid release version".into()));
         }
         let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let org_id = org_id(&tx, org)?;
         let ids = project_ids(&tx, org_id, projects)?;
         let now = chrono::Utc::now().timestamp_millis();
@@ -308,7 +308,7 @@ impl Releases {
     /// `PUT …/releases/{version}/`: finalize, set commits or refs, add projects.
     pub fn update(&self, org: &str, version: &str, update: ReleaseUpdate) -> Result<Release> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let org_id = org_id(&tx, org)?;
         let release_id: i64 = tx
             .query_row(

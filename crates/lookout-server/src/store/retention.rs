@@ -21,7 +21,7 @@ pub struct Swept {
 fn delete_events(conn: &mut Connection, where_clause: &str, args: &[i64]) -> Result<u64> {
     let mut total = 0;
     loop {
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY)",
             [],
