@@ -189,16 +189,35 @@ impl TickJob for AlertEngine {
 
     fn tick(&self, now_ms: i64) -> Result<()> {
         let mut conn = connect(&self.db, Synchronous::Full)?;
+        // Measure without the write lock (the digest keeps writing meanwhile)…
+        let measured: Vec<(RuleRow, MetricRule, Vec<(String, Option<f64>)>)> = {
+            let ctx = Ctx {
+                conn: &conn,
+                now: now_ms,
+                public_url: &self.public_url,
+            };
+            let mut out = Vec::new();
+            for r in load_rules(&conn, None)?
+                .into_iter()
+                .filter(|r| r.kind == "metric")
+            {
+                if let Some(rule) = parse_metric(&conn, &r)? {
+                    let values = metric_values(&ctx, &r, &rule)?;
+                    out.push((r, rule, values));
+                }
+            }
+            out
+        };
+        // …then take it only to record the state changes.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         ensure_presets(&tx)?;
-        let rules = load_rules(&tx, None)?;
         let ctx = Ctx {
             conn: &tx,
             now: now_ms,
             public_url: &self.public_url,
         };
-        for r in rules.iter().filter(|r| r.kind == "metric") {
-            evaluate_metric_rule(&ctx, r)?;
+        for (row, rule, values) in &measured {
+            apply_values(&ctx, row, rule, values)?;
         }
         tx.commit()?;
         self.wake.notify_one();
@@ -625,6 +644,26 @@ fn metric_values(
         Aggregate::CountUniqueUsers => {
             Some(count_events(ctx, row, rule, since, None, Some(()))? as f64)
         }
+        Aggregate::ErrorRate if rule.query.is_empty() => {
+            // No filter: the per-minute rollups answer without touching events.
+            let (errors, events): (i64, i64) = conn.query_row(
+                "SELECT COALESCE(SUM(CASE WHEN level IN ('fatal', 'error') THEN count END), 0), COALESCE(SUM(count), 0)
+                 FROM rollup_events WHERE project_id = ?1 AND minute >= ?2 AND (?3 IS NULL OR environment = ?3)",
+                params![project, minute_since, rule.environment],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let transactions: i64 = if rule.environment.is_some() {
+                count_events(ctx, row, rule, since, Some(Dataset::Transactions), None)?
+            } else {
+                conn.query_row(
+                    "SELECT COALESCE(SUM(count), 0) FROM rollup_latency WHERE project_id = ?1 AND kind = 'transaction' AND minute >= ?2",
+                    params![project, minute_since],
+                    |r| r.get(0),
+                )?
+            };
+            let all = events + transactions;
+            (all > 0).then(|| errors as f64 / all as f64 * 100.0)
+        }
         Aggregate::ErrorRate => {
             let all = count_events(ctx, row, rule, since, Some(Dataset::All), None)?;
             let errors = count_events(ctx, row, rule, since, Some(Dataset::Errors), None)?;
@@ -665,6 +704,7 @@ fn latency_filter(rule: &MetricRule) -> (&'static str, Option<String>, Option<St
 enum Dataset {
     All,
     Errors,
+    Transactions,
 }
 
 /// Build `WHERE` conditions of a metric rule's query over `events e`.
@@ -680,6 +720,7 @@ fn query_sql(
         Some(Dataset::Errors) => {
             sql.push_str(" AND e.kind != 'transaction' AND e.level IN ('fatal', 'error')")
         }
+        Some(Dataset::Transactions) => sql.push_str(" AND e.kind = 'transaction'"),
         None => {
             if rule.dataset == "transactions" {
                 sql.push_str(" AND e.kind = 'transaction'");
@@ -891,16 +932,34 @@ fn agents_down(
     Ok(out.into_iter().map(|(k, v)| (k, Some(v))).collect())
 }
 
-fn evaluate_metric_rule(ctx: &Ctx<'_>, row: &RuleRow) -> Result<()> {
-    let ids = integration_ids(ctx.conn, row.org_id)?;
-    let rule = match rules::parse_metric_rule(&row.spec, &ids) {
-        Ok(r) => r,
+fn parse_metric(conn: &Connection, row: &RuleRow) -> Result<Option<MetricRule>> {
+    let ids = integration_ids(conn, row.org_id)?;
+    match rules::parse_metric_rule(&row.spec, &ids) {
+        Ok(r) => Ok(Some(r)),
         Err(e) => {
             tracing::warn!(rule = row.id, errors = %e, "stored metric rule no longer valid; skipped");
-            return Ok(());
+            Ok(None)
         }
+    }
+}
+
+fn evaluate_metric_rule(ctx: &Ctx<'_>, row: &RuleRow) -> Result<()> {
+    let Some(rule) = parse_metric(ctx.conn, row)? else {
+        return Ok(());
     };
-    for (key, value) in metric_values(ctx, row, &rule)? {
+    let values = metric_values(ctx, row, &rule)?;
+    apply_values(ctx, row, &rule, &values)
+}
+
+/// Move a rule's states to where `values` put them (inside a write transaction).
+fn apply_values(
+    ctx: &Ctx<'_>,
+    row: &RuleRow,
+    rule: &MetricRule,
+    values: &[(String, Option<f64>)],
+) -> Result<()> {
+    let rule = rule.clone();
+    for (key, value) in values.iter().cloned() {
         let mut state_stmt = ctx.conn.prepare_cached(
             "SELECT state, incident_id FROM alert_state WHERE rule_id = ?1 AND key = ?2",
         )?;

@@ -371,7 +371,16 @@ async fn deliver(client: &reqwest::Client, db: &Path, d: Due) {
             );
         }
     }
-    let result = req.body(d.body.clone()).send().await;
+    let retry = req.try_clone();
+    let mut result = req.body(d.body.clone()).send().await;
+    // A pooled connection the receiver had already closed fails before anything was sent:
+    // try once more at once on a fresh connection instead of waiting for the back-off.
+    if let (Err(e), Some(again)) = (&result, retry)
+        && (e.is_connect() || e.is_request())
+        && !e.is_timeout()
+    {
+        result = again.body(d.body.clone()).send().await;
+    }
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     let (status, error) = match result {
         Ok(r) => (Some(r.status().as_u16()), None),
