@@ -190,7 +190,7 @@ impl TickJob for AlertEngine {
     fn tick(&self, now_ms: i64) -> Result<()> {
         let mut conn = connect(&self.db, Synchronous::Full)?;
         // Measure without the write lock (the digest keeps writing meanwhile)…
-        let measured: Vec<(RuleRow, MetricRule, Vec<(String, Option<f64>)>)> = {
+        let measured: Vec<Measured> = {
             let ctx = Ctx {
                 conn: &conn,
                 now: now_ms,
@@ -224,6 +224,9 @@ impl TickJob for AlertEngine {
         Ok(())
     }
 }
+
+/// A metric rule and its values per key, measured before the write lock is taken.
+type Measured = (RuleRow, MetricRule, Vec<(String, Option<f64>)>);
 
 struct Ctx<'a> {
     conn: &'a Connection,
