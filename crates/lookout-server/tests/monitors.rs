@@ -246,6 +246,8 @@ async fn crash_free_rates_from_rust_sessions_match_the_hand_computed_figures() {
                     .release(release)
                     .environment("paper"),
             );
+            sentry::configure_scope(|scope| scope.set_tag("strategy", "vol-arb"));
+            sentry::capture_message("agent started", sentry::Level::Info);
             for (agent, crash) in runs {
                 sentry::configure_scope(|scope| {
                     scope.set_user(Some(sentry::User {
@@ -279,7 +281,12 @@ async fn crash_free_rates_from_rust_sessions_match_the_hand_computed_figures() {
                 .flatten()
                 .map(|r| r["sessions"].as_i64().unwrap_or(0))
                 .sum();
-            (total == 5).then_some(h)
+            let tagged = h["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|r| r["strategy"] == "vol-arb");
+            (total == 5 && tagged).then_some(h)
         })
         .await;
     let v1 = health["data"]
@@ -295,4 +302,13 @@ async fn crash_free_rates_from_rust_sessions_match_the_hand_computed_figures() {
     let users = v1["crashFreeUsers"].as_f64().unwrap();
     assert!((users - 200.0 / 3.0).abs() < 1e-9, "{users}");
     assert_eq!(v1["adoption"], 80.0);
+    assert_eq!(v1["strategy"], "vol-arb");
+    // Both releases run the same strategy: 5 sessions, 1 crashed.
+    let s = &health["strategies"][0];
+    assert_eq!(
+        (s["strategy"].as_str(), s["sessions"].as_i64()),
+        (Some("vol-arb"), Some(5))
+    );
+    assert_eq!(s["crashFreeSessions"], 80.0);
+    assert_eq!(s["releases"].as_array().unwrap().len(), 2);
 }

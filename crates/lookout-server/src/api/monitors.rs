@@ -1,5 +1,6 @@
 //! Cron and heartbeat monitors in Sentry's shapes (`/organizations/{org}/monitors/`), and
-//! release health per release and environment (`/projects/{org}/{project}/releases/health/`).
+//! release health per release and environment, and per strategy
+//! (`/projects/{org}/{project}/releases/health/`).
 
 use super::{Caller, blocking, iso, parse_period};
 use crate::config::Synchronous;
@@ -283,12 +284,32 @@ async fn release_health(
             "SELECT COUNT(*), COALESCE(SUM(crashed > 0), 0) FROM session_users
              WHERE project_id = ?1 AND release = ?2 AND environment = ?3 AND last_seen >= ?4",
         )?;
+        // A release's agents share a strategy: the `strategy` tag of its events.
+        let mut strategy_of = conn.prepare(
+            "SELECT t.value FROM events e JOIN event_tags t ON t.event_row = e.id
+             WHERE e.project_id = ?1 AND e.release = ?2 AND e.timestamp >= ?3 AND t.key = 'strategy'
+             GROUP BY t.value ORDER BY COUNT(*) DESC, t.value LIMIT 1",
+        )?;
         let total: i64 = sessions.iter().map(|s| s.2).sum();
         let mut out = Vec::new();
+        // strategy → (sessions, crashed, releases)
+        let mut strategies: std::collections::BTreeMap<String, (i64, i64, Vec<String>)> =
+            std::collections::BTreeMap::new();
         for (release, env, init, crashed, abnormal, errored, first, last) in sessions {
             let (u, uc): (i64, i64) = users.query_row(params![p.id, release, env, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let strategy: Option<String> = strategy_of
+                .query_row(params![p.id, release, since], |r| r.get(0))
+                .optional()?;
+            if let Some(s) = &strategy {
+                let e = strategies.entry(s.clone()).or_default();
+                e.0 += init;
+                e.1 += crashed;
+                if !e.2.contains(&release) {
+                    e.2.push(release.clone());
+                }
+            }
             out.push(json!({
-                "release": release, "environment": env,
+                "release": release, "environment": env, "strategy": strategy,
                 "sessions": init, "sessionsCrashed": crashed, "sessionsAbnormal": abnormal, "sessionsErrored": errored,
                 "crashFreeSessions": (init > 0).then(|| (1.0 - crashed as f64 / init as f64) * 100.0),
                 "users": u, "usersCrashed": uc,
@@ -297,8 +318,17 @@ async fn release_health(
                 "firstSeen": iso(first), "lastSeen": iso(last),
             }));
         }
-        Ok(out)
+        let by_strategy: Vec<Value> = strategies
+            .into_iter()
+            .map(|(strategy, (init, crashed, releases))| {
+                json!({"strategy": strategy, "sessions": init, "sessionsCrashed": crashed,
+                       "crashFreeSessions": (init > 0).then(|| (1.0 - crashed as f64 / init as f64) * 100.0),
+                       "releases": releases})
+            })
+            .collect();
+        Ok((out, by_strategy))
     })
     .await?;
-    Ok(Json(json!({"data": rows})))
+    let (rows, strategies) = rows;
+    Ok(Json(json!({"data": rows, "strategies": strategies})))
 }
