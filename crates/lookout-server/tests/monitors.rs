@@ -312,3 +312,44 @@ async fn crash_free_rates_from_rust_sessions_match_the_hand_computed_figures() {
     assert_eq!(s["crashFreeSessions"], 80.0);
     assert_eq!(s["releases"].as_array().unwrap().len(), 2);
 }
+
+const PYTHON_SESSIONS: &str = r#"
+import os, sentry_sdk
+sentry_sdk.init(dsn=os.environ["DSN"], release="casino-bettor@3.1.0", environment="paper", auto_session_tracking=False)
+scope = sentry_sdk.get_isolation_scope()
+# Agents x, y, z; y crashes (an unhandled exception ends its session crashed).
+for agent, crash in [("x", False), ("y", True), ("z", False)]:
+    scope.set_user({"id": agent})
+    scope.start_session(session_mode="application")
+    if crash:
+        sentry_sdk.capture_event({"level": "fatal", "exception": {"values": [
+            {"type": "RuntimeError", "value": "bet loop died", "mechanism": {"type": "excepthook", "handled": False}}]}})
+    scope.end_session()
+sentry_sdk.flush(timeout=10)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_free_rates_from_python_sessions() {
+    let s = TestServer::start().await;
+    let token = s.token();
+    run_python(PYTHON_SESSIONS, &[("DSN", s.dsn())]).await;
+    let h = s
+        .eventually("python sessions", || async {
+            let (_, h) = s
+                .api(
+                    &token,
+                    "/api/0/projects/default/default/releases/health/?statsPeriod=1h",
+                )
+                .await;
+            let row = h["data"].as_array()?.first()?.clone();
+            (row["sessions"] == 3).then_some(row)
+        })
+        .await;
+    assert_eq!(h["release"], "casino-bettor@3.1.0");
+    assert_eq!(h["sessionsCrashed"], 1);
+    // 1 − 1/3 of sessions and of users.
+    for key in ["crashFreeSessions", "crashFreeUsers"] {
+        let v = h[key].as_f64().unwrap();
+        assert!((v - 200.0 / 3.0).abs() < 1e-9, "{key}: {v}");
+    }
+}
