@@ -863,3 +863,58 @@ async fn a_missed_agent_heartbeat_alerts_and_the_next_beat_resolves() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_pipelines_breach_p99_and_the_risk_rejection_ratio() {
+    let s = TestServer::start().await;
+    let token = s.token();
+    let rx = Receiver::start().await;
+    channels(&s, &token, &rx).await;
+    run_python(
+        r#"
+import os, datetime, sentry_sdk
+sentry_sdk.init(dsn=os.environ["DSN"], traces_sample_rate=1.0, release="vol-arb@1.0.0")
+now = datetime.datetime.now(datetime.timezone.utc)
+# Ten pipelines: five take 3 s (p99 > 2 s); three of ten rejected by the risk manager (30 %).
+for i in range(10):
+    start = now - datetime.timedelta(seconds=5)
+    tx = sentry_sdk.start_transaction(op="order.pipeline", name="Order Pipeline: BTC buy", start_timestamp=start)
+    tx.set_tag("outcome", "rejected_risk" if i < 3 else "filled")
+    span = tx.start_child(op="risk.check", description="risk limits", start_timestamp=start)
+    span.set_data("risk_pass", i >= 3)
+    span.finish(end_timestamp=start + datetime.timedelta(milliseconds=5))
+    tx.finish(end_timestamp=start + datetime.timedelta(seconds=3.0 if i < 5 else 0.02))
+sentry_sdk.flush(timeout=10)
+"#,
+        &[("DSN", s.dsn())],
+    )
+    .await;
+    wait_digested(&s, &token, 0, 10).await;
+    s.eventually("both alerts delivered", || async {
+        let p99 = rx.matching("/slack", "P99 latency breach");
+        let risk = rx.matching("/slack", "Risk check failure rate");
+        (p99.len() == 1 && risk.len() == 1).then_some(())
+    })
+    .await;
+    let p99 = rx.matching("/slack", "P99 latency breach");
+    assert!(
+        p99[0].body["text"].as_str().unwrap().contains("3000 ms"),
+        "{:?}",
+        p99[0].body
+    );
+    // Evaluated as pipelines arrive: it fires on the first batch over 20 % (the SDK may
+    // deliver the rejected ones first), once.
+    let (_, open) = s
+        .api(
+            &token,
+            "/api/0/organizations/default/incidents/?status=open",
+        )
+        .await;
+    let risk = open
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["alertRule"]["name"] == "Risk check failure rate")
+        .unwrap();
+    assert!(risk["value"].as_f64().unwrap() > 20.0, "{risk}");
+}
