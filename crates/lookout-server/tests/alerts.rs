@@ -10,7 +10,6 @@ use axum::routing::post;
 use common::{TestServer, run_python};
 use hmac::{Hmac, Mac};
 use lookout_server::RunningServer;
-use lookout_server::clock::Clock;
 use lookout_server::config::Config;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -108,34 +107,6 @@ async fn channels(s: &TestServer, token: &str, rx: &Receiver) -> Vec<String> {
         ids.push(v["id"].as_str().unwrap().to_owned());
     }
     ids
-}
-
-async fn start_manual() -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: dir.path().to_owned(),
-        ..Config::default()
-    };
-    let now = chrono::Utc::now().timestamp_millis();
-    let server = RunningServer::start_with_clock(config, Clock::manual(now))
-        .await
-        .unwrap();
-    TestServer { server, dir }
-}
-
-async fn post_envelope(s: &TestServer, client: &reqwest::Client, body: Vec<u8>) {
-    let r = client
-        .post(s.envelope_url())
-        .header(
-            "x-sentry-auth",
-            format!("Sentry sentry_key={}, sentry_version=7", s.key()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
 }
 
 fn envelope(item_type: &str, payload: &Value) -> Vec<u8> {
@@ -466,7 +437,7 @@ sentry_sdk.flush(timeout=10)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metric_presets_fire_and_resolve_error_rate_latency_and_risk() {
-    let s = start_manual().await;
+    let s = TestServer::start_manual().await;
     let token = s.token();
     let rx = Receiver::start().await;
     channels(&s, &token, &rx).await;
@@ -474,8 +445,7 @@ async fn metric_presets_fire_and_resolve_error_rate_latency_and_risk() {
 
     // P99 latency: slow pipelines breach 2 s…
     for _ in 0..5 {
-        post_envelope(
-            &s,
+        s.post_envelope(
             &client,
             envelope("transaction", &transaction(3000.0, "filled")),
         )
@@ -484,8 +454,7 @@ async fn metric_presets_fire_and_resolve_error_rate_latency_and_risk() {
     // …and risk: 3 of 10 signals rejected by the risk manager (30 % > 20 %).
     for i in 0..5 {
         let outcome = if i < 3 { "rejected_risk" } else { "filled" };
-        post_envelope(
-            &s,
+        s.post_envelope(
             &client,
             envelope("transaction", &transaction(10.0, outcome)),
         )
@@ -493,8 +462,7 @@ async fn metric_presets_fire_and_resolve_error_rate_latency_and_risk() {
     }
     // Errors: 2 of 12 events (17 % > 5 %).
     for n in 0..2 {
-        post_envelope(
-            &s,
+        s.post_envelope(
             &client,
             envelope("event", &error_event("Network", "BTC", n)),
         )
@@ -617,29 +585,26 @@ fn session(sid: &str, agent: &str, status: &str, started: f64, init: bool) -> Va
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_that_crashes_and_stays_down_for_60_s_alerts_and_a_restart_resolves() {
-    let s = start_manual().await;
+    let s = TestServer::start_manual().await;
     let token = s.token();
     let rx = Receiver::start().await;
     channels(&s, &token, &rx).await;
     let client = reqwest::Client::new();
     let t0 = now_s();
     let sid = uuid::Uuid::new_v4().to_string();
-    post_envelope(
-        &s,
+    s.post_envelope(
         &client,
         envelope("session", &session(&sid, "7", "ok", t0, true)),
     )
     .await;
-    post_envelope(
-        &s,
+    s.post_envelope(
         &client,
         envelope("session", &session(&sid, "7", "crashed", t0, false)),
     )
     .await;
     // A second agent that exits normally never alerts.
     let other = uuid::Uuid::new_v4().to_string();
-    post_envelope(
-        &s,
+    s.post_envelope(
         &client,
         envelope("session", &session(&other, "8", "exited", t0, true)),
     )
@@ -698,8 +663,7 @@ async fn an_agent_that_crashes_and_stays_down_for_60_s_alerts_and_a_restart_reso
 
     // The agent comes back: a new session resolves the alert.
     let again = uuid::Uuid::new_v4().to_string();
-    post_envelope(
-        &s,
+    s.post_envelope(
         &client,
         envelope("session", &session(&again, "7", "ok", now_s(), true)),
     )
@@ -746,16 +710,14 @@ async fn new_issue_after_a_deploy_and_a_custom_rule_created_through_the_api() {
     assert!(rule["id"].is_string());
     assert_eq!(rule["frequency"], 30);
     for n in 0..2 {
-        post_envelope(
-            &s,
+        s.post_envelope(
             &client,
             envelope("event", &error_event("InsufficientMargin", "BTC", n)),
         )
         .await;
     }
     for n in 0..4 {
-        post_envelope(
-            &s,
+        s.post_envelope(
             &client,
             envelope("event", &error_event("SlippageLimit", "ETH", n)),
         )
@@ -797,10 +759,9 @@ async fn new_issue_after_a_deploy_and_a_custom_rule_created_through_the_api() {
     assert!(rx.matching("/slack", "New issue after deploy").is_empty());
     let mut e = error_event("EscrowTimeout", "USDC", 1);
     e["release"] = json!("vol-arb@2.0.0");
-    post_envelope(&s, &client, envelope("event", &e)).await;
+    s.post_envelope(&client, envelope("event", &e)).await;
     // An event of an old issue after the deploy is not new.
-    post_envelope(
-        &s,
+    s.post_envelope(
         &client,
         envelope("event", &error_event("InsufficientMargin", "BTC", 9)),
     )
@@ -819,7 +780,7 @@ async fn new_issue_after_a_deploy_and_a_custom_rule_created_through_the_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missed_agent_heartbeat_alerts_and_the_next_beat_resolves() {
-    let s = start_manual().await;
+    let s = TestServer::start_manual().await;
     let token = s.token();
     let rx = Receiver::start().await;
     channels(&s, &token, &rx).await;
@@ -829,7 +790,8 @@ async fn a_missed_agent_heartbeat_alerts_and_the_next_beat_resolves() {
                "status": status, "environment": "paper",
                "monitor_config": {"schedule": {"type": "interval", "value": 1, "unit": "minute"}, "checkin_margin": 1}})
     };
-    post_envelope(&s, &client, envelope("check_in", &beat("ok"))).await;
+    s.post_envelope(&client, envelope("check_in", &beat("ok")))
+        .await;
     s.eventually("heartbeat monitor", || async {
         let (status, m) = s
             .api(
@@ -853,7 +815,8 @@ async fn a_missed_agent_heartbeat_alerts_and_the_next_beat_resolves() {
         })
         .await;
     assert_eq!(got[0].body["action"], "triggered");
-    post_envelope(&s, &client, envelope("check_in", &beat("ok"))).await;
+    s.post_envelope(&client, envelope("check_in", &beat("ok")))
+        .await;
     s.eventually("heartbeat resolved", || async {
         s.server.tick().await;
         let got = rx.matching("/webhook", "Agent crashed or hung (agent 9)");

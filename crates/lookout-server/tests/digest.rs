@@ -234,17 +234,7 @@ async fn transactions_give_percentiles_per_transaction_and_span_op() {
                 ("order.confirm", d * 0.1),
             ],
         );
-        let r = client
-            .post(s.envelope_url())
-            .header(
-                "x-sentry-auth",
-                format!("Sentry sentry_key={}, sentry_version=7", s.key()),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        s.post_envelope(&client, body).await;
     }
     let txs = s
         .eventually("100 transactions", || async {

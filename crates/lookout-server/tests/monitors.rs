@@ -4,24 +4,7 @@
 mod common;
 
 use common::{TestServer, run_python};
-use lookout_server::RunningServer;
-use lookout_server::clock::Clock;
-use lookout_server::config::Config;
 use serde_json::{Value, json};
-
-async fn start_manual() -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: dir.path().to_owned(),
-        ..Config::default()
-    };
-    let now = chrono::Utc::now().timestamp_millis();
-    let server = RunningServer::start_with_clock(config, Clock::manual(now))
-        .await
-        .unwrap();
-    TestServer { server, dir }
-}
 
 async fn monitor(s: &TestServer, token: &str, slug: &str) -> Value {
     let (status, m) = s
@@ -63,7 +46,7 @@ sentry_sdk.flush(timeout=10)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_cron_monitor_missed_opens_an_issue_and_ok_resolves_it() {
-    let s = start_manual().await;
+    let s = TestServer::start_manual().await;
     let token = s.token();
     run_python(CRON_SCRIPT, &[("DSN", s.dsn())]).await;
     let m = s
@@ -121,7 +104,7 @@ async fn python_cron_monitor_missed_opens_an_issue_and_ok_resolves_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_progress_past_max_runtime_times_out_and_unknown_monitors_need_a_config() {
-    let s = start_manual().await;
+    let s = TestServer::start_manual().await;
     let token = s.token();
     // No monitor_config and no monitor: the check-in is kept but no monitor appears.
     run_python(

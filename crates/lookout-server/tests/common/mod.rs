@@ -31,6 +31,38 @@ impl TestServer {
         TestServer { server, dir }
     }
 
+    /// A server on a manual clock starting at the system time: tests move it with
+    /// `server.clock.advance(ms)` and run the periodic jobs with `server.tick()`.
+    pub async fn start_manual() -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        let server =
+            RunningServer::start_with_clock(config, lookout_server::clock::Clock::manual(now))
+                .await
+                .expect("server starts");
+        TestServer { server, dir }
+    }
+
+    /// POST an envelope with the project's key; asserts the 200.
+    pub async fn post_envelope(&self, client: &reqwest::Client, body: Vec<u8>) {
+        let r = client
+            .post(self.envelope_url())
+            .header(
+                "x-sentry-auth",
+                format!("Sentry sentry_key={}, sentry_version=7", self.key()),
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("envelope request");
+        assert_eq!(r.status(), 200);
+    }
+
     pub fn dsn(&self) -> String {
         self.server.dsn().expect("dsn")
     }
