@@ -190,6 +190,7 @@ impl TickJob for AlertEngine {
     fn tick(&self, now_ms: i64) -> Result<()> {
         let mut conn = connect(&self.db, Synchronous::Full)?;
         // Measure without the write lock (the digest keeps writing meanwhile)…
+        let snapshot = state_snapshot(&conn)?;
         let measured: Vec<Measured> = {
             let ctx = Ctx {
                 conn: &conn,
@@ -217,7 +218,7 @@ impl TickJob for AlertEngine {
             public_url: &self.public_url,
         };
         for (row, rule, values) in &measured {
-            apply_values(&ctx, row, rule, values)?;
+            apply_values(&ctx, row, rule, values, Some(&snapshot))?;
         }
         tx.commit()?;
         self.wake.notify_one();
@@ -951,26 +952,48 @@ fn evaluate_metric_rule(ctx: &Ctx<'_>, row: &RuleRow) -> Result<()> {
         return Ok(());
     };
     let values = metric_values(ctx, row, &rule)?;
-    apply_values(ctx, row, &rule, &values)
+    apply_values(ctx, row, &rule, &values, None)
 }
 
 /// Move a rule's states to where `values` put them (inside a write transaction).
+/// The state rows of every rule when a measurement started: (rule, key) → (state, since).
+type StateSnapshot = HashMap<(i64, String), (String, i64)>;
+
+fn state_snapshot(conn: &Connection) -> Result<StateSnapshot> {
+    let mut stmt = conn.prepare_cached("SELECT rule_id, key, state, since FROM alert_state")?;
+    let rows = stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?))))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Move a rule's states to where `values` put them (inside a write transaction). With a
+/// `snapshot` (values measured before the lock), a state that changed since is left alone:
+/// whoever changed it measured later.
 fn apply_values(
     ctx: &Ctx<'_>,
     row: &RuleRow,
     rule: &MetricRule,
     values: &[(String, Option<f64>)],
+    snapshot: Option<&StateSnapshot>,
 ) -> Result<()> {
     let rule = rule.clone();
     for (key, value) in values.iter().cloned() {
         let mut state_stmt = ctx.conn.prepare_cached(
-            "SELECT state, incident_id FROM alert_state WHERE rule_id = ?1 AND key = ?2",
+            "SELECT state, incident_id, since FROM alert_state WHERE rule_id = ?1 AND key = ?2",
         )?;
-        let current: Option<(String, Option<i64>)> = state_stmt
-            .query_row(params![row.id, key], |r| Ok((r.get(0)?, r.get(1)?)))
+        let current: Option<(String, Option<i64>, i64)> = state_stmt
+            .query_row(params![row.id, key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()?;
+        if let Some(snapshot) = snapshot {
+            let then = snapshot.get(&(row.id, key.clone()));
+            let now = current.as_ref().map(|(s, _, since)| (s.clone(), *since));
+            if then.cloned() != now {
+                continue;
+            }
+        }
         let (current_level, incident) = current
-            .map(|(s, i)| (Level::parse(&s), i))
+            .map(|(s, i, _)| (Level::parse(&s), i))
             .unwrap_or((Level::Ok, None));
         let Some(value) = value else {
             // No data in the window: an open alert on absence of data resolves.
