@@ -1,0 +1,167 @@
+//! End to end: the Rust agent library (`lookout-agent`) with the `sentry` crate's real HTTP
+//! transport, into a real server, read back through the REST API.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use lookout_agent::cron::CronMonitor;
+use lookout_agent::health::{AgentSession, HealthOptions};
+use lookout_agent::{
+    Options, OrderPipeline, Outcome, Phase, Side, Stage, TradingError, TradingErrorKind,
+    capture_trading_error,
+};
+
+fn rejected(asset: &str, order_id: &str) -> TradingError {
+    TradingError::new(TradingErrorKind::OrderRejected, "leverage above the cap")
+        .with_trading(asset, "buy", order_id, None)
+        .with_phase(Phase::Confirmation)
+        .with_http_status(400)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_library_reports_errors_pipelines_monitors_and_sessions() {
+    let s = TestServer::start().await;
+    let token = s.token();
+    let dsn = s.dsn();
+    tokio::task::spawn_blocking(move || {
+        let options = Options::new("ag_e2e")
+            .dsn(dsn)
+            .strategy("momentum")
+            .release("e2e-bot@1.2.3")
+            .environment("paper");
+        let hub = options.hub();
+        sentry::Hub::run(hub.clone(), || {
+            let session = AgentSession::start("ag_e2e", HealthOptions::new());
+            session.tick();
+            capture_trading_error(&rejected("BTC", "ord_1"));
+            capture_trading_error(&rejected("BTC", "ord_2"));
+            capture_trading_error(&rejected("ETH", "ord_3"));
+            let mut pipeline = OrderPipeline::start("BTC", Side::Buy);
+            pipeline
+                .stage(Stage::http("POST", "/v1/trade/open"), |s| {
+                    s.order_id("ord_4");
+                    Ok(())
+                })
+                .expect("stage");
+            pipeline.finish(Outcome::Filled);
+            let monitor = CronMonitor::crontab("settle-escrows", "*/10 * * * *")
+                .expect("crontab")
+                .checkin_margin(1)
+                .max_runtime(5);
+            let done: Result<(), std::io::Error> = monitor.run(|| Ok(()));
+            done.expect("job");
+            session.end();
+        });
+        let client = hub.client().expect("client");
+        assert!(client.flush(Some(Duration::from_secs(10))), "flushed");
+    })
+    .await
+    .expect("agent thread");
+
+    let issues = |q: &'static str| {
+        let (s, token) = (&s, &token);
+        async move {
+            let (_, body) = s
+                .api(
+                    token,
+                    &format!("/api/0/projects/default/default/issues/?query={q}"),
+                )
+                .await;
+            body.as_array().cloned().unwrap_or_default()
+        }
+    };
+    let btc = s
+        .eventually("BTC issue with both events", || async {
+            let list = issues("trade.asset:BTC").await;
+            (list.len() == 1 && list[0]["count"] == "2").then_some(list)
+        })
+        .await;
+    let eth = issues("trade.asset:ETH").await;
+    assert_eq!(eth.len(), 1, "a different asset is a different fingerprint");
+    assert_ne!(btc[0]["id"], eth[0]["id"]);
+
+    let id = btc[0]["id"].as_str().expect("id");
+    let (_, latest) = s
+        .api(&token, &format!("/api/0/issues/{id}/events/latest/"))
+        .await;
+    let tags: Vec<(String, String)> = latest["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .map(|t| {
+            (
+                t["key"].as_str().unwrap_or_default().to_owned(),
+                t["value"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for (key, value) in [
+        ("trade.error_type", "OrderRejected"),
+        ("trade.phase", "confirmation"),
+        ("service", "trading"),
+        ("agent_id", "ag_e2e"),
+        ("platform", "purple_flea"),
+        ("strategy", "momentum"),
+    ] {
+        assert!(
+            tags.contains(&(key.to_owned(), value.to_owned())),
+            "{key}={value} missing from {tags:?}"
+        );
+    }
+
+    let txs = s
+        .eventually("the order pipeline transaction", || async {
+            let (_, body) = s
+                .api(
+                    &token,
+                    "/api/0/projects/default/default/transactions/?statsPeriod=1h",
+                )
+                .await;
+            let rows = body["data"].as_array().cloned().unwrap_or_default();
+            (!rows.is_empty()).then_some(rows)
+        })
+        .await;
+    assert_eq!(txs[0]["name"], "Order Pipeline: BTC buy");
+    assert_eq!(txs[0]["op"], "order.pipeline");
+
+    let monitor = |slug: &'static str| {
+        let (s, token) = (&s, &token);
+        async move {
+            let (status, m) = s
+                .api(
+                    token,
+                    &format!("/api/0/organizations/default/monitors/{slug}/"),
+                )
+                .await;
+            (status == 200 && m["environments"][0]["status"] == "ok").then_some(m)
+        }
+    };
+    let heartbeat = s
+        .eventually("heartbeat monitor", || monitor("agent-ag_e2e-heartbeat"))
+        .await;
+    assert_eq!(heartbeat["config"]["schedule_type"], "interval");
+    let cron = s
+        .eventually("cron monitor", || monitor("settle-escrows"))
+        .await;
+    assert_eq!(cron["config"]["schedule_type"], "crontab");
+    assert_eq!(cron["config"]["schedule"], "*/10 * * * *");
+
+    let health = s
+        .eventually("the agent's session", || async {
+            let (_, h) = s
+                .api(
+                    &token,
+                    "/api/0/projects/default/default/releases/health/?statsPeriod=1h",
+                )
+                .await;
+            let rows = h["data"].as_array().cloned().unwrap_or_default();
+            rows.into_iter()
+                .find(|r| r["release"] == "e2e-bot@1.2.3" && r["sessions"] == 1)
+        })
+        .await;
+    assert_eq!(health["environment"], "paper");
+    assert_eq!(health["sessionsCrashed"], 0);
+    assert_eq!(health["users"], 1);
+}
