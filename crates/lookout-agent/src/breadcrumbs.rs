@@ -111,8 +111,9 @@ impl Signal {
 
     /// The breadcrumb (category `trade.signal`, level info).
     pub fn into_breadcrumb(self) -> Breadcrumb {
+        // Numbers stay in `data`: formatting floats into the message would cost the loop.
         let action = self.action.as_deref().unwrap_or("none");
-        let message = format!("{} signal z={:.2} -> {action}", self.asset, self.z);
+        let message = format!("{} signal -> {action}", self.asset);
         let data = Data::new()
             .put("asset", self.asset)
             .put("z_score", self.z)
@@ -156,10 +157,7 @@ impl RiskCheck {
         } else {
             (Level::Warning, "FAILED")
         };
-        let message = format!(
-            "risk check {} {verdict}: {} (limit {})",
-            self.name, self.value, self.limit
-        );
+        let message = format!("risk check {} {verdict}", self.name);
         let data = Data::new()
             .put("check", self.name)
             .put("passed", self.passed)
@@ -211,7 +209,7 @@ impl ApiResponse {
             Level::Info
         };
         let latency_ms = self.latency.as_secs_f64() * 1000.0;
-        let message = format!("{} -> {} in {latency_ms:.0} ms", self.endpoint, self.status);
+        let message = format!("{} -> {}", self.endpoint, self.status);
         let data = Data::new()
             .put("endpoint", self.endpoint)
             .put("status_code", self.status)
@@ -257,10 +255,7 @@ impl PositionChange {
 
     /// The breadcrumb (category `trade.position`, level info).
     pub fn into_breadcrumb(self) -> Breadcrumb {
-        let message = format!(
-            "{} {} {} @ {}",
-            self.side, self.size, self.asset, self.price
-        );
+        let message = format!("{} {}", self.side, self.asset);
         let data = Data::new()
             .put("asset", self.asset)
             .put("side", self.side.as_str())

@@ -38,7 +38,8 @@
 //!
 //! The transaction has op `order.pipeline` and is named `Order Pipeline: <asset> <side>`; its
 //! stages are child spans (`signal.validate`, `risk.check`, `order.size`, `http.client`,
-//! `order.confirm`) carrying their data and a `duration_ms`. The transaction is tagged
+//! `order.confirm`) carrying their data; `risk.check` gets its `duration_ms` and
+//! `http.client` its `latency_ms` by themselves (every span has its start and end time). The transaction is tagged
 //! `trade.asset`, `trade.side` and `outcome`.
 //!
 //! A stage that returns an error marks its span with the error's status, captures the error
@@ -346,9 +347,10 @@ impl OrderPipeline {
         result: Result<T, TradingError>,
     ) -> Result<T, TradingError> {
         let millis = started.elapsed().as_secs_f64() * 1000.0;
-        span.set("duration_ms", millis);
-        if matches!(stage, Stage::Http { .. }) {
-            span.set("latency_ms", millis);
+        match stage {
+            Stage::RiskCheck => span.set("duration_ms", millis),
+            Stage::Http { .. } => span.set("latency_ms", millis),
+            _ => {}
         }
         let result = match result {
             Ok(value) => {

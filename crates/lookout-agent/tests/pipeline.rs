@@ -76,12 +76,12 @@ fn a_filled_order_is_one_transaction_with_five_spans_and_their_data() {
     for span in &tx.spans {
         assert_eq!(span.parent_span_id, Some(trace.span_id), "{:?}", span.op);
         assert_eq!(span.status, Some(SpanStatus::Ok));
-        assert!(span.data.contains_key("duration_ms"), "{:?}", span.op);
     }
     let data = |i: usize, key: &str| tx.spans[i].data.get(key).cloned();
     assert_eq!(data(0, "z_score"), Some(json!(2.31)));
     assert_eq!(data(0, "valid"), Some(json!(true)));
     assert_eq!(data(1, "risk_pass"), Some(json!(true)));
+    assert!(data(1, "duration_ms").is_some_and(|v| v.as_f64().is_some()));
     assert_eq!(data(2, "size_usd"), Some(json!(250.0)));
     assert_eq!(
         tx.spans[3].description.as_deref(),

@@ -27,7 +27,7 @@ async fn the_agent_library_reports_errors_pipelines_monitors_and_sessions() {
     let dsn = s.dsn();
     tokio::task::spawn_blocking(move || {
         let options = Options::new("ag_e2e")
-            .dsn(dsn)
+            .dsn(dsn.clone())
             .strategy("momentum")
             .release("e2e-bot@1.2.3")
             .environment("paper");
@@ -56,6 +56,40 @@ async fn the_agent_library_reports_errors_pipelines_monitors_and_sessions() {
         });
         let client = hub.client().expect("client");
         assert!(client.flush(Some(Duration::from_secs(10))), "flushed");
+
+        // Two more agents of the same release: one crashes (an unhandled panic event, as the
+        // panic integration sends it), one exits cleanly.
+        for (agent, crash) in [("ag_e2e_b", true), ("ag_e2e_c", false)] {
+            let hub = Options::new(agent)
+                .dsn(dsn.clone())
+                .strategy("momentum")
+                .release("e2e-bot@1.2.3")
+                .environment("paper")
+                .hub();
+            sentry::Hub::run(hub.clone(), || {
+                let session = AgentSession::start(agent, HealthOptions::new().heartbeats(false));
+                if crash {
+                    let mut event = sentry::protocol::Event {
+                        level: sentry::Level::Fatal,
+                        ..Default::default()
+                    };
+                    event.exception.values.push(sentry::protocol::Exception {
+                        ty: "panic".into(),
+                        value: Some("index out of bounds".into()),
+                        mechanism: Some(sentry::protocol::Mechanism {
+                            ty: "panic".into(),
+                            handled: Some(false),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    });
+                    sentry::capture_event(event);
+                }
+                session.end();
+            });
+            let client = hub.client().expect("client");
+            assert!(client.flush(Some(Duration::from_secs(10))), "flushed");
+        }
     })
     .await
     .expect("agent thread");
@@ -149,7 +183,7 @@ async fn the_agent_library_reports_errors_pipelines_monitors_and_sessions() {
     assert_eq!(cron["config"]["schedule"], "*/10 * * * *");
 
     let health = s
-        .eventually("the agent's session", || async {
+        .eventually("the agents' sessions", || async {
             let (_, h) = s
                 .api(
                     &token,
@@ -158,10 +192,18 @@ async fn the_agent_library_reports_errors_pipelines_monitors_and_sessions() {
                 .await;
             let rows = h["data"].as_array().cloned().unwrap_or_default();
             rows.into_iter()
-                .find(|r| r["release"] == "e2e-bot@1.2.3" && r["sessions"] == 1)
+                .find(|r| r["release"] == "e2e-bot@1.2.3" && r["sessions"] == 3)
         })
         .await;
+    // By hand: three sessions of three agents, one crashed.
     assert_eq!(health["environment"], "paper");
-    assert_eq!(health["sessionsCrashed"], 0);
-    assert_eq!(health["users"], 1);
+    assert_eq!(health["sessionsCrashed"], 1);
+    assert_eq!(health["users"], 3);
+    let crash_free = health["crashFreeSessions"].as_f64().expect("rate");
+    assert!((crash_free - 200.0 / 3.0).abs() < 1e-9, "{crash_free}");
+    let crash_free_users = health["crashFreeUsers"].as_f64().expect("rate");
+    assert!(
+        (crash_free_users - 200.0 / 3.0).abs() < 1e-9,
+        "{crash_free_users}"
+    );
 }
