@@ -534,6 +534,14 @@ fn enqueue(
     for a in actions {
         match a {
             Action::AllChannels => targets.extend(channels.iter().map(|c| (c, None))),
+            Action::Email { to } => {
+                let emails: Vec<_> = channels.iter().filter(|c| c.provider == "email").collect();
+                if emails.is_empty() {
+                    targets.extend(channels.iter().map(|c| (c, None)));
+                } else {
+                    targets.extend(emails.into_iter().map(|c| (c, to.as_deref())));
+                }
+            }
             Action::Integration { id, target } => {
                 targets.extend(
                     channels

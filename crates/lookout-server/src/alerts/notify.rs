@@ -25,6 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
+mod email;
+
 /// Trigger or resolve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {
@@ -85,7 +87,7 @@ pub struct Channel {
 }
 
 /// Providers Lookout delivers to.
-pub const PROVIDERS: &[&str] = &["slack", "pagerduty", "webhook", "telegram"];
+pub const PROVIDERS: &[&str] = &["slack", "pagerduty", "webhook", "telegram", "email"];
 
 /// Check a channel's config; the message says which key is wrong.
 pub fn validate_config(provider: &str, config: &Value) -> std::result::Result<(), String> {
@@ -110,12 +112,9 @@ pub fn validate_config(provider: &str, config: &Value) -> std::result::Result<()
         "telegram" if config.get("chat_id").is_none() => Err("config.chat_id is required".into()),
         "telegram" if !url_ok("api_base") => Err("config.api_base must be an http(s) URL".into()),
         "slack" | "webhook" | "pagerduty" | "telegram" => Ok(()),
-        "email" => Err(
-            "email over SMTP is not supported yet; use slack, pagerduty, webhook or telegram"
-                .into(),
-        ),
+        "email" => email::validate(config),
         other => Err(format!(
-            "unknown provider {other:?}; use one of slack, pagerduty, webhook, telegram"
+            "unknown provider {other:?}; use one of slack, pagerduty, webhook, telegram, email"
         )),
     }
 }
@@ -207,6 +206,7 @@ pub fn render(
                 json!({"chat_id": chat, "text": truncate(&format!("{mark} {}\n{}", m.text, m.url), 4000), "disable_web_page_preview": true}),
             )
         }
+        "email" => email::render(&channel.config, target, m),
         _ => (
             cfg("url").unwrap_or_default(),
             json!({
@@ -300,7 +300,8 @@ fn due(db: &Path, now: i64) -> Result<Vec<Due>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-fn secret_of(db: &Path, integration: i64) -> Result<Option<String>> {
+/// A channel's current config (read at delivery, so secrets never sit in the outbox).
+fn config_of(db: &Path, integration: i64) -> Result<Option<Value>> {
     let conn = connect(db, Synchronous::Full)?;
     let config: Option<String> = conn
         .query_row(
@@ -309,9 +310,16 @@ fn secret_of(db: &Path, integration: i64) -> Result<Option<String>> {
             |r| r.get(0),
         )
         .ok();
-    Ok(config
-        .and_then(|c| serde_json::from_str::<Value>(&c).ok())
-        .and_then(|c| c.get("secret").and_then(Value::as_str).map(str::to_owned)))
+    Ok(config.and_then(|c| serde_json::from_str::<Value>(&c).ok()))
+}
+
+async fn config_of_async(db: &Path, integration: i64) -> Option<Value> {
+    let db = db.to_owned();
+    tokio::task::spawn_blocking(move || config_of(&db, integration))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
 }
 
 fn record(
@@ -351,18 +359,29 @@ fn record(
 
 async fn deliver(client: &reqwest::Client, db: &Path, d: Due) {
     let start = Instant::now();
+    if d.provider == "email" {
+        let result = match config_of_async(db, d.integration_id).await {
+            Some(config) => email::send(&config, &d.body).await,
+            None => Err("the email channel no longer exists".to_owned()),
+        };
+        let (status, error) = match result {
+            Ok(code) => (Some(code), None),
+            Err(e) => {
+                tracing::warn!(outbox = d.id, error = %e, "email delivery failed; will retry");
+                (None, Some(e))
+            }
+        };
+        finish(db, d, status, error, start).await;
+        return;
+    }
     let mut req = client
         .post(&d.url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("Lookout-Delivery", d.id.to_string());
     if d.provider == "webhook" {
-        let db2 = db.to_owned();
-        let integration = d.integration_id;
-        let secret = tokio::task::spawn_blocking(move || secret_of(&db2, integration))
+        let secret = config_of_async(db, d.integration_id)
             .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten();
+            .and_then(|c| c.get("secret").and_then(Value::as_str).map(str::to_owned));
         if let Some(secret) = secret {
             let now = chrono::Utc::now().timestamp();
             req = req.header(
@@ -381,7 +400,6 @@ async fn deliver(client: &reqwest::Client, db: &Path, d: Due) {
     {
         result = again.body(d.body.clone()).send().await;
     }
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
     let (status, error) = match result {
         Ok(r) => (Some(r.status().as_u16()), None),
         Err(e) => {
@@ -389,6 +407,12 @@ async fn deliver(client: &reqwest::Client, db: &Path, d: Due) {
             (None, Some(format!("{e:#}")))
         }
     };
+    finish(db, d, status, error, start).await;
+}
+
+/// Record one attempt: its status (HTTP, or the SMTP reply code), error and duration.
+async fn finish(db: &Path, d: Due, status: Option<u16>, error: Option<String>, start: Instant) {
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
     let now = chrono::Utc::now().timestamp_millis();
     let db = db.to_owned();
     let outcome =
@@ -485,7 +509,7 @@ mod tests {
         assert!(
             validate_config("email", &json!({}))
                 .unwrap_err()
-                .contains("not supported")
+                .contains("config.host")
         );
         assert!(validate_config("webhook", &json!({"url": "ftp://x"})).is_err());
     }

@@ -49,7 +49,7 @@ pub mod ids {
     pub const TELEGRAM: &str = "lookout.actions.TelegramAction";
     /// Lookout: every channel of the organisation.
     pub const ALL_CHANNELS: &str = "lookout.actions.NotifyAllChannelsAction";
-    /// Email (accepted for compatibility; delivered to every channel, see README).
+    /// Email: the organisation's `email` channels (every channel when there is none).
     pub const EMAIL: &str = "sentry.mail.actions.NotifyEmailAction";
 }
 
@@ -223,6 +223,12 @@ pub enum Filter {
 pub enum Action {
     /// Every channel of the organisation.
     AllChannels,
+    /// Sentry's email action: every `email` channel (to this address instead of the
+    /// channel's recipients when one is given); every channel when none is configured.
+    Email {
+        /// A recipient address from the action's `targetIdentifier`, if it is one.
+        to: Option<String>,
+    },
     /// One integration.
     Integration {
         /// Its id.
@@ -439,7 +445,10 @@ fn parse_action(
         }
     };
     match id {
-        ids::ALL_CHANNELS | ids::EMAIL => Some(Action::AllChannels),
+        ids::ALL_CHANNELS => Some(Action::AllChannels),
+        ids::EMAIL => Some(Action::Email {
+            to: email_target(node.get("targetIdentifier")),
+        }),
         ids::SLACK => check(errors, integration("workspace")).map(|id| Action::Integration {
             id,
             target: string(node.get("channel")),
@@ -455,6 +464,14 @@ fn parse_action(
             None
         }
     }
+}
+
+/// An email address given as an action's target (Sentry also sends member or team ids).
+fn email_target(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| s.contains('@') && !s.contains(char::is_whitespace))
+        .map(str::to_owned)
 }
 
 /// Parse and validate an issue alert body. `integration_ids`: the organisation's channels.
@@ -878,7 +895,10 @@ pub fn parse_metric_rule(body: &Value, integration_ids: &[i64]) -> Result<Metric
                         .or_else(|| num(a.get("targetIdentifier")))
                         .map(|f| f as i64);
                     match kind {
-                        "email" | "all" => actions.push(Action::AllChannels),
+                        "email" => actions.push(Action::Email {
+                            to: email_target(a.get("targetIdentifier")),
+                        }),
+                        "all" => actions.push(Action::AllChannels),
                         "slack" | "pagerduty" | "webhook" | "telegram" => match integration {
                             Some(id) if integration_ids.contains(&id) => {
                                 actions.push(Action::Integration {
