@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestServer;
@@ -206,4 +207,155 @@ async fn the_agent_library_reports_errors_pipelines_monitors_and_sessions() {
         (crash_free_users - 200.0 / 3.0).abs() < 1e-9,
         "{crash_free_users}"
     );
+}
+
+/// A local HTTP receiver standing in for a webhook consumer: every POST body, in order.
+async fn webhook_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::new(Mutex::new(Vec::new()));
+    let store = Arc::clone(&got);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let store = Arc::clone(&store);
+            async move {
+                let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                store.lock().unwrap().push(value);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+/// Run `f` on a fresh agent hub of this release against the server, then flush.
+async fn as_agent(dsn: String, agent: &'static str, f: impl FnOnce() + Send + 'static) {
+    tokio::task::spawn_blocking(move || {
+        let hub = Options::new(agent)
+            .dsn(dsn)
+            .release("crashy-bot@2.0.0")
+            .environment("paper")
+            .hub();
+        sentry::Hub::run(hub.clone(), f);
+        assert!(
+            hub.client()
+                .expect("client")
+                .flush(Some(Duration::from_secs(10)))
+        );
+    })
+    .await
+    .expect("agent thread");
+}
+
+fn panic_event() -> sentry::protocol::Event<'static> {
+    let mut event = sentry::protocol::Event {
+        level: sentry::Level::Fatal,
+        ..Default::default()
+    };
+    event.exception.values.push(sentry::protocol::Exception {
+        ty: "panic".into(),
+        value: Some("called `Option::unwrap()` on a `None` value".into()),
+        mechanism: Some(sentry::protocol::Mechanism {
+            ty: "panic".into(),
+            handled: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    event
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_down_preset_fires_for_a_crashed_rust_agent_and_a_restart_resolves_it() {
+    let s = TestServer::start_manual().await;
+    let token = s.token();
+    let (url, hooks) = webhook_receiver().await;
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/api/0/organizations/default/integrations/",
+            s.server.base_url()
+        ))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"provider": "webhook", "name": "kill-switch", "config": {"url": url}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // The agent crashes (its session ends crashed); another agent exits cleanly.
+    as_agent(s.dsn(), "ag_crashy", || {
+        let session = AgentSession::start("ag_crashy", HealthOptions::new().heartbeats(false));
+        sentry::capture_event(panic_event());
+        session.end();
+    })
+    .await;
+    as_agent(s.dsn(), "ag_calm", || {
+        AgentSession::start("ag_calm", HealthOptions::new().heartbeats(false)).end();
+    })
+    .await;
+    s.eventually("both sessions digested", || async {
+        let db = rusqlite::Connection::open(s.db_path()).unwrap();
+        let n: i64 = db
+            .query_row(
+                "SELECT COUNT(*) FROM sessions WHERE status IN ('crashed', 'exited')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (n == 2).then_some(())
+    })
+    .await;
+    let down = |needle: &'static str| {
+        let hooks = Arc::clone(&hooks);
+        move || {
+            hooks
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|h| h.to_string().contains(needle))
+                .cloned()
+                .collect::<Vec<_>>()
+        }
+    };
+    let crashy = down("(agent ag_crashy)");
+    // Inside the grace period nothing fires; 65 s after the crash with no restart, it does.
+    s.server.clock.advance(30_000);
+    s.server.tick().await;
+    s.server.clock.advance(35_000);
+    s.server.tick().await;
+    let fired = s
+        .eventually("agent-down notification", || async {
+            let got = crashy();
+            (!got.is_empty()).then_some(got)
+        })
+        .await;
+    assert_eq!(fired[0]["action"], "triggered");
+    assert_eq!(fired.len(), 1);
+    assert!(
+        down("(agent ag_calm)")().is_empty(),
+        "a clean exit never alerts"
+    );
+
+    // The agent restarts: its new session resolves the alert.
+    as_agent(s.dsn(), "ag_crashy", || {
+        // The restarted agent's session is still running when the server sees it: its
+        // first update travels with the first event.
+        sentry::start_session();
+        sentry::capture_message("back online", sentry::Level::Info);
+    })
+    .await;
+    s.eventually("resolve notification", || async {
+        s.server.tick().await;
+        crashy()
+            .iter()
+            .any(|h| h["action"] == "resolved")
+            .then_some(())
+    })
+    .await;
 }

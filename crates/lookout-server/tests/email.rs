@@ -1,6 +1,7 @@
-//! The email channel end to end: an error from the Rust agent library fires the
-//! critical-trade-failure preset and a Sentry-shaped email rule; the notifier delivers both
-//! over SMTP to a local receiver standing in for the mail server.
+//! The email channel end to end: an error from the Rust agent library, just after its
+//! release was deployed, fires the critical-trade-failure and new-issue-after-deploy presets
+//! and a Sentry-shaped email rule; the notifier delivers them over SMTP to a local receiver
+//! standing in for the mail server.
 
 mod common;
 
@@ -121,6 +122,27 @@ async fn trade_failures_are_mailed_over_smtp() {
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 
+    // The agent's release was just deployed (as sentry-cli does it): its new issue also fires
+    // the new-issue-after-deploy preset.
+    let r = client
+        .post(format!("{base}/api/0/organizations/default/releases/"))
+        .bearer_auth(&token)
+        .json(&json!({"version": "mail-bot@1.0.0", "projects": ["default"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = client
+        .post(format!(
+            "{base}/api/0/organizations/default/releases/mail-bot@1.0.0/deploys/"
+        ))
+        .bearer_auth(&token)
+        .json(&json!({"environment": "production"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
     let dsn = s.dsn();
     tokio::task::spawn_blocking(move || {
         let hub = Options::new("ag_mail")
@@ -143,7 +165,10 @@ async fn trade_failures_are_mailed_over_smtp() {
         .eventually("the on-call and preset mails", || async {
             let got = mails.lock().unwrap().clone();
             let has = |needle: &str| got.iter().any(|m| m.data.contains(needle));
-            (has("Mail on-call on new issues") && has("Critical trade failure")).then_some(got)
+            (has("Mail on-call on new issues")
+                && has("Critical trade failure")
+                && has("New issue after deploy"))
+            .then_some(got)
         })
         .await;
     let to = |address: &str| {
