@@ -45,6 +45,17 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Run the Purple Flea sandbox: the six services on one port, with fault injection.
+    Sandbox {
+        /// Fault injection configuration (TOML; see the `purpleflea-sandbox` docs). Default:
+        /// the production-like latency and no errors. Change it at runtime with
+        /// `PUT /_admin/faults`.
+        #[arg(long, env = "LOOKOUT_SANDBOX_FAULTS")]
+        faults: Option<PathBuf>,
+        /// Seed for the deterministic state (markets, games, ids).
+        #[arg(long, env = "LOOKOUT_SANDBOX_SEED", default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,10 +127,21 @@ fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = load_config(&cli.global)?;
     match cli.command {
-        Command::Serve => serve(config),
+        Command::Serve => serve(load_config(&cli.global)?),
+        Command::Sandbox { faults, seed } => {
+            // The sandbox is not the server: it reads no server configuration, and listens
+            // on its own default port so both can run side by side.
+            let listen = cli
+                .global
+                .listen
+                .clone()
+                .or_else(|| std::env::var("LOOKOUT_SANDBOX_LISTEN").ok())
+                .unwrap_or_else(|| SANDBOX_LISTEN.to_owned());
+            sandbox(&listen, faults.as_deref(), seed)
+        }
         Command::Projects { command } => {
+            let config = load_config(&cli.global)?;
             let store = open_store(&config)?;
             let base = config.base_url(None);
             match command {
@@ -149,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokens {
             command: TokensCommand::Create { name, scopes },
         } => {
-            let store = open_store(&config)?;
+            let store = open_store(&load_config(&cli.global)?)?;
             let (info, token) = store.create_token(&name, &scopes)?;
             eprintln!(
                 "token {:?} created with scopes: {} (it is shown only once)",
@@ -159,6 +181,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Where `lookout sandbox` listens unless told otherwise.
+const SANDBOX_LISTEN: &str = "127.0.0.1:9100";
+
+fn sandbox(listen: &str, faults: Option<&std::path::Path>, seed: u64) -> anyhow::Result<()> {
+    use purpleflea_sandbox::{FaultConfig, Sandbox, SandboxConfig, Service};
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("invalid listen address {listen:?} (expected HOST:PORT)"))?;
+    let mut config = SandboxConfig::default().seed(seed);
+    if let Some(path) = faults {
+        let faults = FaultConfig::load(path)
+            .with_context(|| format!("cannot load the fault configuration {}", path.display()))?;
+        config = config.faults(faults);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let sandbox = Sandbox::new(config)?;
+        let handle = sandbox
+            .serve(addr)
+            .await
+            .with_context(|| format!("cannot listen on {listen} (set --listen)"))?;
+        println!("Purple Flea sandbox listening on {}", handle.url());
+        for service in Service::ALL {
+            println!("  {:<8} {}", service.name(), handle.base_url(service));
+        }
+        println!("  admin    {}/_admin/faults", handle.url());
+        shutdown_signal().await;
+        handle.shutdown().await?;
+        Ok(())
+    })
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

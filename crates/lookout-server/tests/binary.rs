@@ -349,3 +349,101 @@ async fn bad_configuration_names_the_key() {
         "{err}"
     );
 }
+
+/// `lookout sandbox --faults FILE` serves the six services on one port with the file's
+/// faults, changeable at runtime through the admin API, and stops on SIGTERM.
+#[tokio::test]
+async fn sandbox_serves_the_six_services_with_faults_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = dir.path().join("faults.toml");
+    std::fs::write(
+        &faults,
+        "[default]\nlatency = { median_ms = 0.0, sigma = 0.0, max_ms = 0.0 }\n\n\
+         [services.trading]\nerrors = { \"500\" = 1.0 }\n",
+    )
+    .unwrap();
+    let mut child = lookout()
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--faults"])
+        .arg(&faults)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("lookout sandbox starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut bases = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bases.contains_key("admin") {
+        let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
+            .await
+            .expect("sandbox printed its services in time")
+            .expect("read stdout")
+            .expect("sandbox exited before printing its services");
+        let mut words = line.split_whitespace();
+        if let (Some(name), Some(url), None) = (words.next(), words.next(), words.next()) {
+            bases.insert(name.to_owned(), url.to_owned());
+        }
+    }
+    for service in ["casino", "faucet", "escrow", "trading", "wallet", "domains"] {
+        assert!(
+            bases.contains_key(service),
+            "{service} missing in {bases:?}"
+        );
+    }
+    let http = reqwest::Client::new();
+    // Every market request fails with the configured 500, in the service's flat error body.
+    let markets = http
+        .get(format!("{}/markets", bases["trading"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(markets.status(), 500);
+    let body: serde_json::Value = markets.json().await.unwrap();
+    assert_eq!(body["error"], "internal_error", "{body}");
+    // Registration at the casino is unaffected.
+    let reg = http
+        .post(format!("{}/auth/register", bases["casino"]))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reg.status(), 201, "{:?}", reg.text().await);
+    // Clearing the faults at runtime brings the markets back.
+    let cleared = http.delete(&bases["admin"]).send().await.unwrap();
+    assert!(cleared.status().is_success());
+    let markets = http
+        .get(format!("{}/markets", bases["trading"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(markets.status(), 200);
+
+    let pid = child.id().expect("running");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("sandbox stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// A fault file that does not parse stops `lookout sandbox` with a message naming the file.
+#[tokio::test]
+async fn sandbox_rejects_a_bad_fault_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = dir.path().join("faults.toml");
+    std::fs::write(&faults, "[services.trading]\nerrors = { \"503\" = 7.0 }\n").unwrap();
+    let out = lookout()
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--faults"])
+        .arg(&faults)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("faults.toml"), "{err}");
+}
