@@ -23,6 +23,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "ingest",
     "rate_limits",
     "retention",
+    "admin_password",
 ];
 
 /// The whole server configuration.
@@ -41,6 +42,11 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// How long data is kept.
     pub retention: RetentionConfig,
+    /// Password of the web UI's `admin` account, created with it at the first start when
+    /// no account exists (`LOOKOUT_ADMIN_PASSWORD`). There is no default password: without
+    /// it, create the account with `lookout users set-password`.
+    #[serde(skip_serializing)]
+    pub admin_password: Option<String>,
 }
 
 /// How long data is kept; enforced by a background task in small transactions, so ingest
@@ -127,6 +133,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             rate_limits: RateLimitConfig::default(),
             retention: RetentionConfig::default(),
+            admin_password: None,
         }
     }
 }

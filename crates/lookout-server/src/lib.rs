@@ -24,6 +24,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod store;
+pub mod ui;
 
 use clock::{Clock, Ticks};
 use config::Config;
@@ -193,6 +194,17 @@ fn start_state(
     engine: Engine,
 ) -> Result<(http::AppState, Services), ServerError> {
     store.with_conn(|c| alerts::ensure_presets(c))?;
+    let users = store::users::Users::new(&config.data_dir);
+    match &config.admin_password {
+        Some(password) if users.ensure_admin("admin", password, clock.now_ms())? => {
+            tracing::info!("created the web UI account \"admin\" from admin_password");
+        }
+        Some(_) => {}
+        None if !users.any()? => tracing::warn!(
+            "no web UI account yet: set LOOKOUT_ADMIN_PASSWORD or run `lookout users set-password`"
+        ),
+        None => {}
+    }
     let metrics = Arc::new(metrics::Metrics::new());
     let appended = Arc::new(tokio::sync::Notify::new());
     let writer = InboxWriter::start(
@@ -211,7 +223,10 @@ fn start_state(
         Arc::clone(&metrics),
         appended,
         inbox.clone(),
-        vec![Arc::clone(&engine.alerts) as Arc<dyn store::digest::BatchHook>],
+        vec![
+            Arc::new(store::agents::AgentsHook) as Arc<dyn store::digest::BatchHook>,
+            Arc::clone(&engine.alerts) as Arc<dyn store::digest::BatchHook>,
+        ],
     )?;
     let notifier = alerts::notify::Notifier::start(&config.data_dir, Arc::clone(&engine.wake));
     let retention = start_retention(&config);

@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Manage web UI accounts (works with or without a running server).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Run the Purple Flea sandbox: the six services on one port, with fault injection.
     Sandbox {
         /// Fault injection configuration (TOML; see the `purpleflea-sandbox` docs). Default:
@@ -73,6 +78,17 @@ enum ProjectsCommand {
     },
     /// List projects with their ids and DSNs.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Create a web UI account or change its password. The password is read from
+    /// standard input (one line), never from the command line.
+    SetPassword {
+        /// User name.
+        #[arg(long, default_value = "admin")]
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +184,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Users {
+            command: UsersCommand::SetPassword { user },
+        } => {
+            let config = load_config(&cli.global)?;
+            let store = open_store(&config)?;
+            drop(store); // migrations done; the account lives in the same database
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprint!("password for {user:?}: ");
+            }
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("cannot read the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let users = lookout_server::store::users::Users::new(&config.data_dir);
+            users.set_password(&user, password, chrono_now_ms())?;
+            eprintln!("password set for {user:?}; their open sessions were ended");
+            Ok(())
+        }
         Command::Tokens {
             command: TokensCommand::Create { name, scopes },
         } => {
@@ -181,6 +216,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Where `lookout sandbox` listens unless told otherwise.

@@ -108,7 +108,7 @@ fn issue_rule_json(r: &StoredRule) -> Value {
 }
 
 /// The body as stored: the fields Sentry's serializer keeps.
-fn keep(body: &Value, fields: &[&str]) -> Value {
+pub(crate) fn keep(body: &Value, fields: &[&str]) -> Value {
     let mut out = Map::new();
     for f in fields {
         if let Some(v) = body.get(*f) {
@@ -118,7 +118,7 @@ fn keep(body: &Value, fields: &[&str]) -> Value {
     Value::Object(out)
 }
 
-const ISSUE_FIELDS: &[&str] = &[
+pub(crate) const ISSUE_FIELDS: &[&str] = &[
     "name",
     "actionMatch",
     "filterMatch",
@@ -365,7 +365,7 @@ async fn list_metric(
     )))
 }
 
-async fn save_metric(
+pub(crate) async fn save_metric(
     state: AppState,
     org: String,
     project: Option<String>,

@@ -2,7 +2,7 @@
 //! Every request carries `Authorization: Bearer <token>` (from `lookout tokens create`) with
 //! the scope the endpoint needs.
 
-mod alerts;
+pub(crate) mod alerts;
 mod issues;
 mod monitors;
 mod performance;

@@ -4,6 +4,7 @@
 //! The embedded default is one SQLite file in the data directory, in WAL mode: a single
 //! writer (the inbox writer thread, with group commit) and short-lived reader connections.
 
+pub mod agents;
 pub mod alerts;
 pub mod digest;
 pub mod inbox;
@@ -12,6 +13,7 @@ pub mod read;
 pub mod releases;
 pub mod retention;
 mod schema;
+pub mod users;
 
 use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};

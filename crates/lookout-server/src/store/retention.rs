@@ -68,12 +68,15 @@ pub fn sweep(data_dir: &Path, config: &RetentionConfig, now_ms: i64) -> Result<S
         "rollup_latency",
         "rollup_sessions",
         "client_reports",
+        "agent_minutes",
     ] {
         conn.execute(&format!("DELETE FROM {table} WHERE minute < ?1"), [cutoff])?;
     }
     conn.execute("DELETE FROM logs WHERE timestamp < ?1", [cutoff])?;
     conn.execute("DELETE FROM check_ins WHERE received_at < ?1", [cutoff])?;
     conn.execute("DELETE FROM digest_rejections WHERE at < ?1", [cutoff])?;
+    conn.execute("DELETE FROM agents WHERE last_seen < ?1", [cutoff])?;
+    conn.execute("DELETE FROM ui_sessions WHERE expires_at < ?1", [now_ms])?;
     conn.execute(
         "DELETE FROM issue_tags WHERE issue_id IN (SELECT id FROM issues WHERE last_seen < ?1)",
         [cutoff],

@@ -419,6 +419,50 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX delivery_attempts_outbox ON delivery_attempts (outbox_id);
     ",
+    // 6: the web UI: users and their sessions; agents as the digest sees them, with
+    // per-minute counts and latency per agent; indexes the UI's reads need.
+    "
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE ui_sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE agents (
+        project_id INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        strategy TEXT,
+        release TEXT,
+        environment TEXT,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        last_error INTEGER,
+        session_status TEXT,
+        session_updated INTEGER,
+        PRIMARY KEY (project_id, agent_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE agent_minutes (
+        project_id INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        events INTEGER NOT NULL DEFAULT 0,
+        errors INTEGER NOT NULL DEFAULT 0,
+        cycles INTEGER NOT NULL DEFAULT 0,
+        failed_cycles INTEGER NOT NULL DEFAULT 0,
+        sketch BLOB,
+        PRIMARY KEY (project_id, agent_id, minute)
+    ) WITHOUT ROWID;
+    CREATE INDEX issue_tags_value ON issue_tags (key, value);
+    CREATE INDEX sessions_did ON sessions (project_id, did, started);
+    CREATE INDEX rollup_events_issue ON rollup_events (issue_id, minute);
+    ",
 ];
 
 /// Bring the main database up to date.

@@ -1,0 +1,216 @@
+//! Web UI accounts and login sessions. Passwords are kept as Argon2id hashes; a session is
+//! a random token in an HttpOnly cookie, stored hashed, with its own CSRF token.
+
+use super::{Result, StoreError, connect, hash_token};
+use crate::config::Synchronous;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use rand::RngCore;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+
+/// Shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 10;
+
+/// A logged-in session.
+#[derive(Debug, Clone)]
+pub struct UiSession {
+    /// User id.
+    pub user_id: i64,
+    /// User name.
+    pub username: String,
+    /// The CSRF token every form of this session carries.
+    pub csrf: String,
+}
+
+/// Accounts and sessions of a data directory.
+#[derive(Debug, Clone)]
+pub struct Users {
+    path: PathBuf,
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn hash_password(password: &str) -> Result<String> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| StoreError::Invalid(format!("cannot make a salt: {e}")))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Invalid(format!("cannot hash the password: {e}")))
+}
+
+impl Users {
+    /// The accounts of `data_dir`.
+    pub fn new(data_dir: &Path) -> Users {
+        Users {
+            path: data_dir.join("lookout.db"),
+        }
+    }
+
+    fn conn(&self) -> Result<Connection> {
+        connect(&self.path, Synchronous::Full)
+    }
+
+    /// Whether any account exists.
+    pub fn any(&self) -> Result<bool> {
+        Ok(self
+            .conn()?
+            .query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))?)
+    }
+
+    /// Create `username` or change its password. Ends the user's sessions.
+    pub fn set_password(&self, username: &str, password: &str, now: i64) -> Result<()> {
+        let username = username.trim();
+        if username.is_empty() || username.len() > 64 {
+            return Err(StoreError::Invalid(
+                "a user name has 1 to 64 characters".into(),
+            ));
+        }
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(StoreError::Invalid(format!(
+                "the password must have at least {MIN_PASSWORD_LEN} characters"
+            )));
+        }
+        let hash = hash_password(password)?;
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash",
+            params![username, hash, now],
+        )?;
+        conn.execute(
+            "DELETE FROM ui_sessions WHERE user_id = (SELECT id FROM users WHERE username = ?1)",
+            [username],
+        )?;
+        Ok(())
+    }
+
+    /// Create `username` with `password` unless an account exists already. Returns whether
+    /// it was created.
+    pub fn ensure_admin(&self, username: &str, password: &str, now: i64) -> Result<bool> {
+        if self.any()? {
+            return Ok(false);
+        }
+        self.set_password(username, password, now)?;
+        Ok(true)
+    }
+
+    /// Check a login; on success start a session that lasts `ttl_ms` and return its token.
+    pub fn login(
+        &self,
+        username: &str,
+        password: &str,
+        now: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<String>> {
+        let conn = self.conn()?;
+        let row: Option<(i64, String)> = conn
+            .query_row(
+                "SELECT id, password_hash FROM users WHERE username = ?1",
+                [username.trim()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((user_id, stored)) = row else {
+            // Same work as a wrong password, so timing does not tell which names exist.
+            let _ = hash_password(password);
+            return Ok(None);
+        };
+        let ok = PasswordHash::new(&stored)
+            .map(|h| {
+                argon2::Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        if !ok {
+            return Ok(None);
+        }
+        let token = random_token();
+        conn.execute(
+            "INSERT INTO ui_sessions (token_hash, user_id, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![hash_token(&token), user_id, random_token(), now, now + ttl_ms],
+        )?;
+        Ok(Some(token))
+    }
+
+    /// The live session of `token`, if any.
+    pub fn session(&self, token: &str, now: i64) -> Result<Option<UiSession>> {
+        Ok(self
+            .conn()?
+            .query_row(
+                "SELECT s.user_id, u.username, s.csrf FROM ui_sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_hash = ?1 AND s.expires_at > ?2",
+                params![hash_token(token), now],
+                |r| {
+                    Ok(UiSession {
+                        user_id: r.get(0)?,
+                        username: r.get(1)?,
+                        csrf: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// End the session of `token`.
+    pub fn logout(&self, token: &str) -> Result<()> {
+        self.conn()?.execute(
+            "DELETE FROM ui_sessions WHERE token_hash = ?1",
+            [hash_token(token)],
+        )?;
+        Ok(())
+    }
+}
+
+/// An API token as the settings page lists it (never the token itself).
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Space-separated scopes.
+    pub scopes: String,
+    /// ms.
+    pub created_at: i64,
+    /// ms.
+    pub last_used_at: Option<i64>,
+}
+
+impl Users {
+    /// Every API token, newest first.
+    pub fn tokens(&self) -> Result<Vec<TokenRow>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, name, scopes, created_at, last_used_at FROM api_tokens ORDER BY id DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(TokenRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                scopes: r.get(2)?,
+                created_at: r.get(3)?,
+                last_used_at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Revoke a token.
+    pub fn delete_token(&self, id: i64) -> Result<()> {
+        let n = self
+            .conn()?
+            .execute("DELETE FROM api_tokens WHERE id = ?1", [id])?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("token {id}")));
+        }
+        Ok(())
+    }
+}

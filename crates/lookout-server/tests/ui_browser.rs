@@ -1,0 +1,505 @@
+//! The web UI in a real browser: Debian's headless Chromium driven by Playwright (both
+//! installed by `scripts/setup-test-env`), against a real server fed by the real agent
+//! library. Screenshots land in `target/ui-artifacts/`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::TestServer;
+use lookout_agent::breadcrumbs::{RiskCheck, Signal};
+use lookout_agent::cron::CronMonitor;
+use lookout_agent::health::{AgentSession, HealthOptions};
+use lookout_agent::state::TradingSnapshot;
+use lookout_agent::{
+    Options, OrderPipeline, Outcome, Phase, Side, Stage, TradingError, TradingErrorKind,
+    capture_trading_error,
+};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "a-long-test-password";
+
+fn artifacts(name: &str) -> PathBuf {
+    common::workspace_root()
+        .join("target/ui-artifacts")
+        .join(name)
+}
+
+fn chromium() -> String {
+    let path =
+        std::env::var("LOOKOUT_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "Chromium is missing at {path}: run scripts/test (or scripts/setup-test-env), which installs Debian's chromium"
+    );
+    path
+}
+
+async fn drive(s: &TestServer, mode: &str, extra: &[(&str, String)]) -> Value {
+    let script = common::workspace_root().join("crates/lookout-server/tests/ui/driver.py");
+    let mut cmd = tokio::process::Command::new(common::python());
+    cmd.arg(&script)
+        .arg(mode)
+        .env("LOOKOUT_URL", s.server.base_url())
+        .env("LOOKOUT_PASSWORD", PASSWORD)
+        .env("LOOKOUT_ARTIFACTS", artifacts(mode))
+        .env("LOOKOUT_CHROMIUM", chromium());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .expect("the browser run finished in time")
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser run failed ({}): {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        if String::from_utf8_lossy(&out.stderr).contains("No module named 'playwright'") {
+            "Playwright is not installed in the test venv: run scripts/setup-test-env"
+        } else {
+            "see stderr"
+        },
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("driver output is not JSON ({e}): {stdout}"))
+}
+
+fn rejected(asset: &str, order_id: &str) -> TradingError {
+    TradingError::new(TradingErrorKind::OrderRejected, "leverage above the cap")
+        .with_trading(asset, "buy", order_id, None)
+        .with_phase(Phase::Confirmation)
+        .with_http_status(400)
+}
+
+/// A trading agent's morning: pipelines through every stage, decision breadcrumbs, order
+/// rejections on two assets, a cron job, a second agent that crashes.
+async fn feed(s: &TestServer) {
+    let dsn = s.dsn();
+    tokio::task::spawn_blocking(move || {
+        let hub = Options::new("ag_ui")
+            .dsn(dsn.clone())
+            .strategy("vol-arb")
+            .release("vol-arb@2.0.0")
+            .environment("paper")
+            .traces_sample_rate(1.0)
+            .state_provider(|| {
+                TradingSnapshot::new()
+                    .asset("BTC")
+                    .open_positions(2)
+                    .portfolio_value_usd(10_250.5)
+            })
+            .hub();
+        sentry::Hub::run(hub.clone(), || {
+            let session = AgentSession::start("ag_ui", HealthOptions::new());
+            session.tick();
+            for i in 0..6u32 {
+                Signal::new("BTC", 2.1 + f64::from(i) / 10.0)
+                    .action("buy")
+                    .record();
+                let mut pipeline = OrderPipeline::start("BTC", Side::Buy);
+                pipeline
+                    .stage(Stage::SignalValidate, |_| Ok(()))
+                    .expect("signal");
+                pipeline
+                    .stage(Stage::RiskCheck, |s| {
+                        s.risk_pass(true);
+                        RiskCheck::new("max_leverage", true, 3.0, 5.0).record();
+                        Ok(())
+                    })
+                    .expect("risk");
+                pipeline
+                    .stage(Stage::OrderSize, |s| {
+                        s.size_usd(500.0);
+                        Ok(())
+                    })
+                    .expect("size");
+                let placed = pipeline.stage(Stage::http("POST", "/v1/trade/open"), |s| {
+                    std::thread::sleep(Duration::from_millis(2 + u64::from(i)));
+                    s.order_id(&format!("ord_{i}"));
+                    if i == 5 {
+                        Err(rejected("BTC", &format!("ord_{i}")))
+                    } else {
+                        Ok(())
+                    }
+                });
+                if placed.is_ok() {
+                    pipeline
+                        .stage(Stage::OrderConfirm, |s| {
+                            s.fill_price(97_000.0);
+                            Ok(())
+                        })
+                        .expect("confirm");
+                    pipeline.finish(Outcome::Filled);
+                } else {
+                    pipeline.finish(Outcome::ApiError);
+                }
+            }
+            capture_trading_error(&rejected("BTC", "ord_a"));
+            capture_trading_error(&rejected("ETH", "ord_b"));
+            let monitor = CronMonitor::interval(
+                "recalibrate",
+                1,
+                sentry::protocol::MonitorIntervalUnit::Minute,
+            )
+            .expect("monitor");
+            let done: Result<(), std::io::Error> = monitor.run(|| Ok(()));
+            done.expect("job");
+        });
+        let client = hub.client().expect("client");
+        assert!(client.flush(Some(Duration::from_secs(10))), "flushed");
+        drop(client);
+
+        let hub = Options::new("ag_crash")
+            .dsn(dsn)
+            .strategy("casino-kelly")
+            .release("kelly@0.3.1")
+            .environment("paper")
+            .hub();
+        sentry::Hub::run(hub.clone(), || {
+            let session = AgentSession::start("ag_crash", HealthOptions::new().heartbeats(false));
+            let mut event = sentry::protocol::Event {
+                level: sentry::Level::Fatal,
+                ..Default::default()
+            };
+            event.exception.values.push(sentry::protocol::Exception {
+                ty: "panic".into(),
+                value: Some("called `Option::unwrap()` on a `None` value".into()),
+                mechanism: Some(sentry::protocol::Mechanism {
+                    ty: "panic".into(),
+                    handled: Some(false),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            sentry::capture_event(event);
+            drop(session);
+        });
+        let client = hub.client().expect("client");
+        assert!(client.flush(Some(Duration::from_secs(10))), "flushed");
+    })
+    .await
+    .expect("agents ran");
+}
+
+fn count(s: &TestServer, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(s.db_path()).expect("db");
+    conn.query_row(sql, [], |r| r.get(0)).expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_walks_every_page_in_a_real_browser() {
+    let s = TestServer::start_with(|c| c.admin_password = Some(PASSWORD.into())).await;
+    feed(&s).await;
+    s.eventually("agents, issues, traces and the crash digested", || async {
+        (count(&s, "SELECT COUNT(*) FROM agents") >= 2
+            && count(&s, "SELECT COUNT(*) FROM issues") >= 3
+            && count(&s, "SELECT COUNT(*) FROM events WHERE kind = 'transaction'") >= 6
+            && count(
+                &s,
+                "SELECT COUNT(*) FROM agents WHERE session_status = 'crashed'",
+            ) == 1)
+            .then_some(())
+    })
+    .await;
+
+    let seen = drive(&s, "walk", &[]).await;
+
+    let agents = seen["agents"].as_object().expect("agents");
+    assert!(
+        agents["ag_ui"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("healthy"),
+        "{agents:?}"
+    );
+    assert!(
+        agents["ag_crash"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("crashed"),
+        "{agents:?}"
+    );
+    let btc = seen["btc_titles"].as_array().expect("btc titles");
+    assert!(!btc.is_empty(), "{seen}");
+    assert!(
+        btc.len() < seen["issue_titles"].as_array().map_or(0, Vec::len),
+        "the asset filter narrows the list: {seen}"
+    );
+    assert!(
+        seen["detail_title"]
+            .as_str()
+            .unwrap_or("")
+            .contains("OrderRejected"),
+        "{seen}"
+    );
+    let trading = seen["trading_context"].as_str().unwrap_or("");
+    assert!(
+        trading.contains("portfolio_value_usd") && trading.contains("10250.5"),
+        "{trading}"
+    );
+    let marks: Vec<String> = seen["breadcrumb_marks"]
+        .as_array()
+        .expect("marks")
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_lowercase)
+        .collect();
+    for kind in ["signal", "risk"] {
+        assert!(
+            marks.iter().any(|m| m == kind),
+            "a {kind} mark on the timeline: {marks:?}"
+        );
+    }
+    let tag_keys = seen["tag_keys"].to_string();
+    for key in ["trade.asset", "trade.phase", "agent_id"] {
+        assert!(
+            tag_keys.contains(key),
+            "{key} distribution shown: {tag_keys}"
+        );
+    }
+    // Resolved in the browser = resolved in the store.
+    let issue_id: i64 = seen["resolved_url"]
+        .as_str()
+        .and_then(|u| u.rsplit('/').next())
+        .and_then(|id| id.parse().ok())
+        .expect("issue id in the URL");
+    assert_eq!(
+        count(
+            &s,
+            &format!("SELECT COUNT(*) FROM issues WHERE id = {issue_id} AND status = 'resolved'")
+        ),
+        1
+    );
+    // The chart drew lines for the pipeline and its stages, and the legend names them.
+    let chart = &seen["chart"];
+    assert!(chart["width"].as_f64().unwrap_or(0.0) > 300.0, "{chart}");
+    assert!(chart["lines"].as_i64().unwrap_or(0) >= 2, "{chart}");
+    let legend = chart["legend"].to_string();
+    for op in ["order.pipeline", "risk.check", "http.client"] {
+        assert!(legend.contains(op), "{op} in the legend: {legend}");
+    }
+    assert!(seen["transactions"].to_string().contains("order.pipeline"));
+    // The waterfall: the pipeline and its stages, bars of visible width.
+    let ops = seen["waterfall_ops"].to_string();
+    for op in [
+        "order.pipeline",
+        "signal.validate",
+        "risk.check",
+        "http.client",
+    ] {
+        assert!(ops.contains(op), "{op} in the waterfall: {ops}");
+    }
+    assert!(
+        seen["waterfall_bar_widths"]
+            .as_array()
+            .expect("bars")
+            .iter()
+            .all(|w| w.as_f64().unwrap_or(0.0) > 0.0)
+    );
+    assert!(seen["releases"].to_string().contains("vol-arb@2.0.0"));
+    assert!(seen["releases"].to_string().contains("kelly@0.3.1"));
+    let monitors = seen["monitors"].to_string();
+    assert!(monitors.contains("recalibrate"), "{monitors}");
+    assert!(monitors.contains("agent-ag_ui-heartbeat"), "{monitors}");
+    assert!(seen["check_in_dots"].as_i64().unwrap_or(0) >= 2);
+    // The six presets are listed; the rule made in the page is stored and evaluated.
+    assert_eq!(
+        seen["rules_before"].as_array().map_or(0, Vec::len),
+        6,
+        "{seen}"
+    );
+    assert!(
+        seen["rules_after"]
+            .to_string()
+            .contains("BTC pipeline p95 over 1.5 s")
+    );
+    let token = s.token();
+    let (status, rules) = s
+        .api(&token, "/api/0/organizations/default/alert-rules/")
+        .await;
+    assert_eq!(status, 200);
+    let made = rules
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|r| r["name"] == "BTC pipeline p95 over 1.5 s")
+        .cloned()
+        .expect("the rule made in the browser is served by the API");
+    assert_eq!(made["aggregate"], "p95(transaction.duration)");
+    assert_eq!(made["timeWindow"], 10);
+    assert!(
+        seen["form_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("aggregate"),
+        "{seen}"
+    );
+    // The token created in the page works against the API.
+    let created = seen["token"].as_str().expect("token").trim().to_owned();
+    let (status, _) = s
+        .api(&created, "/api/0/projects/default/default/issues/")
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        seen["after_logout"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/login")
+    );
+    assert_eq!(
+        seen["page_errors"],
+        json!([]),
+        "no script error on any page"
+    );
+}
+
+/// Everything in an event is attacker-controlled. Events whose every field carries markup,
+/// `javascript:` URLs, quote breakouts and megabyte strings are stored, then every page is
+/// opened in the browser: nothing executes, no element or handler comes from the data, and
+/// every page still renders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_event_content_stays_inert_on_every_page() {
+    let s = TestServer::start_with(|c| c.admin_password = Some(PASSWORD.into())).await;
+    let xss = [
+        "<script>window.__pwned=true</script>",
+        "<img src=x onerror=\"window.__pwned=true\">",
+        "\"><svg onload=window.__pwned=true>",
+        "'><iframe src=javascript:window.__pwned=true>",
+        "javascript:window.__pwned=true",
+    ];
+    let all = xss.join(" ");
+    let big = format!("{}{}", "A".repeat(1_000_000), xss[0]);
+    let trace_id = "5b8efff798038103d269b633813fc60c";
+    let client = reqwest::Client::new();
+    for (i, x) in xss.iter().enumerate() {
+        let event = json!({
+            "event_id": format!("{:032x}", i + 1),
+            "level": "error",
+            "platform": "rust",
+            "release": format!("bot@1.{i}{x}"),
+            "environment": "paper",
+            "message": if i == 0 { big.clone() } else { format!("{x} {all}") },
+            "transaction": x,
+            "user": {"id": format!("agent{i}{x}")},
+            "tags": {"agent_id": format!("ag{i}{x}"), "trade.asset": x, "trade.error_type": "OrderRejected",
+                     "strategy": x, x.to_string(): x},
+            "exception": {"values": [{
+                "type": format!("OrderRejected{x}"),
+                "value": all,
+                "stacktrace": {"frames": [{"function": x, "module": x, "filename": x, "lineno": 7,
+                                           "context_line": all, "in_app": true, "vars": {"k": x}}]}
+            }]},
+            "breadcrumbs": {"values": [
+                {"category": x, "message": all, "data": {x.to_string(): x, "url": "javascript:window.__pwned=true"}, "level": x},
+                {"category": "trade.signal", "message": if i == 1 { big.clone() } else { x.to_string() }, "type": "http"}
+            ]},
+            "contexts": {"trading": {"asset": x, x.to_string(): all}, x.to_string(): {"k": x}},
+            "request": {"url": "javascript:window.__pwned=true", "method": x},
+        });
+        let payload = serde_json::to_vec(&event).expect("json");
+        let mut env = format!(
+            "{{\"event_id\":\"{:032x}\"}}\n{{\"type\":\"event\",\"length\":{}}}\n",
+            i + 1,
+            payload.len()
+        )
+        .into_bytes();
+        env.extend_from_slice(&payload);
+        env.push(b'\n');
+        s.post_envelope(&client, env).await;
+    }
+    // A transaction whose names and span descriptions are markup.
+    let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    let tx = json!({
+        "event_id": "f".repeat(32), "type": "transaction", "transaction": all, "platform": "rust",
+        "start_timestamp": now - 1.0, "timestamp": now,
+        "release": format!("bot@9{}", xss[1]),
+        "tags": {"agent_id": xss[2]},
+        "contexts": {"trace": {"trace_id": trace_id, "span_id": "a".repeat(16), "op": xss[0], "status": xss[1]}},
+        "spans": [{"trace_id": trace_id, "span_id": "b".repeat(16), "parent_span_id": "a".repeat(16),
+                   "op": xss[2], "description": all, "start_timestamp": now - 0.9, "timestamp": now - 0.2,
+                   "status": xss[3], "data": {x0(): all}}],
+    });
+    let payload = serde_json::to_vec(&tx).expect("json");
+    let mut env = format!(
+        "{{\"event_id\":\"{}\"}}\n{{\"type\":\"transaction\",\"length\":{}}}\n",
+        "f".repeat(32),
+        payload.len()
+    )
+    .into_bytes();
+    env.extend_from_slice(&payload);
+    env.push(b'\n');
+    s.post_envelope(&client, env).await;
+
+    s.eventually("hostile events digested and an incident opened", || async {
+        (count(
+            &s,
+            "SELECT COUNT(*) FROM events WHERE kind != 'transaction'",
+        ) >= 5
+            && count(&s, "SELECT COUNT(*) FROM events WHERE kind = 'transaction'") == 1
+            && count(&s, "SELECT COUNT(*) FROM incidents") >= 1)
+            .then_some(())
+    })
+    .await;
+    let issue_ids: Vec<i64> = {
+        let conn = rusqlite::Connection::open(s.db_path()).expect("db");
+        let mut stmt = conn
+            .prepare("SELECT id FROM issues ORDER BY id")
+            .expect("stmt");
+        stmt.query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("ids")
+    };
+    let incident: i64 = count(&s, "SELECT MIN(id) FROM incidents");
+    let mut pages: Vec<String> = [
+        "/",
+        "/issues",
+        "/issues?status=all",
+        "/issues?status=all&query=%3Cscript%3Ewindow.__pwned%3Dtrue%3C%2Fscript%3E",
+        "/performance?period=24h",
+        "/releases",
+        "/crons",
+        "/alerts",
+        "/settings",
+        "/alerts/rules/new?kind=issue",
+    ]
+    .iter()
+    .map(|p| (*p).to_owned())
+    .collect();
+    pages.push(format!("/performance/traces/{trace_id}"));
+    pages.push(format!("/alerts/incidents/{incident}"));
+    for id in &issue_ids {
+        pages.push(format!("/issues/{id}"));
+    }
+    let seen = drive(&s, "hostile", &[("LOOKOUT_PAGES", pages.join("\n"))]).await;
+
+    assert_eq!(seen["_dialogs"], json!([]), "no dialog opened");
+    for page in &pages {
+        let r = &seen[page.as_str()];
+        assert_eq!(r["status"], 200, "{page}: {r}");
+        assert_eq!(r["pwned"], false, "{page}: script ran: {r}");
+        assert_eq!(
+            r["bad"],
+            json!([]),
+            "{page}: markup from the data became elements: {r}"
+        );
+        assert!(r["h1"].is_string(), "{page} rendered: {r}");
+    }
+    for id in &issue_ids {
+        let r = &seen[format!("/issues/{id}").as_str()];
+        assert_eq!(
+            r["escaped_script_text"], true,
+            "the markup shows as text on issue {id}: {r}"
+        );
+    }
+    assert_eq!(seen["_page_errors"], json!([]));
+}
+
+fn x0() -> String {
+    "\"><b onmouseover=window.__pwned=true>".to_owned()
+}
