@@ -370,7 +370,7 @@ pub fn list(conn: &Connection, org: &str, now: i64) -> Result<Vec<AgentRow>> {
     )?;
     let mut sessions = conn.prepare_cached(
         "SELECT COUNT(*), COALESCE(SUM(status = 'crashed'), 0) FROM sessions
-         WHERE project_id = ?1 AND did IN (?2, ?3) AND started >= ?4",
+         WHERE project_id = ?1 AND did = ?2 AND started >= ?3",
     )?;
     let mut open = conn.prepare_cached(
         "SELECT COUNT(*) FROM issue_tags t JOIN issues i ON i.id = t.issue_id
@@ -418,15 +418,10 @@ pub fn list(conn: &Connection, org: &str, now: i64) -> Result<Vec<AgentRow>> {
             }
         }
         a.p99_ms = sketch.quantile(0.99);
-        let (total, crashed): (i64, i64) = sessions.query_row(
-            params![
-                a.project_id,
-                a.agent_id,
-                format!("id:{}", a.agent_id),
-                day_ago
-            ],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (total, crashed): (i64, i64) = sessions
+            .query_row(params![a.project_id, a.agent_id, day_ago], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         if total > 0 {
             a.crash_free = Some((total - crashed) as f64 * 100.0 / total as f64);
         }

@@ -462,6 +462,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX issue_tags_value ON issue_tags (key, value);
     CREATE INDEX sessions_did ON sessions (project_id, did, started);
     CREATE INDEX rollup_events_issue ON rollup_events (issue_id, minute);
+    CREATE INDEX events_transactions ON events (project_id, timestamp) WHERE kind = 'transaction';
     ",
 ];
 

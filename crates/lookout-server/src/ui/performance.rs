@@ -59,17 +59,18 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
         let summaries: Vec<LatencySummary> = reader.latency(pid, "transaction", since, now + 60_000)?;
         // (series name, bucket) → merged sketch
         let mut merged: BTreeMap<(String, i64), DDSketch> = BTreeMap::new();
-        // Stage spans are keyed by op (name = op); pipeline transactions by name and op,
-        // whatever the agent named them.
-        let mut stmt = conn.prepare_cached(
-            "SELECT op, minute, sketch FROM rollup_latency WHERE project_id = ?1 AND kind = ?2 AND op = ?3 AND minute >= ?4",
+        // Stage spans are keyed by op (name = op, so the primary key finds them);
+        // pipeline transactions by name and op, whatever the agent named them.
+        let mut by_name = conn.prepare_cached(
+            "SELECT op, minute, sketch FROM rollup_latency WHERE project_id = ?1 AND kind = 'span' AND name = ?2 AND op = ?2 AND minute >= ?3",
+        )?;
+        let mut by_op = conn.prepare_cached(
+            "SELECT op, minute, sketch FROM rollup_latency WHERE project_id = ?1 AND kind = 'transaction' AND op = ?2 AND minute >= ?3",
         )?;
         let from_minute = since - since.rem_euclid(60_000);
-        let wanted: Vec<(&str, &str)> = std::iter::once(("transaction", PIPELINE))
-            .chain(STAGES.iter().map(|s| ("span", *s)))
-            .collect();
-        for (kind, op) in wanted {
-            let rows = stmt.query_map(rusqlite::params![pid, kind, op, from_minute], |r| {
+        for op in std::iter::once(PIPELINE).chain(STAGES.iter().copied()) {
+            let stmt = if op == PIPELINE { &mut by_op } else { &mut by_name };
+            let rows = stmt.query_map(rusqlite::params![pid, op, from_minute], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
             })?;
             for row in rows {
@@ -91,7 +92,7 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
             }
         }
         let mut recent_stmt = conn.prepare_cached(
-            "SELECT event_id, transaction_name, trace_id, timestamp, payload FROM events
+            "SELECT event_id, transaction_name, trace_id, timestamp, payload FROM events INDEXED BY events_transactions
              WHERE project_id = ?1 AND kind = 'transaction' ORDER BY timestamp DESC LIMIT 25",
         )?;
         let recent: Vec<Recent> = recent_stmt
