@@ -234,7 +234,13 @@ pub fn load_from(
         if !TOP_LEVEL_KEYS.contains(&top) {
             continue;
         }
-        set_path(&mut table, &key, parse_scalar(value));
+        // Secrets are text whatever they look like (a password may be all digits).
+        let parsed = if key == "admin_password" {
+            toml::Value::String(value.clone())
+        } else {
+            parse_scalar(value)
+        };
+        set_path(&mut table, &key, parsed);
         origins.push((key, format!("environment variable {name}")));
     }
     if let Some(listen) = &overrides.listen {
@@ -530,6 +536,16 @@ mod tests {
     }
 
     #[test]
+    fn admin_password_from_the_environment_stays_text() {
+        let env = vec![(
+            "LOOKOUT_ADMIN_PASSWORD".to_owned(),
+            "123456789012".to_owned(),
+        )];
+        let c = load_from(None, &env, &Overrides::default()).unwrap();
+        assert_eq!(c.admin_password.as_deref(), Some("123456789012"));
+    }
+
+    #[test]
     fn top_level_keys_match_the_config() {
         let c = Config {
             public_url: Some("http://x".into()),
@@ -537,6 +553,8 @@ mod tests {
         };
         let table = toml::Table::try_from(&c).unwrap();
         let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
+        // Secrets are never serialised (the config is printed and logged in places).
+        keys.push("admin_password");
         let mut known = TOP_LEVEL_KEYS.to_vec();
         keys.sort_unstable();
         known.sort_unstable();

@@ -332,6 +332,16 @@ async fn an_operator_walks_every_page_in_a_real_browser() {
         .expect("the rule made in the browser is served by the API");
     assert_eq!(made["aggregate"], "p95(transaction.duration)");
     assert_eq!(made["timeWindow"], 10);
+    assert_eq!(
+        seen["edit_prefilled"],
+        json!({"name": "BTC pipeline p95 over 1.5 s", "aggregate": "p95(transaction.duration)", "threshold": "1500"})
+    );
+    assert_eq!(
+        made["triggers"][0]["alertThreshold"].as_f64(),
+        Some(1800.0),
+        "the edit made in the page is stored: {made}"
+    );
+    assert_eq!(seen["preset_aggregate"], "error_rate()");
     assert!(
         seen["form_error"]
             .as_str()

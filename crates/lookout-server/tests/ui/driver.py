@@ -130,6 +130,20 @@ def walk_pages(page, browser):
     page.wait_for_url(BASE + "/alerts")
     seen["rules_after"] = page.locator("#rules tr.rule td:first-child a").all_inner_texts()
     shot(page, "09-alerts")
+    # Edit it: the form comes back filled in; a new threshold is saved.
+    page.click("#rules >> text=BTC pipeline p95 over 1.5 s")
+    seen["edit_prefilled"] = {
+        "name": page.input_value("#rule-name"),
+        "aggregate": page.input_value("#aggregate"),
+        "threshold": page.input_value("#threshold"),
+    }
+    page.fill("#threshold", "1800")
+    page.click("#save-rule")
+    page.wait_for_url(BASE + "/alerts")
+    # A preset is edited the same way.
+    page.click("#rules >> text=Error rate spike")
+    seen["preset_aggregate"] = page.input_value("#aggregate")
+    page.goto(BASE + "/alerts")
     # A bad value comes back with the reason, not a crash.
     page.click("#new-rule")
     page.fill("#rule-name", "broken")
