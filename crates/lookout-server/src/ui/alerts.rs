@@ -231,10 +231,11 @@ impl FormValues {
             .get("triggers")
             .and_then(Value::as_array)
             .and_then(|t| t.first());
-        let num = |v: Option<&Value>| {
-            v.filter(|v| !v.is_null())
-                .map(Value::to_string)
-                .unwrap_or_default()
+        let num = |v: Option<&Value>| match v.and_then(Value::as_f64) {
+            // 1500, not 1500.0: what the operator typed.
+            Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
+            Some(f) => f.to_string(),
+            None => String::new(),
         };
         FormValues {
             kind: r.kind.clone(),
