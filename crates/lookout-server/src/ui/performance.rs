@@ -92,7 +92,7 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
             }
         }
         let mut recent_stmt = conn.prepare_cached(
-            "SELECT event_id, transaction_name, trace_id, timestamp, payload FROM events INDEXED BY events_transactions
+            "SELECT event_id, transaction_name, trace_id, timestamp, payload FROM events
              WHERE project_id = ?1 AND kind = 'transaction' ORDER BY timestamp DESC LIMIT 25",
         )?;
         let recent: Vec<Recent> = recent_stmt
