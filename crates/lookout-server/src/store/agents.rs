@@ -317,8 +317,10 @@ pub fn status_of(
         _ => {}
     }
     match heartbeat {
-        Some("missed" | "timeout" | "error") if session_status == Some("ok") => "hung",
-        Some("missed" | "timeout" | "error") => "silent",
+        Some("missed_checkin" | "missed" | "timeout" | "error") if session_status == Some("ok") => {
+            "hung"
+        }
+        Some("missed_checkin" | "missed" | "timeout" | "error") => "silent",
         _ if now - last_seen > SILENT_AFTER_MS => "silent",
         _ => "healthy",
     }
@@ -457,7 +459,10 @@ mod tests {
         let now = 1_000_000_000;
         assert_eq!(status_of(Some("crashed"), Some("ok"), now, now), "crashed");
         assert_eq!(status_of(Some("abnormal"), None, now, now), "hung");
-        assert_eq!(status_of(Some("ok"), Some("missed"), now, now), "hung");
+        assert_eq!(
+            status_of(Some("ok"), Some("missed_checkin"), now, now),
+            "hung"
+        );
         assert_eq!(
             status_of(Some("exited"), Some("missed"), now, now),
             "silent"

@@ -34,12 +34,18 @@ impl TestServer {
     /// A server on a manual clock starting at the system time: tests move it with
     /// `server.clock.advance(ms)` and run the periodic jobs with `server.tick()`.
     pub async fn start_manual() -> TestServer {
+        Self::start_manual_with(|_| {}).await
+    }
+
+    /// [`TestServer::start_manual`] with a configuration tweak.
+    pub async fn start_manual_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config {
+        let mut config = Config {
             listen: "127.0.0.1:0".into(),
             data_dir: dir.path().to_owned(),
             ..Config::default()
         };
+        tweak(&mut config);
         let now = chrono::Utc::now().timestamp_millis();
         let server =
             RunningServer::start_with_clock(config, lookout_server::clock::Clock::manual(now))
