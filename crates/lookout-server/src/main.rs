@@ -61,6 +61,17 @@ enum Command {
         #[arg(long, env = "LOOKOUT_SANDBOX_SEED", default_value_t = 1)]
         seed: u64,
     },
+    /// Run the server, the sandbox and three example agents, with a fault schedule that
+    /// fires every alert preset within about two minutes. Ctrl-C stops it.
+    Demo {
+        /// Keep the data in a temporary directory (deleted at the end) instead of the data
+        /// directory.
+        #[arg(long, env = "LOOKOUT_DEMO_TEMP")]
+        temp: bool,
+        /// Seed of the sandbox and the agents.
+        #[arg(long, env = "LOOKOUT_SANDBOX_SEED", default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,7 +117,13 @@ enum TokensCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The demo prints its own story on stdout; the example agents' warnings (every failed
+    // order) would drown it.
+    let default_filter = match cli.command {
+        Command::Demo { .. } => "warn,lookout_examples=error,http=error",
+        _ => "info",
+    };
+    init_logging(default_filter);
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -116,9 +133,9 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOOKOUT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -156,6 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .unwrap_or_else(|| SANDBOX_LISTEN.to_owned());
             sandbox(&listen, faults.as_deref(), seed)
         }
+        Command::Demo { temp, seed } => demo(load_config(&cli.global)?, temp, seed),
         Command::Projects { command } => {
             let config = load_config(&cli.global)?;
             let store = open_store(&config)?;
@@ -256,6 +274,49 @@ fn sandbox(listen: &str, faults: Option<&std::path::Path>, seed: u64) -> anyhow:
         println!("  admin    {}/_admin/faults", handle.url());
         shutdown_signal().await;
         handle.shutdown().await?;
+        Ok(())
+    })
+}
+
+fn demo(mut config: Config, temp: bool, seed: u64) -> anyhow::Result<()> {
+    use lookout_server::demo::{Demo, DemoOptions, Printer};
+    use std::io::Write;
+    let temp_dir = if temp {
+        let dir = tempfile::Builder::new()
+            .prefix("lookout-demo-")
+            .tempdir()
+            .context("cannot create a temporary directory")?;
+        config.data_dir = dir.path().to_owned();
+        Some(dir)
+    } else {
+        None
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let print: Printer = Arc::new(|line: &str| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        });
+        let listen = config.listen.clone();
+        let data_dir = config.data_dir.clone();
+        let mut options = DemoOptions::new(config);
+        options.seed = seed;
+        let demo = Demo::start(options, print.clone()).await.with_context(|| {
+            format!(
+                "cannot start the demo on {listen} with data in {} (set --listen, --data-dir or --temp)",
+                data_dir.display()
+            )
+        })?;
+        shutdown_signal().await;
+        print("stopping the agents, the sandbox and the server");
+        demo.stop().await?;
+        if let Some(dir) = temp_dir {
+            let _ = dir.close();
+        }
         Ok(())
     })
 }
