@@ -1,11 +1,17 @@
 //! Ingest load generator: a real server over a temporary SQLite file on loopback, and
-//! `CONCURRENCY` clients posting a real Python-SDK error envelope (~8.8 KB, captured from
-//! sentry-sdk by `fixtures/make_fixture.py`, gzip-compressed as the SDK does without brotli)
-//! for `SECS` seconds. Reports accepted envelopes/s and latency percentiles.
+//! `CONCURRENCY` keep-alive connections (one load-generator thread, `shared/loadgen.rs`)
+//! posting a real Python-SDK error envelope (~8.8 KB, captured from sentry-sdk by
+//! `fixtures/make_fixture.py`, gzip-compressed as the SDK does without brotli) for `SECS`
+//! seconds. Reports accepted envelopes/s and latency percentiles. The digest runs meanwhile,
+//! as in production, unless `LOOKOUT_BENCH_DIGEST=paused` (ingest alone).
 //!
 //! Run: `cargo bench -p lookout-server --bench ingest` (env `LOOKOUT_BENCH_SECS`,
-//! `LOOKOUT_BENCH_CONCURRENCY`, `LOOKOUT_BENCH_SYNC=full|normal`).
+//! `LOOKOUT_BENCH_CONCURRENCY`, `LOOKOUT_BENCH_SYNC=full|normal`,
+//! `LOOKOUT_BENCH_DIGEST=running|paused`).
 #![allow(clippy::print_stdout, missing_docs)]
+
+#[path = "shared/loadgen.rs"]
+mod loadgen;
 
 use lookout_server::RunningServer;
 use lookout_server::config::{Config, Synchronous};
@@ -34,10 +40,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(run(secs, concurrency, sync));
+    let paused = std::env::var("LOOKOUT_BENCH_DIGEST").as_deref() == Ok("paused");
+    runtime.block_on(run(secs, concurrency, sync, paused));
 }
 
-async fn run(secs: u64, concurrency: usize, sync: Synchronous) {
+async fn run(secs: u64, concurrency: usize, sync: Synchronous, paused: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = Config {
         listen: "127.0.0.1:0".into(),
@@ -45,9 +52,9 @@ async fn run(secs: u64, concurrency: usize, sync: Synchronous) {
         ..Config::default()
     };
     config.ingest.synchronous = sync;
+    config.digest_paused = paused;
     let server = RunningServer::start(config).await.expect("server");
     let projects = server.store.list_projects().expect("projects");
-    let url = format!("{}/api/{}/envelope/", server.base_url(), projects[0].id);
     let auth = format!(
         "Sentry sentry_key={}, sentry_version=7, sentry_client=sentry.python/2.68.0",
         projects[0].public_key
@@ -56,53 +63,22 @@ async fn run(secs: u64, concurrency: usize, sync: Synchronous) {
     gz.write_all(ENVELOPE).expect("gzip");
     let body = bytes::Bytes::from(gz.finish().expect("gzip"));
 
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()
-        .expect("client");
+    let request = loadgen::post(
+        &format!("/api/{}/envelope/", projects[0].id),
+        &[
+            format!("x-sentry-auth: {auth}"),
+            "content-type: application/x-sentry-envelope".into(),
+            "content-encoding: gzip".into(),
+        ],
+        &body,
+    );
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, url, auth, body) = (client.clone(), url.clone(), auth.clone(), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies_us: Vec<u32> = Vec::with_capacity(100_000);
-            let mut refused = 0u64;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let resp = client
-                    .post(&url)
-                    .header("x-sentry-auth", &auth)
-                    .header("content-type", "application/x-sentry-envelope")
-                    .header("content-encoding", "gzip")
-                    .body(body.clone())
-                    .send()
-                    .await;
-                let ok = match resp {
-                    Ok(r) => {
-                        let ok = r.status().is_success();
-                        let _ = r.bytes().await;
-                        ok
-                    }
-                    Err(_) => false,
-                };
-                if ok {
-                    latencies_us.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
-                } else {
-                    refused += 1;
-                }
-            }
-            (latencies_us, refused)
-        }));
-    }
-    let mut all = Vec::new();
-    let mut refused = 0;
-    for t in tasks {
-        let (l, r) = t.await.expect("task");
-        all.extend(l);
-        refused += r;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    let outcome = loadgen::run(server.addr, concurrency, move |_, _| {
+        (Instant::now() < deadline).then(|| request.clone())
+    });
+    let mut all = outcome.latencies_us;
+    let refused = outcome.refused;
+    let elapsed = outcome.elapsed.as_secs_f64();
     let metrics = reqwest::get(format!("{}/metrics", server.base_url()))
         .await
         .expect("metrics")
@@ -128,10 +104,11 @@ async fn run(secs: u64, concurrency: usize, sync: Synchronous) {
         f64::from(all[i]) / 1000.0
     };
     println!(
-        "ingest: {} cores, concurrency {concurrency}, synchronous={sync:?}, envelope {} B ({} B gzip), {secs} s",
+        "ingest: {} cores, concurrency {concurrency}, synchronous={sync:?}, digest {}, envelope {} B ({} B gzip), {secs} s",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
+        if paused { "paused" } else { "running" },
         ENVELOPE.len(),
         body.len()
     );

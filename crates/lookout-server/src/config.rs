@@ -47,6 +47,11 @@ pub struct Config {
     /// it, create the account with `lookout users set-password`.
     #[serde(skip_serializing)]
     pub admin_password: Option<String>,
+    /// Accept envelopes into the inbox without digesting them (not a configuration key:
+    /// the ingest benchmark sets it to measure ingest alone). What is accepted stays in the
+    /// inbox and is digested by the next server started without it.
+    #[serde(skip)]
+    pub digest_paused: bool,
 }
 
 /// How long data is kept; enforced by a background task in small transactions, so ingest
@@ -134,6 +139,7 @@ impl Default for Config {
             rate_limits: RateLimitConfig::default(),
             retention: RetentionConfig::default(),
             admin_password: None,
+            digest_paused: false,
         }
     }
 }

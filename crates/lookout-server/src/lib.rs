@@ -51,7 +51,7 @@ pub enum ServerError {
 /// The long-lived parts of a running server.
 struct Services {
     writer: InboxWriter,
-    digest: digest::Digest,
+    digest: Option<digest::Digest>,
     retention: (
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
@@ -219,16 +219,21 @@ fn start_state(
     let inbox = writer
         .sender()
         .ok_or_else(|| store::StoreError::WriterGone)?;
-    let digest = digest::Digest::start(
-        &config,
-        Arc::clone(&metrics),
-        appended,
-        inbox.clone(),
-        vec![
-            Arc::new(store::agents::AgentsHook) as Arc<dyn store::digest::BatchHook>,
-            Arc::clone(&engine.alerts) as Arc<dyn store::digest::BatchHook>,
-        ],
-    )?;
+    let digest = if config.digest_paused {
+        tracing::warn!("the digest is paused: envelopes stay in the inbox");
+        None
+    } else {
+        Some(digest::Digest::start(
+            &config,
+            Arc::clone(&metrics),
+            appended,
+            inbox.clone(),
+            vec![
+                Arc::new(store::agents::AgentsHook) as Arc<dyn store::digest::BatchHook>,
+                Arc::clone(&engine.alerts) as Arc<dyn store::digest::BatchHook>,
+            ],
+        )?)
+    };
     let notifier = alerts::notify::Notifier::start(&config.data_dir, Arc::clone(&engine.wake));
     let retention = start_retention(&config);
     // A manual clock moves only in tests, which run the jobs themselves.
@@ -310,7 +315,9 @@ async fn serve_with(
         let _ = task.await;
     }
     services.notifier.stop().await;
-    services.digest.stop().await;
+    if let Some(digest) = services.digest {
+        digest.stop().await;
+    }
     let writer = services.writer;
     tokio::task::spawn_blocking(move || writer.shutdown())
         .await

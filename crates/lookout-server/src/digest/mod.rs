@@ -40,6 +40,44 @@ struct Worker {
     store: DigestStore,
     inbox: Connection,
     cursor: i64,
+    /// Threads that decode, normalise, scrub and group a batch's rows.
+    threads: usize,
+}
+
+/// Rows below which a batch is processed on one thread (a thread costs more than it saves).
+const PARALLEL_MIN_ROWS: usize = 32;
+
+/// Turn `rows` into one batch, in inbox order. Processing a row touches nothing shared, so
+/// the rows are split into contiguous runs processed on `threads` threads and the results
+/// appended in order; only the store writes that follow are serial.
+fn process_rows(rows: &[InboxRow], threads: usize) -> Batch {
+    let threads = threads.clamp(1, rows.len().div_ceil(PARALLEL_MIN_ROWS).max(1));
+    let run = |chunk: &[InboxRow]| {
+        let mut batch = Batch::default();
+        for row in chunk {
+            process::process_row(row, &mut batch);
+        }
+        batch
+    };
+    if threads == 1 {
+        return run(rows);
+    }
+    let chunk_len = rows.len().div_ceil(threads);
+    let mut chunks = rows.chunks(chunk_len);
+    let first = chunks.next().unwrap_or_default();
+    std::thread::scope(|scope| {
+        let others: Vec<_> = chunks.map(|c| scope.spawn(move || run(c))).collect();
+        let mut batch = run(first);
+        for handle in others {
+            match handle.join() {
+                Ok(later) => batch.append(later),
+                // A panic while processing is a bug; re-raise it on the digest thread,
+                // whose task reports it and retries the batch.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        batch
+    })
 }
 
 impl Worker {
@@ -67,13 +105,8 @@ impl Worker {
         };
         let last_id = last.id;
         let oldest_received = rows.iter().map(|r| r.received_at).min().unwrap_or_default();
-        let mut batch = Batch {
-            last_inbox_id: last_id,
-            ..Batch::default()
-        };
-        for row in &rows {
-            process::process_row(row, &mut batch);
-        }
+        let mut batch = process_rows(&rows, self.threads);
+        batch.last_inbox_id = last_id;
         let outcome = self.store.apply(&batch)?;
         self.cursor = last_id;
         for r in &batch.rejections {
@@ -115,6 +148,7 @@ impl Digest {
             store,
             inbox,
             cursor,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }));
         let retention_ms = i64::try_from(config.ingest.inbox_retention_secs)
             .unwrap_or(i64::MAX / 2)
@@ -185,5 +219,62 @@ impl Digest {
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "digest task ended badly");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64, body: String) -> InboxRow {
+        InboxRow {
+            id,
+            project_id: 1,
+            received_at: 1_764_000_000_000 + id,
+            encoding: "identity".into(),
+            envelope: body.into_bytes(),
+        }
+    }
+
+    /// A mix of events, messages, sessions, client reports and a bad item, in inbox order.
+    fn rows(n: i64) -> Vec<InboxRow> {
+        (1..=n)
+            .map(|i| {
+                let body = match i % 4 {
+                    0 => format!(
+                        "{{\"event_id\":\"{i:032x}\"}}\n{{\"type\":\"event\"}}\n{{\"message\":\"order {i} failed\",\"timestamp\":1764000000}}\n"
+                    ),
+                    1 => format!(
+                        "{{}}\n{{\"type\":\"session\"}}\n{{\"sid\":\"{i:032x}\",\"status\":\"ok\",\"started\":\"2025-11-24T16:00:00Z\",\"attrs\":{{\"release\":\"a@1\"}}}}\n"
+                    ),
+                    2 => "{}\n{\"type\":\"client_report\"}\n{\"discarded_events\":[{\"reason\":\"queue_overflow\",\"category\":\"error\",\"quantity\":2}]}\n".to_owned(),
+                    _ => "{}\n{\"type\":\"event\"}\n[not json\n".to_owned(),
+                };
+                row(i, body)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parallel_processing_keeps_inbox_order_and_loses_nothing() {
+        let rows = rows(200);
+        let serial = process_rows(&rows, 1);
+        let parallel = process_rows(&rows, 4);
+        let ids = |b: &Batch| {
+            b.events
+                .iter()
+                .map(|e| e.event_id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(serial.events.len(), 50);
+        assert_eq!(ids(&parallel), ids(&serial));
+        let sids = |b: &Batch| b.sessions.len();
+        assert_eq!(sids(&parallel), sids(&serial));
+        assert_eq!(sids(&serial), 50);
+        assert_eq!(parallel.client_reports, serial.client_reports);
+        assert_eq!(serial.client_reports.values().sum::<i64>(), 100);
+        let rejected = |b: &Batch| b.rejections.iter().map(|r| r.inbox_id).collect::<Vec<_>>();
+        assert_eq!(rejected(&parallel), rejected(&serial));
+        assert_eq!(rejected(&serial).len(), 50);
     }
 }

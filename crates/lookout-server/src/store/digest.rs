@@ -235,6 +235,24 @@ pub struct Batch {
     pub rejections: Vec<Rejection>,
 }
 
+impl Batch {
+    /// Append what `later` produced (from inbox rows after this batch's rows), keeping
+    /// each kind of record in inbox order.
+    pub fn append(&mut self, later: Batch) {
+        self.last_inbox_id = self.last_inbox_id.max(later.last_inbox_id);
+        self.events.extend(later.events);
+        self.transactions.extend(later.transactions);
+        self.sessions.extend(later.sessions);
+        self.session_aggregates.extend(later.session_aggregates);
+        self.check_ins.extend(later.check_ins);
+        for (key, quantity) in later.client_reports {
+            *self.client_reports.entry(key).or_default() += quantity;
+        }
+        self.logs.extend(later.logs);
+        self.rejections.extend(later.rejections);
+    }
+}
+
 /// What a committed batch did, for metrics and the alert engine.
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {
