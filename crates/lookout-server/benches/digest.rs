@@ -9,6 +9,9 @@
 //! `LOOKOUT_BENCH_CONCURRENCY`, `LOOKOUT_BENCH_KIND=error|transaction|both`).
 #![allow(clippy::print_stdout, missing_docs)]
 
+#[path = "shared/loadgen.rs"]
+mod loadgen;
+
 use lookout_server::RunningServer;
 use lookout_server::config::Config;
 use std::io::Write;
@@ -96,43 +99,41 @@ async fn run(kind: &str, count: u64, concurrency: u64) {
     };
     let server = RunningServer::start(config).await.expect("server");
     let p = &server.store.list_projects().expect("projects")[0];
-    let url = format!("{}/api/{}/envelope/", server.base_url(), p.id);
     let auth = format!("Sentry sentry_key={}, sentry_version=7", p.public_key);
     let gzip = kind == "error";
-    let bodies: Vec<bytes::Bytes> = (0..count)
+    let bodies: Vec<Vec<u8>> = (0..count)
         .map(|n| {
-            bytes::Bytes::from(if gzip {
+            if gzip {
                 error_envelope(n)
             } else {
                 transaction_envelope(n)
-            })
+            }
         })
         .collect();
-    let bodies = std::sync::Arc::new(bodies);
+    let path = format!("/api/{}/envelope/", p.id);
+    let mut headers = vec![format!("x-sentry-auth: {auth}")];
+    if gzip {
+        headers.push("content-encoding: gzip".into());
+    }
+    let requests: Vec<Vec<u8>> = bodies
+        .iter()
+        .map(|b| loadgen::post(&path, &headers, b))
+        .collect();
     let client = reqwest::Client::new();
     let metrics_url = format!("{}/metrics", server.base_url());
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..concurrency {
-        let (client, url, auth, bodies) =
-            (client.clone(), url.clone(), auth.clone(), bodies.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut n = w;
-            while n < count {
-                let mut req = client
-                    .post(&url)
-                    .header("x-sentry-auth", &auth)
-                    .body(bodies[n as usize].clone());
-                if gzip {
-                    req = req.header("content-encoding", "gzip");
-                }
-                match req.send().await {
-                    Ok(r) if r.status().is_success() => n += concurrency,
-                    _ => tokio::time::sleep(Duration::from_millis(5)).await,
-                }
-            }
-        }));
-    }
+    // Connection `c` sends envelopes c, c + concurrency, …; a refused one is sent again.
+    let next: Vec<std::sync::atomic::AtomicU64> = (0..concurrency)
+        .map(std::sync::atomic::AtomicU64::new)
+        .collect();
+    let addr = server.addr;
+    let sender = std::thread::spawn(move || {
+        let outcome = loadgen::run(addr, concurrency as usize, move |c, _| {
+            let n = next[c].fetch_add(concurrency, std::sync::atomic::Ordering::Relaxed);
+            requests.get(n as usize).cloned()
+        });
+        (outcome.latencies_us.len(), outcome.refused)
+    });
     // Sample the lag while sending and until the digest has caught up.
     let metric = |text: &str, name: &str| -> f64 {
         text.lines()
@@ -156,7 +157,7 @@ async fn run(kind: &str, count: u64, concurrency: u64) {
             .await
             .expect("text");
         max_lag = max_lag.max(metric(&text, "lookout_digest_lag_ms"));
-        if sent_at.is_none() && tasks.iter().all(|t| t.is_finished()) {
+        if sent_at.is_none() && sender.is_finished() {
             sent_at = Some(started.elapsed());
         }
         if metric(&text, counter) as u64 >= count {
@@ -166,6 +167,11 @@ async fn run(kind: &str, count: u64, concurrency: u64) {
     }
     let digested = started.elapsed();
     let sent = sent_at.unwrap_or(digested);
+    let (accepted, refused) = sender.join().expect("load generator");
+    assert!(
+        refused == 0 && accepted as u64 == count,
+        "{refused} envelopes refused, {accepted} accepted of {count}"
+    );
     server.stop().await.expect("stop");
     println!(
         "digest {kind}: {} cores, {count} envelopes at concurrency {concurrency}: accepted in {:.2} s ({:.0}/s), all digested in {:.2} s ({:.0}/s end to end), max lag {:.0} ms",

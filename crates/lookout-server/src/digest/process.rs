@@ -327,7 +327,7 @@ fn compress(v: &Value) -> Vec<u8> {
         // One zstd context per digest thread, reused: creating one per event showed in
         // profiles (allocation and table set-up).
         static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-            std::cell::RefCell::new(zstd::bulk::Compressor::new(3).ok());
+            std::cell::RefCell::new(zstd::bulk::Compressor::new(1).ok());
     }
     let bytes = serde_json::to_vec(v).unwrap_or_default();
     COMPRESSOR
