@@ -101,38 +101,29 @@ async fn run(kind: &str, count: u64, concurrency: u64) {
     let p = &server.store.list_projects().expect("projects")[0];
     let auth = format!("Sentry sentry_key={}, sentry_version=7", p.public_key);
     let gzip = kind == "error";
-    let bodies: Vec<Vec<u8>> = (0..count)
-        .map(|n| {
-            if gzip {
-                error_envelope(n)
-            } else {
-                transaction_envelope(n)
-            }
-        })
-        .collect();
     let path = format!("/api/{}/envelope/", p.id);
     let mut headers = vec![format!("x-sentry-auth: {auth}")];
     if gzip {
         headers.push("content-encoding: gzip".into());
     }
-    let requests: Vec<Vec<u8>> = bodies
-        .iter()
-        .map(|b| loadgen::post(&path, &headers, b))
+    let requests: Vec<Vec<u8>> = (0..count)
+        .map(|n| {
+            let body = if gzip {
+                error_envelope(n)
+            } else {
+                transaction_envelope(n)
+            };
+            loadgen::post(&path, &headers, &body)
+        })
         .collect();
     let client = reqwest::Client::new();
     let metrics_url = format!("{}/metrics", server.base_url());
     let started = Instant::now();
-    // Connection `c` sends envelopes c, c + concurrency, …; a refused one is sent again.
-    let next: Vec<std::sync::atomic::AtomicU64> = (0..concurrency)
-        .map(std::sync::atomic::AtomicU64::new)
-        .collect();
-    let addr = server.addr;
-    let sender = std::thread::spawn(move || {
-        let outcome = loadgen::run(addr, concurrency as usize, move |c, _| {
-            let n = next[c].fetch_add(concurrency, std::sync::atomic::Ordering::Relaxed);
-            requests.get(n as usize).cloned()
-        });
-        (outcome.latencies_us.len(), outcome.refused)
+    // Connection `c` sends envelopes c, c + concurrency, …, each once; a refused one fails
+    // the run below.
+    let sender = loadgen::spawn(server.addr, concurrency as usize, move |c, n| {
+        let i = usize::try_from(n * concurrency).ok()? + c;
+        requests.get(i).cloned()
     });
     // Sample the lag while sending and until the digest has caught up.
     let metric = |text: &str, name: &str| -> f64 {
@@ -167,10 +158,12 @@ async fn run(kind: &str, count: u64, concurrency: u64) {
     }
     let digested = started.elapsed();
     let sent = sent_at.unwrap_or(digested);
-    let (accepted, refused) = sender.join().expect("load generator");
+    let outcome = sender.join().expect("load generator");
+    let accepted = outcome.latencies_us.len();
     assert!(
-        refused == 0 && accepted as u64 == count,
-        "{refused} envelopes refused, {accepted} accepted of {count}"
+        outcome.refused == 0 && accepted as u64 == count,
+        "{} envelopes refused, {accepted} accepted of {count}",
+        outcome.refused
     );
     server.stop().await.expect("stop");
     println!(

@@ -73,9 +73,11 @@ async fn run(secs: u64, concurrency: usize, sync: Synchronous, paused: bool) {
         &body,
     );
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let outcome = loadgen::run(server.addr, concurrency, move |_, _| {
+    let outcome = loadgen::spawn(server.addr, concurrency, move |_, _| {
         (Instant::now() < deadline).then(|| request.clone())
-    });
+    })
+    .join()
+    .expect("load generator");
     let mut all = outcome.latencies_us;
     let refused = outcome.refused;
     let elapsed = outcome.elapsed.as_secs_f64();

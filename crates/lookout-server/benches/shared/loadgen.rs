@@ -104,9 +104,14 @@ pub(crate) struct Outcome {
     pub(crate) elapsed: Duration,
 }
 
-/// Run `concurrency` connections to `addr` on a thread of their own. Connection `c` sends
-/// `request(c, n)` for its `n`-th request until `request` returns `None`.
-pub(crate) fn run<F>(addr: SocketAddr, concurrency: usize, request: F) -> Outcome
+/// Start `concurrency` connections to `addr` on a thread of their own. Connection `c` sends
+/// `request(c, n)` for its `n`-th request until `request` returns `None`; the thread's result
+/// is what they saw.
+pub(crate) fn spawn<F>(
+    addr: SocketAddr,
+    concurrency: usize,
+    request: F,
+) -> std::thread::JoinHandle<Outcome>
 where
     F: Fn(usize, u64) -> Option<Vec<u8>> + Send + Sync + 'static,
 {
@@ -152,6 +157,4 @@ where
             out
         })
     })
-    .join()
-    .expect("load generator thread")
 }
