@@ -1,6 +1,6 @@
 //! Capturing [`TradingError`]s with their fingerprint, tags and trade context.
 
-use sentry::protocol::{Event, Exception, Level, Value};
+use sentry::protocol::{Event, Exception, Level, TraceContext, Value};
 use sentry::{Hub, event_from_error};
 use uuid::Uuid;
 
@@ -54,12 +54,24 @@ pub fn capture_trading_error_with(error: &TradingError, trade_context: Option<Va
         return id;
     }
     let hub = Hub::current();
-    capture_on(&hub, error, trade_context)
+    capture_on(&hub, error, trade_context, None)
 }
 
-pub(crate) fn capture_on(hub: &Hub, error: &TradingError, trade_context: Option<Value>) -> Uuid {
+/// Capture a trading error on this hub, in a scope of its own.
+///
+/// `trace`, when given, is the event's trace context (the span the error happened in), in
+/// place of the hub's current span.
+pub(crate) fn capture_on(
+    hub: &Hub,
+    error: &TradingError,
+    trade_context: Option<Value>,
+    trace: Option<TraceContext>,
+) -> Uuid {
     let fingerprint = fingerprint(error);
-    let event = event_from_trading_error(error);
+    let mut event = event_from_trading_error(error);
+    if let Some(trace) = trace {
+        event.contexts.insert("trace".to_owned(), trace.into());
+    }
     hub.with_scope(
         |scope| {
             let fp: Vec<&str> = fingerprint.iter().map(String::as_str).collect();

@@ -11,6 +11,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{LevelFilter, filter_fn};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::deferred::{AgentIntegration, Shared};
 use crate::filter::{Decision, NoiseFilter, tags};
 use crate::scrub::scrub_event;
 use crate::state::{StateProvider, StateSlot};
@@ -236,6 +237,8 @@ impl Options {
         let counters = self.counters.clone();
         let agent_id = self.agent_id.clone();
         let strategy = self.strategy.clone();
+        let shared = Arc::new(Shared::default());
+        let log = Arc::clone(&shared);
         let before_send = move |mut event: Event<'static>| {
             match filter.decide(&event) {
                 Decision::Drop(_) => {
@@ -253,6 +256,7 @@ impl Options {
             }
             add_agent_tags(&mut event, &agent_id, strategy.as_deref());
             state.attach(&mut event);
+            log.decisions.merge_into(&mut event);
             scrub_event(&mut event);
             Some(event)
         };
@@ -262,11 +266,15 @@ impl Options {
             .unwrap_or_else(|| Arc::new(sentry::transports::DefaultTransportFactory));
         let mut options = ClientOptions::new()
             .traces_sample_rate(self.traces_sample_rate)
+            .add_integration(AgentIntegration {
+                shared: Arc::clone(&shared),
+            })
             .before_send(before_send)
             .transport(QueuedTransportFactory {
                 inner,
                 counters: self.counters.clone(),
                 capacity: self.queue_capacity,
+                shared,
             })
             .maybe_release(self.resolved_release())
             .auto_session_tracking(false)

@@ -81,6 +81,7 @@
 pub mod breadcrumbs;
 pub mod capture;
 pub mod cron;
+mod deferred;
 pub mod error;
 pub mod filter;
 pub mod health;

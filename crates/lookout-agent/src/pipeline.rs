@@ -48,19 +48,35 @@
 //! dropped without [`OrderPipeline::finish`] (e.g. by `?`) finishes with the outcome of the
 //! stage that failed (`rejected_validation`, `rejected_risk`, `api_error`), or `abandoned`.
 //!
-//! While a stage runs, its span is the current span of the hub, so `#[instrument]` spans and
-//! `tracing` events inside it become its children (with [`crate::tracing_layer`]).
+//! While the pipeline runs, its transaction is the current span of the hub, so `#[instrument]`
+//! spans (with [`crate::tracing_layer`]) and errors captured meanwhile belong to its trace. An
+//! asynchronous stage ([`OrderPipeline::stage_async`], where the network calls are) is the
+//! current span of its future, so the client's spans nest under it. A synchronous stage is
+//! recorded (its times, status and data) and not made current: spans opened inside it are
+//! children of the transaction.
+//!
+//! # What it costs the decision loop
+//!
+//! On an agent's client ([`crate::init`], [`crate::Options::hub`]) the loop records and the
+//! transport's worker builds: the transaction is started on the agent's private client (same
+//! options, no integrations, a transport that hands the envelope back); a synchronous stage is
+//! two `Instant` reads and its data pushed into the pipeline's buffer; [`OrderPipeline::finish`]
+//! queues the pipeline (its stages, data, tags and a copy of the scope) for the worker, which
+//! adds the stage spans, finishes the transaction, scrubs and sends it. A finished pipeline
+//! that does not fit in the queue is counted and reported like a dropped envelope. On any other
+//! hub the stages are `sentry` spans finished on the loop, with the same result.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
-use sentry::protocol::{SpanStatus, Value};
+use sentry::protocol::{SpanId, SpanStatus, TraceContext, Value};
 use sentry::{Hub, SentryFutureExt, TransactionContext, TransactionOrSpan};
 
 use crate::capture::capture_on;
+use crate::deferred::{self, FinishedPipeline, Shared, StageRecord};
 use crate::error::{Phase, TradingError};
 
 /// The transaction op of an order pipeline.
@@ -230,57 +246,127 @@ impl Stage {
 }
 
 /// The span of a running stage: record its data with the typed setters or [`StageSpan::set`].
-/// Cheap to clone; it is a handle.
+/// Cheap to clone; it is a handle, valid while its stage runs.
 #[derive(Debug, Clone)]
 pub struct StageSpan {
-    span: TransactionOrSpan,
+    inner: SpanHandle,
+}
+
+#[derive(Debug, Clone)]
+enum SpanHandle {
+    /// A synchronous stage of a sampled pipeline: data kept in the pipeline's buffer, the span
+    /// built when the transaction is (see [`crate::deferred`]).
+    Recorded(Arc<Mutex<Pending>>),
+    /// An asynchronous stage, or a pipeline not on an agent's client: a `sentry` span.
+    Span(TransactionOrSpan),
+    /// A pipeline that is not sampled: nothing to record.
+    Off,
+}
+
+/// What a synchronous stage records while it runs.
+#[derive(Debug, Default)]
+struct Pending {
+    data: Vec<(Cow<'static, str>, Value)>,
+    status: Option<SpanStatus>,
 }
 
 impl StageSpan {
+    fn put(&self, key: Cow<'static, str>, value: Value) {
+        match &self.inner {
+            SpanHandle::Recorded(pending) => {
+                if let Ok(mut pending) = pending.lock() {
+                    pending.data.push((key, value));
+                }
+            }
+            SpanHandle::Span(span) => span.set_data(&key, value),
+            SpanHandle::Off => {}
+        }
+    }
+
     /// Set any data field.
     pub fn set(&self, key: &str, value: impl Into<Value>) {
-        self.span.set_data(key, value.into());
+        if !matches!(self.inner, SpanHandle::Off) {
+            self.put(Cow::Owned(key.to_owned()), value.into());
+        }
     }
 
     /// `z_score`: the signal's z-score.
     pub fn z_score(&self, z: f64) {
-        self.set("z_score", z);
+        self.put(Cow::Borrowed("z_score"), z.into());
     }
 
     /// `valid`: whether the signal validated.
     pub fn valid(&self, valid: bool) {
-        self.set("valid", valid);
+        self.put(Cow::Borrowed("valid"), valid.into());
     }
 
     /// `risk_pass`: whether the risk checks passed.
     pub fn risk_pass(&self, pass: bool) {
-        self.set("risk_pass", pass);
+        self.put(Cow::Borrowed("risk_pass"), pass.into());
     }
 
     /// `size_usd`: the order's size in USD.
     pub fn size_usd(&self, usd: f64) {
-        self.set("size_usd", usd);
+        self.put(Cow::Borrowed("size_usd"), usd.into());
     }
 
     /// `order_id`: the order id the service assigned.
     pub fn order_id(&self, id: &str) {
-        self.set("order_id", id);
+        self.put(Cow::Borrowed("order_id"), id.into());
     }
 
     /// `fill_price`: the price the order filled at.
     pub fn fill_price(&self, price: f64) {
-        self.set("fill_price", price);
+        self.put(Cow::Borrowed("fill_price"), price.into());
     }
 
     /// `fill_confirmed`: whether the fill was confirmed.
     pub fn fill_confirmed(&self, confirmed: bool) {
-        self.set("fill_confirmed", confirmed);
+        self.put(Cow::Borrowed("fill_confirmed"), confirmed.into());
     }
 
     /// Set the span's status (a stage's status is `ok` unless it fails or this is called).
     pub fn set_status(&self, status: SpanStatus) {
-        self.span.set_status(status);
+        match &self.inner {
+            SpanHandle::Recorded(pending) => {
+                if let Ok(mut pending) = pending.lock() {
+                    pending.status = Some(status);
+                }
+            }
+            SpanHandle::Span(span) => span.set_status(status),
+            SpanHandle::Off => {}
+        }
     }
+}
+
+/// The tags and status a pipeline's transaction gets when it is built.
+#[derive(Debug)]
+pub(crate) struct PipelineTags {
+    asset: String,
+    side: Side,
+    outcome: Outcome,
+}
+
+impl PipelineTags {
+    /// Tag the transaction `trade.asset`, `trade.side` and `outcome`; set its status.
+    pub(crate) fn apply(self, transaction: &sentry::Transaction) {
+        transaction.set_tag("trade.asset", self.asset);
+        transaction.set_tag("trade.side", self.side.as_str());
+        transaction.set_tag("outcome", self.outcome.as_str());
+        transaction.set_status(self.outcome.status());
+    }
+}
+
+/// Where a pipeline's transaction is finished.
+enum Finisher {
+    /// On an agent's client: the transaction was started on its private client and is built
+    /// by the agent's transport worker.
+    Agent {
+        shared: Arc<Shared>,
+        private: Arc<Hub>,
+    },
+    /// On any other client: `sentry`'s spans, finished here.
+    Plain,
 }
 
 /// One order attempt, traced as a transaction (see the [module docs](self)).
@@ -288,9 +374,41 @@ impl StageSpan {
 pub struct OrderPipeline {
     hub: Arc<Hub>,
     transaction: sentry::Transaction,
+    finisher: Finisher,
+    sampled: bool,
+    /// The hub's current span before the pipeline made its transaction current.
+    previous: Option<TransactionOrSpan>,
+    /// The data of every recorded stage, in order (a stage's record marks where its ends).
+    pending: Arc<Mutex<Pending>>,
+    stages: Vec<StageRecord>,
+    span_base: u64,
+    span_count: u64,
+    clock: Clock,
     finished: bool,
     asset: String,
+    side: Side,
     failed: Option<Outcome>,
+}
+
+/// Wall-clock times from the monotonic clock: one `SystemTime` read per pipeline, then
+/// `Instant`s (a stage's span needs both its start and end time, and its duration).
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    wall: SystemTime,
+    mono: Instant,
+}
+
+impl Clock {
+    fn now() -> Self {
+        Self {
+            wall: SystemTime::now(),
+            mono: Instant::now(),
+        }
+    }
+
+    fn wall(&self, at: Instant) -> SystemTime {
+        self.wall + at.saturating_duration_since(self.mono)
+    }
 }
 
 impl fmt::Debug for OrderPipeline {
@@ -312,14 +430,44 @@ impl OrderPipeline {
     pub fn start_on(hub: Arc<Hub>, asset: impl Into<String>, side: Side) -> Self {
         let asset = asset.into();
         let name = format!("Order Pipeline: {asset} {side}");
-        let transaction = hub.start_transaction(TransactionContext::new(&name, PIPELINE_OP));
-        transaction.set_tag("trade.asset", &asset);
-        transaction.set_tag("trade.side", side.as_str());
+        let context = TransactionContext::new(&name, PIPELINE_OP);
+        let agent = deferred::shared_of(&hub).and_then(|shared| {
+            let client = hub.client()?;
+            let private = shared.private_hub(&client)?;
+            Some((shared, private))
+        });
+        let (transaction, finisher) = match agent {
+            Some((shared, private)) => (
+                private.start_transaction(context),
+                Finisher::Agent { shared, private },
+            ),
+            None => (hub.start_transaction(context), Finisher::Plain),
+        };
+        #[allow(deprecated)] // `false` also when tracing is off: nothing to record either way
+        let sampled = transaction.is_sampled();
+        let current = TransactionOrSpan::Transaction(transaction.clone());
+        let previous = hub.configure_scope(|scope| {
+            let previous = scope.get_span();
+            scope.set_span(Some(current));
+            previous
+        });
         Self {
             hub,
             transaction,
+            finisher,
+            sampled,
+            previous,
+            pending: Arc::new(Mutex::new(Pending {
+                data: Vec::with_capacity(16),
+                status: None,
+            })),
+            stages: Vec::with_capacity(6),
+            span_base: rand::random(),
+            span_count: 0,
+            clock: Clock::now(),
             finished: false,
             asset,
+            side,
             failed: None,
         }
     }
@@ -329,84 +477,187 @@ impl OrderPipeline {
         &self.asset
     }
 
-    fn open_span(&self, stage: &Stage) -> StageSpan {
-        let span = self
-            .transaction
-            .start_child(stage.op(), &stage.description());
-        StageSpan {
-            span: TransactionOrSpan::Span(span),
+    /// A new span id, unique within the pipeline's trace: the pipeline's random base mixed
+    /// with a counter (one random draw per pipeline, not one per stage).
+    fn next_span_id(&mut self) -> SpanId {
+        self.span_count += 1;
+        let id = self.span_base ^ self.span_count.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        SpanId::from(id.to_be_bytes())
+    }
+
+    /// The trace context of a stage's span, for an error captured in it.
+    fn stage_trace(&self, stage: &Stage, span_id: SpanId) -> TraceContext {
+        let transaction = self.transaction.get_trace_context();
+        TraceContext {
+            trace_id: transaction.trace_id,
+            span_id,
+            parent_span_id: Some(transaction.span_id),
+            op: Some(stage.op().to_owned()),
+            ..Default::default()
         }
+    }
+
+    /// Capture a stage's error (once) and note the pipeline's failure; the span's status.
+    fn fail(
+        &mut self,
+        stage: &Stage,
+        error: &mut TradingError,
+        hub: &Hub,
+        trace: Option<TraceContext>,
+    ) -> SpanStatus {
+        if error.event_id().is_none() {
+            error.fill_defaults(stage.phase(), &self.asset);
+            let id = capture_on(hub, error, None, trace);
+            error.set_event_id(id);
+        }
+        self.failed.get_or_insert_with(|| stage.failure_outcome());
+        error.span_status()
+    }
+
+    /// Run a synchronous stage: its span gets its start and end time, its data and status.
+    ///
+    /// The stage is recorded, not made the hub's current span (that would cost the decision
+    /// loop more than the rest of the stage): spans opened inside it (e.g. `#[instrument]`)
+    /// and errors captured inside it belong to the pipeline's transaction. An error the stage
+    /// returns is captured with the stage's own span as its trace context.
+    pub fn stage<T>(
+        &mut self,
+        stage: Stage,
+        f: impl FnOnce(StageSpan) -> Result<T, TradingError>,
+    ) -> Result<T, TradingError> {
+        if let Finisher::Plain = self.finisher {
+            return self.stage_plain(stage, f);
+        }
+        let span_id = self.next_span_id();
+        let handle = StageSpan {
+            inner: if self.sampled {
+                SpanHandle::Recorded(Arc::clone(&self.pending))
+            } else {
+                SpanHandle::Off
+            },
+        };
+        let started = Instant::now();
+        let result = f(handle);
+        let ended = Instant::now();
+        let millis = ended.saturating_duration_since(started).as_secs_f64() * 1000.0;
+        let status = self
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut pending| pending.status.take());
+        let (result, status) = match result {
+            Ok(value) => (Ok(value), status.unwrap_or(SpanStatus::Ok)),
+            Err(mut error) => {
+                let trace = self.stage_trace(&stage, span_id);
+                let hub = Arc::clone(&self.hub);
+                let status = self.fail(&stage, &mut error, &hub, Some(trace));
+                (Err(error), status)
+            }
+        };
+        if self.sampled {
+            let timing = match stage {
+                Stage::RiskCheck => Some("duration_ms"),
+                Stage::Http { .. } => Some("latency_ms"),
+                _ => None,
+            };
+            let data_end = match self.pending.lock() {
+                Ok(mut pending) => {
+                    if let Some(key) = timing {
+                        pending.data.push((Cow::Borrowed(key), millis.into()));
+                    }
+                    pending.data.len()
+                }
+                Err(_) => 0,
+            };
+            self.stages.push(StageRecord {
+                stage,
+                span_id,
+                start: self.clock.wall(started),
+                end: self.clock.wall(ended),
+                status,
+                data_end,
+            });
+        }
+        result
+    }
+
+    /// A synchronous stage on a hub that is not an agent's: a `sentry` span, current while
+    /// the stage runs.
+    fn stage_plain<T>(
+        &mut self,
+        stage: Stage,
+        f: impl FnOnce(StageSpan) -> Result<T, TradingError>,
+    ) -> Result<T, TradingError> {
+        let span = TransactionOrSpan::Span(
+            self.transaction
+                .start_child(stage.op(), &stage.description()),
+        );
+        let previous = self.hub.configure_scope(|scope| {
+            let previous = scope.get_span();
+            scope.set_span(Some(span.clone()));
+            previous
+        });
+        let started = Instant::now();
+        let result = f(StageSpan {
+            inner: SpanHandle::Span(span.clone()),
+        });
+        let hub = Arc::clone(&self.hub);
+        let result = self.close_span(&stage, span, &hub, started, result);
+        hub.configure_scope(|scope| scope.set_span(previous));
+        result
     }
 
     fn close_span<T>(
         &mut self,
         stage: &Stage,
-        span: StageSpan,
+        span: TransactionOrSpan,
         hub: &Hub,
         started: Instant,
         result: Result<T, TradingError>,
     ) -> Result<T, TradingError> {
         let millis = started.elapsed().as_secs_f64() * 1000.0;
         match stage {
-            Stage::RiskCheck => span.set("duration_ms", millis),
-            Stage::Http { .. } => span.set("latency_ms", millis),
+            Stage::RiskCheck => span.set_data("duration_ms", millis.into()),
+            Stage::Http { .. } => span.set_data("latency_ms", millis.into()),
             _ => {}
         }
         let result = match result {
             Ok(value) => {
-                if span.span.get_status().is_none() {
+                if span.get_status().is_none() {
                     span.set_status(SpanStatus::Ok);
                 }
                 Ok(value)
             }
             Err(mut error) => {
-                span.set_status(error.span_status());
-                if error.event_id().is_none() {
-                    error.fill_defaults(stage.phase(), &self.asset);
-                    let id = capture_on(hub, &error, None);
-                    error.set_event_id(id);
-                }
-                self.failed.get_or_insert_with(|| stage.failure_outcome());
+                // Captured while the stage's span is current: the event links to it.
+                let status = self.fail(stage, &mut error, hub, None);
+                span.set_status(status);
                 Err(error)
             }
         };
-        span.span.finish();
-        result
-    }
-
-    /// Run a synchronous stage. While it runs, its span is the hub's current span.
-    pub fn stage<T>(
-        &mut self,
-        stage: Stage,
-        f: impl FnOnce(StageSpan) -> Result<T, TradingError>,
-    ) -> Result<T, TradingError> {
-        let span = self.open_span(&stage);
-        let previous = self.hub.configure_scope(|scope| {
-            let previous = scope.get_span();
-            scope.set_span(Some(span.span.clone()));
-            previous
-        });
-        let started = Instant::now();
-        let result = f(span.clone());
-        let hub = Arc::clone(&self.hub);
-        // The error (if any) is captured while the stage's span is still current.
-        let result = self.close_span(&stage, span, &hub, started, result);
-        hub.configure_scope(|scope| scope.set_span(previous));
+        span.finish();
         result
     }
 
     /// Run an asynchronous stage. The future runs bound to a hub of its own whose current
-    /// span is the stage's, so it may move between threads of a multi-threaded runtime.
+    /// span is the stage's, so it may move between threads of a multi-threaded runtime, and
+    /// spans opened inside it (the client's HTTP call, `#[instrument]`) nest under the stage.
     pub async fn stage_async<T, F, Fut>(&mut self, stage: Stage, f: F) -> Result<T, TradingError>
     where
         F: FnOnce(StageSpan) -> Fut,
         Fut: Future<Output = Result<T, TradingError>>,
     {
-        let span = self.open_span(&stage);
+        let span = TransactionOrSpan::Span(
+            self.transaction
+                .start_child(stage.op(), &stage.description()),
+        );
         let hub = Arc::new(Hub::new_from_top(&self.hub));
-        hub.configure_scope(|scope| scope.set_span(Some(span.span.clone())));
+        hub.configure_scope(|scope| scope.set_span(Some(span.clone())));
         let started = Instant::now();
-        let result = f(span.clone()).bind_hub(Arc::clone(&hub)).await;
+        let handle = StageSpan {
+            inner: SpanHandle::Span(span.clone()),
+        };
+        let result = f(handle).bind_hub(Arc::clone(&hub)).await;
         self.close_span(&stage, span, &hub, started, result)
     }
 
@@ -422,11 +673,51 @@ impl OrderPipeline {
     }
 
     fn end(&mut self, outcome: Outcome) {
-        if !self.finished {
-            self.finished = true;
-            self.transaction.set_tag("outcome", outcome.as_str());
-            self.transaction.set_status(outcome.status());
-            self.transaction.clone().finish();
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let end = self.clock.wall(Instant::now());
+        let previous = self.previous.take();
+        match &self.finisher {
+            Finisher::Agent { shared, private } if self.sampled => {
+                let scope = self.hub.configure_scope(|scope| {
+                    scope.set_span(previous);
+                    // A transaction carries no breadcrumbs; holding the hub's would make its
+                    // next breadcrumb copy all of them.
+                    let mut snapshot = scope.clone();
+                    snapshot.clear_breadcrumbs();
+                    snapshot
+                });
+                let data = match self.pending.lock() {
+                    Ok(mut pending) => std::mem::take(&mut pending.data),
+                    Err(_) => Vec::new(),
+                };
+                let pipeline = FinishedPipeline {
+                    transaction: self.transaction.clone(),
+                    stages: std::mem::take(&mut self.stages),
+                    data,
+                    tags: PipelineTags {
+                        asset: std::mem::take(&mut self.asset),
+                        side: self.side,
+                        outcome,
+                    },
+                    scope,
+                    end,
+                    private: Arc::clone(private),
+                };
+                deferred::dispatch(shared, &self.hub, pipeline);
+            }
+            _ => {
+                self.hub.configure_scope(|scope| scope.set_span(previous));
+                PipelineTags {
+                    asset: self.asset.clone(),
+                    side: self.side,
+                    outcome,
+                }
+                .apply(&self.transaction);
+                self.transaction.clone().finish_with_timestamp(end);
+            }
         }
     }
 }

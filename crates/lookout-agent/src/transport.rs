@@ -4,8 +4,9 @@
 //! `sentry`'s own HTTP transport already queues (30 envelopes) and drops when full, but it does
 //! not say how many it dropped. [`QueuedTransport`] owns the queue instead: the decision loop's
 //! `send_envelope` is a push onto a bounded queue; a worker thread takes the queued envelopes
-//! in batches, scrubs each ([`crate::scrub::scrub_envelope`]) and hands it to the inner
-//! transport. An envelope that does not fit is counted in [`Counters`] and recorded as a
+//! in batches, builds the transactions of finished order pipelines queued the same way
+//! ([`crate::deferred`]), scrubs each envelope ([`crate::scrub::scrub_envelope`]) and hands
+//! it to the inner transport. An envelope that does not fit is counted in [`Counters`] and recorded as a
 //! `queue_overflow` loss in the client report `sentry` attaches to the next envelope it sends.
 
 use std::collections::VecDeque;
@@ -17,8 +18,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sentry::client_report::{Reason, Recorder};
+use sentry::protocol::Transaction;
 use sentry::{Envelope, Transport, TransportFactory, TransportOptions};
 
+use crate::deferred::{FinishedPipeline, Shared, complete};
 use crate::scrub::scrub_envelope;
 
 /// How long the worker waits for the inner transport to deliver one envelope before it takes
@@ -88,6 +91,8 @@ pub(crate) struct QueuedTransportFactory {
     pub(crate) inner: Arc<dyn TransportFactory>,
     pub(crate) counters: Counters,
     pub(crate) capacity: usize,
+    /// Where the transport registers its queue, for pipelines finished on its worker.
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl TransportFactory for QueuedTransportFactory {
@@ -97,18 +102,27 @@ impl TransportFactory for QueuedTransportFactory {
         // retrying in the background rather than dropping without counting.
         options.transport_channel_capacity = NonZeroUsize::new(self.capacity.max(1) * 2);
         let inner = self.inner.create_transport_with_options(options);
-        Arc::new(QueuedTransport::spawn(
-            inner,
-            recorder,
-            self.counters.clone(),
-            self.capacity,
-        ))
+        let transport =
+            QueuedTransport::spawn(inner, recorder, self.counters.clone(), self.capacity);
+        self.shared.set_sender(&transport.sender);
+        Arc::new(transport)
     }
+}
+
+/// What the worker takes from the queue.
+// Envelopes are most of the traffic and were queued unboxed before pipelines were; a slot is
+// the size of an envelope either way.
+#[allow(clippy::large_enum_variant)]
+enum Job {
+    /// An envelope to scrub and send.
+    Envelope(Envelope),
+    /// A finished order pipeline to build into a transaction, then scrub and send.
+    Pipeline(Box<FinishedPipeline>),
 }
 
 #[derive(Default)]
 struct State {
-    envelopes: VecDeque<Envelope>,
+    jobs: VecDeque<Job>,
     flush_waiters: Vec<SyncSender<bool>>,
     shutdown: bool,
 }
@@ -118,6 +132,46 @@ struct Queue {
     wake: Condvar,
 }
 
+/// The sending side of the queue: a push under an uncontended mutex, never a wait.
+pub(crate) struct Sender {
+    queue: Arc<Queue>,
+    counters: Counters,
+    recorder: Recorder,
+    capacity: usize,
+}
+
+impl Sender {
+    /// Queue a job. One that does not fit (queue full, or shut down) is dropped, counted,
+    /// and its loss recorded for the next client report.
+    fn push(&self, job: Job) {
+        let reason = match self.queue.state.lock() {
+            Ok(mut state) if !state.shutdown && state.jobs.len() < self.capacity => {
+                state.jobs.push_back(job);
+                drop(state);
+                self.counters.add_enqueued();
+                return;
+            }
+            Ok(state) if state.shutdown => Reason::InternalError,
+            Ok(_) => Reason::QueueOverflow,
+            Err(_) => Reason::InternalError,
+        };
+        if matches!(reason, Reason::QueueOverflow) {
+            self.counters.add_queue_full();
+        }
+        match job {
+            Job::Envelope(envelope) => self.recorder.record_lost_data(&envelope, reason),
+            Job::Pipeline(_) => self
+                .recorder
+                .record_lost_data(&Transaction::default(), reason),
+        }
+    }
+
+    /// Queue a finished pipeline for the worker to build and send.
+    pub(crate) fn push_pipeline(&self, pipeline: FinishedPipeline) {
+        self.push(Job::Pipeline(Box::new(pipeline)));
+    }
+}
+
 /// A bounded, never-blocking queue with a worker thread in front of another transport.
 ///
 /// Sending is a push under an uncontended mutex: the worker is not woken per envelope (a
@@ -125,10 +179,7 @@ struct Queue {
 /// instrumentation). It wakes on its own every [`LINGER_MIN`] while envelopes arrive, backing
 /// off to [`LINGER_MAX`] when idle, and at once for a flush or shutdown.
 pub(crate) struct QueuedTransport {
-    queue: Arc<Queue>,
-    counters: Counters,
-    recorder: Recorder,
-    capacity: usize,
+    sender: Arc<Sender>,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -154,21 +205,24 @@ impl QueuedTransport {
             .spawn(move || run_worker(&worker_queue, inner.as_ref()))
             .ok();
         Self {
-            queue,
-            counters,
-            recorder,
-            capacity: capacity.max(1),
+            sender: Arc::new(Sender {
+                queue,
+                counters,
+                recorder,
+                capacity: capacity.max(1),
+            }),
             worker: Mutex::new(worker),
         }
     }
 
     fn request_flush(&self, shutdown: bool) -> Option<Receiver<bool>> {
         let (done, wait) = sync_channel(1);
-        let mut state = self.queue.state.lock().ok()?;
+        let queue = &self.sender.queue;
+        let mut state = queue.state.lock().ok()?;
         state.flush_waiters.push(done);
         state.shutdown |= shutdown;
         drop(state);
-        self.queue.wake.notify_one();
+        queue.wake.notify_one();
         Some(wait)
     }
 }
@@ -179,7 +233,7 @@ fn run_worker(queue: &Queue, inner: &dyn Transport) {
         let Ok(guard) = queue.state.lock() else {
             return;
         };
-        let idle = guard.envelopes.is_empty() && guard.flush_waiters.is_empty() && !guard.shutdown;
+        let idle = guard.jobs.is_empty() && guard.flush_waiters.is_empty() && !guard.shutdown;
         let mut state = if idle {
             match queue.wake.wait_timeout(guard, linger) {
                 Ok((state, _)) => state,
@@ -188,7 +242,7 @@ fn run_worker(queue: &Queue, inner: &dyn Transport) {
         } else {
             guard
         };
-        let batch: Vec<Envelope> = state.envelopes.drain(..).collect();
+        let batch: Vec<Job> = state.jobs.drain(..).collect();
         let waiters = std::mem::take(&mut state.flush_waiters);
         let shutdown = state.shutdown;
         drop(state);
@@ -199,8 +253,14 @@ fn run_worker(queue: &Queue, inner: &dyn Transport) {
             LINGER_MIN
         };
         let sent = !batch.is_empty();
-        for envelope in batch {
-            inner.send_envelope(scrub_envelope(envelope));
+        for job in batch {
+            let envelope = match job {
+                Job::Envelope(envelope) => Some(envelope),
+                Job::Pipeline(pipeline) => complete(*pipeline),
+            };
+            if let Some(envelope) = envelope {
+                inner.send_envelope(scrub_envelope(envelope));
+            }
         }
         if shutdown {
             let ok = inner.shutdown(DELIVERY_WAIT);
@@ -220,30 +280,7 @@ fn run_worker(queue: &Queue, inner: &dyn Transport) {
 
 impl Transport for QueuedTransport {
     fn send_envelope(&self, envelope: Envelope) {
-        let rejected = match self.queue.state.lock() {
-            Ok(mut state) if !state.shutdown && state.envelopes.len() < self.capacity => {
-                state.envelopes.push_back(envelope);
-                None
-            }
-            Ok(state) => {
-                let reason = if state.shutdown {
-                    Reason::InternalError
-                } else {
-                    Reason::QueueOverflow
-                };
-                Some((envelope, reason))
-            }
-            Err(_) => Some((envelope, Reason::InternalError)),
-        };
-        match rejected {
-            None => self.counters.add_enqueued(),
-            Some((envelope, reason)) => {
-                if matches!(reason, Reason::QueueOverflow) {
-                    self.counters.add_queue_full();
-                }
-                self.recorder.record_lost_data(&envelope, reason);
-            }
-        }
+        self.sender.push(Job::Envelope(envelope));
     }
 
     fn flush(&self, timeout: Duration) -> bool {
@@ -269,9 +306,9 @@ impl Transport for QueuedTransport {
 
 impl Drop for QueuedTransport {
     fn drop(&mut self) {
-        if let Ok(mut state) = self.queue.state.lock() {
+        if let Ok(mut state) = self.sender.queue.state.lock() {
             state.shutdown = true;
         }
-        self.queue.wake.notify_one();
+        self.sender.queue.wake.notify_one();
     }
 }

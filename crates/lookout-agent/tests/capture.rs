@@ -450,6 +450,44 @@ fn decision_breadcrumbs_have_their_data_and_levels() {
 }
 
 #[test]
+fn decisions_interleave_with_other_breadcrumbs_in_time_and_only_the_newest_100_are_sent() {
+    let envelopes = capture(options("ag_log"), || {
+        for i in 0..150_i32 {
+            Signal::new("BTC", f64::from(i)).record();
+            if i % 50 == 49 {
+                sentry::add_breadcrumb(sentry::Breadcrumb {
+                    category: Some("other".to_owned()),
+                    message: Some(format!("after signal {i}")),
+                    ..Default::default()
+                });
+            }
+        }
+        sentry::capture_message("first", Level::Error);
+        // Decisions made under a scope that ends are still part of the trail.
+        sentry::with_scope(|_| {}, || Signal::new("ETH", 9.0).record());
+        sentry::capture_message("second", Level::Error);
+    });
+    let events = events(&envelopes);
+    assert_eq!(events.len(), 2);
+    let crumbs = &events[0].breadcrumbs.values;
+    assert_eq!(crumbs.len(), 100);
+    assert!(crumbs.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+    // 150 signals and 3 others: the newest 100 are signals 52..=149 and two others.
+    let z = |c: &sentry::Breadcrumb| c.data.get("z_score").and_then(|v| v.as_f64());
+    assert_eq!(z(&crumbs[0]), Some(52.0));
+    assert_eq!(z(&crumbs[98]), Some(149.0));
+    assert_eq!(crumbs[99].message.as_deref(), Some("after signal 149"));
+    let after_99 = crumbs
+        .iter()
+        .position(|c| c.message.as_deref() == Some("after signal 99"))
+        .expect("other breadcrumb kept");
+    assert_eq!(z(&crumbs[after_99 - 1]), Some(99.0));
+    assert_eq!(z(&crumbs[after_99 + 1]), Some(100.0));
+    let last = events[1].breadcrumbs.values.last().expect("breadcrumbs");
+    assert_eq!(last.data.get("asset"), Some(&json!("ETH")));
+}
+
+#[test]
 fn the_tracing_layer_turns_errors_into_events_and_info_into_breadcrumbs() {
     use tracing_subscriber::layer::SubscriberExt;
     let subscriber = tracing_subscriber::registry().with(lookout_agent::tracing_layer());

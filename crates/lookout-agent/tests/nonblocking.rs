@@ -40,3 +40,39 @@ fn a_stalled_server_costs_the_loop_nothing_and_drops_are_counted() {
     }
     drop(listener);
 }
+
+#[test]
+fn finished_pipelines_that_do_not_fit_are_counted_not_waited_for() {
+    use lookout_agent::{OrderPipeline, Outcome, Side, Stage};
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let options = Options::new("ag_stall_tx")
+        .dsn(format!("http://public@127.0.0.1:{port}/1"))
+        .release("bot@1.0.0")
+        .traces_sample_rate(1.0)
+        .queue_capacity(4);
+    let counters = options.counters();
+    let hub = options.hub();
+    Hub::run(hub.clone(), || {
+        for _ in 0..100 {
+            let mut pipeline = OrderPipeline::start("BTC", Side::Buy);
+            let _ = pipeline.stage(Stage::OrderSize, |s| {
+                s.size_usd(10.0);
+                Ok(())
+            });
+            pipeline.finish(Outcome::Filled);
+        }
+    });
+    let counts = counters.snapshot();
+    assert_eq!(
+        counts.enqueued + counts.dropped_queue_full,
+        100,
+        "{counts:?}"
+    );
+    assert!(counts.dropped_queue_full >= 92, "{counts:?}");
+    if let Some(client) = hub.client() {
+        client.close(Some(Duration::from_millis(50)));
+    }
+    drop(listener);
+}

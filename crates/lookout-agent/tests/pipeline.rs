@@ -204,6 +204,11 @@ fn async_stages_and_instrumented_spans_nest_under_the_pipeline() {
         balance * 0.02
     }
 
+    #[tracing::instrument]
+    fn sign_request(order: &str) -> usize {
+        order.len()
+    }
+
     let subscriber = tracing_subscriber::registry().with(lookout_agent::tracing_layer());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -224,6 +229,7 @@ fn async_stages_and_instrumented_spans_nest_under_the_pipeline() {
                 let id = pipeline
                     .stage_async(Stage::http("POST", "/v1/trade/open"), |s| async move {
                         tokio::task::yield_now().await;
+                        sign_request("ord_async");
                         s.order_id("ord_async");
                         Ok::<_, TradingError>("ord_async")
                     })
@@ -238,31 +244,43 @@ fn async_stages_and_instrumented_spans_nest_under_the_pipeline() {
     assert_eq!(
         txs.len(),
         1,
-        "one transaction, the instrumented fn is a child span"
+        "one transaction, the instrumented fns are child spans"
     );
     let tx = &txs[0];
     assert_eq!(tx.tags["outcome"], "partial");
+    let Some(sentry::protocol::Context::Trace(trace)) = tx.contexts.get("trace") else {
+        panic!("no trace context: {tx:#?}")
+    };
+    let named = |name: &str| {
+        tx.spans
+            .iter()
+            .find(|s| {
+                s.op.as_deref().is_some_and(|op| op.ends_with(name))
+                    || s.description.as_deref() == Some(name)
+            })
+            .unwrap_or_else(|| panic!("instrumented span {name} missing: {:#?}", tx.spans))
+    };
     let size = tx
         .spans
         .iter()
         .find(|s| s.op.as_deref() == Some("order.size"))
         .expect("size span");
-    let child = tx
-        .spans
-        .iter()
-        .find(|s| {
-            s.op.as_deref()
-                .is_some_and(|op| op.ends_with("compute_position_size"))
-                || s.description.as_deref() == Some("compute_position_size")
-        })
-        .unwrap_or_else(|| panic!("instrumented span missing: {:#?}", tx.spans));
-    assert_eq!(child.parent_span_id, Some(size.span_id));
+    assert_eq!(size.data.get("size_usd"), Some(&json!(200.0)));
+    // A synchronous stage is recorded, not made current: what opens inside it belongs to
+    // the pipeline's transaction.
+    assert_eq!(
+        named("compute_position_size").parent_span_id,
+        Some(trace.span_id)
+    );
+    // An asynchronous stage is the current span of its future.
     let http = tx
         .spans
         .iter()
         .find(|s| s.op.as_deref() == Some("http.client"))
         .expect("http span");
     assert_eq!(http.data.get("order_id"), Some(&json!("ord_async")));
+    assert_eq!(named("sign_request").parent_span_id, Some(http.span_id));
+    assert_eq!(http.parent_span_id, Some(trace.span_id));
 }
 
 #[test]
@@ -333,4 +351,52 @@ fn secrets_never_leave_the_process() {
     assert_eq!(span.data["private_key"], Value::from("[Filtered]"));
     assert_eq!(span.data["tx_hash"], Value::from(PRIVATE_KEY));
     assert_eq!(wire.matches(PRIVATE_KEY).count(), 1, "{wire}");
+}
+
+#[test]
+fn a_pipeline_on_a_plain_sentry_hub_sends_the_same_transaction() {
+    // Not an agent's client (no lookout integration, sentry's own test transport): the stages
+    // are `sentry` spans finished on the loop, with the same shape.
+    let envelopes = sentry::test::with_captured_envelopes_options(
+        || filled_cycle().expect("fills"),
+        sentry::ClientOptions::new().traces_sample_rate(1.0),
+    );
+    let txs = transactions(&envelopes);
+    assert_eq!(txs.len(), 1, "{envelopes:#?}");
+    let tx = &txs[0];
+    assert_eq!(tx.name.as_deref(), Some("Order Pipeline: BTC buy"));
+    assert_eq!(tx.tags["outcome"], "filled");
+    let ops: Vec<_> = tx
+        .spans
+        .iter()
+        .map(|s| s.op.as_deref().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "signal.validate",
+            "risk.check",
+            "order.size",
+            "http.client",
+            "order.confirm"
+        ]
+    );
+    assert_eq!(tx.spans[2].data.get("size_usd"), Some(&json!(250.0)));
+    assert!(tx.spans[1].data.contains_key("duration_ms"));
+}
+
+#[test]
+fn pipelines_still_queued_when_the_client_closes_are_sent() {
+    let agent = Agent::new(options("ag_close"));
+    agent.run(|| {
+        for _ in 0..3 {
+            filled_cycle().expect("fills");
+        }
+    });
+    // No flush first: closing the client drains the queue, building the transactions.
+    let client = agent.hub.client().expect("client");
+    assert!(client.close(Some(std::time::Duration::from_secs(10))));
+    let txs = transactions(&agent.transport.fetch_and_clear_envelopes());
+    assert_eq!(txs.len(), 3);
+    assert!(txs.iter().all(|tx| tx.spans.len() == 5));
 }

@@ -1,0 +1,197 @@
+//! The agent's state on its client: finishing order pipelines off the decision loop, and
+//! the decision log.
+//!
+//! Building a transaction (its stage spans and their data, the scope's tags, user and
+//! contexts, the envelope) costs several times what recording the stages does. So a sampled
+//! [`OrderPipeline`](crate::OrderPipeline) records each synchronous stage as a
+//! [`StageRecord`] (timestamps, status and data, nothing else) and, when it finishes, hands
+//! the whole [`FinishedPipeline`] to the transport's worker thread, which builds the
+//! transaction there ([`complete`]), scrubs it and sends it.
+//!
+//! The pipeline's `sentry` transaction is started on a private client of the agent (the same
+//! options, so the same sampling, release and environment; no integrations; a transport that
+//! hands the envelope back to the thread that finished it). It is the hub's current span while
+//! the pipeline runs, so spans opened under it (`#[instrument]`, asynchronous stages) are
+//! kept in it, and finishing it on the worker gives back the envelope instead of sending it.
+//!
+//! When the client's transport is not the agent's (a test swapped it), the pipeline is
+//! completed on the finishing thread and sent through the hub's client, the same way.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::SystemTime;
+
+use sentry::protocol::{EnvelopeItem, SpanId, SpanStatus, Value};
+use sentry::{
+    Client, ClientOptions, Envelope, Hub, Integration, Scope, Transport, TransportFactory,
+};
+
+use crate::breadcrumbs::DecisionLog;
+use crate::pipeline::{PipelineTags, Stage};
+use crate::transport::Sender;
+
+/// The agent's state shared by its client (as an integration) and its transport.
+#[derive(Default)]
+pub(crate) struct Shared {
+    private: OnceLock<Option<Arc<Hub>>>,
+    sender: Mutex<Weak<Sender>>,
+    /// The agent's decision log ([`crate::breadcrumbs`]).
+    pub(crate) decisions: DecisionLog,
+}
+
+impl Shared {
+    /// The transport of this agent's client registers its queue here.
+    pub(crate) fn set_sender(&self, sender: &Arc<Sender>) {
+        if let Ok(mut slot) = self.sender.lock() {
+            *slot = Arc::downgrade(sender);
+        }
+    }
+
+    fn sender(&self) -> Option<Arc<Sender>> {
+        self.sender.lock().ok().and_then(|slot| slot.upgrade())
+    }
+
+    /// The hub of the private client pipelines start their transactions on, built the first
+    /// time from the agent client's options.
+    pub(crate) fn private_hub(&self, client: &Client) -> Option<Arc<Hub>> {
+        self.private
+            .get_or_init(|| {
+                let mut options: ClientOptions = client.options().clone();
+                options.transport = Some(Arc::new(HandBackFactory));
+                options.before_send = None;
+                options.before_breadcrumb = None;
+                options.integrations = Vec::new();
+                options.default_integrations = false;
+                options.auto_session_tracking = false;
+                let client = Arc::new(Client::from(options));
+                Some(Arc::new(Hub::new(Some(client), Arc::new(Scope::default()))))
+            })
+            .clone()
+    }
+}
+
+/// Carries [`Shared`] on the agent's client, where a pipeline finds it from its hub.
+pub(crate) struct AgentIntegration {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Integration for AgentIntegration {
+    fn name(&self) -> &'static str {
+        "lookout-agent"
+    }
+}
+
+/// Find the agent's shared state from a hub (none when the hub's client is not an agent's).
+pub(crate) fn shared_of(hub: &Hub) -> Option<Arc<Shared>> {
+    hub.with_integration(|integration: &AgentIntegration| Some(Arc::clone(&integration.shared)))
+}
+
+thread_local! {
+    static HANDED_BACK: RefCell<Option<Envelope>> = const { RefCell::new(None) };
+}
+
+/// The private client's transport: keeps the envelope for the thread that produced it.
+struct HandBack;
+
+impl Transport for HandBack {
+    fn send_envelope(&self, envelope: Envelope) {
+        HANDED_BACK.with(|slot| *slot.borrow_mut() = Some(envelope));
+    }
+}
+
+struct HandBackFactory;
+
+impl TransportFactory for HandBackFactory {
+    fn create_transport(&self, _options: &ClientOptions) -> Arc<dyn Transport> {
+        Arc::new(HandBack)
+    }
+}
+
+/// A synchronous stage as recorded on the decision loop.
+#[derive(Debug)]
+pub(crate) struct StageRecord {
+    pub(crate) stage: Stage,
+    pub(crate) span_id: SpanId,
+    pub(crate) start: SystemTime,
+    pub(crate) end: SystemTime,
+    pub(crate) status: SpanStatus,
+    /// Where this stage's data ends in [`FinishedPipeline::data`] (it starts where the
+    /// previous stage's ends).
+    pub(crate) data_end: usize,
+}
+
+/// A finished, sampled pipeline waiting to become a transaction.
+pub(crate) struct FinishedPipeline {
+    pub(crate) transaction: sentry::Transaction,
+    pub(crate) stages: Vec<StageRecord>,
+    /// The data of all stages, in stage order.
+    pub(crate) data: Vec<(Cow<'static, str>, Value)>,
+    pub(crate) tags: PipelineTags,
+    /// The hub's scope when the pipeline finished (tags, user, contexts for the transaction).
+    pub(crate) scope: Scope,
+    pub(crate) end: SystemTime,
+    pub(crate) private: Arc<Hub>,
+}
+
+/// Add the recorded stages to a transaction as child spans.
+pub(crate) fn attach_stages(
+    transaction: &sentry::Transaction,
+    stages: Vec<StageRecord>,
+    data: Vec<(Cow<'static, str>, Value)>,
+) {
+    let mut data = data.into_iter();
+    let mut taken = 0;
+    for record in stages {
+        let span = transaction.start_child_with_details(
+            record.stage.op(),
+            &record.stage.description(),
+            record.span_id,
+            record.start,
+        );
+        let count = record.data_end.saturating_sub(taken);
+        taken += count;
+        for (key, value) in data.by_ref().take(count) {
+            span.set_data(&key, value);
+        }
+        span.set_status(record.status);
+        span.finish_with_timestamp(record.end);
+    }
+}
+
+/// Build the pipeline's transaction envelope (on whichever thread calls this).
+pub(crate) fn complete(pipeline: FinishedPipeline) -> Option<Envelope> {
+    let FinishedPipeline {
+        transaction,
+        stages,
+        data,
+        tags,
+        scope,
+        end,
+        private,
+    } = pipeline;
+    tags.apply(&transaction);
+    attach_stages(&transaction, stages, data);
+    let hub = Arc::new(Hub::new(private.client(), Arc::new(scope)));
+    HANDED_BACK.with(|slot| slot.borrow_mut().take());
+    Hub::run(hub, || transaction.finish_with_timestamp(end));
+    HANDED_BACK
+        .with(|slot| slot.borrow_mut().take())
+        .filter(|envelope| {
+            envelope
+                .items()
+                .any(|item| matches!(item, EnvelopeItem::Transaction(_)))
+        })
+}
+
+/// Send a finished pipeline: onto the agent transport's queue (built on its worker), or, when
+/// the client's transport is not the agent's, built here and sent through `hub`'s client.
+pub(crate) fn dispatch(shared: &Shared, hub: &Hub, pipeline: FinishedPipeline) {
+    if let Some(sender) = shared.sender() {
+        sender.push_pipeline(pipeline);
+        return;
+    }
+    if let (Some(envelope), Some(client)) = (complete(pipeline), hub.client()) {
+        client.send_envelope(crate::scrub::scrub_envelope(envelope));
+    }
+}
