@@ -400,3 +400,18 @@ fn pipelines_still_queued_when_the_client_closes_are_sent() {
     assert_eq!(txs.len(), 3);
     assert!(txs.iter().all(|tx| tx.spans.len() == 5));
 }
+
+#[test]
+fn agent_client_options_under_sentrys_test_transport_still_send_the_transaction() {
+    // `client_options()` passed to sentry's test helper, which swaps in its own transport: the
+    // agent's queue is not there, so the pipeline is built on the loop and sent directly.
+    let envelopes = sentry::test::with_captured_envelopes_options(
+        || filled_cycle().expect("fills"),
+        options("ag_swapped").client_options(),
+    );
+    let txs = transactions(&envelopes);
+    assert_eq!(txs.len(), 1, "{envelopes:#?}");
+    assert_eq!(txs[0].spans.len(), 5);
+    assert_eq!(txs[0].tags["outcome"], "filled");
+    assert_eq!(txs[0].tags["trade.asset"], "BTC");
+}
