@@ -51,30 +51,6 @@ pub(crate) enum Decision {
     Position(PositionChange),
 }
 
-impl From<Signal> for Decision {
-    fn from(value: Signal) -> Self {
-        Self::Signal(value)
-    }
-}
-
-impl From<RiskCheck> for Decision {
-    fn from(value: RiskCheck) -> Self {
-        Self::Risk(value)
-    }
-}
-
-impl From<ApiResponse> for Decision {
-    fn from(value: ApiResponse) -> Self {
-        Self::Api(value)
-    }
-}
-
-impl From<PositionChange> for Decision {
-    fn from(value: PositionChange) -> Self {
-        Self::Position(value)
-    }
-}
-
 impl Decision {
     fn into_breadcrumb(self) -> Breadcrumb {
         match self {
@@ -215,7 +191,7 @@ impl Signal {
 
     /// Add the breadcrumb to the current hub (category `trade.signal`, level info).
     pub fn record(self) {
-        record(Decision::from(self));
+        record(Decision::Signal(self));
     }
 
     /// The breadcrumb (category `trade.signal`, level info).
@@ -256,7 +232,7 @@ impl RiskCheck {
 
     /// Add the breadcrumb to the current hub (category `trade.risk`; level info, warning when it failed).
     pub fn record(self) {
-        record(Decision::from(self));
+        record(Decision::Risk(self));
     }
 
     /// The breadcrumb (category `trade.risk`; level info, warning when it failed).
@@ -306,7 +282,7 @@ impl ApiResponse {
     /// Add the breadcrumb to the current hub (category `trade.api`, type `http`; level info, error when the
     /// status is 400 or more).
     pub fn record(self) {
-        record(Decision::from(self));
+        record(Decision::Api(self));
     }
 
     /// The breadcrumb (category `trade.api`, type `http`; level info, error when the
@@ -359,7 +335,7 @@ impl PositionChange {
 
     /// Add the breadcrumb to the current hub (category `trade.position`, level info).
     pub fn record(self) {
-        record(Decision::from(self));
+        record(Decision::Position(self));
     }
 
     /// The breadcrumb (category `trade.position`, level info).

@@ -34,7 +34,7 @@ use crate::transport::Sender;
 /// The agent's state shared by its client (as an integration) and its transport.
 #[derive(Default)]
 pub(crate) struct Shared {
-    private: OnceLock<Option<Arc<Hub>>>,
+    private: OnceLock<Arc<Hub>>,
     sender: Mutex<Weak<Sender>>,
     /// The agent's decision log ([`crate::breadcrumbs`]).
     pub(crate) decisions: DecisionLog,
@@ -54,20 +54,19 @@ impl Shared {
 
     /// The hub of the private client pipelines start their transactions on, built the first
     /// time from the agent client's options.
-    pub(crate) fn private_hub(&self, client: &Client) -> Option<Arc<Hub>> {
-        self.private
-            .get_or_init(|| {
-                let mut options: ClientOptions = client.options().clone();
-                options.transport = Some(Arc::new(HandBackFactory));
-                options.before_send = None;
-                options.before_breadcrumb = None;
-                options.integrations = Vec::new();
-                options.default_integrations = false;
-                options.auto_session_tracking = false;
-                let client = Arc::new(Client::from(options));
-                Some(Arc::new(Hub::new(Some(client), Arc::new(Scope::default()))))
-            })
-            .clone()
+    pub(crate) fn private_hub(&self, client: &Client) -> Arc<Hub> {
+        let hub = self.private.get_or_init(|| {
+            let mut options: ClientOptions = client.options().clone();
+            options.transport = Some(Arc::new(HandBackFactory));
+            options.before_send = None;
+            options.before_breadcrumb = None;
+            options.integrations = Vec::new();
+            options.default_integrations = false;
+            options.auto_session_tracking = false;
+            let client = Arc::new(Client::from(options));
+            Arc::new(Hub::new(Some(client), Arc::new(Scope::default())))
+        });
+        Arc::clone(hub)
     }
 }
 

@@ -223,6 +223,16 @@ impl Stage {
         }
     }
 
+    /// The data key of the stage's own timing, in milliseconds: `duration_ms` for
+    /// `risk.check`, `latency_ms` for `http.client`; other stages record none.
+    fn timing_key(&self) -> Option<&'static str> {
+        match self {
+            Self::RiskCheck => Some("duration_ms"),
+            Self::Http { .. } => Some("latency_ms"),
+            _ => None,
+        }
+    }
+
     /// The phase errors of this stage are captured with (unless they name their own).
     pub fn phase(&self) -> Phase {
         match self {
@@ -433,7 +443,7 @@ impl OrderPipeline {
         let context = TransactionContext::new(&name, PIPELINE_OP);
         let agent = deferred::shared_of(&hub).and_then(|shared| {
             let client = hub.client()?;
-            let private = shared.private_hub(&client)?;
+            let private = shared.private_hub(&client);
             Some((shared, private))
         });
         let (transaction, finisher) = match agent {
@@ -540,11 +550,17 @@ impl OrderPipeline {
         let result = f(handle);
         let ended = Instant::now();
         let millis = ended.saturating_duration_since(started).as_secs_f64() * 1000.0;
-        let status = self
-            .pending
-            .lock()
-            .ok()
-            .and_then(|mut pending| pending.status.take());
+        let (status, data_end) = match self.pending.lock() {
+            Ok(mut pending) => {
+                if self.sampled
+                    && let Some(key) = stage.timing_key()
+                {
+                    pending.data.push((Cow::Borrowed(key), millis.into()));
+                }
+                (pending.status.take(), pending.data.len())
+            }
+            Err(_) => (None, 0),
+        };
         let (result, status) = match result {
             Ok(value) => (Ok(value), status.unwrap_or(SpanStatus::Ok)),
             Err(mut error) => {
@@ -555,20 +571,6 @@ impl OrderPipeline {
             }
         };
         if self.sampled {
-            let timing = match stage {
-                Stage::RiskCheck => Some("duration_ms"),
-                Stage::Http { .. } => Some("latency_ms"),
-                _ => None,
-            };
-            let data_end = match self.pending.lock() {
-                Ok(mut pending) => {
-                    if let Some(key) = timing {
-                        pending.data.push((Cow::Borrowed(key), millis.into()));
-                    }
-                    pending.data.len()
-                }
-                Err(_) => 0,
-            };
             self.stages.push(StageRecord {
                 stage,
                 span_id,
@@ -581,6 +583,14 @@ impl OrderPipeline {
         result
     }
 
+    /// A `sentry` span for a stage, a child of the pipeline's transaction.
+    fn open_span(&self, stage: &Stage) -> TransactionOrSpan {
+        TransactionOrSpan::Span(
+            self.transaction
+                .start_child(stage.op(), &stage.description()),
+        )
+    }
+
     /// A synchronous stage on a hub that is not an agent's: a `sentry` span, current while
     /// the stage runs.
     fn stage_plain<T>(
@@ -588,10 +598,7 @@ impl OrderPipeline {
         stage: Stage,
         f: impl FnOnce(StageSpan) -> Result<T, TradingError>,
     ) -> Result<T, TradingError> {
-        let span = TransactionOrSpan::Span(
-            self.transaction
-                .start_child(stage.op(), &stage.description()),
-        );
+        let span = self.open_span(&stage);
         let previous = self.hub.configure_scope(|scope| {
             let previous = scope.get_span();
             scope.set_span(Some(span.clone()));
@@ -615,11 +622,9 @@ impl OrderPipeline {
         started: Instant,
         result: Result<T, TradingError>,
     ) -> Result<T, TradingError> {
-        let millis = started.elapsed().as_secs_f64() * 1000.0;
-        match stage {
-            Stage::RiskCheck => span.set_data("duration_ms", millis.into()),
-            Stage::Http { .. } => span.set_data("latency_ms", millis.into()),
-            _ => {}
+        if let Some(key) = stage.timing_key() {
+            let millis = started.elapsed().as_secs_f64() * 1000.0;
+            span.set_data(key, millis.into());
         }
         let result = match result {
             Ok(value) => {
@@ -647,10 +652,7 @@ impl OrderPipeline {
         F: FnOnce(StageSpan) -> Fut,
         Fut: Future<Output = Result<T, TradingError>>,
     {
-        let span = TransactionOrSpan::Span(
-            self.transaction
-                .start_child(stage.op(), &stage.description()),
-        );
+        let span = self.open_span(&stage);
         let hub = Arc::new(Hub::new_from_top(&self.hub));
         hub.configure_scope(|scope| scope.set_span(Some(span.clone())));
         let started = Instant::now();
@@ -679,6 +681,11 @@ impl OrderPipeline {
         self.finished = true;
         let end = self.clock.wall(Instant::now());
         let previous = self.previous.take();
+        let tags = PipelineTags {
+            asset: std::mem::take(&mut self.asset),
+            side: self.side,
+            outcome,
+        };
         match &self.finisher {
             Finisher::Agent { shared, private } if self.sampled => {
                 let scope = self.hub.configure_scope(|scope| {
@@ -697,11 +704,7 @@ impl OrderPipeline {
                     transaction: self.transaction.clone(),
                     stages: std::mem::take(&mut self.stages),
                     data,
-                    tags: PipelineTags {
-                        asset: std::mem::take(&mut self.asset),
-                        side: self.side,
-                        outcome,
-                    },
+                    tags,
                     scope,
                     end,
                     private: Arc::clone(private),
@@ -710,12 +713,7 @@ impl OrderPipeline {
             }
             _ => {
                 self.hub.configure_scope(|scope| scope.set_span(previous));
-                PipelineTags {
-                    asset: self.asset.clone(),
-                    side: self.side,
-                    outcome,
-                }
-                .apply(&self.transaction);
+                tags.apply(&self.transaction);
                 self.transaction.clone().finish_with_timestamp(end);
             }
         }

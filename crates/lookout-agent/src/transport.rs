@@ -6,8 +6,9 @@
 //! `send_envelope` is a push onto a bounded queue; a worker thread takes the queued envelopes
 //! in batches, builds the transactions of finished order pipelines queued the same way
 //! ([`crate::deferred`]), scrubs each envelope ([`crate::scrub::scrub_envelope`]) and hands
-//! it to the inner transport. An envelope that does not fit is counted in [`Counters`] and recorded as a
-//! `queue_overflow` loss in the client report `sentry` attaches to the next envelope it sends.
+//! it to the inner transport. An envelope that does not fit is counted in [`Counters`] and
+//! recorded as a `queue_overflow` loss in the client report `sentry` attaches to the next
+//! envelope it sends.
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;

@@ -7,15 +7,21 @@ use std::time::Duration;
 use lookout_agent::{Options, TradingError, TradingErrorKind, capture_trading_error};
 use sentry::Hub;
 
-#[test]
-fn a_stalled_server_costs_the_loop_nothing_and_drops_are_counted() {
-    // Accepts (the kernel completes the handshake) but never reads or answers.
+/// A server that accepts (the kernel completes the handshake) but never reads or answers,
+/// and an agent pointed at it with a send queue of 4.
+fn stalled(agent_id: &str) -> (TcpListener, Options) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let options = Options::new("ag_stall")
+    let options = Options::new(agent_id)
         .dsn(format!("http://public@127.0.0.1:{port}/1"))
         .release("bot@1.0.0")
         .queue_capacity(4);
+    (listener, options)
+}
+
+#[test]
+fn a_stalled_server_costs_the_loop_nothing_and_drops_are_counted() {
+    let (listener, options) = stalled("ag_stall");
     let counters = options.counters();
     let hub = options.hub();
     Hub::run(hub.clone(), || {
@@ -45,13 +51,8 @@ fn a_stalled_server_costs_the_loop_nothing_and_drops_are_counted() {
 fn finished_pipelines_that_do_not_fit_are_counted_not_waited_for() {
     use lookout_agent::{OrderPipeline, Outcome, Side, Stage};
 
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let options = Options::new("ag_stall_tx")
-        .dsn(format!("http://public@127.0.0.1:{port}/1"))
-        .release("bot@1.0.0")
-        .traces_sample_rate(1.0)
-        .queue_capacity(4);
+    let (listener, options) = stalled("ag_stall_tx");
+    let options = options.traces_sample_rate(1.0);
     let counters = options.counters();
     let hub = options.hub();
     Hub::run(hub.clone(), || {

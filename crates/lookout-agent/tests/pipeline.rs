@@ -40,6 +40,22 @@ fn filled_cycle() -> Result<(), TradingError> {
     Ok(())
 }
 
+/// The ops of `filled_cycle`'s stage spans, in order.
+const FIVE_STAGES: [&str; 5] = [
+    "signal.validate",
+    "risk.check",
+    "order.size",
+    "http.client",
+    "order.confirm",
+];
+
+fn span_ops<'a>(tx: &'a sentry::protocol::Transaction<'_>) -> Vec<&'a str> {
+    tx.spans
+        .iter()
+        .map(|s| s.op.as_deref().unwrap_or(""))
+        .collect()
+}
+
 #[test]
 fn a_filled_order_is_one_transaction_with_five_spans_and_their_data() {
     let envelopes = capture(options("ag_pipe"), || filled_cycle().expect("fills"));
@@ -58,21 +74,7 @@ fn a_filled_order_is_one_transaction_with_five_spans_and_their_data() {
     assert_eq!(tx.tags["trade.side"], "buy");
     assert_eq!(tx.tags["agent_id"], "ag_pipe");
 
-    let ops: Vec<_> = tx
-        .spans
-        .iter()
-        .map(|s| s.op.as_deref().unwrap_or(""))
-        .collect();
-    assert_eq!(
-        ops,
-        [
-            "signal.validate",
-            "risk.check",
-            "order.size",
-            "http.client",
-            "order.confirm"
-        ]
-    );
+    assert_eq!(span_ops(tx), FIVE_STAGES);
     for span in &tx.spans {
         assert_eq!(span.parent_span_id, Some(trace.span_id), "{:?}", span.op);
         assert_eq!(span.status, Some(SpanStatus::Ok));
@@ -366,21 +368,7 @@ fn a_pipeline_on_a_plain_sentry_hub_sends_the_same_transaction() {
     let tx = &txs[0];
     assert_eq!(tx.name.as_deref(), Some("Order Pipeline: BTC buy"));
     assert_eq!(tx.tags["outcome"], "filled");
-    let ops: Vec<_> = tx
-        .spans
-        .iter()
-        .map(|s| s.op.as_deref().unwrap_or(""))
-        .collect();
-    assert_eq!(
-        ops,
-        [
-            "signal.validate",
-            "risk.check",
-            "order.size",
-            "http.client",
-            "order.confirm"
-        ]
-    );
+    assert_eq!(span_ops(tx), FIVE_STAGES);
     assert_eq!(tx.spans[2].data.get("size_usd"), Some(&json!(250.0)));
     assert!(tx.spans[1].data.contains_key("duration_ms"));
 }
