@@ -16,7 +16,9 @@
 //!   leaving the rest of the text.
 //!
 //! Every rule is a linear-time regex or a single pass over words, so a 1 MB string costs
-//! linear time.
+//! linear time. Most strings and keys match no rule, so cheap prefilters that only skip what
+//! cannot match (one pass over a string's bytes, a letter-set test on a key) come first; the
+//! unit tests check each against the rules run unfiltered.
 
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -45,11 +47,36 @@ static PEM: LazyLock<Regex> = LazyLock::new(|| {
 static HEX_KEY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?-u:\b)0x[0-9a-fA-F]{64}(?-u:\b)").expect("constant pattern"));
 
+/// The keywords of [`KV_SECRET`], as `(stem, last word)`: a non-empty stem is followed by an
+/// optional `_` or `-` (`api[_-]?key` is `("api", "key")`). The regex is built from this list
+/// and the `key_value` prefilter ([`kv_keyword_before`]) reads it, so the two cannot drift.
+const KV_KEYWORDS: &[(&str, &str)] = &[
+    ("", "password"),
+    ("", "passwd"),
+    ("", "pwd"),
+    ("", "passphrase"),
+    ("", "secret"),
+    ("api", "key"),
+    ("private", "key"),
+    ("access", "token"),
+    ("auth", "token"),
+    ("", "mnemonic"),
+    ("seed", "phrase"),
+];
+
 /// `password=…`, `api_key: …` and the like inside free text (log lines, exception values).
 static KV_SECRET: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r#"(?i)(?-u:\b)((?:password|passwd|pwd|passphrase|secret|api[_-]?key|private[_-]?key|access[_-]?token|auth[_-]?token|mnemonic|seed[_-]?phrase)\s*[=:]\s*)"?[^\s"',;&]+"?"#,
-    )
+    let keywords: Vec<String> = KV_KEYWORDS
+        .iter()
+        .map(|(stem, last)| match *stem {
+            "" => (*last).to_owned(),
+            stem => format!("{stem}[_-]?{last}"),
+        })
+        .collect();
+    Regex::new(&format!(
+        r#"(?i)(?-u:\b)((?:{})\s*[=:]\s*)"?[^\s"',;&]+"?"#,
+        keywords.join("|")
+    ))
     .expect("constant pattern")
 });
 
@@ -73,22 +100,60 @@ const SECRET_KEY_PARTS: &[&str] = &[
 /// Keys whose values are secrets, normalised, matched exactly or as a suffix.
 const SECRET_KEY_SUFFIXES: &[&str] = &["token", "seed", "auth", "pwd", "xprv"];
 
+/// The first bytes of `parts`, as a table: a key byte that starts no part is skipped with one
+/// load instead of a comparison per part.
+const fn first_bytes(parts: &[&str]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < parts.len() {
+        let part = parts[i].as_bytes();
+        if !part.is_empty() {
+            table[part[0] as usize] = true;
+        }
+        i += 1;
+    }
+    table
+}
+
+static SECRET_PART_STARTS: [bool; 256] = first_bytes(SECRET_KEY_PARTS);
+
+/// The set of a word's bytes modulo 32, as bits. ASCII letters keep their low five bits when
+/// lowercased, so the set of an ASCII key holds the set of its normalised form, and hence of
+/// every part or suffix that form holds.
+const fn letter_set(word: &[u8]) -> u32 {
+    let mut set = 0;
+    let mut i = 0;
+    while i < word.len() {
+        set |= 1 << (word[i] & 31);
+        i += 1;
+    }
+    set
+}
+
+const SECRET_WORD_COUNT: usize = SECRET_KEY_PARTS.len() + SECRET_KEY_SUFFIXES.len();
+
+/// The letter sets of [`SECRET_KEY_PARTS`] and [`SECRET_KEY_SUFFIXES`].
+static SECRET_LETTER_SETS: [u32; SECRET_WORD_COUNT] = {
+    let mut sets = [0; SECRET_WORD_COUNT];
+    let mut i = 0;
+    while i < SECRET_WORD_COUNT {
+        let word = if i < SECRET_KEY_PARTS.len() {
+            SECRET_KEY_PARTS[i]
+        } else {
+            SECRET_KEY_SUFFIXES[i - SECRET_KEY_PARTS.len()]
+        };
+        sets[i] = letter_set(word.as_bytes());
+        i += 1;
+    }
+    sets
+};
+
 fn normalise_key(key: &str) -> String {
     key.chars()
         .filter(|c| *c != '_' && *c != '-' && *c != ' ')
         .flat_map(char::to_lowercase)
         .collect()
 }
-
-/// The key rules as one byte regex over the normalised key (Teddy-accelerated literal
-/// alternation: much cheaper than a `contains` per part on every key of every event).
-static SECRET_KEY_RE: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
-    let parts = SECRET_KEY_PARTS.join("|");
-    let suffixes = SECRET_KEY_SUFFIXES.join("|");
-    regex::bytes::Regex::new(&format!("(?:{parts})|(?:{suffixes})$")).expect("constant pattern")
-});
-static HASH_KEY_RE: LazyLock<regex::bytes::Regex> =
-    LazyLock::new(|| regex::bytes::Regex::new(r"hash|^tx$|txid$").expect("constant pattern"));
 
 /// Run `f` on the normalised key; ASCII keys up to 64 bytes (nearly all) use a stack buffer.
 fn with_normalised_key<R>(key: &str, f: impl FnOnce(&[u8]) -> R) -> R {
@@ -105,13 +170,49 @@ fn with_normalised_key<R>(key: &str, f: impl FnOnce(&[u8]) -> R) -> R {
     }
 }
 
-/// Whether a value under `key` is a secret as a whole.
-pub fn is_secret_key(key: &str) -> bool {
-    with_normalised_key(key, |k| !k.is_empty() && SECRET_KEY_RE.is_match(k))
+/// Whether `haystack` holds one of `parts`, whose first bytes are `starts`. Keys are short
+/// (a dozen bytes), so a plain scan beats any searcher's setup.
+fn contains_any(haystack: &[u8], parts: &[&str], starts: &[bool; 256]) -> bool {
+    let mut rest = haystack;
+    while let [first, tail @ ..] = rest {
+        if starts[usize::from(*first)] && parts.iter().any(|p| rest.starts_with(p.as_bytes())) {
+            return true;
+        }
+        rest = tail;
+    }
+    false
 }
 
+/// The key rules on a normalised key: it holds one of [`SECRET_KEY_PARTS`], or it is or ends
+/// with one of [`SECRET_KEY_SUFFIXES`].
+fn is_secret_normalised_key(k: &[u8]) -> bool {
+    !k.is_empty()
+        && (SECRET_KEY_SUFFIXES
+            .iter()
+            .any(|s| k.ends_with(s.as_bytes()))
+            || contains_any(k, SECRET_KEY_PARTS, &SECRET_PART_STARTS))
+}
+
+/// Whether a value under `key` is a secret as a whole.
+pub fn is_secret_key(key: &str) -> bool {
+    // Quick reject, most keys: an ASCII key lacking a letter of every part and suffix holds
+    // none of them (see `letter_set`). Non-ASCII keys can lowercase into ASCII (the Kelvin
+    // sign is `k`), so they always take the full check.
+    if key.is_ascii() {
+        let set = letter_set(key.as_bytes());
+        if !SECRET_LETTER_SETS.iter().any(|&word| word & !set == 0) {
+            return false;
+        }
+    }
+    with_normalised_key(key, is_secret_normalised_key)
+}
+
+/// Whether `key` names a hash (`tx_hash`, `blockHash`, `tx`, `txid`, …): a normalised key
+/// holding `hash`, equal to `tx`, or ending with `txid`.
 fn is_hash_key(key: &str) -> bool {
-    with_normalised_key(key, |k| HASH_KEY_RE.is_match(k))
+    with_normalised_key(key, |k| {
+        k == b"tx" || k.ends_with(b"txid") || k.windows(4).any(|w| w == b"hash")
+    })
 }
 
 /// One removal: where, and which rule.
@@ -186,11 +287,11 @@ fn walk(
         });
         return;
     }
+    // The cheap value checks come before the key rules, which then run only where they matter.
     if let Some(k) = key
-        && is_secret_key(k)
-        && !matches!(value, Value::Null)
+        && !matches!(value, Value::Null | Value::Bool(_))
         && value.as_str() != Some(FILTERED)
-        && !matches!(value, Value::Bool(_))
+        && is_secret_key(k)
     {
         *value = Value::String(FILTERED.into());
         report.removals.push(Removal {
@@ -215,22 +316,21 @@ fn walk(
         }
         Value::Array(items) => {
             // A `[key, value]` pair (tags or headers as lists) is judged by its key.
-            if items.len() == 2
-                && let Some(k) = items[0].as_str().map(str::to_owned)
+            if let [first, second] = items.as_mut_slice()
+                && let Some(k) = first.as_str()
             {
                 let len = path.len();
-                push_path(path, "1");
-                walk(&mut items[1], Some(&k), path, report, depth + 1);
+                push_index(path, 1);
+                walk(second, Some(k), path, report, depth + 1);
                 path.truncate(len);
-                let len = path.len();
-                push_path(path, "0");
-                walk(&mut items[0], None, path, report, depth + 1);
+                push_index(path, 0);
+                walk(first, None, path, report, depth + 1);
                 path.truncate(len);
                 return;
             }
             for (i, item) in items.iter_mut().enumerate() {
                 let len = path.len();
-                push_path(path, &i.to_string());
+                push_index(path, i);
                 walk(item, None, path, report, depth + 1);
                 path.truncate(len);
             }
@@ -254,17 +354,44 @@ fn push_path(path: &mut String, part: &str) {
     path.push_str(part);
 }
 
+/// [`push_path`] for an array index, written in place (no `to_string` allocation per item).
+fn push_index(path: &mut String, index: usize) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    let mut digits = [0u8; 20]; // u64::MAX has 20 digits
+    let mut start = digits.len();
+    let mut n = index;
+    loop {
+        start -= 1;
+        // `n % 10` is a single digit.
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    path.extend(digits[start..].iter().map(|&d| char::from(d)));
+}
+
 /// Scrub secrets out of free text. `None` when nothing was found.
 pub fn scrub_text(s: &str, keep_hex: bool) -> Option<(String, Vec<&'static str>)> {
     scrub_text_with(s, &anchors(s.as_bytes()), keep_hex)
 }
 
 fn scrub_text_with(s: &str, a: &Anchors, keep_hex: bool) -> Option<(String, Vec<&'static str>)> {
+    if !a.any() {
+        return None;
+    }
     let mut rules = Vec::new();
     let mut out: Option<String> = None;
-    // Cheap substring prefilters: most strings hold none of the anchors a rule needs, and
-    // skipping the regex for them is most of the scrubber's speed.
-    let (has_pem, has_bearer, has_pf, has_0x) = (a.pem, a.bearer, a.pf, a.hex);
+    // Cheap prefilters: most strings hold none of the anchors a rule needs, and skipping the
+    // regex for them is most of the scrubber's speed.
+    //
+    // The anchors are taken from `s`, while each rule runs on the text the rules before it
+    // left. A replacement (`[Filtered]`, `Bearer [Filtered]`) adds no anchor a later rule
+    // needs (`sk_`, `0x`, a keyword before `=` or `:`), and as it starts with `[` or `B` and
+    // ends with `]`, it completes none with the text around it.
     let mut apply = |re: &Regex,
                      rule: &'static str,
                      replacement: &str,
@@ -280,15 +407,15 @@ fn scrub_text_with(s: &str, a: &Anchors, keep_hex: bool) -> Option<(String, Vec<
             rules.push(rule);
         }
     };
-    apply(&PEM, "pem_private_key", FILTERED, &mut out, has_pem);
-    apply(&BEARER, "bearer", "Bearer [Filtered]", &mut out, has_bearer);
-    apply(&PF_KEY, "purple_flea_key", FILTERED, &mut out, has_pf);
+    apply(&PEM, "pem_private_key", FILTERED, &mut out, a.pem);
+    apply(&BEARER, "bearer", "Bearer [Filtered]", &mut out, a.bearer);
+    apply(&PF_KEY, "purple_flea_key", FILTERED, &mut out, a.pf);
     apply(
         &HEX_KEY,
         "hex_private_key",
         FILTERED,
         &mut out,
-        has_0x && !keep_hex,
+        a.hex && !keep_hex,
     );
     apply(&KV_SECRET, "key_value", "${1}[Filtered]", &mut out, a.kv);
     let current = out.as_deref().unwrap_or(s);
@@ -308,42 +435,175 @@ struct Anchors {
     bearer: bool,
     pf: bool,
     hex: bool,
-    /// A `=` or `:` that a `key=value` secret needs.
+    /// A `KV_SECRET` keyword, then optional whitespace, then `=` or `:` (or, in non-ASCII
+    /// text, any `=` or `:`; see [`anchors`]).
     kv: bool,
     /// ASCII whitespace bytes (a 12-word mnemonic needs at least 11).
     spaces: usize,
 }
 
-fn anchors(b: &[u8]) -> Anchors {
-    let mut a = Anchors::default();
-    for (i, &c) in b.iter().enumerate() {
-        match c {
-            b'_' if i >= 2 => {
+impl Anchors {
+    /// Whether any rule can match.
+    fn any(&self) -> bool {
+        self.pem || self.bearer || self.pf || self.hex || self.kv || self.spaces >= 11
+    }
+
+    /// Note what the byte at `i`, of class `class`, anchors.
+    fn visit(&mut self, b: &[u8], i: usize, class: u8, kv_separator: &mut bool) {
+        match class {
+            UNDERSCORE if i >= 2 => {
                 let p = [b[i - 2].to_ascii_lowercase(), b[i - 1].to_ascii_lowercase()];
-                a.pf |= matches!(&p, b"sk" | b"pk" | b"pf");
+                self.pf |= matches!(&p, b"sk" | b"pk" | b"pf");
             }
-            b'x' if i >= 1 && b[i - 1] == b'0' => a.hex = true,
-            b'-' => a.pem |= b[i..].starts_with(b"-----BEGIN"),
-            b'b' | b'B' => {
-                a.bearer |= b
+            LOWER_X if i >= 1 && b[i - 1] == b'0' => self.hex = true,
+            DASH => self.pem |= b[i..].starts_with(b"-----BEGIN"),
+            LETTER_B => {
+                self.bearer |= b
                     .get(i..i + 6)
                     .is_some_and(|w| w.eq_ignore_ascii_case(b"bearer"))
             }
-            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => a.spaces += 1,
-            b'=' | b':' => a.kv = true,
+            KV_SEPARATOR => {
+                *kv_separator = true;
+                self.kv = self.kv || kv_keyword_before(&b[..i]);
+            }
             _ => {}
         }
     }
+}
+
+/// Byte classes of the [`anchors`] pass. `PLAIN` and `SPACE` (most bytes) take the fast path.
+const PLAIN: u8 = 0;
+const SPACE: u8 = 1;
+const UNDERSCORE: u8 = 2;
+const LOWER_X: u8 = 3;
+const DASH: u8 = 4;
+const LETTER_B: u8 = 5;
+const KV_SEPARATOR: u8 = 6;
+
+static ANCHOR_CLASS: [u8; 256] = {
+    let mut table = [PLAIN; 256];
+    table[b' ' as usize] = SPACE;
+    table[b'\t' as usize] = SPACE;
+    table[b'\n' as usize] = SPACE;
+    table[b'\r' as usize] = SPACE;
+    table[b'\x0c' as usize] = SPACE;
+    table[b'_' as usize] = UNDERSCORE;
+    table[b'x' as usize] = LOWER_X;
+    table[b'-' as usize] = DASH;
+    table[b'b' as usize] = LETTER_B;
+    table[b'B' as usize] = LETTER_B;
+    table[b'=' as usize] = KV_SEPARATOR;
+    table[b':' as usize] = KV_SEPARATOR;
+    table
+};
+
+/// The anchors of `b`, in one pass: a table load per byte, and a closer look only at the few
+/// bytes that can start or end an anchor.
+fn anchors(b: &[u8]) -> Anchors {
+    let mut a = Anchors::default();
+    let mut kv_separator = false;
+    let mut spaces = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let class = ANCHOR_CLASS[usize::from(c)];
+        spaces += usize::from(class == SPACE);
+        if class > SPACE {
+            a.visit(b, i, class, &mut kv_separator);
+        }
+    }
+    a.spaces = spaces;
+    // In ASCII text, `KV_SECRET` can only match where a keyword, then whitespace, ends right
+    // before a `=` or `:`, which is what `kv_keyword_before` looks for. Beyond ASCII, its
+    // Unicode case folding (`ſ` is `s`, the Kelvin sign `K` is `k`) and Unicode `\s` match
+    // more than that check sees, so any `=` or `:` lets the regex run.
+    a.kv = a.kv || (kv_separator && !b.is_ascii());
     a
+}
+
+/// Whether `before` (the text before a `=` or `:`) ends with a [`KV_KEYWORDS`] keyword,
+/// ASCII-case-insensitively, then optional ASCII whitespace: in ASCII text, what comes before
+/// the `=` or `:` of any `KV_SECRET` match. Word boundaries are not checked (a superset is
+/// sound).
+fn kv_keyword_before(before: &[u8]) -> bool {
+    // `\s` on ASCII, which unlike `is_ascii_whitespace` includes the vertical tab.
+    let end = before
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))
+        .map_or(0, |p| p + 1);
+    let text = &before[..end];
+    let Some(end_byte) = text.last().map(u8::to_ascii_lowercase) else {
+        return false;
+    };
+    KV_KEYWORDS.iter().any(|(stem, last)| {
+        // Most `=` and `:` follow a digit, a quote or a letter no keyword ends with.
+        if last.as_bytes().last() != Some(&end_byte) {
+            return false;
+        }
+        let Some(rest) = strip_suffix_ignore_case(text, last) else {
+            return false;
+        };
+        stem.is_empty()
+            || strip_suffix_ignore_case(rest, stem).is_some()
+            || rest
+                .strip_suffix(b"_")
+                .or_else(|| rest.strip_suffix(b"-"))
+                .is_some_and(|r| strip_suffix_ignore_case(r, stem).is_some())
+    })
+}
+
+fn strip_suffix_ignore_case<'a>(text: &'a [u8], suffix: &str) -> Option<&'a [u8]> {
+    let split = text.len().checked_sub(suffix.len())?;
+    let (rest, tail) = text.split_at(split);
+    tail.eq_ignore_ascii_case(suffix.as_bytes()).then_some(rest)
 }
 
 /// Replace every run of 12 or more consecutive BIP-39 words (separated by whitespace,
 /// lowercase) with `[Filtered]`.
 fn scrub_mnemonics(s: &str) -> Option<String> {
     // Quick reject: a mnemonic needs at least 11 spaces.
-    if s.bytes().filter(|b| b.is_ascii_whitespace()).count() < 11 {
+    if s.bytes().filter(|b| b.is_ascii_whitespace()).count() < 11 || !may_hold_mnemonic(s) {
         return None;
     }
+    replace_mnemonic_runs(s)
+}
+
+/// Whether `s` has a run of 12 word tokens of 3 to 8 ASCII letters, which any run of 12
+/// BIP-39 words is (every word on the list is 3 to 8 lowercase ASCII letters; a test checks).
+/// No set lookups: most text with a dozen spaces (log lines, code) fails this.
+///
+/// Tokens are split at ASCII whitespace (with the vertical tab) and at every non-ASCII byte
+/// and trimmed of ASCII punctuation. That is sound against [`replace_mnemonic_runs`]'s
+/// Unicode tokens: a token whose word is 3 to 8 ASCII letters yields the same word here plus
+/// tokens of punctuation only (skipped, as there); a token with an empty word yields only
+/// punctuation tokens; so a run there is a run here. The converse can fail (`café` is
+/// `caf`), which only costs a lookup pass.
+fn may_hold_mnemonic(s: &str) -> bool {
+    let mut run = 0;
+    let separator =
+        |c: &u8| !c.is_ascii() || matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r');
+    for token in s.as_bytes().split(separator) {
+        let Some(start) = token.iter().position(u8::is_ascii_alphanumeric) else {
+            continue;
+        };
+        let end = token
+            .iter()
+            .rposition(u8::is_ascii_alphanumeric)
+            .map_or(start, |e| e + 1);
+        let word = &token[start..end];
+        if (3..=8).contains(&word.len()) && word.iter().all(u8::is_ascii_alphabetic) {
+            run += 1;
+            if run == 12 {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
+/// The mnemonic rule proper: replace every run of 12 or more words on the list (tokens split
+/// at Unicode whitespace, trimmed of non-alphanumeric characters, ASCII-lowercased).
+fn replace_mnemonic_runs(s: &str) -> Option<String> {
     let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut run_start: Option<usize> = None;
     let mut run_end = 0;
@@ -536,6 +796,467 @@ mod tests {
         let (out, _) = scrub_text(&big, false).unwrap();
         assert!(out.ends_with("[Filtered]"));
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    /// The key rules as they were defined: one regex over the normalised key.
+    static SECRET_KEY_ORACLE: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
+        let parts = SECRET_KEY_PARTS.join("|");
+        let suffixes = SECRET_KEY_SUFFIXES.join("|");
+        regex::bytes::Regex::new(&format!("(?:{parts})|(?:{suffixes})$")).expect("constant pattern")
+    });
+    static HASH_KEY_ORACLE: LazyLock<regex::bytes::Regex> =
+        LazyLock::new(|| regex::bytes::Regex::new(r"hash|^tx$|txid$").expect("constant pattern"));
+
+    fn is_secret_key_by_regex(key: &str) -> bool {
+        with_normalised_key(key, |k| !k.is_empty() && SECRET_KEY_ORACLE.is_match(k))
+    }
+
+    fn is_hash_key_by_regex(key: &str) -> bool {
+        with_normalised_key(key, |k| HASH_KEY_ORACLE.is_match(k))
+    }
+
+    /// `scrub_text` without any prefilter: every rule, in order, on the text so far.
+    fn scrub_text_unfiltered(s: &str, keep_hex: bool) -> Option<(String, Vec<&'static str>)> {
+        let mut text = s.to_owned();
+        let mut rules = Vec::new();
+        let regex_rules: [(&Regex, &str, &str); 5] = [
+            (&PEM, "pem_private_key", FILTERED),
+            (&BEARER, "bearer", "Bearer [Filtered]"),
+            (&PF_KEY, "purple_flea_key", FILTERED),
+            (&HEX_KEY, "hex_private_key", FILTERED),
+            (&KV_SECRET, "key_value", "${1}[Filtered]"),
+        ];
+        for (re, rule, replacement) in regex_rules {
+            if rule == "hex_private_key" && keep_hex {
+                continue;
+            }
+            if re.is_match(&text) {
+                text = re.replace_all(&text, replacement).into_owned();
+                rules.push(rule);
+            }
+        }
+        // Not a prefilter but part of the mnemonic rule as it stands: it applies to text with
+        // 11 ASCII whitespace bytes, before and after the rules above (twelve words separated
+        // by, say, no-break spaces are left).
+        let ascii_spaces = |t: &str| t.bytes().filter(u8::is_ascii_whitespace).count();
+        if ascii_spaces(s) >= 11
+            && ascii_spaces(&text) >= 11
+            && let Some(clean) = replace_mnemonic_runs(&text)
+        {
+            text = clean;
+            rules.push("mnemonic");
+        }
+        (!rules.is_empty()).then_some((text, rules))
+    }
+
+    const HEX64: &str = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+
+    /// Pieces of the texts the rules look for, and of the texts around them.
+    const TEXT_FRAGMENTS: &[&str] = &[
+        "password",
+        "Passwd",
+        "PWD",
+        "pwd",
+        "passphrase",
+        "SeCrEt",
+        "secret",
+        "api",
+        "API",
+        "key",
+        "Key",
+        "private",
+        "access",
+        "token",
+        "auth",
+        "mnemonic",
+        "seed",
+        "phrase",
+        "apikey",
+        "api_key",
+        "API-KEY",
+        "private-key",
+        "Access_Token",
+        "authtoken",
+        "seed_phrase",
+        "_",
+        "-",
+        "__",
+        "=",
+        ":",
+        " = ",
+        ": ",
+        "=\"",
+        "\"",
+        "'",
+        ",",
+        ";",
+        "&",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\x0b",
+        "\x0c",
+        "\r",
+        "\u{a0}",
+        "\u{2003}",
+        "\u{85}",
+        "ſ",
+        "\u{212a}",
+        "é",
+        "“",
+        "”",
+        ".",
+        "(",
+        ")",
+        "[",
+        "]",
+        "/",
+        "?",
+        "Bearer ",
+        "bearer\t",
+        "BEARER",
+        "abc.def-ghi_jkl",
+        "eyJhbGciOi",
+        "0",
+        "0x",
+        HEX64,
+        "0x4c0883a69102937d",
+        "sk_live_",
+        "pk_test_",
+        "pf_live_",
+        "sk_",
+        "Sk_",
+        "AbCdEf0123456789xyz",
+        "0123456789abcdef",
+        "-----BEGIN RSA PRIVATE KEY-----",
+        "-----END RSA PRIVATE KEY-----",
+        "-----BEGIN ",
+        "PRIVATE KEY-----",
+        "-----",
+        "legal",
+        "winner",
+        "Thank",
+        "year,",
+        "wave",
+        "(sausage",
+        "worth",
+        "useful",
+        "abandon",
+        "zoo",
+        "order",
+        "BTC",
+        "the",
+        "x",
+        "12",
+        "[Filtered]",
+    ];
+
+    /// Words, mostly BIP-39 ones in the forms the rule accepts, so that runs of twelve come up.
+    const MNEMONIC_WORDS: &[&str] = &[
+        "legal",
+        "winner",
+        "thank",
+        "Year",
+        "wave,",
+        "sausage",
+        "worth",
+        "useful",
+        "yellow",
+        "abandon",
+        "zoo",
+        "(ability)",
+        "LEGAL",
+        "“thank”",
+        "café",
+        "the",
+        "fox",
+        "x",
+        "12",
+        "pwd=",
+    ];
+
+    /// What may stand between words: whitespace of every kind, punctuation, nothing.
+    const MNEMONIC_GAPS: &[&str] = &[
+        " ", " ", " ", " ", "  ", "\t", "\n", "\r", "\x0b", "\x0c", "\u{a0}", "\u{3000}", "\u{85}",
+        ", ", " - ", "“", "...", " ... ", "",
+    ];
+
+    /// `KV_SECRET` keywords in the forms they come in, near misses, and look-alikes.
+    const KV_WORDS: &[&str] = &[
+        "password",
+        "PassWord",
+        "passwd",
+        "pwd",
+        "PWD",
+        "passphrase",
+        "secret",
+        "api_key",
+        "api-key",
+        "apikey",
+        "API KEY",
+        "api__key",
+        "private_key",
+        "privateKey",
+        "access-token",
+        "accesstoken",
+        "auth_token",
+        "AuthToken",
+        "mnemonic",
+        "seed_phrase",
+        "SeedPhrase",
+        "seed phrase",
+        "paſsword",
+        "api_\u{212a}ey",
+        "token",
+        "key",
+        "xsecret",
+        "secrets",
+        "my_password",
+        "pass",
+        "",
+    ];
+    const KV_GAPS: &[&str] = &["", " ", "  ", "\t", "\n", "\x0b", "\u{a0}", "\u{2003}"];
+    const KV_SEPARATORS: &[&str] = &["=", ":", "", "=>", ";", "::"];
+    const KV_VALUES: &[&str] = &[
+        "hunter2",
+        "\"abc\"",
+        "'abc'",
+        "",
+        "\"",
+        "[Filtered]",
+        "sk_live_0123456789abcdefXYZ",
+        "Bearer abcdefghij",
+        "x,y",
+        "0x4c0883a69102937d",
+    ];
+    const KV_JOINERS: &[&str] = &[" ", ", ", "&", "?", "", "\n", "-", "_"];
+
+    fn text_strategy() -> impl Strategy<Value = String> {
+        use prop::sample::select;
+        let soup = prop::collection::vec(select(TEXT_FRAGMENTS), 0..30).prop_map(|v| v.concat());
+        let words = prop::collection::vec((select(MNEMONIC_WORDS), select(MNEMONIC_GAPS)), 0..40)
+            .prop_map(|v| v.into_iter().flat_map(|(w, g)| [w, g]).collect::<String>());
+        let kv = prop::collection::vec(
+            (
+                select(KV_WORDS),
+                select(KV_GAPS),
+                select(KV_SEPARATORS),
+                select(KV_GAPS),
+                select(KV_VALUES),
+                select(KV_JOINERS),
+            ),
+            1..5,
+        )
+        .prop_map(|v| {
+            v.into_iter()
+                .flat_map(|(k, g1, sep, g2, value, j)| [k, g1, sep, g2, value, j])
+                .collect::<String>()
+        });
+        prop_oneof![soup, words, kv, "\\PC{0,80}"]
+    }
+
+    /// Pieces of key names, in the cases and separators keys come in.
+    const KEY_FRAGMENTS: &[&str] = &[
+        "pass",
+        "word",
+        "wd",
+        "password",
+        "secret",
+        "Secret",
+        "api",
+        "key",
+        "Key",
+        "private",
+        "access",
+        "token",
+        "TOKEN",
+        "seed",
+        "phrase",
+        "auth",
+        "Auth",
+        "orization",
+        "cookie",
+        "cred",
+        "ential",
+        "mnemonic",
+        "signing",
+        "xprv",
+        "pwd",
+        "hash",
+        "Hash",
+        "tx",
+        "Tx",
+        "id",
+        "txid",
+        "_",
+        "-",
+        " ",
+        "x",
+        "a",
+        "s",
+        "K",
+        "\u{212a}",
+        "to",
+        "en",
+        "ey",
+        "coo",
+        "ie",
+        "İ",
+        "ſ",
+        "é",
+        "csrf",
+        "asset",
+        "tokens",
+        "used",
+    ];
+
+    fn key_strategy() -> impl Strategy<Value = String> {
+        use prop::sample::select;
+        let pieces = prop::collection::vec(select(KEY_FRAGMENTS), 0..6).prop_map(|v| v.concat());
+        // Past 64 bytes, keys take the allocating normalisation.
+        let long = (pieces.clone(), 0..80usize).prop_map(|(k, n)| format!("{}{k}", "_x".repeat(n)));
+        prop_oneof![pieces, long, "[a-zA-Z_\\- ]{0,16}", "\\PC{0,12}"]
+    }
+
+    #[test]
+    fn non_ascii_keys_lowercase_into_secret_ones() {
+        // The Kelvin sign lowercases to `k`; the ASCII letter-set reject must not see these.
+        assert!(is_secret_key("TO\u{212a}EN"));
+        assert!(is_secret_key("api_\u{212a}ey"));
+        assert!(is_secret_key("coo\u{212a}ie_jar"));
+        assert!(!is_secret_key("\u{212a}elvin"));
+    }
+
+    #[test]
+    fn bip39_words_are_3_to_8_lowercase_ascii_letters() {
+        // What `may_hold_mnemonic` relies on.
+        for w in WORDLIST.split_whitespace() {
+            assert!((3..=8).contains(&w.len()), "{w}");
+            assert!(w.bytes().all(|b| b.is_ascii_lowercase()), "{w}");
+        }
+    }
+
+    #[test]
+    fn kv_regex_is_the_documented_one() {
+        assert_eq!(
+            KV_SECRET.as_str(),
+            r#"(?i)(?-u:\b)((?:password|passwd|pwd|passphrase|secret|api[_-]?key|private[_-]?key|access[_-]?token|auth[_-]?token|mnemonic|seed[_-]?phrase)\s*[=:]\s*)"?[^\s"',;&]+"?"#
+        );
+    }
+
+    #[test]
+    fn key_value_prefilter_edge_cases() {
+        for (input, want) in [
+            // Unicode case folding: `ſ` is `s` and the Kelvin sign is `k` to the regex.
+            ("paſsword=hunter2", "paſsword=[Filtered]"),
+            ("api_\u{212a}ey: abc", "api_\u{212a}ey: [Filtered]"),
+            // Unicode `\s` between the keyword and the `=`.
+            ("password\u{a0}= hunter2", "password\u{a0}= [Filtered]"),
+            // ASCII `\s` includes the vertical tab, which `is_ascii_whitespace` does not.
+            ("pwd\x0b=\x0bhunter2", "pwd\x0b=\x0b[Filtered]"),
+            ("Seed-Phrase:abc", "Seed-Phrase:[Filtered]"),
+            (
+                "x access_token = \"abc\" y",
+                "x access_token = [Filtered] y",
+            ),
+        ] {
+            let (out, rules) = scrub_text(input, false).expect(input);
+            assert_eq!(out, want);
+            assert_eq!(rules, vec!["key_value"]);
+        }
+        for input in [
+            "token=abc",
+            "api key=abc",
+            "seed__phrase=x",
+            "https://example.com:8443/x",
+        ] {
+            assert_eq!(scrub_text(input, false), None, "{input}");
+        }
+    }
+
+    #[test]
+    fn mnemonic_prefilter_cases() {
+        assert!(may_hold_mnemonic(MNEMONIC));
+        // No-break spaces and curly quotes split and trim in the rule; here too.
+        let nbsp = format!("“{}”", MNEMONIC.replace(' ', "\u{a0}"));
+        assert!(replace_mnemonic_runs(&nbsp).is_some());
+        assert!(may_hold_mnemonic(&nbsp));
+        assert!(!may_hold_mnemonic(
+            "    File \"/srv/agent/strategies/module_1.py\", line 41, in step_1 and more text"
+        ));
+        let eleven: Vec<&str> = MNEMONIC.split(' ').take(11).collect();
+        assert!(!may_hold_mnemonic(&format!(
+            "{} x12345 {}",
+            eleven.join(" "),
+            eleven.join(" ")
+        )));
+    }
+
+    #[test]
+    fn paths_and_order_of_removals() {
+        let mut v = json!({
+            "a": {"api_key": "k", "note": format!("sk_live_0123456789abcdefXYZ then 0x{HEX64}, password=x")},
+            "b": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, "Bearer abcdefghij"],
+            "c": [["token", "t"], ["x", "secret: y"], ["auth", null]]
+        });
+        let report = scrub_value(&mut v);
+        let got: Vec<(&str, &str)> = report
+            .removals
+            .iter()
+            .map(|r| (r.path.as_str(), r.rule))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a.api_key", "key"),
+                ("a.note", "purple_flea_key"),
+                ("a.note", "hex_private_key"),
+                ("a.note", "key_value"),
+                ("b.12", "bearer"),
+                ("c.0.1", "key"),
+                ("c.1.1", "key_value"),
+            ]
+        );
+        assert_eq!(
+            v["a"]["note"],
+            "[Filtered] then [Filtered], password=[Filtered]"
+        );
+        assert_eq!(v["c"][2][1], Value::Null);
+    }
+
+    #[test]
+    fn index_paths_are_decimal() {
+        for i in [0, 7, 9, 10, 99, 100, 4096, usize::MAX] {
+            let mut path = String::from("a");
+            push_index(&mut path, i);
+            assert_eq!(path, format!("a.{i}"));
+            let mut path = String::new();
+            push_index(&mut path, i);
+            assert_eq!(path, i.to_string());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn key_rules_agree_with_the_regexes(k in key_strategy()) {
+            prop_assert_eq!(is_secret_key(&k), is_secret_key_by_regex(&k), "{:?}", k);
+            prop_assert_eq!(is_hash_key(&k), is_hash_key_by_regex(&k), "{:?}", k);
+        }
+
+        #[test]
+        fn prefilters_agree_with_every_rule_run(s in text_strategy(), keep_hex: bool) {
+            prop_assert_eq!(scrub_text(&s, keep_hex), scrub_text_unfiltered(&s, keep_hex));
+        }
+
+        #[test]
+        fn mnemonic_prefilter_keeps_every_run(s in text_strategy()) {
+            if replace_mnemonic_runs(&s).is_some() {
+                prop_assert!(may_hold_mnemonic(&s), "{:?}", s);
+            }
+        }
     }
 
     proptest! {

@@ -18,6 +18,10 @@ use lookout_server::config::{Config, Synchronous};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+/// The allocator of the `lookout` binary, so the bench measures what it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ENVELOPE: &[u8] = include_bytes!("fixtures/python_error_envelope.bin");
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

@@ -235,6 +235,27 @@ struct Ctx<'a> {
     public_url: &'a str,
 }
 
+/// `query_row` through the connection's statement cache: the rules run the same few
+/// queries for every event of every batch, and parsing them each time was a quarter of the
+/// digest's store time.
+fn cached_row<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, row)
+}
+
+/// `execute` through the connection's statement cache.
+fn cached_execute(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
 /// Install the six presets for every project that has not had them yet.
 pub fn ensure_presets(conn: &Connection) -> Result<()> {
     let missing: Vec<i64> = {
@@ -248,12 +269,14 @@ pub fn ensure_presets(conn: &Connection) -> Result<()> {
     for project in missing {
         for (preset, kind, body) in rules::presets() {
             let name = body["name"].as_str().unwrap_or(preset).to_owned();
-            conn.execute(
+            cached_execute(
+                conn,
                 "INSERT INTO alert_rules (project_id, kind, name, spec, preset, date_created, date_modified) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
                 params![project, kind, name, body.to_string(), preset, now],
             )?;
         }
-        conn.execute(
+        cached_execute(
+            conn,
             "INSERT INTO alert_presets_installed (project_id) VALUES (?1)",
             [project],
         )?;
@@ -334,7 +357,8 @@ fn evaluate_issue_rule(
         return Ok(());
     }
     let conn = ctx.conn;
-    let issue: (i64, i64, i64, String, String, String) = conn.query_row(
+    let issue: (i64, i64, i64, String, String, String) = cached_row(
+        conn,
         "SELECT first_seen, times_seen, short_seq, title, culprit, level FROM issues WHERE id = ?1",
         [fact.issue_id],
         |r| {
@@ -355,7 +379,8 @@ fn evaluate_issue_rule(
             Condition::FirstSeen => fact.new_issue,
             Condition::Regression => fact.regression,
             Condition::EventFrequency { value, interval_ms } => {
-                let n: i64 = conn.query_row(
+                let n: i64 = cached_row(
+                    conn,
                     "SELECT COUNT(*) FROM events WHERE issue_id = ?1 AND timestamp >= ?2",
                     params![fact.issue_id, ctx.now - interval_ms],
                     |r| r.get(0),
@@ -363,7 +388,8 @@ fn evaluate_issue_rule(
                 n as f64 > *value
             }
             Condition::UniqueUsers { value, interval_ms } => {
-                let n: i64 = conn.query_row(
+                let n: i64 = cached_row(
+                    conn,
                     "SELECT COUNT(DISTINCT user_key) FROM events WHERE issue_id = ?1 AND timestamp >= ?2",
                     params![fact.issue_id, ctx.now - interval_ms],
                     |r| r.get(0),
@@ -372,12 +398,14 @@ fn evaluate_issue_rule(
             }
             Condition::PercentSessions { value, interval_ms } => {
                 let since = ctx.now - interval_ms;
-                let n: i64 = conn.query_row(
+                let n: i64 = cached_row(
+                    conn,
                     "SELECT COUNT(*) FROM events WHERE issue_id = ?1 AND timestamp >= ?2",
                     params![fact.issue_id, since],
                     |r| r.get(0),
                 )?;
-                let sessions: i64 = conn.query_row(
+                let sessions: i64 = cached_row(
+                    conn,
                     "SELECT COALESCE(SUM(init), 0) FROM rollup_sessions WHERE project_id = ?1 AND minute >= ?2",
                     params![event.project_id, since - since.rem_euclid(60_000)],
                     |r| r.get(0),
@@ -388,8 +416,8 @@ fn evaluate_issue_rule(
                 fact.new_issue
                     && {
                         let at = first_seen;
-                        let found: Option<i64> = conn
-                        .query_row(
+                        let found: Option<i64> = cached_row(
+                            conn,
                             "SELECT d.id FROM deploys d JOIN release_projects rp ON rp.release_id = d.release_id
                              WHERE rp.project_id = ?1 AND d.date_finished <= ?2 AND d.date_finished >= ?3
                              LIMIT 1",
@@ -434,17 +462,18 @@ fn evaluate_issue_rule(
         return Ok(());
     }
     // The action interval: at most once per `frequency` minutes per rule and issue.
-    let last: Option<i64> = conn
-        .query_row(
-            "SELECT last_fired FROM alert_issue_fires WHERE rule_id = ?1 AND issue_id = ?2",
-            params![row.id, fact.issue_id],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let last: Option<i64> = cached_row(
+        conn,
+        "SELECT last_fired FROM alert_issue_fires WHERE rule_id = ?1 AND issue_id = ?2",
+        params![row.id, fact.issue_id],
+        |r| r.get(0),
+    )
+    .optional()?;
     if last.is_some_and(|l| ctx.now - l < rule.frequency_min * 60_000) {
         return Ok(());
     }
-    conn.execute(
+    cached_execute(
+        conn,
         "INSERT INTO alert_issue_fires (rule_id, issue_id, last_fired) VALUES (?1, ?2, ?3)
          ON CONFLICT DO UPDATE SET last_fired = excluded.last_fired",
         params![row.id, fact.issue_id, ctx.now],
@@ -460,7 +489,8 @@ fn evaluate_issue_rule(
         "warning" => "warning",
         _ => "info",
     };
-    conn.execute(
+    cached_execute(
+        conn,
         "INSERT INTO incidents (rule_id, project_id, key, issue_id, status, severity, title, value, opened_at, closed_at)
          VALUES (?1, ?2, ?3, ?4, 'fired', ?5, ?6, NULL, ?7, ?7)",
         params![row.id, row.project_id, short_id, fact.issue_id, severity, format!("{}: {title}", row.name), ctx.now],
@@ -503,7 +533,8 @@ fn evaluate_issue_rule(
 }
 
 fn activity(conn: &Connection, incident: i64, at: i64, kind: &str, detail: &str) -> Result<()> {
-    conn.execute(
+    cached_execute(
+        conn,
         "INSERT INTO incident_activity (incident_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
         params![incident, at, kind, detail],
     )?;
@@ -635,7 +666,8 @@ fn metric_values(
             }
         }
         Aggregate::CrashFreeSessions => {
-            let (init, crashed): (i64, i64) = conn.query_row(
+            let (init, crashed): (i64, i64) = cached_row(
+                conn,
                 "SELECT COALESCE(SUM(init), 0), COALESCE(SUM(crashed), 0) FROM rollup_sessions
                  WHERE project_id = ?1 AND minute >= ?2 AND (?3 IS NULL OR environment = ?3)",
                 params![project, minute_since, rule.environment],
@@ -644,7 +676,8 @@ fn metric_values(
             (init > 0).then(|| (1.0 - crashed as f64 / init as f64) * 100.0)
         }
         Aggregate::CrashFreeUsers => {
-            let (users, crashed): (i64, i64) = conn.query_row(
+            let (users, crashed): (i64, i64) = cached_row(
+                conn,
                 "SELECT COUNT(*), COALESCE(SUM(crashed > 0), 0) FROM session_users
                  WHERE project_id = ?1 AND last_seen >= ?2 AND (?3 IS NULL OR environment = ?3)",
                 params![project, since, rule.environment],
@@ -658,7 +691,8 @@ fn metric_values(
         }
         Aggregate::ErrorRate if rule.query.is_empty() => {
             // No filter: the per-minute rollups answer without touching events.
-            let (errors, events): (i64, i64) = conn.query_row(
+            let (errors, events): (i64, i64) = cached_row(
+                conn,
                 "SELECT COALESCE(SUM(CASE WHEN level IN ('fatal', 'error') THEN count END), 0), COALESCE(SUM(count), 0)
                  FROM rollup_events WHERE project_id = ?1 AND minute >= ?2 AND (?3 IS NULL OR environment = ?3)",
                 params![project, minute_since, rule.environment],
@@ -667,7 +701,8 @@ fn metric_values(
             let transactions: i64 = if rule.environment.is_some() {
                 count_events(ctx, row, rule, since, Some(Dataset::Transactions), None)?
             } else {
-                conn.query_row(
+                cached_row(
+                    conn,
                     "SELECT COALESCE(SUM(count), 0) FROM rollup_latency WHERE project_id = ?1 AND kind = 'transaction' AND minute >= ?2",
                     params![project, minute_since],
                     |r| r.get(0),
@@ -838,7 +873,8 @@ fn count_tagged(
     use rusqlite::types::Value as V;
     // The tag index is (key, value, event_row) and event rows grow with time: bound the
     // scan by the first row of the window.
-    let first_row: Option<i64> = ctx.conn.query_row(
+    let first_row: Option<i64> = cached_row(
+        ctx.conn,
         "SELECT MIN(id) FROM events WHERE project_id = ?1 AND timestamp >= ?2",
         params![row.project_id, since],
         |r| r.get(0),
@@ -897,14 +933,14 @@ fn agents_down(
         }
     }
     // Heartbeat monitors in a failed state (when the monitors tables exist).
-    let has_monitors: bool = conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'monitor_environments'",
-            [],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
+    let has_monitors: bool = cached_row(
+        conn,
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'monitor_environments'",
+        [],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some();
     if has_monitors {
         // The monitors schema is read defensively: a mismatch skips heartbeats, loudly.
         match conn.prepare_cached(
@@ -1134,9 +1170,18 @@ fn transition(
         .map(|v| format_value(rule, v))
         .unwrap_or_else(|| "no data".into());
     let (incident, act) = if from == Level::Ok {
-        conn.execute(
+        cached_execute(
+            conn,
             "INSERT INTO incidents (rule_id, project_id, key, status, severity, title, value, opened_at) VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6, ?7)",
-            params![row.id, row.project_id, key, to.as_str(), subject, value, ctx.now],
+            params![
+                row.id,
+                row.project_id,
+                key,
+                to.as_str(),
+                subject,
+                value,
+                ctx.now
+            ],
         )?;
         let id = conn.last_insert_rowid();
         activity(
@@ -1152,7 +1197,8 @@ fn transition(
             StoreError::Invalid(format!("rule {} has state without incident", row.id))
         })?;
         if to == Level::Ok {
-            conn.execute(
+            cached_execute(
+                conn,
                 "UPDATE incidents SET status = 'closed', closed_at = ?2, value = ?3 WHERE id = ?1",
                 params![id, ctx.now, value],
             )?;
@@ -1165,7 +1211,8 @@ fn transition(
             )?;
             (id, notify::Act::Resolve)
         } else {
-            conn.execute(
+            cached_execute(
+                conn,
                 "UPDATE incidents SET severity = ?2, value = ?3 WHERE id = ?1",
                 params![id, to.as_str(), value],
             )?;
@@ -1179,7 +1226,8 @@ fn transition(
             (id, notify::Act::Trigger)
         }
     };
-    conn.execute(
+    cached_execute(
+        conn,
         "INSERT INTO alert_state (rule_id, key, state, value, since, incident_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT DO UPDATE SET state = excluded.state, value = excluded.value, since = excluded.since, incident_id = excluded.incident_id",
         params![row.id, key, to.as_str(), value, ctx.now, if to == Level::Ok { None } else { Some(incident) }],

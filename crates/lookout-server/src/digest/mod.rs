@@ -39,9 +39,26 @@ pub struct InboxRow {
 struct Worker {
     store: DigestStore,
     inbox: Connection,
+    /// Last inbox row whose output is committed (the store's cursor).
     cursor: i64,
+    /// A batch processed but not yet applied; its rows follow `cursor`.
+    pending: Option<Processed>,
     /// Threads that decode, normalise, scrub and group a batch's rows.
     threads: usize,
+}
+
+/// A batch of rows turned into records, waiting for its store transaction.
+struct Processed {
+    rows: usize,
+    oldest_received: i64,
+    batch: Batch,
+}
+
+/// What one step committed.
+struct Applied {
+    rows: usize,
+    oldest_received: i64,
+    outcome: Outcome,
 }
 
 /// Rows below which a batch is processed on one thread (a thread costs more than it saves).
@@ -80,12 +97,30 @@ fn process_rows(rows: &[InboxRow], threads: usize) -> Batch {
     })
 }
 
+impl Processed {
+    fn new(rows: &[InboxRow], threads: usize) -> Option<Processed> {
+        let last = rows.last()?;
+        let mut batch = process_rows(rows, threads);
+        batch.last_inbox_id = last.id;
+        Some(Processed {
+            rows: rows.len(),
+            oldest_received: rows.iter().map(|r| r.received_at).min().unwrap_or_default(),
+            batch,
+        })
+    }
+}
+
 impl Worker {
+    /// The next rows after those already committed or processed.
     fn read(&self) -> Result<Vec<InboxRow>> {
+        let after = self
+            .pending
+            .as_ref()
+            .map_or(self.cursor, |p| p.batch.last_inbox_id);
         let mut stmt = self.inbox.prepare_cached(
             "SELECT id, project_id, received_at, encoding, envelope FROM inbox WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![self.cursor, BATCH_ROWS], |r| {
+        let rows = stmt.query_map(params![after, BATCH_ROWS], |r| {
             Ok(InboxRow {
                 id: r.get(0)?,
                 project_id: r.get(1)?,
@@ -97,22 +132,40 @@ impl Worker {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// Digest one batch; returns how many rows it read and what it did.
-    fn step(&mut self, metrics: &Metrics) -> Result<Option<(usize, i64, Outcome, Batch)>> {
+    /// One step of a two-stage pipeline: the batch processed by the previous step is written
+    /// to the store while the next rows are processed, so the store's single writer and the
+    /// processing threads work at the same time. `Ok(None)` when there is nothing to do;
+    /// `Ok(Some(None))` when a batch was processed and nothing committed yet.
+    fn step(&mut self, metrics: &Metrics) -> Result<Option<Option<Applied>>> {
         let rows = self.read()?;
-        let Some(last) = rows.last() else {
-            return Ok(None);
+        let Some(pending) = self.pending.take() else {
+            // Nothing to write: process, and write at the next step (which follows at once).
+            self.pending = Processed::new(&rows, self.threads);
+            return Ok(self.pending.as_ref().map(|_| None));
         };
-        let last_id = last.id;
-        let oldest_received = rows.iter().map(|r| r.received_at).min().unwrap_or_default();
-        let mut batch = process_rows(&rows, self.threads);
-        batch.last_inbox_id = last_id;
-        let outcome = self.store.apply(&batch)?;
-        self.cursor = last_id;
-        for r in &batch.rejections {
+        let threads = self.threads;
+        let store = &mut self.store;
+        let (applied, next) = std::thread::scope(|scope| {
+            let writer = scope.spawn(|| store.apply(&pending.batch));
+            let next = Processed::new(&rows, threads);
+            let applied = writer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (applied, next)
+        });
+        // If the write failed, what was processed after it is dropped too: the next step
+        // reads again from the committed cursor.
+        let outcome = applied?;
+        self.cursor = pending.batch.last_inbox_id;
+        self.pending = next;
+        for r in &pending.batch.rejections {
             metrics.digest_rejected(&r.item_type, &r.reason);
         }
-        Ok(Some((rows.len(), oldest_received, outcome, batch)))
+        Ok(Some(Some(Applied {
+            rows: pending.rows,
+            oldest_received: pending.oldest_received,
+            outcome,
+        })))
     }
 }
 
@@ -148,6 +201,7 @@ impl Digest {
             store,
             inbox,
             cursor,
+            pending: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }));
         let retention_ms = i64::try_from(config.ingest.inbox_retention_secs)
@@ -165,7 +219,13 @@ impl Digest {
                 .await
                 .unwrap_or_else(|e| Err(StoreError::Invalid(format!("digest task failed: {e}"))));
                 match result {
-                    Ok(Some((rows, oldest_received, outcome, _batch))) => {
+                    // Processed, written at the next step.
+                    Ok(Some(None)) => {}
+                    Ok(Some(Some(Applied {
+                        rows,
+                        oldest_received,
+                        outcome,
+                    }))) => {
                         let now = chrono::Utc::now().timestamp_millis();
                         metrics.inbox_depth.dec_by(rows as i64);
                         metrics.digested_rows.inc_by(rows as u64);
@@ -276,5 +336,75 @@ mod tests {
         let rejected = |b: &Batch| b.rejections.iter().map(|r| r.inbox_id).collect::<Vec<_>>();
         assert_eq!(rejected(&parallel), rejected(&serial));
         assert_eq!(rejected(&serial).len(), 50);
+    }
+
+    /// Fails the second batch it sees, once.
+    #[derive(Debug, Default)]
+    struct FailSecondBatch(std::sync::atomic::AtomicUsize);
+
+    impl BatchHook for FailSecondBatch {
+        fn on_batch(
+            &self,
+            _tx: &rusqlite::Transaction<'_>,
+            _batch: &Batch,
+            _outcome: &Outcome,
+        ) -> Result<()> {
+            match self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                1 => Err(StoreError::Invalid("injected write failure".into())),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_write_is_retried_from_the_committed_cursor_and_nothing_is_doubled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let project = store.create_project("acme", "bots", None).unwrap().id;
+        let sync = crate::config::Synchronous::Full;
+        let inbox = inbox::open(dir.path(), sync).unwrap();
+        // Two full batches and a part: the second batch's write fails while the third is
+        // being processed.
+        let total = BATCH_ROWS * 2 + 10;
+        for i in 1..=total {
+            let body = format!(
+                "{{\"event_id\":\"{i:032x}\"}}\n{{\"type\":\"event\"}}\n{{\"message\":\"order {i} failed\",\"timestamp\":1764000000}}\n"
+            );
+            inbox
+                .execute(
+                    "INSERT INTO inbox (project_id, key_id, received_at, item_types, encoding, envelope) VALUES (?1, 1, ?2, 'event', 'identity', ?3)",
+                    params![project, 1_764_000_000_000i64 + i, body.into_bytes()],
+                )
+                .unwrap();
+        }
+        let mut digest_store = DigestStore::open(dir.path(), sync).unwrap();
+        digest_store.add_hook(Arc::new(FailSecondBatch::default()));
+        let mut worker = Worker {
+            store: digest_store,
+            inbox,
+            cursor: 0,
+            pending: None,
+            threads: 2,
+        };
+        let metrics = Metrics::new();
+        let (mut failures, mut rows, mut events, mut duplicates) = (0, 0, 0, 0);
+        for _ in 0..20 {
+            match worker.step(&metrics) {
+                Ok(None) => break,
+                Ok(Some(None)) => {}
+                Ok(Some(Some(applied))) => {
+                    rows += applied.rows as i64;
+                    events += applied.outcome.events as i64;
+                    duplicates += applied.outcome.duplicates;
+                }
+                Err(_) => failures += 1,
+            }
+        }
+        assert_eq!(failures, 1, "the injected failure happened once");
+        assert_eq!(rows, total, "every row committed once");
+        assert_eq!((events, duplicates), (total, 0), "no event lost or doubled");
+        assert_eq!(worker.cursor, total);
+        assert_eq!(worker.store.cursor().unwrap(), total);
+        assert!(worker.pending.is_none());
     }
 }
