@@ -135,9 +135,10 @@ impl Worker {
     /// One step of a two-stage pipeline: the batch processed by the previous step is written
     /// to the store while the next rows are processed, so the store's single writer and the
     /// processing threads work at the same time. `Ok(None)` when there is nothing to do;
-    /// `Ok(Some(None))` when a batch was processed and nothing committed yet.
-    fn step(&mut self, metrics: &Metrics) -> Result<Option<Option<Applied>>> {
-        let rows = self.read()?;
+    /// `Ok(Some(None))` when a batch was processed and nothing committed yet. When
+    /// `stopping`, no new rows are read: the step only writes the batch in hand.
+    fn step(&mut self, metrics: &Metrics, stopping: bool) -> Result<Option<Option<Applied>>> {
+        let rows = if stopping { Vec::new() } else { self.read()? };
         let Some(pending) = self.pending.take() else {
             // Nothing to write: process, and write at the next step (which follows at once).
             self.pending = Processed::new(&rows, self.threads);
@@ -212,9 +213,11 @@ impl Digest {
             loop {
                 let w = Arc::clone(&worker);
                 let m = Arc::clone(&metrics);
+                // Once stopping, steps only write what is already processed, then end.
+                let stopping = *stopped.borrow();
                 let result = tokio::task::spawn_blocking(move || {
                     let mut guard = w.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    guard.step(&m)
+                    guard.step(&m, stopping)
                 })
                 .await
                 .unwrap_or_else(|e| Err(StoreError::Invalid(format!("digest task failed: {e}"))));
@@ -242,9 +245,6 @@ impl Digest {
                             upto: last,
                             keep_after_ms: now - retention_ms,
                         });
-                        if *stopped.borrow() {
-                            break;
-                        }
                     }
                     Ok(None) => {
                         metrics.digest_lag_ms.set(0);
@@ -273,7 +273,8 @@ impl Digest {
         Ok(Digest { stop, task })
     }
 
-    /// Finish the batch in hand and stop. What is left is digested at the next start.
+    /// Write the batch in hand (processed, not yet written) and stop. What is left in the
+    /// inbox is digested at the next start.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         if let Err(e) = self.task.await {
@@ -338,6 +339,41 @@ mod tests {
         assert_eq!(rejected(&serial).len(), 50);
     }
 
+    /// A worker over a new data directory whose inbox holds `total` message events.
+    fn worker_over_inbox(
+        total: i64,
+        hook: Option<Arc<dyn BatchHook>>,
+    ) -> (tempfile::TempDir, Worker) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let project = store.create_project("acme", "bots", None).unwrap().id;
+        let sync = crate::config::Synchronous::Full;
+        let inbox = inbox::open(dir.path(), sync).unwrap();
+        for i in 1..=total {
+            let body = format!(
+                "{{\"event_id\":\"{i:032x}\"}}\n{{\"type\":\"event\"}}\n{{\"message\":\"order {i} failed\",\"timestamp\":1764000000}}\n"
+            );
+            inbox
+                .execute(
+                    "INSERT INTO inbox (project_id, key_id, received_at, item_types, encoding, envelope) VALUES (?1, 1, ?2, 'event', 'identity', ?3)",
+                    params![project, 1_764_000_000_000i64 + i, body.into_bytes()],
+                )
+                .unwrap();
+        }
+        let mut store = DigestStore::open(dir.path(), sync).unwrap();
+        if let Some(hook) = hook {
+            store.add_hook(hook);
+        }
+        let worker = Worker {
+            store,
+            inbox,
+            cursor: 0,
+            pending: None,
+            threads: 2,
+        };
+        (dir, worker)
+    }
+
     /// Fails the second batch it sees, once.
     #[derive(Debug, Default)]
     struct FailSecondBatch(std::sync::atomic::AtomicUsize);
@@ -358,38 +394,15 @@ mod tests {
 
     #[test]
     fn a_failed_write_is_retried_from_the_committed_cursor_and_nothing_is_doubled() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(dir.path()).unwrap();
-        let project = store.create_project("acme", "bots", None).unwrap().id;
-        let sync = crate::config::Synchronous::Full;
-        let inbox = inbox::open(dir.path(), sync).unwrap();
         // Two full batches and a part: the second batch's write fails while the third is
         // being processed.
         let total = BATCH_ROWS * 2 + 10;
-        for i in 1..=total {
-            let body = format!(
-                "{{\"event_id\":\"{i:032x}\"}}\n{{\"type\":\"event\"}}\n{{\"message\":\"order {i} failed\",\"timestamp\":1764000000}}\n"
-            );
-            inbox
-                .execute(
-                    "INSERT INTO inbox (project_id, key_id, received_at, item_types, encoding, envelope) VALUES (?1, 1, ?2, 'event', 'identity', ?3)",
-                    params![project, 1_764_000_000_000i64 + i, body.into_bytes()],
-                )
-                .unwrap();
-        }
-        let mut digest_store = DigestStore::open(dir.path(), sync).unwrap();
-        digest_store.add_hook(Arc::new(FailSecondBatch::default()));
-        let mut worker = Worker {
-            store: digest_store,
-            inbox,
-            cursor: 0,
-            pending: None,
-            threads: 2,
-        };
+        let (_dir, mut worker) =
+            worker_over_inbox(total, Some(Arc::new(FailSecondBatch::default())));
         let metrics = Metrics::new();
         let (mut failures, mut rows, mut events, mut duplicates) = (0, 0, 0, 0);
         for _ in 0..20 {
-            match worker.step(&metrics) {
+            match worker.step(&metrics, false) {
                 Ok(None) => break,
                 Ok(Some(None)) => {}
                 Ok(Some(Some(applied))) => {
@@ -406,5 +419,23 @@ mod tests {
         assert_eq!(worker.cursor, total);
         assert_eq!(worker.store.cursor().unwrap(), total);
         assert!(worker.pending.is_none());
+    }
+
+    #[test]
+    fn a_stopping_step_writes_the_batch_in_hand_and_reads_nothing_more() {
+        let total = BATCH_ROWS + 5;
+        let (_dir, mut worker) = worker_over_inbox(total, None);
+        let metrics = Metrics::new();
+        assert!(matches!(worker.step(&metrics, false), Ok(Some(None))));
+        let applied = match worker.step(&metrics, true) {
+            Ok(Some(Some(applied))) => applied,
+            _ => panic!("the batch in hand was not written"),
+        };
+        assert_eq!(applied.rows as i64, BATCH_ROWS);
+        assert_eq!(worker.store.cursor().unwrap(), BATCH_ROWS);
+        assert!(worker.pending.is_none(), "nothing read after the stop");
+        assert!(matches!(worker.step(&metrics, true), Ok(None)));
+        // The rest waits for the next start.
+        assert!(matches!(worker.step(&metrics, false), Ok(Some(None))));
     }
 }
