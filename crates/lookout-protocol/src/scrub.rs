@@ -23,6 +23,7 @@
 use regex::Regex;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 /// What replaces a secret.
@@ -354,24 +355,14 @@ fn push_path(path: &mut String, part: &str) {
     path.push_str(part);
 }
 
-/// [`push_path`] for an array index, written in place (no `to_string` allocation per item).
+/// [`push_path`] for an array index, formatted into the path (no `to_string` allocation per
+/// item).
 fn push_index(path: &mut String, index: usize) {
     if !path.is_empty() {
         path.push('.');
     }
-    let mut digits = [0u8; 20]; // u64::MAX has 20 digits
-    let mut start = digits.len();
-    let mut n = index;
-    loop {
-        start -= 1;
-        // `n % 10` is a single digit.
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    path.extend(digits[start..].iter().map(|&d| char::from(d)));
+    // Writing into a `String` cannot fail.
+    let _ = write!(path, "{index}");
 }
 
 /// Scrub secrets out of free text. `None` when nothing was found.
@@ -519,15 +510,20 @@ fn anchors(b: &[u8]) -> Anchors {
     a
 }
 
+/// The regex `\s` on an ASCII byte: unlike `u8::is_ascii_whitespace`, it includes the
+/// vertical tab.
+fn is_regex_space(c: &u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+}
+
 /// Whether `before` (the text before a `=` or `:`) ends with a [`KV_KEYWORDS`] keyword,
 /// ASCII-case-insensitively, then optional ASCII whitespace: in ASCII text, what comes before
 /// the `=` or `:` of any `KV_SECRET` match. Word boundaries are not checked (a superset is
 /// sound).
 fn kv_keyword_before(before: &[u8]) -> bool {
-    // `\s` on ASCII, which unlike `is_ascii_whitespace` includes the vertical tab.
     let end = before
         .iter()
-        .rposition(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))
+        .rposition(|c| !is_regex_space(c))
         .map_or(0, |p| p + 1);
     let text = &before[..end];
     let Some(end_byte) = text.last().map(u8::to_ascii_lowercase) else {
@@ -578,8 +574,7 @@ fn scrub_mnemonics(s: &str) -> Option<String> {
 /// `caf`), which only costs a lookup pass.
 fn may_hold_mnemonic(s: &str) -> bool {
     let mut run = 0;
-    let separator =
-        |c: &u8| !c.is_ascii() || matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r');
+    let separator = |c: &u8| !c.is_ascii() || is_regex_space(c);
     for token in s.as_bytes().split(separator) {
         let Some(start) = token.iter().position(u8::is_ascii_alphanumeric) else {
             continue;

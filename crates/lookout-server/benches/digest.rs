@@ -128,16 +128,30 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool) {
         .collect();
     let client = reqwest::Client::new();
     let mut started = Instant::now();
-    // Connection `c` sends envelopes c, c + concurrency, …, each once; a refused one fails
-    // the run below.
-    let mut sender = loadgen::spawn(server.addr, concurrency as usize, move |c, n| {
-        let i = usize::try_from(n * concurrency).ok()? + c;
-        requests.get(i).cloned()
-    });
+    // Every envelope must be accepted.
+    let accepted_all = |sender: std::thread::JoinHandle<loadgen::Outcome>| {
+        let outcome = sender.join().expect("load generator");
+        let accepted = outcome.latencies_us.len();
+        assert!(
+            outcome.refused == 0 && accepted as u64 == count,
+            "{} envelopes refused, {accepted} accepted of {count}",
+            outcome.refused
+        );
+    };
+    // Connection `c` sends envelopes c, c + concurrency, …, each once.
+    let mut sender = Some(loadgen::spawn(
+        server.addr,
+        concurrency as usize,
+        move |c, n| {
+            let i = usize::try_from(n * concurrency).ok()? + c;
+            requests.get(i).cloned()
+        },
+    ));
     if after {
         // Everything in the inbox first; then the digest alone, from a fresh start.
-        let outcome = sender.join().expect("load generator");
-        assert_eq!(outcome.latencies_us.len() as u64, count, "all accepted");
+        if let Some(sender) = sender.take() {
+            accepted_all(sender);
+        }
         server.stop().await.expect("stop");
         let config = Config {
             digest_paused: false,
@@ -145,7 +159,6 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool) {
         };
         started = Instant::now();
         server = RunningServer::start(config).await.expect("restart");
-        sender = loadgen::spawn(server.addr, 1, |_, _| None);
     }
     let metrics_url = format!("{}/metrics", server.base_url());
     // Sample the lag while sending and until the digest has caught up.
@@ -171,7 +184,7 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool) {
             .await
             .expect("text");
         max_lag = max_lag.max(metric(&text, "lookout_digest_lag_ms"));
-        if sent_at.is_none() && sender.is_finished() {
+        if sent_at.is_none() && sender.as_ref().is_none_or(|s| s.is_finished()) {
             sent_at = Some(started.elapsed());
         }
         if metric(&text, counter) as u64 >= count {
@@ -181,17 +194,9 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool) {
     }
     let digested = started.elapsed();
     let sent = sent_at.unwrap_or(digested);
-    let outcome = sender.join().expect("load generator");
-    let accepted = if after {
-        count as usize
-    } else {
-        outcome.latencies_us.len()
-    };
-    assert!(
-        outcome.refused == 0 && accepted as u64 == count,
-        "{} envelopes refused, {accepted} accepted of {count}",
-        outcome.refused
-    );
+    if let Some(sender) = sender {
+        accepted_all(sender);
+    }
     server.stop().await.expect("stop");
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())

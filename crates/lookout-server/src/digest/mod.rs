@@ -54,10 +54,22 @@ struct Processed {
     batch: Batch,
 }
 
-/// What one step committed.
+/// What one step did.
+enum Step {
+    /// Nothing to read and nothing in hand.
+    Idle,
+    /// A batch was processed; the next step, which follows at once, writes it.
+    Processed,
+    /// A batch was committed.
+    Applied(Applied),
+}
+
+/// A committed batch.
 struct Applied {
     rows: usize,
     oldest_received: i64,
+    /// The last inbox row it covered: the cursor now.
+    last_inbox_id: i64,
     outcome: Outcome,
 }
 
@@ -134,15 +146,17 @@ impl Worker {
 
     /// One step of a two-stage pipeline: the batch processed by the previous step is written
     /// to the store while the next rows are processed, so the store's single writer and the
-    /// processing threads work at the same time. `Ok(None)` when there is nothing to do;
-    /// `Ok(Some(None))` when a batch was processed and nothing committed yet. When
-    /// `stopping`, no new rows are read: the step only writes the batch in hand.
-    fn step(&mut self, metrics: &Metrics, stopping: bool) -> Result<Option<Option<Applied>>> {
+    /// processing threads work at the same time. When `stopping`, no new rows are read: the
+    /// step only writes the batch in hand.
+    fn step(&mut self, metrics: &Metrics, stopping: bool) -> Result<Step> {
         let rows = if stopping { Vec::new() } else { self.read()? };
         let Some(pending) = self.pending.take() else {
-            // Nothing to write: process, and write at the next step (which follows at once).
+            // Nothing to write: process, and write at the next step.
             self.pending = Processed::new(&rows, self.threads);
-            return Ok(self.pending.as_ref().map(|_| None));
+            return Ok(match self.pending {
+                Some(_) => Step::Processed,
+                None => Step::Idle,
+            });
         };
         let threads = self.threads;
         let store = &mut self.store;
@@ -162,11 +176,12 @@ impl Worker {
         for r in &pending.batch.rejections {
             metrics.digest_rejected(&r.item_type, &r.reason);
         }
-        Ok(Some(Some(Applied {
+        Ok(Step::Applied(Applied {
             rows: pending.rows,
             oldest_received: pending.oldest_received,
+            last_inbox_id: self.cursor,
             outcome,
-        })))
+        }))
     }
 }
 
@@ -222,13 +237,13 @@ impl Digest {
                 .await
                 .unwrap_or_else(|e| Err(StoreError::Invalid(format!("digest task failed: {e}"))));
                 match result {
-                    // Processed, written at the next step.
-                    Ok(Some(None)) => {}
-                    Ok(Some(Some(Applied {
+                    Ok(Step::Processed) => {}
+                    Ok(Step::Applied(Applied {
                         rows,
                         oldest_received,
+                        last_inbox_id,
                         outcome,
-                    }))) => {
+                    })) => {
                         let now = chrono::Utc::now().timestamp_millis();
                         metrics.inbox_depth.dec_by(rows as i64);
                         metrics.digested_rows.inc_by(rows as u64);
@@ -237,16 +252,12 @@ impl Digest {
                             .digested_transactions
                             .inc_by(outcome.transactions as u64);
                         metrics.digest_lag_ms.set(now - oldest_received);
-                        let last = worker
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .cursor;
                         let _ = inbox_tx.try_send(Command::Trim {
-                            upto: last,
+                            upto: last_inbox_id,
                             keep_after_ms: now - retention_ms,
                         });
                     }
-                    Ok(None) => {
+                    Ok(Step::Idle) => {
                         metrics.digest_lag_ms.set(0);
                         if *stopped.borrow() {
                             break;
@@ -403,9 +414,9 @@ mod tests {
         let (mut failures, mut rows, mut events, mut duplicates) = (0, 0, 0, 0);
         for _ in 0..20 {
             match worker.step(&metrics, false) {
-                Ok(None) => break,
-                Ok(Some(None)) => {}
-                Ok(Some(Some(applied))) => {
+                Ok(Step::Idle) => break,
+                Ok(Step::Processed) => {}
+                Ok(Step::Applied(applied)) => {
                     rows += applied.rows as i64;
                     events += applied.outcome.events as i64;
                     duplicates += applied.outcome.duplicates;
@@ -426,16 +437,17 @@ mod tests {
         let total = BATCH_ROWS + 5;
         let (_dir, mut worker) = worker_over_inbox(total, None);
         let metrics = Metrics::new();
-        assert!(matches!(worker.step(&metrics, false), Ok(Some(None))));
+        assert!(matches!(worker.step(&metrics, false), Ok(Step::Processed)));
         let applied = match worker.step(&metrics, true) {
-            Ok(Some(Some(applied))) => applied,
+            Ok(Step::Applied(applied)) => applied,
             _ => panic!("the batch in hand was not written"),
         };
         assert_eq!(applied.rows as i64, BATCH_ROWS);
+        assert_eq!(applied.last_inbox_id, BATCH_ROWS);
         assert_eq!(worker.store.cursor().unwrap(), BATCH_ROWS);
         assert!(worker.pending.is_none(), "nothing read after the stop");
-        assert!(matches!(worker.step(&metrics, true), Ok(None)));
+        assert!(matches!(worker.step(&metrics, true), Ok(Step::Idle)));
         // The rest waits for the next start.
-        assert!(matches!(worker.step(&metrics, false), Ok(Some(None))));
+        assert!(matches!(worker.step(&metrics, false), Ok(Step::Processed)));
     }
 }
