@@ -12,7 +12,8 @@
 //!   `pk_live_…`, `sk_domains_…`, `pf_live_…` and other `<sk|pk|pf>_<word>_<16+ chars>`),
 //!   `Bearer <token>`, PEM private keys, Ethereum-style private keys (`0x` + 64 hex; kept under
 //!   keys that name a hash, such as `tx_hash`, where that shape is a transaction hash), and
-//!   BIP-39 mnemonics (a run of 12 or more words of the English BIP-39 list) are replaced,
+//!   BIP-39 mnemonics (a run of 12 or more words of the English BIP-39 list, separated by
+//!   any Unicode whitespace) are replaced,
 //!   leaving the rest of the text.
 //!
 //! Every rule is a linear-time regex or a single pass over words, so a 1 MB string costs
@@ -410,7 +411,7 @@ fn scrub_text_with(s: &str, a: &Anchors, keep_hex: bool) -> Option<(String, Vec<
     );
     apply(&KV_SECRET, "key_value", "${1}[Filtered]", &mut out, a.kv);
     let current = out.as_deref().unwrap_or(s);
-    if a.spaces >= 11
+    if a.separators >= 11
         && let Some(clean) = scrub_mnemonics(current)
     {
         out = Some(clean);
@@ -429,14 +430,17 @@ struct Anchors {
     /// A `KV_SECRET` keyword, then optional whitespace, then `=` or `:` (or, in non-ASCII
     /// text, any `=` or `:`; see [`anchors`]).
     kv: bool,
-    /// ASCII whitespace bytes (a 12-word mnemonic needs at least 11).
-    spaces: usize,
+    /// Bytes that may be or start a whitespace character: ASCII whitespace, and the lead bytes
+    /// of every non-ASCII one (`0xC2` for U+0085 and U+00A0, `0xE1`, `0xE2` and `0xE3` for the
+    /// rest). Each whitespace character has exactly one, so this is at least their number, and
+    /// a 12-word mnemonic needs 11.
+    separators: usize,
 }
 
 impl Anchors {
     /// Whether any rule can match.
     fn any(&self) -> bool {
-        self.pem || self.bearer || self.pf || self.hex || self.kv || self.spaces >= 11
+        self.pem || self.bearer || self.pf || self.hex || self.kv || self.separators >= 11
     }
 
     /// Note what the byte at `i`, of class `class`, anchors.
@@ -477,7 +481,13 @@ static ANCHOR_CLASS: [u8; 256] = {
     table[b'\t' as usize] = SPACE;
     table[b'\n' as usize] = SPACE;
     table[b'\r' as usize] = SPACE;
+    table[b'\x0b' as usize] = SPACE;
     table[b'\x0c' as usize] = SPACE;
+    // Lead bytes of the non-ASCII whitespace characters (see `Anchors::separators`).
+    table[0xC2] = SPACE;
+    table[0xE1] = SPACE;
+    table[0xE2] = SPACE;
+    table[0xE3] = SPACE;
     table[b'_' as usize] = UNDERSCORE;
     table[b'x' as usize] = LOWER_X;
     table[b'-' as usize] = DASH;
@@ -493,15 +503,15 @@ static ANCHOR_CLASS: [u8; 256] = {
 fn anchors(b: &[u8]) -> Anchors {
     let mut a = Anchors::default();
     let mut kv_separator = false;
-    let mut spaces = 0;
+    let mut separators = 0;
     for (i, &c) in b.iter().enumerate() {
         let class = ANCHOR_CLASS[usize::from(c)];
-        spaces += usize::from(class == SPACE);
+        separators += usize::from(class == SPACE);
         if class > SPACE {
             a.visit(b, i, class, &mut kv_separator);
         }
     }
-    a.spaces = spaces;
+    a.separators = separators;
     // In ASCII text, `KV_SECRET` can only match where a keyword, then whitespace, ends right
     // before a `=` or `:`, which is what `kv_keyword_before` looks for. Beyond ASCII, its
     // Unicode case folding (`ſ` is `s`, the Kelvin sign `K` is `k`) and Unicode `\s` match
@@ -552,11 +562,10 @@ fn strip_suffix_ignore_case<'a>(text: &'a [u8], suffix: &str) -> Option<&'a [u8]
     tail.eq_ignore_ascii_case(suffix.as_bytes()).then_some(rest)
 }
 
-/// Replace every run of 12 or more consecutive BIP-39 words (separated by whitespace,
-/// lowercase) with `[Filtered]`.
+/// Replace every run of 12 or more consecutive BIP-39 words (separated by any Unicode
+/// whitespace, lowercase) with `[Filtered]`.
 fn scrub_mnemonics(s: &str) -> Option<String> {
-    // Quick reject: a mnemonic needs at least 11 spaces.
-    if s.bytes().filter(|b| b.is_ascii_whitespace()).count() < 11 || !may_hold_mnemonic(s) {
+    if !may_hold_mnemonic(s) {
         return None;
     }
     replace_mnemonic_runs(s)
@@ -830,14 +839,7 @@ mod tests {
                 rules.push(rule);
             }
         }
-        // Not a prefilter but part of the mnemonic rule as it stands: it applies to text with
-        // 11 ASCII whitespace bytes, before and after the rules above (twelve words separated
-        // by, say, no-break spaces are left).
-        let ascii_spaces = |t: &str| t.bytes().filter(u8::is_ascii_whitespace).count();
-        if ascii_spaces(s) >= 11
-            && ascii_spaces(&text) >= 11
-            && let Some(clean) = replace_mnemonic_runs(&text)
-        {
+        if let Some(clean) = replace_mnemonic_runs(&text) {
             text = clean;
             rules.push("mnemonic");
         }
@@ -1171,12 +1173,35 @@ mod tests {
     }
 
     #[test]
+    fn every_whitespace_character_is_counted_as_a_separator() {
+        // What `Anchors::separators` relies on: one counted byte per whitespace character.
+        let mut buf = [0u8; 4];
+        for c in (0..=0x10FFFF)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_whitespace())
+        {
+            let lead = c.encode_utf8(&mut buf).as_bytes()[0];
+            assert_eq!(ANCHOR_CLASS[usize::from(lead)], SPACE, "{c:?}");
+        }
+    }
+
+    #[test]
     fn mnemonic_prefilter_cases() {
         assert!(may_hold_mnemonic(MNEMONIC));
         // No-break spaces and curly quotes split and trim in the rule; here too.
         let nbsp = format!("“{}”", MNEMONIC.replace(' ', "\u{a0}"));
         assert!(replace_mnemonic_runs(&nbsp).is_some());
         assert!(may_hold_mnemonic(&nbsp));
+        // Through the whole scrubber, with no ASCII whitespace at all: no-break, ideographic,
+        // thin and line-separator spaces and the vertical tab all separate words.
+        for gap in [
+            "\u{a0}", "\u{3000}", "\u{2009}", "\u{2028}", "\u{85}", "\x0b",
+        ] {
+            let text = format!("w42:{gap}{}.", MNEMONIC.replace(' ', gap));
+            let (out, rules) = scrub_text(&text, false).expect(gap);
+            assert_eq!(out, format!("w42:{gap}[Filtered]."), "{gap:?}");
+            assert_eq!(rules, vec!["mnemonic"]);
+        }
         assert!(!may_hold_mnemonic(
             "    File \"/srv/agent/strategies/module_1.py\", line 41, in step_1 and more text"
         ));

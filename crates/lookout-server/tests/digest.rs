@@ -343,6 +343,7 @@ sentry_sdk.set_tag("api_key", S[0])
 sentry_sdk.set_tag("note", "key " + S[1])
 sentry_sdk.set_extra("wallet", {"private_key": S[5], "mnemonic": M, "password": password})
 sentry_sdk.set_extra("log_line", "calling with Authorization: Bearer " + S[6])
+sentry_sdk.set_extra("pasted", M.replace(" ", "\u00a0"))
 sentry_sdk.set_context("trading", {"casino_key": S[0], "seed_phrase": M})
 sentry_sdk.set_user({"id": "agent-1", "data": {"wallet_key": S[2]}})
 sentry_sdk.add_breadcrumb(category="http", message="POST /v1/orders with " + S[1], data={"authorization": "Bearer " + S[6], "domains_key": S[3]})
@@ -403,8 +404,11 @@ sentry_sdk.flush(timeout=10)
     let dir = s.dir.path().to_owned();
     let TestServer { server, dir: tmp } = s;
     server.stop().await.unwrap();
+    // The mnemonic as pasted with no-break spaces, too.
+    let pasted = MNEMONIC.replace(' ', "\u{a0}");
     let mut needles: Vec<&str> = SECRETS.to_vec();
     needles.push(MNEMONIC);
+    needles.push(&pasted);
     needles.push(PASSWORD);
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
