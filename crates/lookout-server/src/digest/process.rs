@@ -610,3 +610,30 @@ fn log_items(row: &InboxRow, batch: &mut Batch, payload: &[u8], received: DateTi
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_that_is_not_utf8_is_refused_alone() {
+        let mut envelope = b"{}\n{\"type\":\"event\"}\n{\"message\":\"bad \xff byte\"}\n".to_vec();
+        envelope.extend_from_slice(b"{\"type\":\"event\"}\n{\"message\":\"order 1 failed\"}\n");
+        let row = InboxRow {
+            id: 7,
+            project_id: 1,
+            received_at: Utc::now().timestamp_millis(),
+            encoding: "identity".into(),
+            envelope,
+        };
+        let mut batch = Batch::default();
+        process_row(&row, &mut batch);
+        assert_eq!(batch.rejections.len(), 1, "{:?}", batch.rejections);
+        let r = &batch.rejections[0];
+        assert_eq!((r.inbox_id, r.reason.as_str()), (7, "invalid_json"));
+        assert!(r.detail.contains("not valid JSON"), "{}", r.detail);
+        // The envelope's other item goes on.
+        assert_eq!(batch.events.len(), 1);
+        assert_eq!(batch.events[0].title, "order 1 failed");
+    }
+}
