@@ -1,4 +1,4 @@
-//! The digest's processing stage per inbox row, on one thread: decode the stored body,
+//! The digest's processing stage per inbox row: decode the stored body,
 //! parse the envelope, normalise, scrub and group the event, and serialise and compress what
 //! is stored. The store write is not included (`benches/digest.rs` measures the whole digest).
 //!
@@ -12,17 +12,17 @@
 //! per thread as two busy cores: compare like with like.)
 #![allow(missing_docs, clippy::print_stdout)]
 
+#[path = "shared/envelopes.rs"]
+mod envelopes;
+
 use criterion::{BatchSize, Criterion, criterion_group};
 use lookout_server::digest::InboxRow;
 use lookout_server::digest::process::process_row;
 use lookout_server::store::digest::Batch;
-use std::io::Write;
 
 /// The allocator of the `lookout` binary, so the bench measures what it runs.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const ENVELOPE: &[u8] = include_bytes!("fixtures/python_error_envelope.bin");
 
 fn row(encoding: &str, envelope: Vec<u8>) -> InboxRow {
     InboxRow {
@@ -34,36 +34,6 @@ fn row(encoding: &str, envelope: Vec<u8>) -> InboxRow {
     }
 }
 
-fn error_row() -> InboxRow {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(ENVELOPE).expect("gzip");
-    row("gzip", gz.finish().expect("gzip"))
-}
-
-fn transaction_row() -> InboxRow {
-    let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
-    let spans: Vec<serde_json::Value> = ["signal.validate", "risk.check", "order.size", "http.client", "order.confirm"]
-        .iter()
-        .enumerate()
-        .map(|(i, op)| {
-            serde_json::json!({"span_id": format!("{:016x}", i + 1), "parent_span_id": "aaaaaaaaaaaaaaaa",
-                "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "op": op, "description": op,
-                "start_timestamp": now - 0.5 + i as f64 * 0.01, "timestamp": now - 0.49 + i as f64 * 0.01,
-                "status": "ok", "data": {"latency_ms": 10}})
-        })
-        .collect();
-    let payload = serde_json::json!({"event_id": "0ec79c33ec9942ab8353589fcb2e04dc", "type": "transaction",
-        "transaction": "Order Pipeline: BTC buy", "start_timestamp": now - 0.5, "timestamp": now,
-        "contexts": {"trace": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "aaaaaaaaaaaaaaaa", "op": "order.pipeline", "status": "ok"}},
-        "spans": spans, "platform": "python", "release": "vol-arb@1.0.0"})
-    .to_string();
-    let envelope = format!(
-        "{{\"event_id\":\"0ec79c33ec9942ab8353589fcb2e04dc\"}}\n{{\"type\":\"transaction\",\"length\":{}}}\n{payload}\n",
-        payload.len()
-    );
-    row("identity", envelope.into_bytes())
-}
-
 /// How many records of its kind a row must digest into.
 type Records = fn(&Batch) -> usize;
 
@@ -71,10 +41,16 @@ type Records = fn(&Batch) -> usize;
 /// would measure the wrong path.
 fn rows() -> [(&'static str, InboxRow); 2] {
     let rows: [(&str, InboxRow, Records); 2] = [
-        ("python_error_gzip", error_row(), |b| b.events.len()),
-        ("transaction_5_spans", transaction_row(), |b| {
-            b.transactions.len()
-        }),
+        (
+            "python_error_gzip",
+            row("gzip", envelopes::error_envelope(0)),
+            |b| b.events.len(),
+        ),
+        (
+            "transaction_5_spans",
+            row("identity", envelopes::transaction_envelope(0)),
+            |b| b.transactions.len(),
+        ),
     ];
     rows.map(|(name, row, records)| {
         let mut once = Batch::default();
