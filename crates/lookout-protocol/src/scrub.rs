@@ -475,27 +475,26 @@ const DASH: u8 = 4;
 const LETTER_B: u8 = 5;
 const KV_SEPARATOR: u8 = 6;
 
-static ANCHOR_CLASS: [u8; 256] = {
-    let mut table = [PLAIN; 256];
-    table[b' ' as usize] = SPACE;
-    table[b'\t' as usize] = SPACE;
-    table[b'\n' as usize] = SPACE;
-    table[b'\r' as usize] = SPACE;
-    table[b'\x0b' as usize] = SPACE;
-    table[b'\x0c' as usize] = SPACE;
-    // Lead bytes of the non-ASCII whitespace characters (see `Anchors::separators`).
-    table[0xC2] = SPACE;
-    table[0xE1] = SPACE;
-    table[0xE2] = SPACE;
-    table[0xE3] = SPACE;
-    table[b'_' as usize] = UNDERSCORE;
-    table[b'x' as usize] = LOWER_X;
-    table[b'-' as usize] = DASH;
-    table[b'b' as usize] = LETTER_B;
-    table[b'B' as usize] = LETTER_B;
-    table[b'=' as usize] = KV_SEPARATOR;
-    table[b':' as usize] = KV_SEPARATOR;
+/// `table` with each of `bytes` set to `class`.
+const fn with_class(mut table: [u8; 256], bytes: &[u8], class: u8) -> [u8; 256] {
+    let mut i = 0;
+    while i < bytes.len() {
+        table[bytes[i] as usize] = class;
+        i += 1;
+    }
     table
+}
+
+static ANCHOR_CLASS: [u8; 256] = {
+    // The regex `\s` on ASCII (with the vertical tab, unlike `u8::is_ascii_whitespace`), and
+    // the lead bytes of the non-ASCII whitespace characters (see `Anchors::separators`).
+    let table = with_class([PLAIN; 256], b" \t\n\x0b\x0c\r", SPACE);
+    let table = with_class(table, &[0xC2, 0xE1, 0xE2, 0xE3], SPACE);
+    let table = with_class(table, b"_", UNDERSCORE);
+    let table = with_class(table, b"x", LOWER_X);
+    let table = with_class(table, b"-", DASH);
+    let table = with_class(table, b"bB", LETTER_B);
+    with_class(table, b"=:", KV_SEPARATOR)
 };
 
 /// The anchors of `b`, in one pass: a table load per byte, and a closer look only at the few
@@ -521,9 +520,10 @@ fn anchors(b: &[u8]) -> Anchors {
 }
 
 /// The regex `\s` on an ASCII byte: unlike `u8::is_ascii_whitespace`, it includes the
-/// vertical tab.
+/// vertical tab. Read from [`ANCHOR_CLASS`], whose ASCII `SPACE` bytes are exactly these, so
+/// the two cannot drift.
 fn is_regex_space(c: &u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+    c.is_ascii() && ANCHOR_CLASS[usize::from(*c)] == SPACE
 }
 
 /// Whether `before` (the text before a `=` or `:`) ends with a [`KV_KEYWORDS`] keyword,
@@ -1169,6 +1169,15 @@ mod tests {
             "https://example.com:8443/x",
         ] {
             assert_eq!(scrub_text(input, false), None, "{input}");
+        }
+    }
+
+    #[test]
+    fn regex_space_is_the_regex_s_on_ascii() {
+        let s = Regex::new(r"^\s$").expect("constant pattern");
+        for b in 0..=127u8 {
+            let text = char::from(b).to_string();
+            assert_eq!(is_regex_space(&b), s.is_match(&text), "{b:#04x}");
         }
     }
 
