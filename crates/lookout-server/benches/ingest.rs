@@ -8,6 +8,12 @@
 //! Run: `cargo bench -p lookout-server --bench ingest` (env `LOOKOUT_BENCH_SECS`,
 //! `LOOKOUT_BENCH_CONCURRENCY`, `LOOKOUT_BENCH_SYNC=full|normal`,
 //! `LOOKOUT_BENCH_DIGEST=running|paused`).
+//!
+//! `LOOKOUT_BENCH_FLOOR=http|decode` measures what the machine gives before Lookout's own
+//! work, with the same load generator and request: `http` is a bare axum server on the same
+//! runtime that reads the body and answers 200 with an event id (no auth, no inbox);
+//! `decode` also inflates the body and frames the envelope, as ingest checks it. What ingest
+//! adds on top (auth, limits, the inbox's SQLite write and fsync) is the difference.
 #![allow(clippy::print_stdout, missing_docs)]
 
 #[path = "shared/loadgen.rs"]
@@ -45,7 +51,97 @@ fn main() {
         .build()
         .expect("runtime");
     let paused = std::env::var("LOOKOUT_BENCH_DIGEST").as_deref() == Ok("paused");
-    runtime.block_on(run(secs, concurrency, sync, paused));
+    match std::env::var("LOOKOUT_BENCH_FLOOR").as_deref() {
+        Ok(floor @ ("http" | "decode")) => {
+            runtime.block_on(run_floor(secs, concurrency, floor == "decode"));
+        }
+        _ => runtime.block_on(run(secs, concurrency, sync, paused)),
+    }
+}
+
+fn gzip_envelope() -> bytes::Bytes {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(ENVELOPE).expect("gzip");
+    bytes::Bytes::from(gz.finish().expect("gzip"))
+}
+
+/// Accepted requests/s and latency percentiles, as printed by every mode.
+fn report(outcome: loadgen::Outcome) -> String {
+    let mut all = outcome.latencies_us;
+    all.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let i = ((all.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(all[i]) / 1000.0
+    };
+    format!(
+        "accepted {} ({:.0}/s), refused {}, latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        all.len(),
+        all.len() as f64 / outcome.elapsed.as_secs_f64(),
+        outcome.refused,
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    )
+}
+
+/// The same load against a bare axum server: the floor under ingest on this machine.
+async fn run_floor(secs: u64, concurrency: usize, decode: bool) {
+    use axum::routing::post;
+    let handler = move |body: bytes::Bytes| async move {
+        if decode {
+            let plain = lookout_server::ingest::body::decode(
+                &body,
+                lookout_server::ingest::body::Encoding::Gzip,
+                20 * 1024 * 1024,
+            )
+            .map_err(|_| axum::http::StatusCode::BAD_REQUEST)?;
+            let envelope = lookout_protocol::envelope::parse(&plain)
+                .map_err(|_| axum::http::StatusCode::BAD_REQUEST)?;
+            if envelope.items.is_empty() {
+                return Err(axum::http::StatusCode::BAD_REQUEST);
+            }
+        }
+        Ok(axum::Json(
+            serde_json::json!({"id": "9ec79c33ec9942ab8353589fcb2e04dc"}),
+        ))
+    };
+    let app = axum::Router::new().route("/api/{project_id}/envelope/", post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let request = loadgen::post(
+        "/api/1/envelope/",
+        &[
+            "content-type: application/x-sentry-envelope".into(),
+            "content-encoding: gzip".into(),
+        ],
+        &gzip_envelope(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let outcome = loadgen::spawn(addr, concurrency, move |_, _| {
+        (Instant::now() < deadline).then(|| request.clone())
+    })
+    .join()
+    .expect("load generator");
+    server.abort();
+    println!(
+        "ingest floor ({}): {} cores, concurrency {concurrency}, envelope {} B, {secs} s",
+        if decode {
+            "bare axum, inflate and frame the envelope"
+        } else {
+            "bare axum, read the body"
+        },
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        ENVELOPE.len(),
+    );
+    println!("{}", report(outcome));
 }
 
 async fn run(secs: u64, concurrency: usize, sync: Synchronous, paused: bool) {
@@ -63,9 +159,7 @@ async fn run(secs: u64, concurrency: usize, sync: Synchronous, paused: bool) {
         "Sentry sentry_key={}, sentry_version=7, sentry_client=sentry.python/2.68.0",
         projects[0].public_key
     );
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(ENVELOPE).expect("gzip");
-    let body = bytes::Bytes::from(gz.finish().expect("gzip"));
+    let body = gzip_envelope();
 
     let request = loadgen::post(
         &format!("/api/{}/envelope/", projects[0].id),
@@ -82,9 +176,6 @@ async fn run(secs: u64, concurrency: usize, sync: Synchronous, paused: bool) {
     })
     .join()
     .expect("load generator");
-    let mut all = outcome.latencies_us;
-    let refused = outcome.refused;
-    let elapsed = outcome.elapsed.as_secs_f64();
     let metrics = reqwest::get(format!("{}/metrics", server.base_url()))
         .await
         .expect("metrics")
@@ -101,14 +192,6 @@ async fn run(secs: u64, concurrency: usize, sync: Synchronous, paused: bool) {
     let batch_mean = metric("lookout_inbox_commit_batch_size_sum") / commits.max(1.0);
     let commit_ms = 1000.0 * metric("lookout_inbox_commit_seconds_sum") / commits.max(1.0);
     server.stop().await.expect("stop");
-    all.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if all.is_empty() {
-            return 0.0;
-        }
-        let i = ((all.len() as f64 - 1.0) * p).round() as usize;
-        f64::from(all[i]) / 1000.0
-    };
     println!(
         "ingest: {} cores, concurrency {concurrency}, synchronous={sync:?}, digest {}, envelope {} B ({} B gzip), {secs} s",
         std::thread::available_parallelism()
@@ -118,14 +201,7 @@ async fn run(secs: u64, concurrency: usize, sync: Synchronous, paused: bool) {
         ENVELOPE.len(),
         body.len()
     );
-    println!(
-        "accepted {} ({:.0}/s), refused {refused}, latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        all.len(),
-        all.len() as f64 / elapsed,
-        pct(0.50),
-        pct(0.99),
-        pct(1.0)
-    );
+    println!("{}", report(outcome));
     println!(
         "inbox: {commits:.0} commits, {batch_mean:.1} envelopes per commit, {commit_ms:.2} ms per commit"
     );

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub bytes: Family<StageLabel, Counter>,
     /// Inbox rows waiting for the digest.
     pub inbox_depth: Gauge,
+    /// Pages in the inbox's WAL at the checkpointer's last pass.
+    pub inbox_wal_pages: Gauge,
     /// Envelopes per inbox commit.
     pub commit_batch_size: Histogram,
     /// Seconds per inbox commit (including fsync).
@@ -85,6 +87,7 @@ impl Metrics {
         let items_skipped = Family::<ItemLabel, Counter>::default();
         let bytes = Family::<StageLabel, Counter>::default();
         let inbox_depth = Gauge::default();
+        let inbox_wal_pages = Gauge::default();
         let commit_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let digested_rows = Counter::default();
@@ -148,6 +151,11 @@ impl Metrics {
             inbox_depth.clone(),
         );
         registry.register(
+            "inbox_wal_pages",
+            "Pages in the inbox's write-ahead log at the last checkpoint pass",
+            inbox_wal_pages.clone(),
+        );
+        registry.register(
             "inbox_commit_batch_size",
             "Envelopes per inbox group commit",
             commit_batch_size.clone(),
@@ -165,6 +173,7 @@ impl Metrics {
             items_skipped,
             bytes,
             inbox_depth,
+            inbox_wal_pages,
             commit_batch_size,
             commit_seconds,
             digested_rows,
