@@ -108,7 +108,7 @@ pub const WAL_RESTART_FRAMES: i64 = 1024;
 /// has stopped (64 MiB of WAL).
 pub const WRITER_CHECKPOINT_FRAMES: i64 = 16 * 1024;
 
-/// Bytes appended between two wake-ups of the checkpointer (about 256 pages): each pass
+/// Bytes appended between two wake-ups of the checkpointer (16 pages of 4 KiB): each pass
 /// syncs the WAL and the database file, and the writer's commits need the disk more.
 const CHECKPOINT_EVERY_BYTES: usize = 64 * 1024;
 
@@ -307,7 +307,7 @@ impl Checkpoint {
         }
         // Copies what the passes left; unless a reader is still in the WAL, the next write
         // starts it over.
-        if let Err(e) = wal_checkpoint(conn, "PASSIVE") {
+        if let Err(e) = passive_checkpoint(conn) {
             tracing::warn!(error = %e, "inbox checkpoint failed");
         }
     }
@@ -323,7 +323,7 @@ fn checkpointer(
     metrics: &Metrics,
 ) {
     while woken.recv().is_ok() {
-        match wal_checkpoint(conn, "PASSIVE") {
+        match passive_checkpoint(conn) {
             Ok(log) => {
                 wal_frames.store(log, Ordering::Relaxed);
                 metrics.inbox_wal_pages.set(log);
@@ -334,9 +334,10 @@ fn checkpointer(
     }
 }
 
-/// Run `PRAGMA wal_checkpoint(mode)`; the pages in the WAL.
-fn wal_checkpoint(conn: &rusqlite::Connection, mode: &str) -> rusqlite::Result<i64> {
-    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get(1))
+/// Run a passive checkpoint (copy what no reader still needs, without waiting for anyone);
+/// the pages in the WAL.
+fn passive_checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
 }
 
 fn write_batch(conn: &mut rusqlite::Connection, batch: &[Append]) -> Result<Vec<i64>> {
