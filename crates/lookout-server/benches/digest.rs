@@ -11,6 +11,11 @@
 //! `LOOKOUT_BENCH_DIGEST=after` measures the digest alone: the envelopes are posted with the
 //! digest paused, the server is stopped and started again over the same data directory, and
 //! the bench times how fast the digest drains the inbox with nothing else running.
+//!
+//! `LOOKOUT_BENCH_RATE=N` sends at a steady N envelopes/s instead of as fast as the clients
+//! can (sustained load): the bench reports the rate achieved and the lag sampled while
+//! sending (median, 99th percentile, max, and the mean of the first and last thirds of the
+//! run: a lag that grows with time is a digest that does not keep up).
 #![allow(clippy::print_stdout, missing_docs)]
 
 #[path = "shared/envelopes.rs"]
@@ -38,18 +43,22 @@ fn main() {
     let concurrency: u64 = env_or("LOOKOUT_BENCH_CONCURRENCY", 32);
     let kind = std::env::var("LOOKOUT_BENCH_KIND").unwrap_or_else(|_| "both".into());
     let after = std::env::var("LOOKOUT_BENCH_DIGEST").as_deref() == Ok("after");
+    let rate: Option<f64> = std::env::var("LOOKOUT_BENCH_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|r: &f64| *r > 0.0);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     for k in ["error", "transaction"] {
         if kind == k || kind == "both" {
-            runtime.block_on(run(k, count, concurrency, after));
+            runtime.block_on(run(k, count, concurrency, after, rate));
         }
     }
 }
 
-async fn run(kind: &str, count: u64, concurrency: u64, after: bool) {
+async fn run(kind: &str, count: u64, concurrency: u64, after: bool, pace: Option<f64>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = Config {
         listen: "127.0.0.1:0".into(),
@@ -92,6 +101,7 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool) {
     let mut sender = Some(loadgen::spawn(
         server.addr,
         concurrency as usize,
+        pace.map(|r| Duration::from_secs_f64(1.0 / r)),
         move |c, n| {
             let i = usize::try_from(n * concurrency).ok()? + c;
             requests.get(i).cloned()
@@ -123,6 +133,8 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool) {
         "lookout_digested_transactions_total"
     };
     let mut max_lag = 0.0f64;
+    // The lag sampled while the clients are sending.
+    let mut sending_lags: Vec<f64> = Vec::new();
     let mut sent_at = None;
     loop {
         let text = client
@@ -133,9 +145,13 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool) {
             .text()
             .await
             .expect("text");
-        max_lag = max_lag.max(metric(&text, "lookout_digest_lag_ms"));
+        let lag = metric(&text, "lookout_digest_lag_ms");
+        max_lag = max_lag.max(lag);
         if sent_at.is_none() && sender.as_ref().is_none_or(|s| s.is_finished()) {
             sent_at = Some(started.elapsed());
+        }
+        if sent_at.is_none() {
+            sending_lags.push(lag);
         }
         if metric(&text, counter) as u64 >= count {
             break;
@@ -157,6 +173,31 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool) {
             "digest {kind} (digest alone): {cores} cores, {count} envelopes already in the inbox: all digested in {:.2} s ({:.0}/s)",
             digested.as_secs_f64(),
             rate(digested),
+        );
+    } else if let Some(target) = pace {
+        let third = sending_lags.len() / 3;
+        let mean = |l: &[f64]| l.iter().sum::<f64>() / l.len().max(1) as f64;
+        let (first, last) = (
+            mean(&sending_lags[..third]),
+            mean(&sending_lags[sending_lags.len() - third..]),
+        );
+        sending_lags.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            let i = ((sending_lags.len().max(1) - 1) as f64 * p).round() as usize;
+            sending_lags.get(i).copied().unwrap_or(0.0)
+        };
+        println!(
+            "digest {kind}: {cores} cores, {count} envelopes paced at {target:.0}/s on {concurrency} connections: sent in {:.2} s ({:.0}/s), all digested {:.2} s after sending began",
+            sent.as_secs_f64(),
+            rate(sent),
+            digested.as_secs_f64(),
+        );
+        println!(
+            "lag while sending ({} samples): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; mean of the first third {first:.0} ms, of the last third {last:.0} ms",
+            sending_lags.len(),
+            pct(0.5),
+            pct(0.99),
+            max_lag,
         );
     } else {
         println!(

@@ -123,7 +123,7 @@ async fn run_floor(secs: u64, concurrency: usize, decode: bool) {
         &gzip_envelope(),
     );
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let outcome = loadgen::spawn(addr, concurrency, move |_, _| {
+    let outcome = loadgen::spawn(addr, concurrency, None, move |_, _| {
         (Instant::now() < deadline).then(|| request.clone())
     })
     .join()
@@ -171,7 +171,7 @@ async fn run(secs: u64, concurrency: usize, sync: Synchronous, paused: bool) {
         &body,
     );
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let outcome = loadgen::spawn(server.addr, concurrency, move |_, _| {
+    let outcome = loadgen::spawn(server.addr, concurrency, None, move |_, _| {
         (Instant::now() < deadline).then(|| request.clone())
     })
     .join()

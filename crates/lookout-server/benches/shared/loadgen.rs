@@ -107,9 +107,15 @@ pub(crate) struct Outcome {
 /// Start `concurrency` connections to `addr` on a thread of their own. Connection `c` sends
 /// `request(c, n)` for its `n`-th request until `request` returns `None`; the thread's result
 /// is what they saw.
+///
+/// Without `interval`, each connection sends its next request as soon as the last is
+/// answered. With it, request `n * concurrency + c` is not sent before `interval` times that
+/// number has passed: a steady `1 / interval` requests a second, as long as the server keeps
+/// up.
 pub(crate) fn spawn<F>(
     addr: SocketAddr,
     concurrency: usize,
+    interval: Option<Duration>,
     request: F,
 ) -> std::thread::JoinHandle<Outcome>
 where
@@ -132,6 +138,12 @@ where
                     let mut refused = 0u64;
                     let mut n = 0u64;
                     while let Some(req) = request(c, n) {
+                        if let Some(interval) = interval {
+                            let index = n * concurrency as u64 + c as u64;
+                            let due =
+                                interval.saturating_mul(u32::try_from(index).unwrap_or(u32::MAX));
+                            tokio::time::sleep_until((started + due).into()).await;
+                        }
                         n += 1;
                         let t = Instant::now();
                         match conn.send(&req).await {
