@@ -7,7 +7,12 @@
 //! * Metric alerts are recomputed for the projects a batch touched (at most every
 //!   [`BATCH_EVAL_INTERVAL_MS`] per rule) and for every project on each clock tick
 //!   ([`TickJob`]), which is how what is *absent* is noticed: a window that emptied, an
-//!   agent that crashed and did not come back, a missed heartbeat.
+//!   agent that crashed and did not come back, a missed heartbeat. A rule whose
+//!   measurement reads its whole window (counts and tag ratios with a query; the latency,
+//!   error-rate and session aggregates read per-minute rollups) costs more as the window
+//!   fills: once one evaluation takes [`COSTLY_EVAL`] or more, the rule waits
+//!   [`COST_SHARE`] times that long before the next, so that it takes a bounded share of
+//!   the digest's time however busy the window.
 //! * A state change (ok → warning/critical → resolved) opens or updates an incident and
 //!   writes one outbox row per channel **in the same transaction**; the [`notify::Notifier`]
 //!   delivers them. State lives in the database, so a restart (even `kill -9`) neither
@@ -30,10 +35,46 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// A metric rule is recomputed after a batch at most this often (the tick catches the rest).
 pub const BATCH_EVAL_INTERVAL_MS: i64 = 100;
+
+/// A metric rule's evaluation this long or longer paces the next one.
+pub const COSTLY_EVAL: Duration = Duration::from_millis(5);
+
+/// A costly rule waits this many times its last evaluation's time before the next (it then
+/// takes at most a twentieth of the time).
+pub const COST_SHARE: u32 = 20;
+
+/// What the last evaluation of each metric rule cost, by rule id.
+#[derive(Debug, Default)]
+struct EvalCosts(Mutex<HashMap<i64, (Instant, Duration)>>);
+
+impl EvalCosts {
+    /// Whether `rule` was costly last time and has not yet waited its share.
+    fn paced(&self, rule: i64) -> bool {
+        self.lock().get(&rule).is_some_and(|(ended, took)| {
+            *took >= COSTLY_EVAL && ended.elapsed() < took.saturating_mul(COST_SHARE)
+        })
+    }
+
+    /// Measure one evaluation of `rule`.
+    fn measure<T>(&self, rule: i64, evaluate: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let out = evaluate();
+        self.lock()
+            .insert(rule, (Instant::now(), started.elapsed()));
+        out
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (Instant, Duration)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// A stored rule.
 #[derive(Debug, Clone)]
@@ -87,6 +128,8 @@ pub struct AlertEngine {
     public_url: String,
     /// Last batch-time evaluation per metric rule (ms).
     last_eval: Mutex<HashMap<i64, i64>>,
+    /// What each metric rule's last evaluation cost, on batches and ticks alike.
+    costs: EvalCosts,
     /// Wakes the notifier after a commit that wrote to the outbox.
     wake: Arc<Notify>,
     clock: crate::clock::Clock,
@@ -104,9 +147,18 @@ impl AlertEngine {
             db: data_dir.join("lookout.db"),
             public_url,
             last_eval: Mutex::default(),
+            costs: EvalCosts::default(),
             wake,
             clock,
         }
+    }
+}
+
+impl AlertEngine {
+    /// Whether a costly metric rule must wait before its next evaluation. Never on a manual
+    /// clock: there, time moves only when a test says, and each tick evaluates every rule.
+    fn paced(&self, rule: i64) -> bool {
+        !self.clock.is_manual() && self.costs.paced(rule)
     }
 }
 
@@ -165,14 +217,14 @@ impl BatchHook for AlertEngine {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for r in rules.iter().filter(|r| r.kind == "metric") {
                 let at = last.entry(r.id).or_insert(i64::MIN);
-                if now.saturating_sub(*at) >= BATCH_EVAL_INTERVAL_MS {
+                if now.saturating_sub(*at) >= BATCH_EVAL_INTERVAL_MS && !self.paced(r.id) {
                     *at = now;
                     due.push(r.clone());
                 }
             }
         }
         for r in &due {
-            evaluate_metric_rule(&ctx, r)?;
+            self.costs.measure(r.id, || evaluate_metric_rule(&ctx, r))?;
         }
         Ok(())
     }
@@ -200,10 +252,12 @@ impl TickJob for AlertEngine {
             let mut out = Vec::new();
             for r in load_rules(&conn, None)?
                 .into_iter()
-                .filter(|r| r.kind == "metric")
+                .filter(|r| r.kind == "metric" && !self.paced(r.id))
             {
                 if let Some(rule) = parse_metric(&conn, &r)? {
-                    let values = metric_values(&ctx, &r, &rule)?;
+                    let values = self
+                        .costs
+                        .measure(r.id, || metric_values(&ctx, &r, &rule))?;
                     out.push((r, rule, values));
                 }
             }
@@ -1278,6 +1332,28 @@ mod tests {
 
     fn rule(body: Value) -> MetricRule {
         rules::parse_metric_rule(&body, &[]).unwrap()
+    }
+
+    #[test]
+    fn a_costly_rule_waits_its_share_and_a_cheap_one_never_waits() {
+        let costs = EvalCosts::default();
+        assert!(!costs.paced(1), "a rule never evaluated is due");
+        costs.measure(1, || ());
+        assert!(!costs.paced(1), "a cheap rule is never paced");
+        // The time an evaluation takes is what is recorded.
+        costs.measure(2, || std::thread::sleep(COSTLY_EVAL));
+        let (_, took) = costs.lock()[&2];
+        assert!(took >= COSTLY_EVAL, "{took:?}");
+        // A costly evaluation that just ended paces the rule…
+        let took = COSTLY_EVAL * 4;
+        costs.lock().insert(3, (Instant::now(), took));
+        assert!(costs.paced(3));
+        // …until its share has passed.
+        let long_ago = Instant::now()
+            .checked_sub(took * COST_SHARE)
+            .expect("the monotonic clock is older than that");
+        costs.lock().insert(3, (long_ago, took));
+        assert!(!costs.paced(3));
     }
 
     #[test]
