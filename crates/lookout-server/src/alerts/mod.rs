@@ -8,9 +8,9 @@
 //!   [`BATCH_EVAL_INTERVAL_MS`] per rule) and for every project on each clock tick
 //!   ([`TickJob`]), which is how what is *absent* is noticed: a window that emptied, an
 //!   agent that crashed and did not come back, a missed heartbeat. A rule whose
-//!   measurement reads its whole window (counts and tag ratios with a query; the latency,
-//!   error-rate and session aggregates read per-minute rollups) costs more as the window
-//!   fills: once one evaluation takes [`COSTLY_EVAL`] or more, the rule waits
+//!   measurement reads its whole window (counts, unique users, tag ratios, and error rates
+//!   with a query; the latency, plain error-rate and session aggregates read per-minute
+//!   rollups) costs more as the window fills: once one evaluation takes [`COSTLY_EVAL`] or more, the rule waits
 //!   [`COST_SHARE`] times that long before the next, so that it takes a bounded share of
 //!   the digest's time however busy the window.
 //! * A state change (ok → warning/critical → resolved) opens or updates an incident and
