@@ -182,10 +182,7 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool, pace: Option
             mean(&sending_lags[sending_lags.len() - third..]),
         );
         sending_lags.sort_by(f64::total_cmp);
-        let pct = |p: f64| {
-            let i = ((sending_lags.len().max(1) - 1) as f64 * p).round() as usize;
-            sending_lags.get(i).copied().unwrap_or(0.0)
-        };
+        let pct = |p: f64| loadgen::percentile(&sending_lags, p).unwrap_or(0.0);
         println!(
             "digest {kind}: {cores} cores, {count} envelopes paced at {target:.0}/s on {concurrency} connections: sent in {:.2} s ({:.0}/s), all digested {:.2} s after sending began",
             sent.as_secs_f64(),

@@ -69,13 +69,7 @@ fn gzip_envelope() -> bytes::Bytes {
 fn report(outcome: loadgen::Outcome) -> String {
     let mut all = outcome.latencies_us;
     all.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if all.is_empty() {
-            return 0.0;
-        }
-        let i = ((all.len() as f64 - 1.0) * p).round() as usize;
-        f64::from(all[i]) / 1000.0
-    };
+    let pct = |p: f64| loadgen::percentile(&all, p).map_or(0.0, |us| f64::from(us) / 1000.0);
     format!(
         "accepted {} ({:.0}/s), refused {}, latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         all.len(),

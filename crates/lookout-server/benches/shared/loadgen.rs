@@ -94,6 +94,12 @@ pub(crate) fn post(path: &str, headers: &[String], body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The `p` quantile (0–1) of `sorted`, by the nearest rank; `None` when it is empty.
+pub(crate) fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    let last = sorted.len().checked_sub(1)?;
+    sorted.get((last as f64 * p).round() as usize).copied()
+}
+
 /// What one run of [`run`] saw.
 pub(crate) struct Outcome {
     /// Latency of every 2xx answer, in microseconds.

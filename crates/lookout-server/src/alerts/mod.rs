@@ -152,9 +152,7 @@ impl AlertEngine {
             clock,
         }
     }
-}
 
-impl AlertEngine {
     /// Whether a costly metric rule must wait before its next evaluation. Never on a manual
     /// clock: there, time moves only when a test says, and each tick evaluates every rule.
     fn paced(&self, rule: i64) -> bool {
