@@ -51,7 +51,6 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::store::Store;
-use crate::store::users::Users;
 use crate::{RunningServer, ServerError};
 
 /// The six presets, in the order the schedule usually fires them.
@@ -185,7 +184,7 @@ impl Demo {
         // The account: an explicit password wins; a fresh data directory gets a generated
         // one; an existing account is left alone.
         let store = Store::open(&config.data_dir)?;
-        let users = Users::new(&config.data_dir);
+        let users = store.users();
         let has_users = users.any()?;
         let login = match (&config.admin_password, has_users) {
             (Some(p), false) => Login::Admin {

@@ -67,12 +67,11 @@ struct Services {
 const TICK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The periodic jobs of a server on `data_dir` (missed check-ins, absent-traffic alerts).
-fn tick_jobs(config: &Config, clock: &Clock, engine: &Engine) -> Result<Ticks, ServerError> {
-    let (_, _) = (config, clock);
+fn tick_jobs(store: &Store, engine: &Engine) -> Result<Ticks, ServerError> {
     let mut ticks = Ticks::default();
     // Monitors first: the alert engine reads the states they set.
     ticks.push(Arc::new(MonitorTick {
-        db: config.data_dir.join("lookout.db"),
+        monitors: store.monitors(),
     }));
     ticks.push(Arc::clone(&engine.alerts) as Arc<dyn clock::TickJob>);
     Ok(ticks)
@@ -81,7 +80,7 @@ fn tick_jobs(config: &Config, clock: &Clock, engine: &Engine) -> Result<Ticks, S
 /// Missed and timed-out check-ins, on every tick.
 #[derive(Debug)]
 struct MonitorTick {
-    db: std::path::PathBuf,
+    monitors: store::monitors::Monitors,
 }
 
 impl clock::TickJob for MonitorTick {
@@ -90,11 +89,7 @@ impl clock::TickJob for MonitorTick {
     }
 
     fn tick(&self, now_ms: i64) -> Result<(), store::StoreError> {
-        let mut conn = store::connect(&self.db, config::Synchronous::Full)?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        store::monitors::tick(&tx, now_ms)?;
-        tx.commit()?;
-        Ok(())
+        self.monitors.tick(now_ms)
     }
 }
 
@@ -195,7 +190,7 @@ fn start_state(
     engine: Engine,
 ) -> Result<(http::AppState, Services), ServerError> {
     store.with_conn(|c| alerts::ensure_presets(c))?;
-    let users = store::users::Users::new(&config.data_dir);
+    let users = store.users();
     match &config.admin_password {
         Some(password) if users.ensure_admin("admin", password, clock.now_ms())? => {
             tracing::info!("created the web UI account \"admin\" from admin_password");
@@ -260,7 +255,7 @@ fn state_with(
     let permits = (config.ingest.max_inflight_bytes / 1024).min(Semaphore::MAX_PERMITS);
     http::AppState {
         inbox: Some(inbox),
-        reader: store::read::Reader::new(&config.data_dir),
+        reader: store.reader(),
         config: Arc::new(config),
         store,
         metrics,
@@ -280,7 +275,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let engine = engine(&config, &Clock::System);
-    let ticks = tick_jobs(&config, &Clock::System, &engine)?;
+    let ticks = tick_jobs(&store, &engine)?;
     serve_with(
         config,
         store,
@@ -362,7 +357,7 @@ impl RunningServer {
             config.public_url = Some(format!("http://{addr}"));
         }
         let engine = engine(&config, &clock);
-        let ticks = tick_jobs(&config, &clock, &engine)?;
+        let ticks = tick_jobs(&store, &engine)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve_with(
             config,

@@ -213,7 +213,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = load_config(&cli.global)?;
             let store = open_store(&config)?;
-            drop(store); // migrations done; the account lives in the same database
             if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
                 eprint!("password for {user:?}: ");
             }
@@ -222,7 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .read_line(&mut password)
                 .context("cannot read the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']);
-            let users = lookout_server::store::users::Users::new(&config.data_dir);
+            let users = store.users();
             users.set_password(&user, password, chrono_now_ms())?;
             eprintln!("password set for {user:?}; their open sessions were ended");
             Ok(())

@@ -69,7 +69,7 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 fn store(state: &AppState) -> Alerts {
-    Alerts::new(&state.config.data_dir)
+    state.store.alerts()
 }
 
 fn parse_id(id: &str) -> Result<i64, ApiError> {

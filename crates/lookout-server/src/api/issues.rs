@@ -4,7 +4,7 @@
 use super::{Caller, blocking, iso, parse_period};
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::store::read::{EventRow, IssueRow, parse_query, set_issue_status};
+use crate::store::read::{EventRow, IssueRow, parse_query};
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -173,8 +173,8 @@ async fn update(state: AppState, id: i64, body: UpdateIssue) -> Result<Json<Valu
             ));
         }
     };
-    let dir = state.config.data_dir.clone();
-    blocking(move || set_issue_status(&dir, id, &status)).await?;
+    let store = state.store.clone();
+    blocking(move || store.set_issue_status(id, &status)).await?;
     issue_detail(state, id).await
 }
 

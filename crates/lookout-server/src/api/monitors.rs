@@ -3,16 +3,14 @@
 //! (`/projects/{org}/{project}/releases/health/`).
 
 use super::{Caller, blocking, iso, parse_period};
-use crate::config::Synchronous;
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::store::monitors::{self, MonitorConfig, MonitorRow};
-use crate::store::{StoreError, connect};
+use crate::store::health::crash_free;
+use crate::store::monitors::{MonitorConfig, MonitorRow};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -34,10 +32,6 @@ pub(super) fn routes() -> Router<AppState> {
             "/api/0/projects/{org}/{project}/releases/health/",
             get(release_health),
         )
-}
-
-fn db(state: &AppState) -> std::path::PathBuf {
-    state.config.data_dir.join("lookout.db")
 }
 
 fn monitor_json(m: &MonitorRow) -> Value {
@@ -73,9 +67,8 @@ async fn list(
     Path(org): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("org:read")?;
-    let path = db(&state);
-    let rows =
-        blocking(move || monitors::list(&connect(&path, Synchronous::Full)?, &org, None)).await?;
+    let monitors = state.store.monitors();
+    let rows = blocking(move || monitors.list(&org, None)).await?;
     Ok(Json(Value::Array(rows.iter().map(monitor_json).collect())))
 }
 
@@ -85,10 +78,8 @@ async fn detail(
     Path((org, slug)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("org:read")?;
-    let path = db(&state);
-    let rows =
-        blocking(move || monitors::list(&connect(&path, Synchronous::Full)?, &org, Some(&slug)))
-            .await?;
+    let monitors = state.store.monitors();
+    let rows = blocking(move || monitors.list(&org, Some(&slug))).await?;
     rows.first()
         .map(|m| Json(monitor_json(m)))
         .ok_or_else(|| ApiError::NotFound("monitor not found".into()))
@@ -168,28 +159,11 @@ async fn save(
     body: Value,
 ) -> Result<Value, ApiError> {
     let (project, slug, name, status, config) = parse_body(&body, slug.as_deref())?;
-    let path = db(&state);
-    let rows = blocking(move || {
-        let conn = connect(&path, Synchronous::Full)?;
-        let project_id: Option<i64> = conn
-            .query_row(
-                "SELECT p.id FROM projects p JOIN organizations o ON o.id = p.org_id
-                 WHERE o.slug = ?1 AND (p.slug = ?2 OR (?2 IS NULL AND p.id = (SELECT m.project_id FROM monitors m JOIN projects p2 ON p2.id = m.project_id JOIN organizations o2 ON o2.id = p2.org_id WHERE o2.slug = ?1 AND m.slug = ?3)))
-                 ORDER BY p.id LIMIT 1",
-                params![org, project, slug],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(project_id) = project_id else {
-            return Err(StoreError::Invalid("project: a valid project slug is required".into()));
-        };
-        monitors::put(&conn, project_id, &slug, &name, &status, &config)?;
-        monitors::list(&conn, &org, Some(&slug))
-    })
-    .await?;
-    rows.first()
-        .map(monitor_json)
-        .ok_or_else(|| ApiError::Internal("monitor vanished after save".into()))
+    let monitors = state.store.monitors();
+    let row =
+        blocking(move || monitors.save(&org, project.as_deref(), &slug, &name, &status, &config))
+            .await?;
+    Ok(monitor_json(&row))
 }
 
 async fn create(
@@ -221,8 +195,8 @@ async fn remove(
     Path((org, slug)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     caller.require("project:write")?;
-    let path = db(&state);
-    blocking(move || monitors::delete(&connect(&path, Synchronous::Full)?, &org, &slug)).await?;
+    let monitors = state.store.monitors();
+    blocking(move || monitors.delete(&org, &slug)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -232,11 +206,8 @@ async fn checkins(
     Path((org, slug)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("org:read")?;
-    let path = db(&state);
-    let rows = blocking(move || {
-        monitors::check_ins(&connect(&path, Synchronous::Full)?, &org, &slug, 100)
-    })
-    .await?;
+    let monitors = state.store.monitors();
+    let rows = blocking(move || monitors.check_ins(&org, &slug, 100)).await?;
     Ok(Json(Value::Array(
         rows.iter()
             .map(|(id, status, duration, env, at)| {
@@ -266,69 +237,47 @@ async fn release_health(
     let now = state.clock.now_ms();
     let since = now - period;
     let reader = state.reader.clone();
-    let path = db(&state);
+    let health = state.store.health();
     let rows = blocking(move || {
         let p = reader.project(&org, &project)?;
-        let conn = connect(&path, Synchronous::Full)?;
-        let mut stmt = conn.prepare(
-            "SELECT release, environment, SUM(init), SUM(crashed), SUM(abnormal), SUM(errored), MIN(minute), MAX(minute)
-             FROM rollup_sessions WHERE project_id = ?1 AND minute >= ?2 GROUP BY release, environment ORDER BY release, environment",
-        )?;
-        type Row = (String, String, i64, i64, i64, i64, i64, i64);
-        let sessions: Vec<Row> = stmt
-            .query_map(params![p.id, since - since.rem_euclid(60_000)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut users = conn.prepare(
-            "SELECT COUNT(*), COALESCE(SUM(crashed > 0), 0) FROM session_users
-             WHERE project_id = ?1 AND release = ?2 AND environment = ?3 AND last_seen >= ?4",
-        )?;
-        // A release's agents share a strategy: the `strategy` tag of its events.
-        let mut strategy_of = conn.prepare(
-            "SELECT t.value FROM events e JOIN event_tags t ON t.event_row = e.id
-             WHERE e.project_id = ?1 AND e.release = ?2 AND e.timestamp >= ?3 AND t.key = 'strategy'
-             GROUP BY t.value ORDER BY COUNT(*) DESC, t.value LIMIT 1",
-        )?;
-        let total: i64 = sessions.iter().map(|s| s.2).sum();
-        let mut out = Vec::new();
-        // strategy → (sessions, crashed, releases)
-        let mut strategies: std::collections::BTreeMap<String, (i64, i64, Vec<String>)> =
-            std::collections::BTreeMap::new();
-        for (release, env, init, crashed, abnormal, errored, first, last) in sessions {
-            let (u, uc): (i64, i64) = users.query_row(params![p.id, release, env, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            let strategy: Option<String> = strategy_of
-                .query_row(params![p.id, release, since], |r| r.get(0))
-                .optional()?;
-            if let Some(s) = &strategy {
-                let e = strategies.entry(s.clone()).or_default();
-                e.0 += init;
-                e.1 += crashed;
-                if !e.2.contains(&release) {
-                    e.2.push(release.clone());
-                }
-            }
-            out.push(json!({
-                "release": release, "environment": env, "strategy": strategy,
-                "sessions": init, "sessionsCrashed": crashed, "sessionsAbnormal": abnormal, "sessionsErrored": errored,
-                "crashFreeSessions": (init > 0).then(|| (1.0 - crashed as f64 / init as f64) * 100.0),
-                "users": u, "usersCrashed": uc,
-                "crashFreeUsers": (u > 0).then(|| (1.0 - uc as f64 / u as f64) * 100.0),
-                "adoption": (total > 0).then(|| init as f64 / total as f64 * 100.0),
-                "firstSeen": iso(first), "lastSeen": iso(last),
-            }));
-        }
-        let by_strategy: Vec<Value> = strategies
-            .into_iter()
-            .map(|(strategy, (init, crashed, releases))| {
-                json!({"strategy": strategy, "sessions": init, "sessionsCrashed": crashed,
-                       "crashFreeSessions": (init > 0).then(|| (1.0 - crashed as f64 / init as f64) * 100.0),
-                       "releases": releases})
-            })
-            .collect();
-        Ok((out, by_strategy))
+        health.by_release(p.id, since)
     })
     .await?;
-    let (rows, strategies) = rows;
-    Ok(Json(json!({"data": rows, "strategies": strategies})))
+    let total: i64 = rows.iter().map(|r| r.sessions).sum();
+    // strategy → (sessions, crashed, releases)
+    let mut strategies: std::collections::BTreeMap<&str, (i64, i64, Vec<&str>)> =
+        std::collections::BTreeMap::new();
+    for r in &rows {
+        if let Some(s) = &r.strategy {
+            let e = strategies.entry(s).or_default();
+            e.0 += r.sessions;
+            e.1 += r.crashed;
+            if !e.2.contains(&r.release.as_str()) {
+                e.2.push(&r.release);
+            }
+        }
+    }
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "release": r.release, "environment": r.environment, "strategy": r.strategy,
+                "sessions": r.sessions, "sessionsCrashed": r.crashed, "sessionsAbnormal": r.abnormal, "sessionsErrored": r.errored,
+                "crashFreeSessions": crash_free(r.sessions, r.crashed),
+                "users": r.users, "usersCrashed": r.users_crashed,
+                "crashFreeUsers": crash_free(r.users, r.users_crashed),
+                "adoption": (total > 0).then(|| r.sessions as f64 / total as f64 * 100.0),
+                "firstSeen": iso(r.first_seen), "lastSeen": iso(r.last_seen),
+            })
+        })
+        .collect();
+    let by_strategy: Vec<Value> = strategies
+        .into_iter()
+        .map(|(strategy, (init, crashed, releases))| {
+            json!({"strategy": strategy, "sessions": init, "sessionsCrashed": crashed,
+                   "crashFreeSessions": crash_free(init, crashed),
+                   "releases": releases})
+        })
+        .collect();
+    Ok(Json(json!({"data": data, "strategies": by_strategy})))
 }

@@ -86,7 +86,7 @@ fn release_json(r: &Release) -> Value {
 }
 
 fn releases(state: &AppState) -> Releases {
-    Releases::new(&state.config.data_dir)
+    state.store.releases()
 }
 
 /// Dates arrive as RFC 3339; anything else is a field error.

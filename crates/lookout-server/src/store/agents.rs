@@ -326,8 +326,25 @@ pub fn status_of(
     }
 }
 
+/// The agents repository.
+#[derive(Debug, Clone)]
+pub struct Agents {
+    db: std::sync::Arc<super::db::Db>,
+}
+
+impl Agents {
+    pub(crate) fn new(db: std::sync::Arc<super::db::Db>) -> Agents {
+        Agents { db }
+    }
+
+    /// Every agent of organisation `org` as of `now`, worst status first, then by id.
+    pub fn list(&self, org: &str, now: i64) -> Result<Vec<AgentRow>> {
+        list(&*self.db.reader()?, org, now)
+    }
+}
+
 /// Every agent of organisation `org`, worst status first, then by id.
-pub fn list(conn: &Connection, org: &str, now: i64) -> Result<Vec<AgentRow>> {
+fn list(conn: &Connection, org: &str, now: i64) -> Result<Vec<AgentRow>> {
     let hour_ago = now - 60 * MINUTE_MS;
     let day_ago = now - 24 * 60 * MINUTE_MS;
     let mut stmt = conn.prepare_cached(

@@ -2,11 +2,11 @@
 //! alerts API. The engine itself reads and writes inside the digest's transaction
 //! (`crate::alerts`).
 
-use super::{Result, StoreError, connect};
-use crate::config::Synchronous;
+use super::db::Db;
+use super::{Result, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A channel.
 #[derive(Debug, Clone)]
@@ -114,7 +114,7 @@ pub struct Delivery {
 /// The alerts side of the store.
 #[derive(Debug, Clone)]
 pub struct Alerts {
-    path: PathBuf,
+    db: Arc<Db>,
 }
 
 const RULE_COLUMNS: &str = "r.id, r.project_id, p.slug, p.org_id, r.kind, r.name, r.spec, r.preset, r.date_created, r.date_modified";
@@ -135,20 +135,14 @@ fn rule_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRule> {
 }
 
 impl Alerts {
-    /// The alerts store of `data_dir`.
-    pub fn new(data_dir: &Path) -> Alerts {
-        Alerts {
-            path: data_dir.join("lookout.db"),
-        }
-    }
-
-    fn conn(&self) -> Result<Connection> {
-        connect(&self.path, Synchronous::Full)
+    pub(crate) fn new(db: Arc<Db>) -> Alerts {
+        Alerts { db }
     }
 
     /// The id of organisation `org`.
     pub fn org_id(&self, org: &str) -> Result<i64> {
-        self.conn()?
+        self.db
+            .reader()?
             .query_row("SELECT id FROM organizations WHERE slug = ?1", [org], |r| {
                 r.get(0)
             })
@@ -158,7 +152,7 @@ impl Alerts {
 
     /// (project id, org id) of `org/slug`.
     pub fn project(&self, org: &str, slug: &str) -> Result<(i64, i64)> {
-        self.conn()?
+        self.db.reader()?
             .query_row(
                 "SELECT p.id, o.id FROM projects p JOIN organizations o ON o.id = p.org_id WHERE o.slug = ?1 AND p.slug = ?2",
                 [org, slug],
@@ -170,7 +164,7 @@ impl Alerts {
 
     /// Channels of an organisation.
     pub fn integrations(&self, org_id: i64) -> Result<Vec<Integration>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let mut stmt = conn.prepare(
             "SELECT id, provider, name, config, date_created FROM integrations WHERE org_id = ?1 ORDER BY id",
         )?;
@@ -194,7 +188,7 @@ impl Alerts {
         name: &str,
         config: &Value,
     ) -> Result<i64> {
-        let conn = self.conn()?;
+        let conn = self.db.writer();
         conn.execute(
             "INSERT INTO integrations (org_id, provider, name, config, date_created) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![org_id, provider, name, config.to_string(), chrono::Utc::now().timestamp_millis()],
@@ -204,7 +198,7 @@ impl Alerts {
 
     /// Remove a channel.
     pub fn delete_integration(&self, org_id: i64, id: i64) -> Result<()> {
-        let n = self.conn()?.execute(
+        let n = self.db.writer().execute(
             "DELETE FROM integrations WHERE org_id = ?1 AND id = ?2",
             params![org_id, id],
         )?;
@@ -221,7 +215,7 @@ impl Alerts {
         project_id: Option<i64>,
         kind: &str,
     ) -> Result<Vec<StoredRule>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {RULE_COLUMNS} FROM alert_rules r JOIN projects p ON p.id = r.project_id
              WHERE p.org_id = ?1 AND (?2 IS NULL OR r.project_id = ?2) AND r.kind = ?3 ORDER BY r.id"
@@ -232,7 +226,7 @@ impl Alerts {
 
     /// One rule of an organisation.
     pub fn rule(&self, org_id: i64, id: i64, kind: &str) -> Result<StoredRule> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         conn.query_row(
             &format!(
                 "SELECT {RULE_COLUMNS} FROM alert_rules r JOIN projects p ON p.id = r.project_id
@@ -253,7 +247,7 @@ impl Alerts {
         name: &str,
         spec: &Value,
     ) -> Result<i64> {
-        let conn = self.conn()?;
+        let conn = self.db.writer();
         let now = chrono::Utc::now().timestamp_millis();
         conn.execute(
             "INSERT INTO alert_rules (project_id, kind, name, spec, date_created, date_modified) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
@@ -264,7 +258,7 @@ impl Alerts {
 
     /// Replace a rule's body (its state and incidents stay).
     pub fn update_rule(&self, id: i64, project_id: i64, name: &str, spec: &Value) -> Result<()> {
-        self.conn()?.execute(
+        self.db.writer().execute(
             "UPDATE alert_rules SET name = ?2, spec = ?3, project_id = ?4, date_modified = ?5 WHERE id = ?1",
             params![id, name, spec.to_string(), project_id, chrono::Utc::now().timestamp_millis()],
         )?;
@@ -273,7 +267,7 @@ impl Alerts {
 
     /// Delete a rule and its state (its incidents stay in the history).
     pub fn delete_rule(&self, id: i64) -> Result<()> {
-        let mut conn = self.conn()?;
+        let mut conn = self.db.writer();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM alert_rules WHERE id = ?1", [id])?;
         tx.execute("DELETE FROM alert_state WHERE rule_id = ?1", [id])?;
@@ -293,7 +287,7 @@ impl Alerts {
         status: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Incident>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let mut stmt = conn.prepare(
             "SELECT i.id, i.rule_id, COALESCE(r.name, ''), p.slug, i.key, i.issue_id, i.status, i.severity, i.title, i.value, i.opened_at, i.closed_at
              FROM incidents i JOIN projects p ON p.id = i.project_id LEFT JOIN alert_rules r ON r.id = i.rule_id
@@ -309,7 +303,7 @@ impl Alerts {
         org_id: i64,
         id: i64,
     ) -> Result<(Incident, Vec<Activity>, Vec<Delivery>)> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let incident = conn
             .query_row(
                 "SELECT i.id, i.rule_id, COALESCE(r.name, ''), p.slug, i.key, i.issue_id, i.status, i.severity, i.title, i.value, i.opened_at, i.closed_at
@@ -338,7 +332,7 @@ impl Alerts {
 
     /// Deliveries of an organisation, newest first.
     pub fn deliveries(&self, org_id: i64, limit: i64) -> Result<Vec<Delivery>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         self.deliveries_where(&conn, "p.org_id = ?1", org_id, limit)
     }
 

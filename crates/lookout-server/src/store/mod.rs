@@ -6,7 +6,9 @@
 
 pub mod agents;
 pub mod alerts;
+mod db;
 pub mod digest;
+pub mod health;
 pub mod inbox;
 pub mod monitors;
 pub mod read;
@@ -19,8 +21,10 @@ use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
+
+use db::Db;
 
 use crate::config::Synchronous;
 
@@ -130,11 +134,13 @@ pub const ALL_SCOPES: &[&str] = &[
     "alerts:write",
 ];
 
-/// The SQLite store.
-#[derive(Debug)]
+/// The store: the one handle on the database a process opens. Cheap to clone; every clone
+/// shares one writer and one pool of readers. Repositories ([`Store::releases`],
+/// [`Store::alerts`], [`Store::users`], [`Store::reader`], …) speak the domain; nothing above
+/// this module sees SQL, a connection or the database's path.
+#[derive(Debug, Clone)]
 pub struct Store {
-    path: PathBuf,
-    reader: Mutex<Connection>,
+    db: Arc<Db>,
 }
 
 /// Open a connection with Lookout's settings.
@@ -179,32 +185,71 @@ fn valid_slug(slug: &str) -> bool {
 }
 
 impl Store {
-    /// Open (creating if needed) the database in `data_dir` and bring its schema up to date.
+    /// Open (creating if needed) the database in `data_dir` and bring its schema up to date,
+    /// with every commit synced (`synchronous = FULL`).
     pub fn open(data_dir: &Path) -> Result<Store> {
+        Self::open_with(data_dir, Synchronous::Full)
+    }
+
+    /// [`Store::open`] with the writer's `synchronous` setting.
+    pub fn open_with(data_dir: &Path, synchronous: Synchronous) -> Result<Store> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_owned(),
             source,
         })?;
         let path = data_dir.join("lookout.db");
-        let mut conn = connect(&path, Synchronous::Full)?;
-        schema::migrate(&mut conn)?;
-        Ok(Store {
-            path,
-            reader: Mutex::new(conn),
-        })
+        let db = Db::open(&path, synchronous)?;
+        schema::migrate(&mut db.writer())?;
+        Ok(Store { db: Arc::new(db) })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.db.path()
+    }
+
+    /// The directory the database lives in (the inbox file sits beside it).
+    pub(crate) fn data_dir(&self) -> &Path {
+        self.db.path().parent().unwrap_or_else(|| Path::new("."))
     }
 
     pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let mut guard = self
-            .reader
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut guard)
+        f(&mut self.db.writer())
+    }
+
+    /// Releases, deploys, repositories and commits.
+    pub fn releases(&self) -> releases::Releases {
+        releases::Releases::new(Arc::clone(&self.db))
+    }
+
+    /// Alert rules, channels, incidents and deliveries.
+    pub fn alerts(&self) -> alerts::Alerts {
+        alerts::Alerts::new(Arc::clone(&self.db))
+    }
+
+    /// Web UI accounts, their sessions, and the API tokens' list.
+    pub fn users(&self) -> users::Users {
+        users::Users::new(Arc::clone(&self.db))
+    }
+
+    /// Cron and heartbeat monitors and their check-ins.
+    pub fn monitors(&self) -> monitors::Monitors {
+        monitors::Monitors::new(Arc::clone(&self.db))
+    }
+
+    /// Release health: sessions, crashes and users per release.
+    pub fn health(&self) -> health::Health {
+        health::Health::new(Arc::clone(&self.db))
+    }
+
+    /// Agents: every agent seen, with its health.
+    pub fn agents(&self) -> agents::Agents {
+        agents::Agents::new(Arc::clone(&self.db))
+    }
+
+    /// The read side: issues, events, latency, traces.
+    pub fn reader(&self) -> read::Reader {
+        read::Reader::new(Arc::clone(&self.db))
     }
 
     /// On a new database, create organisation `default` and project `default`; returns the

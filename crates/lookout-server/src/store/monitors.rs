@@ -383,7 +383,7 @@ fn maybe_recover(
 }
 
 /// Missed and timed-out check-ins as of `now` (the clock tick).
-pub fn tick(conn: &Connection, now: i64) -> Result<()> {
+pub(super) fn tick(conn: &Connection, now: i64) -> Result<()> {
     // Timeouts: runs still in progress past max_runtime.
     let running: Vec<(i64, String, i64, String, i64)> = {
         let mut stmt = conn.prepare_cached(
@@ -490,7 +490,7 @@ pub struct MonitorRow {
 }
 
 /// Monitors of an organisation (one slug, or all).
-pub fn list(conn: &Connection, org: &str, slug: Option<&str>) -> Result<Vec<MonitorRow>> {
+fn list(conn: &Connection, org: &str, slug: Option<&str>) -> Result<Vec<MonitorRow>> {
     let mut stmt = conn.prepare(
         "SELECT m.id, p.slug, m.slug, m.name, m.status, m.config, m.date_created FROM monitors m
          JOIN projects p ON p.id = m.project_id JOIN organizations o ON o.id = p.org_id
@@ -524,7 +524,7 @@ pub fn list(conn: &Connection, org: &str, slug: Option<&str>) -> Result<Vec<Moni
 }
 
 /// Create or replace a monitor through the API.
-pub fn put(
+fn put(
     conn: &Connection,
     project_id: i64,
     slug: &str,
@@ -541,7 +541,7 @@ pub fn put(
 }
 
 /// Delete a monitor of an organisation with its states.
-pub fn delete(conn: &Connection, org: &str, slug: &str) -> Result<()> {
+fn delete(conn: &Connection, org: &str, slug: &str) -> Result<()> {
     let ids: Vec<i64> = {
         let mut stmt = conn.prepare(
             "SELECT m.id FROM monitors m JOIN projects p ON p.id = m.project_id JOIN organizations o ON o.id = p.org_id WHERE o.slug = ?1 AND m.slug = ?2",
@@ -563,7 +563,7 @@ pub fn delete(conn: &Connection, org: &str, slug: &str) -> Result<()> {
 }
 
 /// Recent check-ins of a monitor: (id, status, duration ms, environment, received).
-pub fn check_ins(conn: &Connection, org: &str, slug: &str, limit: i64) -> Result<Vec<CheckInRow>> {
+fn check_ins(conn: &Connection, org: &str, slug: &str, limit: i64) -> Result<Vec<CheckInRow>> {
     let mut stmt = conn.prepare(
         "SELECT c.check_in_id, c.status, c.duration_ms, c.environment, c.received_at FROM check_ins c
          JOIN projects p ON p.id = c.project_id JOIN organizations o ON o.id = p.org_id
@@ -616,5 +616,72 @@ mod tests {
                 .unwrap_err()
                 .contains("timezone")
         );
+    }
+}
+
+/// The monitors repository: cron and heartbeat monitors and their check-ins.
+#[derive(Debug, Clone)]
+pub struct Monitors {
+    db: std::sync::Arc<super::db::Db>,
+}
+
+impl Monitors {
+    pub(crate) fn new(db: std::sync::Arc<super::db::Db>) -> Monitors {
+        Monitors { db }
+    }
+
+    /// The monitors of organisation `org` (one, when `slug` is given), with the state of
+    /// each environment.
+    pub fn list(&self, org: &str, slug: Option<&str>) -> Result<Vec<MonitorRow>> {
+        list(&*self.db.reader()?, org, slug)
+    }
+
+    /// The latest `limit` check-ins of a monitor, newest first.
+    pub fn check_ins(&self, org: &str, slug: &str, limit: i64) -> Result<Vec<CheckInRow>> {
+        check_ins(&*self.db.reader()?, org, slug, limit)
+    }
+
+    /// Create or replace monitor `slug` of organisation `org` in `project` (a slug; when
+    /// absent, the project the monitor already belongs to), and return it as listed.
+    pub fn save(
+        &self,
+        org: &str,
+        project: Option<&str>,
+        slug: &str,
+        name: &str,
+        status: &str,
+        config: &MonitorConfig,
+    ) -> Result<MonitorRow> {
+        self.db.write(|tx| {
+            let project_id: Option<i64> = tx
+                .query_row(
+                    "SELECT p.id FROM projects p JOIN organizations o ON o.id = p.org_id
+                     WHERE o.slug = ?1 AND (p.slug = ?2 OR (?2 IS NULL AND p.id = (SELECT m.project_id FROM monitors m JOIN projects p2 ON p2.id = m.project_id JOIN organizations o2 ON o2.id = p2.org_id WHERE o2.slug = ?1 AND m.slug = ?3)))
+                     ORDER BY p.id LIMIT 1",
+                    params![org, project, slug],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(project_id) = project_id else {
+                return Err(StoreError::Invalid(
+                    "project: a valid project slug is required".into(),
+                ));
+            };
+            put(tx, project_id, slug, name, status, config)?;
+            list(tx, org, Some(slug))?
+                .into_iter()
+                .next()
+                .ok_or_else(|| StoreError::NotFound(format!("monitor {slug}")))
+        })
+    }
+
+    /// Delete monitor `slug` of organisation `org` and its check-ins.
+    pub fn delete(&self, org: &str, slug: &str) -> Result<()> {
+        delete(&self.db.writer(), org, slug)
+    }
+
+    /// Mark missed and timed-out check-ins as of `now` (the clock tick).
+    pub fn tick(&self, now: i64) -> Result<()> {
+        self.db.write(|tx| tick(tx, now))
     }
 }

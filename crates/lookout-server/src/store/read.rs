@@ -1,13 +1,13 @@
 //! The read side: queries for the API and the UI. Each call opens its own connection (WAL
 //! readers never block the writers), so reads never stall ingest or the digest.
 
-use super::{Result, StoreError, connect};
-use crate::config::Synchronous;
+use super::db::Db;
+use super::{Result, StoreError};
 use lookout_protocol::sketch::DDSketch;
-use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value as SqlValue};
+use rusqlite::{OptionalExtension, params_from_iter, types::Value as SqlValue};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A project as the API names it.
 #[derive(Debug, Clone, Serialize)]
@@ -264,7 +264,7 @@ pub struct SpanRow {
 /// Read-side handle.
 #[derive(Debug, Clone)]
 pub struct Reader {
-    path: PathBuf,
+    db: Arc<Db>,
 }
 
 const ISSUE_COLUMNS: &str = "i.id, i.project_id, p.slug, o.slug, i.short_seq, i.title, i.culprit, i.level, i.kind, i.metadata, i.status, i.first_seen, i.last_seen, i.times_seen, i.user_count, i.first_release";
@@ -301,22 +301,13 @@ pub fn decode_payload(bytes: &[u8]) -> serde_json::Value {
 }
 
 impl Reader {
-    /// A reader of the main database in `data_dir`.
-    pub fn new(data_dir: &Path) -> Reader {
-        Reader {
-            path: data_dir.join("lookout.db"),
-        }
-    }
-
-    fn conn(&self) -> Result<Connection> {
-        let conn = connect(&self.path, Synchronous::Normal)?;
-        conn.pragma_update(None, "query_only", "ON")?;
-        Ok(conn)
+    pub(crate) fn new(db: Arc<Db>) -> Reader {
+        Reader { db }
     }
 
     /// Find a project by organisation and slug.
     pub fn project(&self, org: &str, slug: &str) -> Result<ProjectRef> {
-        self.conn()?
+        self.db.reader()?
             .query_row(
                 "SELECT p.id, p.slug, o.slug FROM projects p JOIN organizations o ON o.id = p.org_id WHERE o.slug = ?1 AND p.slug = ?2",
                 [org, slug],
@@ -403,7 +394,7 @@ impl Reader {
         sql.push_str(" ORDER BY i.last_seen DESC, i.id DESC LIMIT ? OFFSET ?");
         args.push(SqlValue::Integer(limit));
         args.push(SqlValue::Integer(offset));
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), issue_from_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -411,7 +402,7 @@ impl Reader {
 
     /// One issue.
     pub fn issue(&self, id: i64) -> Result<IssueRow> {
-        self.conn()?
+        self.db.reader()?
             .query_row(
                 &format!("SELECT {ISSUE_COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id JOIN organizations o ON o.id = p.org_id WHERE i.id = ?1"),
                 [id],
@@ -424,7 +415,8 @@ impl Reader {
     /// An issue by its short id (`DEFAULT-1A`) within a project.
     pub fn issue_id_by_short(&self, project_id: i64, seq: i64) -> Result<Option<i64>> {
         Ok(self
-            .conn()?
+            .db
+            .reader()?
             .query_row(
                 "SELECT id FROM issues WHERE project_id = ?1 AND short_seq = ?2",
                 [project_id, seq],
@@ -435,7 +427,7 @@ impl Reader {
 
     /// Tag value counts of an issue: key → [(value, count)], most frequent first.
     pub fn issue_tags(&self, id: i64) -> Result<Vec<TagValues>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let mut stmt = conn.prepare(
             "SELECT key, value, times_seen FROM issue_tags WHERE issue_id = ?1 ORDER BY key, times_seen DESC, value",
         )?;
@@ -459,7 +451,7 @@ impl Reader {
 
     /// Events of an issue, newest first.
     pub fn issue_events(&self, issue_id: i64, limit: i64, offset: i64) -> Result<Vec<EventRow>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let mut stmt = conn.prepare(
             "SELECT id, event_id, issue_id, timestamp, payload FROM events WHERE issue_id = ?1 ORDER BY timestamp DESC, id DESC LIMIT ?2 OFFSET ?3",
         )?;
@@ -478,7 +470,7 @@ impl Reader {
 
     /// One event of a project by its id.
     pub fn event(&self, project_id: i64, event_id: &str) -> Result<EventRow> {
-        self.conn()?
+        self.db.reader()?
             .query_row(
                 "SELECT id, event_id, issue_id, timestamp, payload FROM events WHERE project_id = ?1 AND event_id = ?2",
                 rusqlite::params![project_id, event_id],
@@ -506,7 +498,7 @@ impl Reader {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<LatencySummary>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let mut stmt = conn.prepare(
             "SELECT name, op, count, errors, sketch FROM rollup_latency WHERE project_id = ?1 AND kind = ?2 AND minute >= ?3 AND minute < ?4",
         )?;
@@ -564,7 +556,7 @@ impl Reader {
 
     /// Every span of a trace (the root span of each transaction included), by start time.
     pub fn trace(&self, project_id: i64, trace_id: &str) -> Result<Vec<SpanRow>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let mut stmt = conn.prepare(
             "SELECT e.event_id, s.span_id, s.parent_span_id, s.op, s.description, s.status, s.start_ms, s.duration_ms, s.data
              FROM spans s JOIN events e ON e.id = s.event_row
@@ -593,7 +585,7 @@ impl Reader {
 
     /// Count of items the digest refused, by reason (for tests and the UI).
     pub fn rejections(&self) -> Result<Vec<(String, String, String)>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let mut stmt =
             conn.prepare("SELECT item_type, reason, detail FROM digest_rejections ORDER BY id")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
@@ -602,7 +594,7 @@ impl Reader {
 
     /// The digest cursor (last inbox row digested).
     pub fn digest_cursor(&self) -> Result<i64> {
-        Ok(self.conn()?.query_row(
+        Ok(self.db.reader()?.query_row(
             "SELECT last_inbox_id FROM digest_cursor WHERE id = 1",
             [],
             |r| r.get(0),
@@ -610,18 +602,20 @@ impl Reader {
     }
 }
 
-/// Write-side issue status change (API handlers).
-pub fn set_issue_status(data_dir: &Path, id: i64, status: &str) -> Result<()> {
-    let conn = connect(&data_dir.join("lookout.db"), Synchronous::Full)?;
-    let now = chrono::Utc::now().timestamp_millis();
-    let n = conn.execute(
+impl super::Store {
+    /// Resolve, ignore or reopen an issue.
+    pub fn set_issue_status(&self, id: i64, status: &str) -> Result<()> {
+        let conn = self.db.writer();
+        let now = chrono::Utc::now().timestamp_millis();
+        let n = conn.execute(
         "UPDATE issues SET status = ?2, resolved_at = CASE WHEN ?2 = 'resolved' THEN ?3 ELSE NULL END WHERE id = ?1",
         rusqlite::params![id, status, now],
     )?;
-    if n == 0 {
-        return Err(StoreError::NotFound(format!("issue {id}")));
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("issue {id}")));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! Releases, their commits, refs and deploys; repositories. What `sentry-cli releases …`
 //! drives through the API.
 
-use super::{Result, StoreError, connect};
-use crate::config::Synchronous;
+use super::db::Db;
+use super::{Result, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::path::Path;
+use std::sync::Arc;
 
 /// A release as the API shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,7 +139,7 @@ pub struct ReleaseUpdate {
 /// Release storage.
 #[derive(Debug, Clone)]
 pub struct Releases {
-    path: std::path::PathBuf,
+    db: Arc<Db>,
 }
 
 fn org_id(conn: &Connection, org: &str) -> Result<i64> {
@@ -169,15 +169,8 @@ fn project_ids(conn: &Connection, org_id: i64, slugs: &[String]) -> Result<Vec<i
 }
 
 impl Releases {
-    /// Releases of the main database in `data_dir`.
-    pub fn new(data_dir: &Path) -> Releases {
-        Releases {
-            path: data_dir.join("lookout.db"),
-        }
-    }
-
-    fn conn(&self) -> Result<Connection> {
-        connect(&self.path, Synchronous::Full)
+    pub(crate) fn new(db: Arc<Db>) -> Releases {
+        Releases { db }
     }
 
     fn load(&self, conn: &Connection, org_id: i64, version: &str) -> Result<Option<Release>> {
@@ -270,7 +263,7 @@ impl Releases {
         {
             return Err(StoreError::Invalid("invalid release version".into()));
         }
-        let mut conn = self.conn()?;
+        let mut conn = self.db.writer();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let org_id = org_id(&tx, org)?;
         let ids = project_ids(&tx, org_id, projects)?;
@@ -305,9 +298,52 @@ impl Releases {
         ))
     }
 
+    /// Every release of organisation `org` (as [`Releases::list`]) and also those seen in
+    /// sessions, issues and agents but never created through the API, newest first.
+    pub fn list_with_seen(&self, org: &str) -> Result<Vec<Release>> {
+        let mut list = self.list(org, None)?;
+        let conn = self.db.reader()?;
+        let mut seen = conn.prepare_cached(
+            "SELECT release, MIN(at) FROM (
+                 SELECT release, MIN(minute) AS at FROM rollup_sessions GROUP BY release
+                 UNION ALL SELECT first_release, MIN(first_seen) FROM issues WHERE first_release IS NOT NULL GROUP BY first_release
+                 UNION ALL SELECT release, MIN(first_seen) FROM agents WHERE release IS NOT NULL GROUP BY release)
+             WHERE release != '' GROUP BY release",
+        )?;
+        let mut new_issues =
+            conn.prepare_cached("SELECT COUNT(*) FROM issues WHERE first_release = ?1")?;
+        let known: std::collections::HashSet<String> =
+            list.iter().map(|r| r.version.clone()).collect();
+        let rows = seen
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (version, first) in rows {
+            if known.contains(&version) {
+                continue;
+            }
+            let new_groups: i64 = new_issues.query_row([&version], |r| r.get(0))?;
+            list.push(Release {
+                id: 0,
+                version,
+                url: None,
+                date_created: first,
+                date_started: None,
+                date_released: None,
+                projects: Vec::new(),
+                commit_count: 0,
+                last_commit: None,
+                deploy_count: 0,
+                last_deploy: None,
+                new_groups,
+            });
+        }
+        list.sort_by_key(|r| std::cmp::Reverse(r.date_created));
+        Ok(list)
+    }
+
     /// `PUT …/releases/{version}/`: finalize, set commits or refs, add projects.
     pub fn update(&self, org: &str, version: &str, update: ReleaseUpdate) -> Result<Release> {
-        let mut conn = self.conn()?;
+        let mut conn = self.db.writer();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let org_id = org_id(&tx, org)?;
         let release_id: i64 = tx
@@ -379,7 +415,7 @@ impl Releases {
 
     /// One release.
     pub fn get(&self, org: &str, version: &str) -> Result<Release> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let org_id = org_id(&conn, org)?;
         self.load(&conn, org_id, version)?
             .ok_or_else(|| StoreError::NotFound(format!("release {version}")))
@@ -387,7 +423,7 @@ impl Releases {
 
     /// Releases of an organisation, or of one project, newest first.
     pub fn list(&self, org: &str, project: Option<&str>) -> Result<Vec<Release>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let org_id = org_id(&conn, org)?;
         let versions: Vec<String> = match project {
             Some(slug) => {
@@ -416,7 +452,7 @@ impl Releases {
 
     /// The newest earlier release (of the same projects) that has commits.
     pub fn previous_with_commits(&self, org: &str, version: &str) -> Result<Option<Release>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let org_id = org_id(&conn, org)?;
         let current = self
             .load(&conn, org_id, version)?
@@ -449,7 +485,7 @@ impl Releases {
         if environment.trim().is_empty() {
             return Err(StoreError::Invalid("environment is required".into()));
         }
-        let conn = self.conn()?;
+        let conn = self.db.writer();
         let org_id = org_id(&conn, org)?;
         let release = self
             .load(&conn, org_id, version)?
@@ -471,7 +507,7 @@ impl Releases {
 
     /// Deploys of a release, newest first.
     pub fn deploys(&self, org: &str, version: &str) -> Result<Vec<Deploy>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let org_id = org_id(&conn, org)?;
         let release = self
             .load(&conn, org_id, version)?
@@ -481,7 +517,7 @@ impl Releases {
 
     /// Repositories of an organisation.
     pub fn repos(&self, org: &str) -> Result<Vec<Repo>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let org_id = org_id(&conn, org)?;
         let mut stmt = conn.prepare(
             "SELECT id, name, url, provider, date_created FROM repos WHERE org_id = ?1 ORDER BY id",
@@ -509,7 +545,7 @@ impl Releases {
         if name.trim().is_empty() {
             return Err(StoreError::Invalid("repository name is required".into()));
         }
-        let conn = self.conn()?;
+        let conn = self.db.writer();
         let org_id = org_id(&conn, org)?;
         let now = chrono::Utc::now().timestamp_millis();
         let n = conn.execute(
@@ -536,7 +572,7 @@ impl Releases {
         version: &str,
         minutes: i64,
     ) -> Result<Vec<(i64, i64)>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let org_id = org_id(&conn, org)?;
         let release = self
             .load(&conn, org_id, version)?

@@ -1,12 +1,12 @@
 //! Web UI accounts and login sessions. Passwords are kept as Argon2id hashes; a session is
 //! a random token in an HttpOnly cookie, stored hashed, with its own CSRF token.
 
-use super::{Result, StoreError, connect, hash_token};
-use crate::config::Synchronous;
+use super::db::Db;
+use super::{Result, StoreError, hash_token};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension, params};
-use std::path::{Path, PathBuf};
+use rusqlite::{OptionalExtension, params};
+use std::sync::Arc;
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 10;
@@ -25,7 +25,7 @@ pub struct UiSession {
 /// Accounts and sessions of a data directory.
 #[derive(Debug, Clone)]
 pub struct Users {
-    path: PathBuf,
+    db: Arc<Db>,
 }
 
 fn random_token() -> String {
@@ -46,21 +46,15 @@ fn hash_password(password: &str) -> Result<String> {
 }
 
 impl Users {
-    /// The accounts of `data_dir`.
-    pub fn new(data_dir: &Path) -> Users {
-        Users {
-            path: data_dir.join("lookout.db"),
-        }
-    }
-
-    fn conn(&self) -> Result<Connection> {
-        connect(&self.path, Synchronous::Full)
+    pub(crate) fn new(db: Arc<Db>) -> Users {
+        Users { db }
     }
 
     /// Whether any account exists.
     pub fn any(&self) -> Result<bool> {
         Ok(self
-            .conn()?
+            .db
+            .reader()?
             .query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))?)
     }
 
@@ -78,7 +72,7 @@ impl Users {
             )));
         }
         let hash = hash_password(password)?;
-        let conn = self.conn()?;
+        let conn = self.db.writer();
         conn.execute(
             "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash",
@@ -109,7 +103,7 @@ impl Users {
         now: i64,
         ttl_ms: i64,
     ) -> Result<Option<String>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let row: Option<(i64, String)> = conn
             .query_row(
                 "SELECT id, password_hash FROM users WHERE username = ?1",
@@ -132,8 +126,9 @@ impl Users {
         if !ok {
             return Ok(None);
         }
+        drop(conn);
         let token = random_token();
-        conn.execute(
+        self.db.writer().execute(
             "INSERT INTO ui_sessions (token_hash, user_id, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![hash_token(&token), user_id, random_token(), now, now + ttl_ms],
         )?;
@@ -143,7 +138,8 @@ impl Users {
     /// The live session of `token`, if any.
     pub fn session(&self, token: &str, now: i64) -> Result<Option<UiSession>> {
         Ok(self
-            .conn()?
+            .db
+            .reader()?
             .query_row(
                 "SELECT s.user_id, u.username, s.csrf FROM ui_sessions s JOIN users u ON u.id = s.user_id
                  WHERE s.token_hash = ?1 AND s.expires_at > ?2",
@@ -161,7 +157,7 @@ impl Users {
 
     /// End the session of `token`.
     pub fn logout(&self, token: &str) -> Result<()> {
-        self.conn()?.execute(
+        self.db.writer().execute(
             "DELETE FROM ui_sessions WHERE token_hash = ?1",
             [hash_token(token)],
         )?;
@@ -187,7 +183,7 @@ pub struct TokenRow {
 impl Users {
     /// Every API token, newest first.
     pub fn tokens(&self) -> Result<Vec<TokenRow>> {
-        let conn = self.conn()?;
+        let conn = self.db.reader()?;
         let mut stmt = conn.prepare(
             "SELECT id, name, scopes, created_at, last_used_at FROM api_tokens ORDER BY id DESC",
         )?;
@@ -206,7 +202,8 @@ impl Users {
     /// Revoke a token.
     pub fn delete_token(&self, id: i64) -> Result<()> {
         let n = self
-            .conn()?
+            .db
+            .writer()
             .execute("DELETE FROM api_tokens WHERE id = ?1", [id])?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("token {id}")));

@@ -2,21 +2,15 @@
 
 use super::{Page, Viewer, ago, clip, empty, layout, ms, pct, urlencode};
 use crate::api::blocking;
-use crate::config::Synchronous;
 use crate::http::AppState;
-use crate::store::{agents, connect};
 use axum::extract::State;
 use maud::html;
 
 /// Agents overview.
 pub(super) async fn page(State(state): State<AppState>, viewer: Viewer) -> Page {
-    let path = state.config.data_dir.join("lookout.db");
+    let agents = state.store.agents();
     let now = state.clock.now_ms();
-    let rows = blocking(move || {
-        let conn = connect(&path, Synchronous::Normal)?;
-        agents::list(&conn, "default", now)
-    })
-    .await?;
+    let rows = blocking(move || agents.list("default", now)).await?;
     let count = |s: &str| rows.iter().filter(|a| a.status == s).count();
     let body = html! {
         div.page-head {

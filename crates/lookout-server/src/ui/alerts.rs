@@ -10,7 +10,7 @@ use crate::api::alerts::{ISSUE_FIELDS, keep, save_metric};
 use crate::api::blocking;
 use crate::config::Synchronous;
 use crate::http::AppState;
-use crate::store::alerts::{Alerts, StoredRule};
+use crate::store::alerts::StoredRule;
 use crate::store::connect;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -83,7 +83,7 @@ fn summary(r: &StoredRule) -> String {
 }
 
 async fn page(State(state): State<AppState>, viewer: Viewer) -> Page {
-    let store = Alerts::new(&state.config.data_dir);
+    let store = state.store.alerts();
     let now = state.clock.now_ms();
     let (rules, incidents, deliveries) = blocking(move || {
         let oid = store.org_id("default")?;
@@ -159,7 +159,7 @@ fn deliveries_table(deliveries: &[crate::store::alerts::Delivery], now: i64) -> 
 }
 
 async fn incident(State(state): State<AppState>, viewer: Viewer, Path(id): Path<i64>) -> Page {
-    let store = Alerts::new(&state.config.data_dir);
+    let store = state.store.alerts();
     let now = state.clock.now_ms();
     let (i, activity, deliveries) = blocking(move || {
         let oid = store.org_id("default")?;
@@ -388,7 +388,7 @@ async fn edit_rule(State(state): State<AppState>, viewer: Viewer, Path(id): Path
 }
 
 async fn find_rule(state: &AppState, id: i64) -> Result<StoredRule, UiError> {
-    let store = Alerts::new(&state.config.data_dir);
+    let store = state.store.alerts();
     Ok(blocking(move || {
         let oid = store.org_id("default")?;
         match store.rule(oid, id, "metric") {
@@ -457,7 +457,7 @@ async fn save(
             Err(e) => Err(format!("the rule is not valid JSON: {e}")),
             Ok(body) if !body.is_object() => Err("the rule must be a JSON object".into()),
             Ok(body) => {
-                let store = Alerts::new(&state.config.data_dir);
+                let store = state.store.alerts();
                 let project = project.clone();
                 blocking(move || {
                     let (pid, oid) = store.project("default", &project)?;
@@ -544,7 +544,7 @@ async fn delete(
 ) -> Result<Response, UiError> {
     viewer.check_csrf(&f.csrf)?;
     let rule = find_rule(&state, id).await?;
-    let store = Alerts::new(&state.config.data_dir);
+    let store = state.store.alerts();
     blocking(move || store.delete_rule(rule.id)).await?;
     Ok(Redirect::to("/alerts").into_response())
 }

@@ -7,7 +7,7 @@ use super::{
 use crate::api::blocking;
 use crate::config::Synchronous;
 use crate::http::AppState;
-use crate::store::read::{IssueRow, Term, parse_query, set_issue_status};
+use crate::store::read::{IssueRow, Term, parse_query};
 use crate::store::{StoreError, connect};
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -468,7 +468,7 @@ async fn set_status(
             )));
         }
     };
-    let dir = state.config.data_dir.clone();
-    blocking(move || set_issue_status(&dir, id, &status)).await?;
+    let store = state.store.clone();
+    blocking(move || store.set_issue_status(id, &status)).await?;
     Ok(Redirect::to(&format!("/issues/{id}")).into_response())
 }

@@ -16,7 +16,7 @@ mod settings;
 
 use crate::api::blocking;
 use crate::http::AppState;
-use crate::store::users::{UiSession, Users};
+use crate::store::users::UiSession;
 use axum::Router;
 use axum::extract::{Form, FromRequestParts, Query, State};
 use axum::http::request::Parts;
@@ -149,7 +149,7 @@ impl FromRequestParts<AppState> for Viewer {
         let Some(token) = cookie_token(&parts.headers) else {
             return Err(to_login());
         };
-        let users = Users::new(&state.config.data_dir);
+        let users = state.store.users();
         let now = state.clock.now_ms();
         match blocking(move || users.session(&token, now)).await {
             Ok(Some(session)) => Ok(Viewer { session }),
@@ -368,7 +368,7 @@ fn safe_next(next: Option<&str>) -> String {
 }
 
 async fn login_page(State(state): State<AppState>, Query(q): Query<LoginQuery>) -> Page {
-    let users = Users::new(&state.config.data_dir);
+    let users = state.store.users();
     let has_users = blocking(move || users.any()).await?;
     Ok(html! {
         (DOCTYPE)
@@ -420,7 +420,7 @@ fn session_cookie(state: &AppState, value: &str, max_age: i64) -> String {
 }
 
 async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
-    let users = Users::new(&state.config.data_dir);
+    let users = state.store.users();
     let now = state.clock.now_ms();
     let next = safe_next(form.next.as_deref());
     let (name, password) = (form.username, form.password);
@@ -456,7 +456,7 @@ async fn logout(
 ) -> Result<Response, UiError> {
     viewer.check_csrf(&form.csrf)?;
     if let Some(token) = cookie_token(&headers) {
-        let users = Users::new(&state.config.data_dir);
+        let users = state.store.users();
         blocking(move || users.logout(&token)).await?;
     }
     Ok((

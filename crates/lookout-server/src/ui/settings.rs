@@ -3,7 +3,6 @@
 use super::{CsrfForm, Page, UiError, Viewer, ago, clip, csrf_field, empty, layout};
 use crate::api::blocking;
 use crate::http::AppState;
-use crate::store::users::Users;
 use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -30,7 +29,7 @@ const SCOPES: &[&str] = &[
 ];
 
 async fn render(state: &AppState, viewer: &Viewer, created: Option<(String, String)>) -> Page {
-    let users = Users::new(&state.config.data_dir);
+    let users = state.store.users();
     let store = state.store.clone();
     let now = state.clock.now_ms();
     let base = state.config.base_url(None);
@@ -130,7 +129,7 @@ async fn delete_token(
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, UiError> {
     viewer.check_csrf(&f.csrf)?;
-    let users = Users::new(&state.config.data_dir);
+    let users = state.store.users();
     blocking(move || users.delete_token(id)).await?;
     Ok(Redirect::to("/settings").into_response())
 }
