@@ -144,12 +144,13 @@ fn start_ticker(
 /// Run retention passes every `interval_secs` until told to stop.
 fn start_retention(
     config: &Config,
+    store: &Store,
 ) -> (
     tokio::sync::watch::Sender<bool>,
     tokio::task::JoinHandle<()>,
 ) {
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let dir = config.data_dir.clone();
+    let store = store.clone();
     let retention = config.retention.clone();
     let task = tokio::spawn(async move {
         let every = std::time::Duration::from_secs(retention.interval_secs.max(1));
@@ -158,13 +159,9 @@ fn start_retention(
                 () = tokio::time::sleep(every) => {}
                 _ = stopped.changed() => return,
             }
-            let (dir, retention) = (dir.clone(), retention.clone());
+            let (store, retention) = (store.clone(), retention.clone());
             let now = chrono::Utc::now().timestamp_millis();
-            match tokio::task::spawn_blocking(move || {
-                store::retention::sweep(&dir, &retention, now)
-            })
-            .await
-            {
+            match tokio::task::spawn_blocking(move || store.sweep(&retention, now)).await {
                 Ok(Ok(swept)) if swept.expired + swept.capped > 0 => {
                     tracing::info!(
                         expired = swept.expired,
@@ -229,8 +226,8 @@ fn start_state(
             ],
         )?)
     };
-    let notifier = alerts::notify::Notifier::start(&config.data_dir, Arc::clone(&engine.wake));
-    let retention = start_retention(&config);
+    let notifier = alerts::notify::Notifier::start(store.outbox(), Arc::clone(&engine.wake));
+    let retention = start_retention(&config, &store);
     // A manual clock moves only in tests, which run the jobs themselves.
     let ticker = (!clock.is_manual()).then(|| start_ticker(ticks, clock.clone()));
     Ok((

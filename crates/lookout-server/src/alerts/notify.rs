@@ -14,13 +14,10 @@
 //! time, and refuse timestamps older than a few minutes. An agent can then pause trading on
 //! `{"action": "triggered", ...}` and resume on `"resolved"`.
 
-use crate::config::Synchronous;
-use crate::store::{Result, connect};
+use crate::store::outbox::{Attempt, Due, Outbox};
 use hmac::{Hmac, Mac};
-use rusqlite::params;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
@@ -271,96 +268,19 @@ pub struct Notifier {
     task: tokio::task::JoinHandle<()>,
 }
 
-#[derive(Debug)]
-struct Due {
-    id: i64,
-    integration_id: i64,
-    provider: String,
-    url: String,
-    body: String,
-    attempts: i64,
-}
-
-fn due(db: &Path, now: i64) -> Result<Vec<Due>> {
-    let conn = connect(db, Synchronous::Full)?;
-    let mut stmt = conn.prepare(
-        "SELECT id, integration_id, provider, url, body, attempts FROM outbox
-         WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY id LIMIT 64",
-    )?;
-    let rows = stmt.query_map([now], |r| {
-        Ok(Due {
-            id: r.get(0)?,
-            integration_id: r.get(1)?,
-            provider: r.get(2)?,
-            url: r.get(3)?,
-            body: r.get(4)?,
-            attempts: r.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// A channel's current config (read at delivery, so secrets never sit in the outbox).
-fn config_of(db: &Path, integration: i64) -> Result<Option<Value>> {
-    let conn = connect(db, Synchronous::Full)?;
-    let config: Option<String> = conn
-        .query_row(
-            "SELECT config FROM integrations WHERE id = ?1",
-            [integration],
-            |r| r.get(0),
-        )
-        .ok();
-    Ok(config.and_then(|c| serde_json::from_str::<Value>(&c).ok()))
-}
-
-async fn config_of_async(db: &Path, integration: i64) -> Option<Value> {
-    let db = db.to_owned();
-    tokio::task::spawn_blocking(move || config_of(&db, integration))
+async fn config_of(outbox: &Outbox, integration: i64) -> Option<Value> {
+    let outbox = outbox.clone();
+    tokio::task::spawn_blocking(move || outbox.channel_config(integration))
         .await
         .ok()
         .and_then(Result::ok)
         .flatten()
 }
 
-fn record(
-    db: &Path,
-    d: &Due,
-    now: i64,
-    status: Option<u16>,
-    error: Option<String>,
-    ms: f64,
-) -> Result<()> {
-    let mut conn = connect(db, Synchronous::Full)?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute(
-        "INSERT INTO delivery_attempts (outbox_id, at, status_code, error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![d.id, now, status, error, ms],
-    )?;
-    let ok = status.is_some_and(|s| (200..300).contains(&s));
-    let attempts = d.attempts + 1;
-    if ok {
-        tx.execute(
-            "UPDATE outbox SET status = 'delivered', attempts = ?2, delivered_at = ?3, last_error = NULL WHERE id = ?1",
-            params![d.id, attempts, now],
-        )?;
-    } else {
-        let why = error.unwrap_or_else(|| format!("HTTP {}", status.unwrap_or_default()));
-        // 4xx other than 408/429 will not get better by retrying.
-        let permanent = status.is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
-        let failed = permanent || attempts >= MAX_ATTEMPTS;
-        tx.execute(
-            "UPDATE outbox SET status = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5 WHERE id = ?1",
-            params![d.id, if failed { "failed" } else { "pending" }, attempts, now + backoff_ms(attempts - 1), why],
-        )?;
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-async fn deliver(client: &reqwest::Client, db: &Path, d: Due) {
+async fn deliver(client: &reqwest::Client, outbox: &Outbox, d: Due) {
     let start = Instant::now();
     if d.provider == "email" {
-        let result = match config_of_async(db, d.integration_id).await {
+        let result = match config_of(outbox, d.integration_id).await {
             Some(config) => email::send(&config, &d.body).await,
             None => Err("the email channel no longer exists".to_owned()),
         };
@@ -371,7 +291,7 @@ async fn deliver(client: &reqwest::Client, db: &Path, d: Due) {
                 (None, Some(e))
             }
         };
-        finish(db, d, status, error, start).await;
+        finish(outbox, d, status, error, start).await;
         return;
     }
     let mut req = client
@@ -379,7 +299,7 @@ async fn deliver(client: &reqwest::Client, db: &Path, d: Due) {
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("Lookout-Delivery", d.id.to_string());
     if d.provider == "webhook" {
-        let secret = config_of_async(db, d.integration_id)
+        let secret = config_of(outbox, d.integration_id)
             .await
             .and_then(|c| c.get("secret").and_then(Value::as_str).map(str::to_owned));
         if let Some(secret) = secret {
@@ -407,16 +327,32 @@ async fn deliver(client: &reqwest::Client, db: &Path, d: Due) {
             (None, Some(format!("{e:#}")))
         }
     };
-    finish(db, d, status, error, start).await;
+    finish(outbox, d, status, error, start).await;
 }
 
 /// Record one attempt: its status (HTTP, or the SMTP reply code), error and duration.
-async fn finish(db: &Path, d: Due, status: Option<u16>, error: Option<String>, start: Instant) {
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
+async fn finish(
+    outbox: &Outbox,
+    d: Due,
+    status: Option<u16>,
+    error: Option<String>,
+    start: Instant,
+) {
     let now = chrono::Utc::now().timestamp_millis();
-    let db = db.to_owned();
-    let outcome =
-        tokio::task::spawn_blocking(move || record(&db, &d, now, status, error, ms)).await;
+    let attempts = d.attempts + 1;
+    // 4xx other than 408/429 will not get better by retrying.
+    let permanent = status.is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
+    let attempt = Attempt {
+        at: now,
+        delivered: status.is_some_and(|s| (200..300).contains(&s)),
+        gave_up: permanent || attempts >= MAX_ATTEMPTS,
+        next_attempt_at: now + backoff_ms(attempts - 1),
+        status,
+        error,
+        duration_ms: start.elapsed().as_secs_f64() * 1000.0,
+    };
+    let outbox = outbox.clone();
+    let outcome = tokio::task::spawn_blocking(move || outbox.record(&d, &attempt)).await;
     if let Ok(Err(e)) | Err(e) =
         outcome.map_err(|e| crate::store::StoreError::Invalid(e.to_string()))
     {
@@ -425,9 +361,8 @@ async fn finish(db: &Path, d: Due, status: Option<u16>, error: Option<String>, s
 }
 
 impl Notifier {
-    /// Deliver the outbox of `data_dir` until stopped; `wake` after each commit that wrote to it.
-    pub fn start(data_dir: &Path, wake: Arc<Notify>) -> Notifier {
-        let db: PathBuf = data_dir.join("lookout.db");
+    /// Deliver `outbox` until stopped; `wake` after each commit that wrote to it.
+    pub fn start(outbox: Outbox, wake: Arc<Notify>) -> Notifier {
         let (stop, mut stopped) = watch::channel(false);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -438,8 +373,8 @@ impl Notifier {
         let task = tokio::spawn(async move {
             loop {
                 let now = chrono::Utc::now().timestamp_millis();
-                let db2 = db.clone();
-                let rows = tokio::task::spawn_blocking(move || due(&db2, now))
+                let reader = outbox.clone();
+                let rows = tokio::task::spawn_blocking(move || reader.due(now, 64))
                     .await
                     .ok()
                     .and_then(|r| {
@@ -451,8 +386,8 @@ impl Notifier {
                 // Every row in parallel: a slow or dead channel costs only its own rows.
                 let mut set = tokio::task::JoinSet::new();
                 for d in rows {
-                    let (client, db) = (client.clone(), db.clone());
-                    set.spawn(async move { deliver(&client, &db, d).await });
+                    let (client, outbox) = (client.clone(), outbox.clone());
+                    set.spawn(async move { deliver(&client, &outbox, d).await });
                 }
                 while set.join_next().await.is_some() {}
                 if *stopped.borrow() {

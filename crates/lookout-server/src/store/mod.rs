@@ -11,6 +11,7 @@ pub mod digest;
 pub mod health;
 pub mod inbox;
 pub mod monitors;
+pub mod outbox;
 pub mod read;
 pub mod releases;
 pub mod retention;
@@ -240,6 +241,11 @@ impl Store {
     /// Release health: sessions, crashes and users per release.
     pub fn health(&self) -> health::Health {
         health::Health::new(Arc::clone(&self.db))
+    }
+
+    /// Notifications waiting for delivery, and their attempts.
+    pub fn outbox(&self) -> outbox::Outbox {
+        outbox::Outbox::new(Arc::clone(&self.db))
     }
 
     /// Agents: every agent seen, with its health.

@@ -602,6 +602,146 @@ impl Reader {
     }
 }
 
+/// A recent transaction as the Performance page lists it.
+#[derive(Debug, Clone)]
+pub struct RecentTransaction {
+    /// Event id.
+    pub event_id: String,
+    /// Transaction name.
+    pub name: String,
+    /// Its trace.
+    pub trace_id: Option<String>,
+    /// End time (ms).
+    pub timestamp: i64,
+    /// Duration (ms), when the payload has both ends.
+    pub duration_ms: Option<f64>,
+    /// The trace context's status (`ok` when absent).
+    pub status: String,
+}
+
+/// Which latency sketches [`Reader::latency_sketches`] reads.
+#[derive(Debug, Clone, Copy)]
+pub enum SketchSeries<'a> {
+    /// Transactions whose op is this (e.g. `order.pipeline`), whatever their name.
+    TransactionOp(&'a str),
+    /// Spans of this op (stage spans are rolled up under name = op).
+    SpanOp(&'a str),
+}
+
+impl Reader {
+    /// The projects of organisation `org`: (id, slug), oldest first.
+    pub fn projects(&self, org: &str) -> Result<Vec<(i64, String)>> {
+        let conn = self.db.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT p.id, p.slug FROM projects p JOIN organizations o ON o.id = p.org_id WHERE o.slug = ?1 ORDER BY p.id",
+        )?;
+        let all = stmt
+            .query_map([org], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(all)
+    }
+
+    /// Events per hour over the 24 hours before `now`, per issue (oldest hour first).
+    pub fn hourly_counts(&self, issue_ids: &[i64], now: i64) -> Result<Vec<[i64; 24]>> {
+        let hour = 3_600_000;
+        let start = (now - 24 * hour).div_euclid(hour) * hour + hour;
+        let conn = self.db.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT minute, SUM(count) FROM rollup_events WHERE issue_id = ?1 AND minute >= ?2 GROUP BY minute",
+        )?;
+        let mut out = Vec::with_capacity(issue_ids.len());
+        for id in issue_ids {
+            let mut buckets = [0i64; 24];
+            let rows = stmt.query_map(rusqlite::params![id, start], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (minute, count) = row?;
+                let b = ((minute - start) / hour).clamp(0, 23) as usize;
+                buckets[b] += count;
+            }
+            out.push(buckets);
+        }
+        Ok(out)
+    }
+
+    /// The per-minute latency sketches of one series of `project_id` since `since_ms`:
+    /// (minute, sketch).
+    pub fn latency_sketches(
+        &self,
+        project_id: i64,
+        series: SketchSeries<'_>,
+        since_ms: i64,
+    ) -> Result<Vec<(i64, DDSketch)>> {
+        let conn = self.db.reader()?;
+        let from_minute = since_ms - since_ms.rem_euclid(60_000);
+        let (sql, op) = match series {
+            SketchSeries::SpanOp(op) => (
+                "SELECT minute, sketch FROM rollup_latency WHERE project_id = ?1 AND kind = 'span' AND name = ?2 AND op = ?2 AND minute >= ?3",
+                op,
+            ),
+            SketchSeries::TransactionOp(op) => (
+                "SELECT minute, sketch FROM rollup_latency WHERE project_id = ?1 AND kind = 'transaction' AND op = ?2 AND minute >= ?3",
+                op,
+            ),
+        };
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(rusqlite::params![project_id, op, from_minute], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (minute, bytes) = row?;
+            if let Ok(s) = DDSketch::from_bytes(&bytes) {
+                out.push((minute, s));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The latest `limit` transactions of `project_id`, newest first.
+    pub fn recent_transactions(
+        &self,
+        project_id: i64,
+        limit: i64,
+    ) -> Result<Vec<RecentTransaction>> {
+        let conn = self.db.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT event_id, transaction_name, trace_id, timestamp, payload FROM events
+             WHERE project_id = ?1 AND kind = 'transaction' ORDER BY timestamp DESC LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(rusqlite::params![project_id, limit], |r| {
+                let payload: Vec<u8> = r.get(4)?;
+                let p = decode_payload(&payload);
+                let duration_ms = match (
+                    p.get("start_timestamp").and_then(|v| v.as_f64()),
+                    p.get("timestamp").and_then(|v| v.as_f64()),
+                ) {
+                    (Some(a), Some(b)) => Some((b - a) * 1000.0),
+                    _ => None,
+                };
+                let status = p
+                    .get("contexts")
+                    .and_then(|c| c.get("trace"))
+                    .and_then(|t| t.get("status"))
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("ok")
+                    .to_owned();
+                Ok(RecentTransaction {
+                    event_id: r.get(0)?,
+                    name: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    trace_id: r.get(2)?,
+                    timestamp: r.get(3)?,
+                    duration_ms,
+                    status,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+}
+
 impl super::Store {
     /// Resolve, ignore or reopen an issue.
     pub fn set_issue_status(&self, id: i64, status: &str) -> Result<()> {

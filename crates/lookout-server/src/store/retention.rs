@@ -1,10 +1,10 @@
 //! Retention: events older than the configured days, and events past a project's cap, are
 //! deleted in small transactions (with their tags and spans), so no writer waits long.
 
-use super::{Result, connect};
-use crate::config::{RetentionConfig, Synchronous};
-use rusqlite::{Connection, params};
-use std::path::Path;
+use super::Result;
+use super::db::Db;
+use crate::config::RetentionConfig;
+use rusqlite::params;
 
 /// Rows deleted per transaction.
 const CHUNK: i64 = 1000;
@@ -18,9 +18,12 @@ pub struct Swept {
     pub capped: u64,
 }
 
-fn delete_events(conn: &mut Connection, where_clause: &str, args: &[i64]) -> Result<u64> {
+/// Delete the events matching `where_clause` a chunk per transaction, taking the writer
+/// for one chunk at a time so the digest's batches slip in between.
+fn delete_events(db: &Db, where_clause: &str, args: &[i64]) -> Result<u64> {
     let mut total = 0;
     loop {
+        let mut conn = db.writer();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY)",
@@ -55,14 +58,20 @@ fn delete_events(conn: &mut Connection, where_clause: &str, args: &[i64]) -> Res
     }
 }
 
-/// One retention pass at `now_ms`.
-pub fn sweep(data_dir: &Path, config: &RetentionConfig, now_ms: i64) -> Result<Swept> {
-    let mut conn = connect(&data_dir.join("lookout.db"), Synchronous::Normal)?;
+impl super::Store {
+    /// One retention pass at `now_ms`.
+    pub fn sweep(&self, config: &RetentionConfig, now_ms: i64) -> Result<Swept> {
+        sweep(&self.db, config, now_ms)
+    }
+}
+
+fn sweep(db: &Db, config: &RetentionConfig, now_ms: i64) -> Result<Swept> {
     let cutoff = now_ms - i64::from(config.days) * 86_400_000;
     let mut swept = Swept {
-        expired: delete_events(&mut conn, "timestamp < ?1", &[cutoff])?,
+        expired: delete_events(db, "timestamp < ?1", &[cutoff])?,
         ..Swept::default()
     };
+    let conn = db.writer();
     for table in [
         "rollup_events",
         "rollup_latency",
@@ -86,7 +95,10 @@ pub fn sweep(data_dir: &Path, config: &RetentionConfig, now_ms: i64) -> Result<S
         [cutoff],
     )?;
     conn.execute("DELETE FROM issues WHERE last_seen < ?1", [cutoff])?;
+    // The cap below takes the writer a chunk at a time.
+    drop(conn);
     if config.max_events_per_project > 0 {
+        let conn = db.reader()?;
         let cap = i64::try_from(config.max_events_per_project).unwrap_or(i64::MAX);
         let projects: Vec<(i64, i64)> = {
             let mut stmt =
@@ -103,7 +115,7 @@ pub fn sweep(data_dir: &Path, config: &RetentionConfig, now_ms: i64) -> Result<S
                     |r| r.get(0),
                 )?;
                 swept.capped += delete_events(
-                    &mut conn,
+                    db,
                     "project_id = ?1 AND timestamp < ?2",
                     &[project, boundary],
                 )?;

@@ -8,10 +8,8 @@ use super::{
 use crate::alerts::rules::{self, ids};
 use crate::api::alerts::{ISSUE_FIELDS, keep, save_metric};
 use crate::api::blocking;
-use crate::config::Synchronous;
 use crate::http::AppState;
 use crate::store::alerts::StoredRule;
-use crate::store::connect;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -338,12 +336,8 @@ fn rule_form(
 }
 
 async fn projects(state: &AppState) -> Result<Vec<(i64, String)>, UiError> {
-    let path = state.config.data_dir.join("lookout.db");
-    Ok(blocking(move || {
-        let conn = connect(&path, Synchronous::Normal)?;
-        Ok(pick_project(&conn, None)?.0)
-    })
-    .await?)
+    let reader = state.reader.clone();
+    Ok(blocking(move || Ok(pick_project(&reader, None)?.0)).await?)
 }
 
 async fn new_rule(

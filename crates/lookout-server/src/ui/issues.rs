@@ -5,10 +5,9 @@ use super::{
     Page, UiError, Viewer, ago, charts, clip, csrf_field, empty, layout, raw, urlencode, when,
 };
 use crate::api::blocking;
-use crate::config::Synchronous;
 use crate::http::AppState;
-use crate::store::read::{IssueRow, Term, parse_query};
-use crate::store::{StoreError, connect};
+use crate::store::StoreError;
+use crate::store::read::{Term, parse_query};
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -111,15 +110,10 @@ pub(super) type ProjectChoice = (i64, String);
 
 /// The projects of the default organisation, and the one `wanted` (or the first).
 pub(super) fn pick_project(
-    conn: &rusqlite::Connection,
+    reader: &crate::store::read::Reader,
     wanted: Option<&str>,
 ) -> Result<(Vec<ProjectChoice>, ProjectChoice), StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT p.id, p.slug FROM projects p JOIN organizations o ON o.id = p.org_id WHERE o.slug = 'default' ORDER BY p.id",
-    )?;
-    let all: Vec<(i64, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let all = reader.projects("default")?;
     let chosen = match wanted {
         Some(w) => all.iter().find(|(_, s)| s == w).cloned(),
         None => all.first().cloned(),
@@ -141,45 +135,17 @@ pub(super) fn project_select(all: &[(i64, String)], chosen: &str) -> Markup {
     }
 }
 
-/// Events per hour over the last 24 h, per issue.
-fn sparklines(
-    conn: &rusqlite::Connection,
-    issues: &[IssueRow],
-    now: i64,
-) -> Result<Vec<Vec<i64>>, StoreError> {
-    let hour = 3_600_000;
-    let start = (now - 24 * hour).div_euclid(hour) * hour + hour;
-    let mut stmt = conn.prepare_cached(
-        "SELECT minute, SUM(count) FROM rollup_events WHERE issue_id = ?1 AND minute >= ?2 GROUP BY minute",
-    )?;
-    let mut out = Vec::with_capacity(issues.len());
-    for i in issues {
-        let mut buckets = vec![0i64; 24];
-        let rows = stmt.query_map(rusqlite::params![i.id, start], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-        })?;
-        for row in rows {
-            let (minute, count) = row?;
-            let b = ((minute - start) / hour).clamp(0, 23) as usize;
-            buckets[b] += count;
-        }
-        out.push(buckets);
-    }
-    Ok(out)
-}
-
 async fn list(State(state): State<AppState>, viewer: Viewer, Query(f): Query<Filters>) -> Page {
-    let path = state.config.data_dir.join("lookout.db");
     let reader = state.reader.clone();
     let now = state.clock.now_ms();
     let terms = f.terms();
     let page = f.page.unwrap_or(0).max(0);
     let wanted = nonempty(&f.project).map(str::to_owned);
     let (projects, (pid, slug), issues, sparks) = blocking(move || {
-        let conn = connect(&path, Synchronous::Normal)?;
-        let (all, chosen) = pick_project(&conn, wanted.as_deref())?;
+        let (all, chosen) = pick_project(&reader, wanted.as_deref())?;
         let issues = reader.issues(chosen.0, &terms, None, PAGE + 1, page * PAGE)?;
-        let sparks = sparklines(&conn, &issues, now)?;
+        let ids: Vec<i64> = issues.iter().map(|i| i.id).collect();
+        let sparks = reader.hourly_counts(&ids, now)?;
         Ok((all, chosen, issues, sparks))
     })
     .await?;

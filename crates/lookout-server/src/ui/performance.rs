@@ -4,10 +4,8 @@
 use super::issues::{pick_project, project_select};
 use super::{Page, Viewer, charts, clip, empty, layout, ms, pct, raw, urlencode, when};
 use crate::api::{blocking, parse_period};
-use crate::config::Synchronous;
 use crate::http::AppState;
-use crate::store::connect;
-use crate::store::read::{LatencySummary, SpanRow, decode_payload};
+use crate::store::read::{LatencySummary, SketchSeries, SpanRow};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
@@ -39,9 +37,6 @@ struct PerfQuery {
     q: Option<f64>,
 }
 
-/// A recent transaction: (event id, name, trace id, ms, duration ms, status).
-type Recent = (String, String, Option<String>, i64, Option<f64>, String);
-
 async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<PerfQuery>) -> Page {
     let period = pq.period.clone().unwrap_or_else(|| "1h".into());
     let span_ms = parse_period(&period)?.clamp(60_000, 30 * 86_400_000);
@@ -50,35 +45,26 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
     let since = now - span_ms;
     // About 30 points whatever the window, on minute boundaries.
     let bucket = (span_ms / 30).max(60_000).div_euclid(60_000) * 60_000;
-    let path = state.config.data_dir.join("lookout.db");
     let reader = state.reader.clone();
     let wanted = pq.project.clone();
     let (projects, slug, summaries, series, recent) = blocking(move || {
-        let conn = connect(&path, Synchronous::Normal)?;
-        let (all, (pid, slug)) = pick_project(&conn, wanted.as_deref())?;
-        let summaries: Vec<LatencySummary> = reader.latency(pid, "transaction", since, now + 60_000)?;
+        let (all, (pid, slug)) = pick_project(&reader, wanted.as_deref())?;
+        let summaries: Vec<LatencySummary> =
+            reader.latency(pid, "transaction", since, now + 60_000)?;
         // (series name, bucket) → merged sketch
         let mut merged: BTreeMap<(String, i64), DDSketch> = BTreeMap::new();
-        // Stage spans are keyed by op (name = op, so the primary key finds them);
-        // pipeline transactions by name and op, whatever the agent named them.
-        let mut by_name = conn.prepare_cached(
-            "SELECT op, minute, sketch FROM rollup_latency WHERE project_id = ?1 AND kind = 'span' AND name = ?2 AND op = ?2 AND minute >= ?3",
-        )?;
-        let mut by_op = conn.prepare_cached(
-            "SELECT op, minute, sketch FROM rollup_latency WHERE project_id = ?1 AND kind = 'transaction' AND op = ?2 AND minute >= ?3",
-        )?;
         let from_minute = since - since.rem_euclid(60_000);
         for op in std::iter::once(PIPELINE).chain(STAGES.iter().copied()) {
-            let stmt = if op == PIPELINE { &mut by_op } else { &mut by_name };
-            let rows = stmt.query_map(rusqlite::params![pid, op, from_minute], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
-            })?;
-            for row in rows {
-                let (name, minute, bytes) = row?;
+            // Stage spans are keyed by op; pipeline transactions by op, whatever the agent
+            // named them.
+            let which = if op == PIPELINE {
+                SketchSeries::TransactionOp(op)
+            } else {
+                SketchSeries::SpanOp(op)
+            };
+            for (minute, sketch) in reader.latency_sketches(pid, which, since)? {
                 let b = minute - (minute - from_minute).rem_euclid(bucket);
-                if let Ok(s) = DDSketch::from_bytes(&bytes) {
-                    merged.entry((name, b)).or_default().merge(&s);
-                }
+                merged.entry((op.to_owned(), b)).or_default().merge(&sketch);
             }
         }
         let mut series: Vec<(String, Vec<(i64, f64)>)> = Vec::new();
@@ -91,28 +77,7 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
                 series.push((name.to_owned(), points));
             }
         }
-        let mut recent_stmt = conn.prepare_cached(
-            "SELECT event_id, transaction_name, trace_id, timestamp, payload FROM events
-             WHERE project_id = ?1 AND kind = 'transaction' ORDER BY timestamp DESC LIMIT 25",
-        )?;
-        let recent: Vec<Recent> = recent_stmt
-            .query_map([pid], |r| {
-                let payload: Vec<u8> = r.get(4)?;
-                let p = decode_payload(&payload);
-                let dur = match (p.get("start_timestamp").and_then(|v| v.as_f64()), p.get("timestamp").and_then(|v| v.as_f64())) {
-                    (Some(a), Some(b)) => Some((b - a) * 1000.0),
-                    _ => None,
-                };
-                let status = p
-                    .get("contexts")
-                    .and_then(|c| c.get("trace"))
-                    .and_then(|t| t.get("status"))
-                    .and_then(|s| s.as_str())
-                    .unwrap_or("ok")
-                    .to_owned();
-                Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default(), r.get(2)?, r.get(3)?, dur, status))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+        let recent = reader.recent_transactions(pid, 25)?;
         Ok((all, slug, summaries, series, recent))
     })
     .await?;
@@ -162,9 +127,9 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
         @if recent.is_empty() { (empty("None yet.")) } @else {
             table.grid id="recent-transactions" {
                 thead { tr { th { "Transaction" } th { "When (UTC)" } th.num { "Duration" } th { "Status" } th { "Trace" } } }
-                tbody { @for (event_id, name, trace_id, at, dur, status) in &recent {
-                    tr { td { (clip(name, 100)) } td { (when(*at)) } td.num { (ms(*dur)) } td { (clip(status, 30)) }
-                         td { @if let Some(t) = trace_id { a.trace-link href=(format!("/performance/traces/{}?project={}", urlencode(t), urlencode(&slug))) title=(event_id) { (clip(t, 12)) } } } }
+                tbody { @for t in &recent {
+                    tr { td { (clip(&t.name, 100)) } td { (when(t.timestamp)) } td.num { (ms(t.duration_ms)) } td { (clip(&t.status, 30)) }
+                         td { @if let Some(tid) = &t.trace_id { a.trace-link href=(format!("/performance/traces/{}?project={}", urlencode(tid), urlencode(&slug))) title=(t.event_id) { (clip(tid, 12)) } } } }
                 } }
             }
         }
@@ -183,12 +148,10 @@ async fn trace(
     Path(trace_id): Path<String>,
     Query(tq): Query<TraceQuery>,
 ) -> Page {
-    let path = state.config.data_dir.join("lookout.db");
     let reader = state.reader.clone();
     let tid = trace_id.clone();
     let spans: Vec<SpanRow> = blocking(move || {
-        let conn = connect(&path, Synchronous::Normal)?;
-        let (_, (pid, _)) = pick_project(&conn, tq.project.as_deref())?;
+        let (_, (pid, _)) = pick_project(&reader, tq.project.as_deref())?;
         reader.trace(pid, &tid)
     })
     .await?;
