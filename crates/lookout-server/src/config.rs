@@ -358,11 +358,6 @@ impl Config {
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9000)))
     }
 
-    /// The SQLite database file.
-    pub fn db_path(&self) -> PathBuf {
-        self.data_dir.join("lookout.db")
-    }
-
     /// The base URL SDKs use, for DSNs: `public_url`, else `http://<listen>`.
     pub fn base_url(&self, bound: Option<SocketAddr>) -> String {
         if let Some(url) = &self.public_url {

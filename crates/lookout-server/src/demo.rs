@@ -201,9 +201,7 @@ impl Demo {
             }
             (_, true) => Login::Existing,
         };
-        let had_issues = store.with_conn(|c| {
-            Ok(c.query_row("SELECT COUNT(*) FROM issues", [], |r| r.get::<_, i64>(0))?)
-        })? > 0;
+        let had_issues = store.reader().any_issue()?;
         // Old demo tokens are revoked: each run makes its own.
         for t in users.tokens()? {
             if t.name == DEMO_TOKEN {

@@ -24,7 +24,9 @@ pub mod digest;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod services;
 pub mod store;
+pub mod time;
 pub mod ui;
 
 use clock::{Clock, Ticks};
@@ -60,6 +62,7 @@ struct Services {
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
     )>,
+    alert_stage: alerts::AlertRunner,
     notifier: alerts::notify::Notifier,
 }
 
@@ -100,7 +103,7 @@ struct Engine {
     wake: Arc<tokio::sync::Notify>,
 }
 
-fn engine(config: &Config, clock: &Clock) -> Engine {
+fn engine(config: &Config, store: &Store, clock: &Clock) -> Engine {
     let wake = Arc::new(tokio::sync::Notify::new());
     let public_url = config
         .public_url
@@ -110,7 +113,7 @@ fn engine(config: &Config, clock: &Clock) -> Engine {
         .to_owned();
     Engine {
         alerts: Arc::new(alerts::AlertEngine::new(
-            &config.data_dir,
+            store.alert_stage(),
             public_url,
             Arc::clone(&wake),
             clock.clone(),
@@ -185,8 +188,8 @@ fn start_state(
     clock: Clock,
     ticks: Ticks,
     engine: Engine,
-) -> Result<(http::AppState, Services), ServerError> {
-    store.with_conn(|c| alerts::ensure_presets(c))?;
+) -> Result<(http::state::AppState, Services), ServerError> {
+    engine.alerts.ensure_presets()?;
     let users = store.users();
     match &config.admin_password {
         Some(password) if users.ensure_admin("admin", password, clock.now_ms())? => {
@@ -211,19 +214,20 @@ fn start_state(
     let inbox = writer
         .sender()
         .ok_or_else(|| store::StoreError::WriterGone)?;
+    // The digest wakes the alert stage after each batch it commits.
+    let digested = Arc::new(tokio::sync::Notify::new());
+    let alert_stage = engine.alerts.start(Arc::clone(&digested));
     let digest = if config.digest_paused {
         tracing::warn!("the digest is paused: envelopes stay in the inbox");
         None
     } else {
         Some(digest::Digest::start(
             &config,
+            &store,
             Arc::clone(&metrics),
             appended,
             inbox.clone(),
-            vec![
-                Arc::new(store::agents::AgentsHook) as Arc<dyn store::digest::BatchHook>,
-                Arc::clone(&engine.alerts) as Arc<dyn store::digest::BatchHook>,
-            ],
+            Arc::clone(&digested),
         )?)
     };
     let notifier = alerts::notify::Notifier::start(store.outbox(), Arc::clone(&engine.wake));
@@ -237,6 +241,7 @@ fn start_state(
             digest,
             retention,
             ticker,
+            alert_stage,
             notifier,
         },
     ))
@@ -248,9 +253,9 @@ fn state_with(
     metrics: Arc<metrics::Metrics>,
     inbox: tokio::sync::mpsc::Sender<store::inbox::Command>,
     clock: Clock,
-) -> http::AppState {
+) -> http::state::AppState {
     let permits = (config.ingest.max_inflight_bytes / 1024).min(Semaphore::MAX_PERMITS);
-    http::AppState {
+    http::state::AppState {
         inbox: Some(inbox),
         reader: store.reader(),
         config: Arc::new(config),
@@ -271,7 +276,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let engine = engine(&config, &Clock::System);
+    let engine = engine(&config, &store, &Clock::System);
     let ticks = tick_jobs(&store, &engine)?;
     serve_with(
         config,
@@ -295,7 +300,7 @@ async fn serve_with(
     engine: Engine,
 ) -> Result<(), ServerError> {
     let (state, services) = start_state(config, store, clock, ticks, engine)?;
-    let app = http::app(state);
+    let app = http::router::app(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -306,10 +311,12 @@ async fn serve_with(
         let _ = stop.send(true);
         let _ = task.await;
     }
-    services.notifier.stop().await;
     if let Some(digest) = services.digest {
         digest.stop().await;
     }
+    // After the digest: what it wrote last is evaluated before the stop.
+    services.alert_stage.stop().await;
+    services.notifier.stop().await;
     let writer = services.writer;
     tokio::task::spawn_blocking(move || writer.shutdown())
         .await
@@ -345,7 +352,10 @@ impl RunningServer {
         config: Config,
         clock: Clock,
     ) -> Result<RunningServer, ServerError> {
-        let store = Arc::new(Store::open(&config.data_dir)?);
+        let store = Arc::new(Store::open_with(
+            &config.data_dir,
+            config.ingest.synchronous,
+        )?);
         store.ensure_default_project()?;
         let listener = TcpListener::bind(config.listen_addr()).await?;
         let addr = listener.local_addr()?;
@@ -353,7 +363,7 @@ impl RunningServer {
         if config.public_url.is_none() {
             config.public_url = Some(format!("http://{addr}"));
         }
-        let engine = engine(&config, &clock);
+        let engine = engine(&config, &store, &clock);
         let ticks = tick_jobs(&store, &engine)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve_with(

@@ -157,7 +157,7 @@ fn load_config(global: &Global) -> anyhow::Result<Config> {
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Store::open(&config.data_dir).with_context(|| {
+    Store::open_with(&config.data_dir, config.ingest.synchronous).with_context(|| {
         format!(
             "cannot open the data directory {} (set --data-dir or LOOKOUT_DATA_DIR)",
             config.data_dir.display()

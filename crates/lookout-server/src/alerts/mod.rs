@@ -1,44 +1,50 @@
-//! The alert engine: trading alert rules evaluated as events arrive.
+//! The alert stage: trading alert rules evaluated as events are digested, in a stage of its
+//! own after the digest.
 //!
-//! * Issue alerts run on every stored event, inside the digest's transaction
-//!   ([`BatchHook`]): conditions (first seen, regression, frequency, users, percent of
-//!   sessions, new issue after a deploy), filters, then the action interval per rule and
-//!   issue.
-//! * Metric alerts are recomputed for the projects a batch touched (at most every
+//! The digest appends each stored event (with what it did to its issue) and each project
+//! whose transactions or sessions it stored to the alert feed, in the batch's transaction.
+//! The alert stage ([`AlertEngine::step`]) reads the feed after its cursor and, in one
+//! transaction of its own, evaluates and records what it decided, the cursor included: a
+//! crash (even `kill -9`) between the digest and the alert stage neither loses nor repeats
+//! a notification, and the digest's transaction no longer waits for rule evaluation.
+//!
+//! * Issue alerts run on every fed event: conditions (first seen, regression, frequency,
+//!   users, percent of sessions, new issue after a deploy), filters, then the action
+//!   interval per rule and issue.
+//! * Metric alerts are recomputed for the projects a step touched (at most every
 //!   [`BATCH_EVAL_INTERVAL_MS`] per rule) and for every project on each clock tick
 //!   ([`TickJob`]), which is how what is *absent* is noticed: a window that emptied, an
 //!   agent that crashed and did not come back, a missed heartbeat. A rule whose
 //!   measurement reads its whole window (counts, unique users, tag ratios, and error rates
 //!   with a query; the latency, plain error-rate and session aggregates read per-minute
-//!   rollups) costs more as the window fills: once one evaluation takes [`COSTLY_EVAL`] or more, the rule waits
-//!   [`COST_SHARE`] times that long before the next, so that it takes a bounded share of
-//!   the digest's time however busy the window.
+//!   rollups) costs more as the window fills: once one evaluation takes [`COSTLY_EVAL`] or
+//!   more, the rule waits [`COST_SHARE`] times that long before the next.
 //! * A state change (ok → warning/critical → resolved) opens or updates an incident and
 //!   writes one outbox row per channel **in the same transaction**; the [`notify::Notifier`]
-//!   delivers them. State lives in the database, so a restart (even `kill -9`) neither
-//!   repeats a notification nor loses a trigger.
+//!   delivers them.
 
 pub mod notify;
 pub mod rules;
 
 use crate::clock::TickJob;
-use crate::config::Synchronous;
-use crate::store::digest::{Batch, BatchHook, EventRecord, Outcome};
+use crate::store::Result;
+use crate::store::StoreError;
+use crate::store::alerting::{
+    AlertStage, AlertTx, Dataset, EventFilter, FedEvent, KeyState, Measurer, NewIncident,
+    Notification,
+};
+use crate::store::alerts::StoredRule;
 use crate::store::read::Term;
-use crate::store::{Result, StoreError, connect};
-use lookout_protocol::sketch::DDSketch;
 use rules::{
     Action, Aggregate, Condition, Duration as Dur, Filter, IssueRule, MetricRule, ThresholdType,
 };
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
-/// A metric rule is recomputed after a batch at most this often (the tick catches the rest).
+/// A metric rule is recomputed after a step at most this often (the tick catches the rest).
 pub const BATCH_EVAL_INTERVAL_MS: i64 = 100;
 
 /// A metric rule's evaluation this long or longer paces the next one.
@@ -47,6 +53,9 @@ pub const COSTLY_EVAL: Duration = Duration::from_millis(5);
 /// A costly rule waits this many times its last evaluation's time before the next (it then
 /// takes at most a twentieth of the time).
 pub const COST_SHARE: u32 = 20;
+
+/// Feed rows evaluated per step (one transaction).
+const FEED_ROWS: i64 = 512;
 
 /// What the last evaluation of each metric rule cost, by rule id.
 #[derive(Debug, Default)]
@@ -76,25 +85,6 @@ impl EvalCosts {
     }
 }
 
-/// A stored rule.
-#[derive(Debug, Clone)]
-pub struct RuleRow {
-    /// Id.
-    pub id: i64,
-    /// Project.
-    pub project_id: i64,
-    /// Project slug.
-    pub project_slug: String,
-    /// Organisation.
-    pub org_id: i64,
-    /// `issue` or `metric`.
-    pub kind: String,
-    /// Name.
-    pub name: String,
-    /// The Sentry-shaped body.
-    pub spec: Value,
-}
-
 /// Severity of a metric rule's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Level {
@@ -121,36 +111,63 @@ impl Level {
     }
 }
 
-/// The alert engine: a digest hook and a tick job.
+/// The alert stage: consumes the alert feed after the digest, and runs as a tick job.
 #[derive(Debug)]
 pub struct AlertEngine {
-    db: PathBuf,
+    stage: AlertStage,
     public_url: String,
-    /// Last batch-time evaluation per metric rule (ms).
+    /// Last step-time evaluation per metric rule (ms).
     last_eval: Mutex<HashMap<i64, i64>>,
-    /// What each metric rule's last evaluation cost, on batches and ticks alike.
+    /// What each metric rule's last evaluation cost, on steps and ticks alike.
     costs: EvalCosts,
     /// Wakes the notifier after a commit that wrote to the outbox.
     wake: Arc<Notify>,
     clock: crate::clock::Clock,
+    /// One step or tick at a time: both write rule states.
+    running: Mutex<()>,
+}
+
+/// A running alert stage (the task that follows the digest).
+#[derive(Debug)]
+pub struct AlertRunner {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AlertRunner {
+    /// Finish the step in hand and stop; what is left in the feed is evaluated at the next
+    /// start.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "alert stage ended badly");
+        }
+    }
 }
 
 impl AlertEngine {
-    /// An engine over the main database of `data_dir`.
+    /// An alert stage over `stage`; notification links point at `public_url`.
     pub fn new(
-        data_dir: &Path,
+        stage: AlertStage,
         public_url: String,
         wake: Arc<Notify>,
         clock: crate::clock::Clock,
     ) -> AlertEngine {
         AlertEngine {
-            db: data_dir.join("lookout.db"),
+            stage,
             public_url,
             last_eval: Mutex::default(),
             costs: EvalCosts::default(),
             wake,
             clock,
+            running: Mutex::new(()),
         }
+    }
+
+    /// Install the preset rules on every project that has not had them yet.
+    pub fn ensure_presets(&self) -> Result<()> {
+        self.stage
+            .ensure_presets(&rules::presets(), chrono::Utc::now().timestamp_millis())
     }
 
     /// Whether a costly metric rule must wait before its next evaluation. Never on a manual
@@ -158,77 +175,115 @@ impl AlertEngine {
     fn paced(&self, rule: i64) -> bool {
         !self.clock.is_manual() && self.costs.paced(rule)
     }
-}
 
-impl BatchHook for AlertEngine {
-    fn on_batch(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        batch: &Batch,
-        outcome: &Outcome,
-    ) -> Result<()> {
-        let now = self.clock.now_ms();
-        let mut projects: HashSet<i64> = batch.events.iter().map(|e| e.project_id).collect();
-        projects.extend(batch.transactions.iter().map(|t| t.project_id));
-        projects.extend(batch.sessions.iter().map(|s| s.project_id));
-        projects.extend(batch.session_aggregates.iter().map(|s| s.project_id));
-        if projects.is_empty() {
-            return Ok(());
-        }
-        let rules = load_rules(tx, Some(&projects))?;
-        if rules.is_empty() {
-            return Ok(());
-        }
-        let ctx = Ctx {
-            conn: tx,
-            now,
-            public_url: &self.public_url,
-        };
-        let issue_rules: Vec<(RuleRow, IssueRule)> = rules
-            .iter()
-            .filter(|r| r.kind == "issue")
-            .filter_map(|r| {
-                let ids = integration_ids(tx, r.org_id).ok()?;
-                rules::parse_issue_rule(&r.spec, &ids)
-                    .ok()
-                    .map(|p| (r.clone(), p))
-            })
-            .collect();
-        if !issue_rules.is_empty() {
-            for fact in &outcome.facts {
-                let Some(event) = batch.events.get(fact.index) else {
-                    continue;
-                };
-                for (row, rule) in issue_rules
-                    .iter()
-                    .filter(|(r, _)| r.project_id == event.project_id)
-                {
-                    evaluate_issue_rule(&ctx, row, rule, event, fact)?;
+    /// Follow the digest: after each wake-up on `digested` (and every half second), run
+    /// steps until the feed is empty.
+    pub fn start(self: &Arc<Self>, digested: Arc<Notify>) -> AlertRunner {
+        let (stop, mut stopped) = watch::channel(false);
+        let engine = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            loop {
+                let e = Arc::clone(&engine);
+                match tokio::task::spawn_blocking(move || e.step()).await {
+                    Ok(Ok(n)) if n > 0 => continue,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "alert step failed; retrying"),
+                    Err(e) => tracing::error!(error = %e, "alert step panicked; retrying"),
+                }
+                if *stopped.borrow() {
+                    return;
+                }
+                tokio::select! {
+                    () = digested.notified() => {}
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stopped.changed() => {}
                 }
             }
-        }
-        let mut due = Vec::new();
-        {
-            let mut last = self
-                .last_eval
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for r in rules.iter().filter(|r| r.kind == "metric") {
-                let at = last.entry(r.id).or_insert(i64::MIN);
-                if now.saturating_sub(*at) >= BATCH_EVAL_INTERVAL_MS && !self.paced(r.id) {
-                    *at = now;
-                    due.push(r.clone());
-                }
-            }
-        }
-        for r in &due {
-            self.costs.measure(r.id, || evaluate_metric_rule(&ctx, r))?;
-        }
-        Ok(())
+        });
+        AlertRunner { stop, task }
     }
 
-    fn committed(&self) {
+    /// Evaluate the next feed rows after the cursor, and move the cursor past them in the
+    /// same transaction. Returns how many rows were evaluated (0: the feed was empty).
+    pub fn step(&self) -> Result<usize> {
+        let _one = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cursor = self.stage.cursor()?;
+        let items = self.stage.feed(cursor, FEED_ROWS)?;
+        let Some(last) = items.last().map(|i| i.seq) else {
+            return Ok(0);
+        };
+        let now = self.clock.now_ms();
+        let projects: HashSet<i64> = items.iter().map(|i| i.project_id).collect();
+        self.stage.run(Some(last), |tx| {
+            let rules = tx.rules(Some(&projects))?;
+            if rules.is_empty() {
+                return Ok(());
+            }
+            let ctx = Ctx {
+                tx,
+                now,
+                public_url: &self.public_url,
+            };
+            let mut channel_ids: HashMap<i64, Vec<i64>> = HashMap::new();
+            let mut issue_rules: Vec<(&StoredRule, IssueRule)> = Vec::new();
+            for r in rules.iter().filter(|r| r.kind == "issue") {
+                if !channel_ids.contains_key(&r.org_id) {
+                    let ids = tx.channels(r.org_id)?.iter().map(|c| c.id).collect();
+                    channel_ids.insert(r.org_id, ids);
+                }
+                let ids = channel_ids.get(&r.org_id).map(Vec::as_slice).unwrap_or(&[]);
+                if let Ok(parsed) = rules::parse_issue_rule(&r.spec, ids) {
+                    issue_rules.push((r, parsed));
+                }
+            }
+            if !issue_rules.is_empty() {
+                for item in &items {
+                    let Some(event) = &item.event else {
+                        continue;
+                    };
+                    for (row, rule) in issue_rules
+                        .iter()
+                        .filter(|(r, _)| r.project_id == item.project_id)
+                    {
+                        evaluate_issue_rule(&ctx, row, rule, item.project_id, event)?;
+                    }
+                }
+            }
+            let mut due = Vec::new();
+            {
+                let mut last = self
+                    .last_eval
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for r in rules.iter().filter(|r| r.kind == "metric") {
+                    let at = last.entry(r.id).or_insert(i64::MIN);
+                    if now.saturating_sub(*at) >= BATCH_EVAL_INTERVAL_MS && !self.paced(r.id) {
+                        *at = now;
+                        due.push(r);
+                    }
+                }
+            }
+            for r in due {
+                let ids = tx
+                    .channels(r.org_id)?
+                    .iter()
+                    .map(|c| c.id)
+                    .collect::<Vec<_>>();
+                let Some(rule) = parse_metric(r, &ids) else {
+                    continue;
+                };
+                let values = self
+                    .costs
+                    .measure(r.id, || metric_values(&tx.measurer(), now, r, &rule))?;
+                apply_values(&ctx, r, &rule, &values, None)?;
+            }
+            Ok(())
+        })?;
         self.wake.notify_one();
+        Ok(items.len())
     }
 }
 
@@ -238,142 +293,58 @@ impl TickJob for AlertEngine {
     }
 
     fn tick(&self, now_ms: i64) -> Result<()> {
-        let mut conn = connect(&self.db, Synchronous::Full)?;
-        // Measure without the write lock (the digest keeps writing meanwhile)…
-        let snapshot = state_snapshot(&conn)?;
-        let measured: Vec<Measured> = {
+        // Measure without the writer (the digest keeps writing meanwhile)…
+        let snapshot = self.stage.states()?;
+        let mut measured: Vec<Measured> = Vec::new();
+        for r in self
+            .stage
+            .rules(None)?
+            .into_iter()
+            .filter(|r| r.kind == "metric" && !self.paced(r.id))
+        {
+            let ids = self.stage.channel_ids(r.org_id)?;
+            if let Some(rule) = parse_metric(&r, &ids) {
+                let values = self.costs.measure(r.id, || {
+                    self.stage.measure(|m| metric_values(m, now_ms, &r, &rule))
+                })?;
+                measured.push((r, rule, values));
+            }
+        }
+        // …then take it only to record the state changes, one step or tick at a time.
+        let _one = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.stage.run(None, |tx| {
+            tx.ensure_presets(&rules::presets(), now_ms)?;
             let ctx = Ctx {
-                conn: &conn,
+                tx,
                 now: now_ms,
                 public_url: &self.public_url,
             };
-            let mut out = Vec::new();
-            for r in load_rules(&conn, None)?
-                .into_iter()
-                .filter(|r| r.kind == "metric" && !self.paced(r.id))
-            {
-                if let Some(rule) = parse_metric(&conn, &r)? {
-                    let values = self
-                        .costs
-                        .measure(r.id, || metric_values(&ctx, &r, &rule))?;
-                    out.push((r, rule, values));
-                }
+            for (row, rule, values) in &measured {
+                apply_values(&ctx, row, rule, values, Some(&snapshot))?;
             }
-            out
-        };
-        // …then take it only to record the state changes.
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        ensure_presets(&tx)?;
-        let ctx = Ctx {
-            conn: &tx,
-            now: now_ms,
-            public_url: &self.public_url,
-        };
-        for (row, rule, values) in &measured {
-            apply_values(&ctx, row, rule, values, Some(&snapshot))?;
-        }
-        tx.commit()?;
+            Ok(())
+        })?;
         self.wake.notify_one();
         Ok(())
     }
 }
 
-/// A metric rule and its values per key, measured before the write lock is taken.
-type Measured = (RuleRow, MetricRule, Vec<(String, Option<f64>)>);
+/// A metric rule and its values per key, measured before the writer is taken.
+type Measured = (StoredRule, MetricRule, Vec<(String, Option<f64>)>);
+
+/// The state rows of every rule when a measurement started.
+type StateSnapshot = HashMap<(i64, String), KeyState>;
 
 struct Ctx<'a> {
-    conn: &'a Connection,
+    tx: &'a AlertTx<'a>,
     now: i64,
     public_url: &'a str,
 }
 
-/// `query_row` through the connection's statement cache: the rules run the same few
-/// queries for every event of every batch, and parsing them each time was a quarter of the
-/// digest's store time.
-fn cached_row<T>(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    conn.prepare_cached(sql)?.query_row(params, row)
-}
-
-/// `execute` through the connection's statement cache.
-fn cached_execute(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> rusqlite::Result<usize> {
-    conn.prepare_cached(sql)?.execute(params)
-}
-
-/// Install the six presets for every project that has not had them yet.
-pub fn ensure_presets(conn: &Connection) -> Result<()> {
-    let missing: Vec<i64> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id FROM projects WHERE id NOT IN (SELECT project_id FROM alert_presets_installed)",
-        )?;
-        stmt.query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?
-    };
-    let now = chrono::Utc::now().timestamp_millis();
-    for project in missing {
-        for (preset, kind, body) in rules::presets() {
-            let name = body["name"].as_str().unwrap_or(preset).to_owned();
-            cached_execute(
-                conn,
-                "INSERT INTO alert_rules (project_id, kind, name, spec, preset, date_created, date_modified) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                params![project, kind, name, body.to_string(), preset, now],
-            )?;
-        }
-        cached_execute(
-            conn,
-            "INSERT INTO alert_presets_installed (project_id) VALUES (?1)",
-            [project],
-        )?;
-    }
-    Ok(())
-}
-
-/// Active rules, of some projects or all.
-pub fn load_rules(conn: &Connection, projects: Option<&HashSet<i64>>) -> Result<Vec<RuleRow>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT r.id, r.project_id, p.slug, p.org_id, r.kind, r.name, r.spec FROM alert_rules r
-         JOIN projects p ON p.id = r.project_id WHERE r.status = 'active' ORDER BY r.id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(RuleRow {
-            id: r.get(0)?,
-            project_id: r.get(1)?,
-            project_slug: r.get(2)?,
-            org_id: r.get(3)?,
-            kind: r.get(4)?,
-            name: r.get(5)?,
-            spec: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or(Value::Null),
-        })
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let row = row?;
-        if projects.is_none_or(|p| p.contains(&row.project_id)) {
-            out.push(row);
-        }
-    }
-    Ok(out)
-}
-
-/// Integration ids of an organisation.
-pub fn integration_ids(conn: &Connection, org_id: i64) -> Result<Vec<i64>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id FROM integrations WHERE org_id = ?1 ORDER BY id")?;
-    let ids = stmt
-        .query_map([org_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<i64>>>()?;
-    Ok(ids)
-}
-
-fn tag<'a>(event: &'a EventRecord, key: &str) -> Option<&'a str> {
+fn tag<'a>(event: &'a FedEvent, key: &str) -> Option<&'a str> {
     event
         .tags
         .iter()
@@ -381,7 +352,7 @@ fn tag<'a>(event: &'a EventRecord, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn attribute(event: &EventRecord, name: &str) -> Option<String> {
+fn attribute(event: &FedEvent, name: &str) -> Option<String> {
     let meta = || serde_json::from_str::<Value>(&event.metadata).ok();
     match name {
         "exception.type" | "type" => meta()?.get("type")?.as_str().map(str::to_owned),
@@ -398,87 +369,46 @@ fn attribute(event: &EventRecord, name: &str) -> Option<String> {
 
 fn evaluate_issue_rule(
     ctx: &Ctx<'_>,
-    row: &RuleRow,
+    row: &StoredRule,
     rule: &IssueRule,
-    event: &EventRecord,
-    fact: &crate::store::digest::EventFact,
+    project_id: i64,
+    event: &FedEvent,
 ) -> Result<()> {
     if let Some(env) = &rule.environment
         && event.environment.as_deref() != Some(env.as_str())
     {
         return Ok(());
     }
-    let conn = ctx.conn;
-    let issue: (i64, i64, i64, String, String, String) = cached_row(
-        conn,
-        "SELECT first_seen, times_seen, short_seq, title, culprit, level FROM issues WHERE id = ?1",
-        [fact.issue_id],
-        |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        },
-    )?;
-    let (first_seen, times_seen, short_seq, title, culprit, level) = issue;
+    let tx = ctx.tx;
+    let issue = tx.issue(event.issue_id)?;
     let mut results = Vec::with_capacity(rule.conditions.len());
     for c in &rule.conditions {
         let passed = match c {
-            Condition::FirstSeen => fact.new_issue,
-            Condition::Regression => fact.regression,
+            Condition::FirstSeen => event.new_issue,
+            Condition::Regression => event.regression,
             Condition::EventFrequency { value, interval_ms } => {
-                let n: i64 = cached_row(
-                    conn,
-                    "SELECT COUNT(*) FROM events WHERE issue_id = ?1 AND timestamp >= ?2",
-                    params![fact.issue_id, ctx.now - interval_ms],
-                    |r| r.get(0),
-                )?;
-                n as f64 > *value
+                tx.issue_events_since(event.issue_id, ctx.now - interval_ms)? as f64 > *value
             }
             Condition::UniqueUsers { value, interval_ms } => {
-                let n: i64 = cached_row(
-                    conn,
-                    "SELECT COUNT(DISTINCT user_key) FROM events WHERE issue_id = ?1 AND timestamp >= ?2",
-                    params![fact.issue_id, ctx.now - interval_ms],
-                    |r| r.get(0),
-                )?;
-                n as f64 > *value
+                tx.issue_users_since(event.issue_id, ctx.now - interval_ms)? as f64 > *value
             }
             Condition::PercentSessions { value, interval_ms } => {
                 let since = ctx.now - interval_ms;
-                let n: i64 = cached_row(
-                    conn,
-                    "SELECT COUNT(*) FROM events WHERE issue_id = ?1 AND timestamp >= ?2",
-                    params![fact.issue_id, since],
-                    |r| r.get(0),
-                )?;
-                let sessions: i64 = cached_row(
-                    conn,
-                    "SELECT COALESCE(SUM(init), 0) FROM rollup_sessions WHERE project_id = ?1 AND minute >= ?2",
-                    params![event.project_id, since - since.rem_euclid(60_000)],
-                    |r| r.get(0),
-                )?;
+                let n = tx.issue_events_since(event.issue_id, since)?;
+                let (sessions, _) =
+                    tx.measurer()
+                        .sessions(project_id, since - since.rem_euclid(60_000), None)?;
                 sessions > 0 && (n as f64 / sessions as f64) * 100.0 > *value
             }
             Condition::NewIssueAfterDeploy { minutes } => {
-                fact.new_issue
-                    && {
-                        let at = first_seen;
-                        let found: Option<i64> = cached_row(
-                            conn,
-                            "SELECT d.id FROM deploys d JOIN release_projects rp ON rp.release_id = d.release_id
-                             WHERE rp.project_id = ?1 AND d.date_finished <= ?2 AND d.date_finished >= ?3
-                             LIMIT 1",
-                            params![event.project_id, at.max(event.received_ms), at - minutes * 60_000],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                        found.is_some()
-                    }
+                event.new_issue && {
+                    let at = issue.first_seen;
+                    tx.deployed_between(
+                        project_id,
+                        at - minutes * 60_000,
+                        at.max(event.received_ms),
+                    )?
+                }
             }
         };
         results.push(passed);
@@ -500,10 +430,10 @@ fn evaluate_issue_rule(
                 }
                 Filter::Tag { key, op, value } => op.test(tag(event, key), value),
                 Filter::Age { newer, age_ms } => {
-                    let age = ctx.now - first_seen;
+                    let age = ctx.now - issue.first_seen;
                     if *newer { age < *age_ms } else { age > *age_ms }
                 }
-                Filter::Occurrences { value } => times_seen.max(1) >= *value,
+                Filter::Occurrences { value } => issue.times_seen.max(1) >= *value,
                 Filter::Attribute {
                     attribute: a,
                     op,
@@ -514,47 +444,35 @@ fn evaluate_issue_rule(
         return Ok(());
     }
     // The action interval: at most once per `frequency` minutes per rule and issue.
-    let last: Option<i64> = cached_row(
-        conn,
-        "SELECT last_fired FROM alert_issue_fires WHERE rule_id = ?1 AND issue_id = ?2",
-        params![row.id, fact.issue_id],
-        |r| r.get(0),
-    )
-    .optional()?;
+    let last = tx.last_fired(row.id, event.issue_id)?;
     if last.is_some_and(|l| ctx.now - l < rule.frequency_min * 60_000) {
         return Ok(());
     }
-    cached_execute(
-        conn,
-        "INSERT INTO alert_issue_fires (rule_id, issue_id, last_fired) VALUES (?1, ?2, ?3)
-         ON CONFLICT DO UPDATE SET last_fired = excluded.last_fired",
-        params![row.id, fact.issue_id, ctx.now],
-    )?;
+    tx.set_fired(row.id, event.issue_id, ctx.now)?;
     let short_id = format!(
         "{}-{}",
         row.project_slug.to_ascii_uppercase(),
-        crate::store::read::base36(short_seq)
+        crate::store::read::base36(issue.short_seq)
     );
-    let severity = match level.as_str() {
+    let severity = match issue.level.as_str() {
         "fatal" => "critical",
         "error" => "error",
         "warning" => "warning",
         _ => "info",
     };
-    cached_execute(
-        conn,
-        "INSERT INTO incidents (rule_id, project_id, key, issue_id, status, severity, title, value, opened_at, closed_at)
-         VALUES (?1, ?2, ?3, ?4, 'fired', ?5, ?6, NULL, ?7, ?7)",
-        params![row.id, row.project_id, short_id, fact.issue_id, severity, format!("{}: {title}", row.name), ctx.now],
-    )?;
-    let incident = conn.last_insert_rowid();
-    activity(
-        conn,
-        incident,
-        ctx.now,
-        "fired",
-        &format!("{short_id} {title}"),
-    )?;
+    let title = &issue.title;
+    let incident = tx.open_incident(&NewIncident {
+        rule_id: row.id,
+        project_id: row.project_id,
+        key: &short_id,
+        issue_id: Some(event.issue_id),
+        status: "fired",
+        severity,
+        title: &format!("{}: {title}", row.name),
+        value: None,
+        at: ctx.now,
+    })?;
+    tx.activity(incident, ctx.now, "fired", &format!("{short_id} {title}"))?;
     let message = notify::Message {
         kind: "issue",
         action: notify::Act::Trigger,
@@ -565,14 +483,14 @@ fn evaluate_issue_rule(
         severity: severity.to_owned(),
         title: title.clone(),
         text: format!("{}: {short_id} {title}", row.name),
-        culprit: culprit.clone(),
+        culprit: issue.culprit.clone(),
         value: None,
-        url: format!("{}/issues/{}/", ctx.public_url, fact.issue_id),
+        url: format!("{}/issues/{}/", ctx.public_url, event.issue_id),
         dedup_key: short_id.clone(),
         issue: Some(json!({
-            "id": fact.issue_id.to_string(), "shortId": short_id, "title": title,
-            "culprit": culprit, "level": level, "firstSeen": crate::api::iso(first_seen),
-            "count": times_seen.max(1),
+            "id": event.issue_id.to_string(), "shortId": short_id, "title": title,
+            "culprit": issue.culprit, "level": issue.level, "firstSeen": crate::time::iso(issue.first_seen),
+            "count": issue.times_seen.max(1),
         })),
         event: Some(json!({
             "eventId": event.event_id, "level": event.level, "release": event.release,
@@ -581,38 +499,26 @@ fn evaluate_issue_rule(
         })),
         at: ctx.now,
     };
-    enqueue(conn, row, &rule.actions, &message)
-}
-
-fn activity(conn: &Connection, incident: i64, at: i64, kind: &str, detail: &str) -> Result<()> {
-    cached_execute(
-        conn,
-        "INSERT INTO incident_activity (incident_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-        params![incident, at, kind, detail],
-    )?;
-    Ok(())
+    enqueue(ctx.tx, row, &rule.actions, &message)
 }
 
 /// Write one outbox row per channel the actions reach.
 fn enqueue(
-    conn: &Connection,
-    row: &RuleRow,
+    tx: &AlertTx<'_>,
+    row: &StoredRule,
     actions: &[Action],
     message: &notify::Message,
 ) -> Result<()> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, provider, name, config FROM integrations WHERE org_id = ?1 ORDER BY id",
-    )?;
-    let channels: Vec<notify::Channel> = stmt
-        .query_map([row.org_id], |r| {
-            Ok(notify::Channel {
-                id: r.get(0)?,
-                provider: r.get(1)?,
-                name: r.get(2)?,
-                config: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(Value::Null),
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let channels: Vec<notify::Channel> = tx
+        .channels(row.org_id)?
+        .into_iter()
+        .map(|c| notify::Channel {
+            id: c.id,
+            provider: c.provider,
+            name: c.name,
+            config: c.config,
+        })
+        .collect();
     let mut targets: Vec<(&notify::Channel, Option<&str>)> = Vec::new();
     for a in actions {
         match a {
@@ -636,29 +542,24 @@ fn enqueue(
         }
     }
     let mut seen = HashSet::new();
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO outbox (incident_id, integration_id, provider, url, body, status, attempts, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, 0, ?6)",
-    )?;
     for (channel, target) in targets {
         if !seen.insert(channel.id) {
             continue;
         }
         match notify::render(channel, target, message) {
             Ok((url, body)) => {
-                insert.execute(params![
-                    message.incident_id,
-                    channel.id,
-                    channel.provider,
-                    url,
-                    body.to_string(),
-                    message.at
-                ])?;
+                tx.enqueue(&Notification {
+                    incident_id: message.incident_id,
+                    integration_id: channel.id,
+                    provider: &channel.provider,
+                    url: &url,
+                    body: &body.to_string(),
+                    at: message.at,
+                })?;
             }
             Err(e) => {
                 tracing::warn!(channel = channel.id, error = %e, "channel misconfigured; notification skipped");
-                activity(
-                    conn,
+                tx.activity(
                     message.incident_id,
                     message.at,
                     "channel_error",
@@ -670,107 +571,83 @@ fn enqueue(
     Ok(())
 }
 
-/// The value of a metric rule now, per key (`""` for the rule as a whole).
+/// Which events a count of `rule` reads, by default or as told.
+fn filter<'a>(rule: &'a MetricRule, dataset: Option<Dataset>) -> EventFilter<'a> {
+    EventFilter {
+        dataset: dataset.unwrap_or(if rule.dataset == "transactions" {
+            Dataset::Transactions
+        } else {
+            Dataset::Events
+        }),
+        environment: rule.environment.as_deref(),
+        terms: &rule.query,
+    }
+}
+
+/// The value of a metric rule at `now`, per key (`""` for the rule as a whole).
 fn metric_values(
-    ctx: &Ctx<'_>,
-    row: &RuleRow,
+    m: &Measurer<'_>,
+    now: i64,
+    row: &StoredRule,
     rule: &MetricRule,
 ) -> Result<Vec<(String, Option<f64>)>> {
-    let conn = ctx.conn;
-    let since = ctx.now - rule.time_window_min * 60_000;
+    let since = now - rule.time_window_min * 60_000;
     let minute_since = since - since.rem_euclid(60_000);
     let project = row.project_id;
+    let env = rule.environment.as_deref();
     let value = match &rule.aggregate {
-        Aggregate::AgentDown { grace_secs } => return agents_down(ctx, row, *grace_secs),
+        Aggregate::AgentDown { grace_secs } => return agents_down(m, now, row, *grace_secs),
         Aggregate::Percentile { .. } | Aggregate::Avg { .. } | Aggregate::FailureRate => {
             let (kind, name, op) = latency_filter(rule);
-            let mut stmt = conn.prepare_cached(
-                "SELECT count, errors, sketch, name, op FROM rollup_latency WHERE project_id = ?1 AND kind = ?2 AND minute >= ?3",
-            )?;
-            let mut sketch = DDSketch::new();
-            let (mut count, mut errors) = (0i64, 0i64);
-            let rows = stmt.query_map(params![project, kind, minute_since], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })?;
-            for r in rows {
-                let (c, e, bytes, n, o) = r?;
-                if name.as_ref().is_some_and(|w| *w != n) || op.as_ref().is_some_and(|w| *w != o) {
-                    continue;
-                }
-                count += c;
-                errors += e;
-                if let Ok(s) = DDSketch::from_bytes(&bytes) {
-                    sketch.merge(&s);
-                }
-            }
+            let w = m.latency(project, kind, name.as_deref(), op.as_deref(), minute_since)?;
             match &rule.aggregate {
-                Aggregate::Percentile { q, .. } => sketch.quantile(*q),
+                Aggregate::Percentile { q, .. } => w.sketch.quantile(*q),
                 Aggregate::Avg { .. } => {
-                    (sketch.count() > 0).then(|| sketch.sum() / sketch.count() as f64)
+                    (w.sketch.count() > 0).then(|| w.sketch.sum() / w.sketch.count() as f64)
                 }
-                _ => (count > 0).then(|| errors as f64 / count as f64),
+                _ => (w.count > 0).then(|| w.errors as f64 / w.count as f64),
             }
         }
         Aggregate::CrashFreeSessions => {
-            let (init, crashed): (i64, i64) = cached_row(
-                conn,
-                "SELECT COALESCE(SUM(init), 0), COALESCE(SUM(crashed), 0) FROM rollup_sessions
-                 WHERE project_id = ?1 AND minute >= ?2 AND (?3 IS NULL OR environment = ?3)",
-                params![project, minute_since, rule.environment],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let (init, crashed) = m.sessions(project, minute_since, env)?;
             (init > 0).then(|| (1.0 - crashed as f64 / init as f64) * 100.0)
         }
         Aggregate::CrashFreeUsers => {
-            let (users, crashed): (i64, i64) = cached_row(
-                conn,
-                "SELECT COUNT(*), COALESCE(SUM(crashed > 0), 0) FROM session_users
-                 WHERE project_id = ?1 AND last_seen >= ?2 AND (?3 IS NULL OR environment = ?3)",
-                params![project, since, rule.environment],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let (users, crashed) = m.users(project, since, env)?;
             (users > 0).then(|| (1.0 - crashed as f64 / users as f64) * 100.0)
         }
-        Aggregate::Count => Some(count_events(ctx, row, rule, since, None, None)? as f64),
+        Aggregate::Count => {
+            Some(m.count_events(project, since, &filter(rule, None), false)? as f64)
+        }
         Aggregate::CountUniqueUsers => {
-            Some(count_events(ctx, row, rule, since, None, Some(()))? as f64)
+            Some(m.count_events(project, since, &filter(rule, None), true)? as f64)
         }
         Aggregate::ErrorRate if rule.query.is_empty() => {
             // No filter: the per-minute rollups answer without touching events.
-            let (errors, events): (i64, i64) = cached_row(
-                conn,
-                "SELECT COALESCE(SUM(CASE WHEN level IN ('fatal', 'error') THEN count END), 0), COALESCE(SUM(count), 0)
-                 FROM rollup_events WHERE project_id = ?1 AND minute >= ?2 AND (?3 IS NULL OR environment = ?3)",
-                params![project, minute_since, rule.environment],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            let transactions: i64 = if rule.environment.is_some() {
-                count_events(ctx, row, rule, since, Some(Dataset::Transactions), None)?
-            } else {
-                cached_row(
-                    conn,
-                    "SELECT COALESCE(SUM(count), 0) FROM rollup_latency WHERE project_id = ?1 AND kind = 'transaction' AND minute >= ?2",
-                    params![project, minute_since],
-                    |r| r.get(0),
+            let (errors, events) = m.event_levels(project, minute_since, env)?;
+            let transactions = if env.is_some() {
+                m.count_events(
+                    project,
+                    since,
+                    &filter(rule, Some(Dataset::Transactions)),
+                    false,
                 )?
+            } else {
+                m.transactions(project, minute_since)?
             };
             let all = events + transactions;
             (all > 0).then(|| errors as f64 / all as f64 * 100.0)
         }
         Aggregate::ErrorRate => {
-            let all = count_events(ctx, row, rule, since, Some(Dataset::All), None)?;
-            let errors = count_events(ctx, row, rule, since, Some(Dataset::Errors), None)?;
+            let all = m.count_events(project, since, &filter(rule, Some(Dataset::All)), false)?;
+            let errors =
+                m.count_events(project, since, &filter(rule, Some(Dataset::Errors)), false)?;
             (all > 0).then(|| errors as f64 / all as f64 * 100.0)
         }
         Aggregate::TagRatio { key, value } => {
-            let with_key = count_tagged(ctx, row, rule, since, key, None)?;
-            let with_value = count_tagged(ctx, row, rule, since, key, Some(value))?;
+            let f = filter(rule, None);
+            let with_key = m.count_tagged(project, since, key, None, &f)?;
+            let with_value = m.count_tagged(project, since, key, Some(value), &f)?;
             (with_key > 0).then(|| with_value as f64 / with_key as f64 * 100.0)
         }
     };
@@ -799,297 +676,77 @@ fn latency_filter(rule: &MetricRule) -> (&'static str, Option<String>, Option<St
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Dataset {
-    All,
-    Errors,
-    Transactions,
-}
-
-/// Build `WHERE` conditions of a metric rule's query over `events e`.
-fn query_sql(
-    rule: &MetricRule,
-    dataset: Option<Dataset>,
-    sql: &mut String,
-    args: &mut Vec<rusqlite::types::Value>,
-) {
-    use rusqlite::types::Value as V;
-    match dataset {
-        Some(Dataset::All) => {}
-        Some(Dataset::Errors) => {
-            sql.push_str(" AND e.kind != 'transaction' AND e.level IN ('fatal', 'error')")
-        }
-        Some(Dataset::Transactions) => sql.push_str(" AND e.kind = 'transaction'"),
-        None => {
-            if rule.dataset == "transactions" {
-                sql.push_str(" AND e.kind = 'transaction'");
-            } else {
-                sql.push_str(" AND e.kind != 'transaction'");
-            }
-        }
-    }
-    if let Some(env) = &rule.environment {
-        sql.push_str(" AND e.environment = ?");
-        args.push(V::Text(env.clone()));
-    }
-    for t in &rule.query {
-        match t {
-            Term::Level(l) => {
-                sql.push_str(" AND e.level = ?");
-                args.push(V::Text(l.clone()));
-            }
-            Term::Release(r) => {
-                sql.push_str(" AND e.release = ?");
-                args.push(V::Text(r.clone()));
-            }
-            Term::Environment(env) => {
-                sql.push_str(" AND e.environment = ?");
-                args.push(V::Text(env.clone()));
-            }
-            Term::Tag {
-                key,
-                value,
-                negated,
-            } => {
-                let not = if *negated { "NOT " } else { "" };
-                match key.as_str() {
-                    "event.type" => {
-                        let kind = match value.as_str() {
-                            "error" => "error",
-                            "transaction" => "transaction",
-                            _ => "default",
-                        };
-                        sql.push_str(&format!(" AND {not}(e.kind = ?)"));
-                        args.push(V::Text(kind.into()));
-                    }
-                    "transaction" => {
-                        sql.push_str(&format!(" AND {not}(e.transaction_name = ?)"));
-                        args.push(V::Text(value.clone()));
-                    }
-                    "transaction.op" | "span.op" => {
-                        sql.push_str(&format!(
-                            " AND {not}EXISTS (SELECT 1 FROM spans s WHERE s.event_row = e.id AND s.op = ?)"
-                        ));
-                        args.push(V::Text(value.clone()));
-                    }
-                    _ => {
-                        sql.push_str(&format!(
-                            " AND {not}EXISTS (SELECT 1 FROM event_tags t WHERE t.event_row = e.id AND t.key = ? AND t.value = ?)"
-                        ));
-                        args.push(V::Text(key.clone()));
-                        args.push(V::Text(value.clone()));
-                    }
-                }
-            }
-            Term::Text(text) => {
-                sql.push_str(" AND e.title LIKE ?");
-                args.push(V::Text(format!("%{text}%")));
-            }
-            Term::Status(_) => {}
-        }
-    }
-}
-
-fn count_events(
-    ctx: &Ctx<'_>,
-    row: &RuleRow,
-    rule: &MetricRule,
-    since: i64,
-    dataset: Option<Dataset>,
-    unique_users: Option<()>,
-) -> Result<i64> {
-    let what = if unique_users.is_some() {
-        "COUNT(DISTINCT e.user_key)"
-    } else {
-        "COUNT(*)"
-    };
-    let mut sql =
-        format!("SELECT {what} FROM events e WHERE e.project_id = ? AND e.timestamp >= ?");
-    let mut args = vec![
-        rusqlite::types::Value::Integer(row.project_id),
-        rusqlite::types::Value::Integer(since),
-    ];
-    query_sql(rule, dataset, &mut sql, &mut args);
-    let mut stmt = ctx.conn.prepare_cached(&sql)?;
-    Ok(stmt.query_row(rusqlite::params_from_iter(args), |r| r.get(0))?)
-}
-
-fn count_tagged(
-    ctx: &Ctx<'_>,
-    row: &RuleRow,
-    rule: &MetricRule,
-    since: i64,
-    key: &str,
-    value: Option<&str>,
-) -> Result<i64> {
-    use rusqlite::types::Value as V;
-    // The tag index is (key, value, event_row) and event rows grow with time: bound the
-    // scan by the first row of the window.
-    let first_row: Option<i64> = cached_row(
-        ctx.conn,
-        "SELECT MIN(id) FROM events WHERE project_id = ?1 AND timestamp >= ?2",
-        params![row.project_id, since],
-        |r| r.get(0),
-    )?;
-    let Some(first_row) = first_row else {
-        return Ok(0);
-    };
-    let mut sql = String::from(
-        "SELECT COUNT(*) FROM event_tags t JOIN events e ON e.id = t.event_row WHERE t.key = ? AND t.event_row >= ? AND e.project_id = ? AND e.timestamp >= ?",
-    );
-    let mut args = vec![
-        V::Text(key.to_owned()),
-        V::Integer(first_row),
-        V::Integer(row.project_id),
-        V::Integer(since),
-    ];
-    if let Some(v) = value {
-        sql.push_str(" AND t.value = ?");
-        args.push(V::Text(v.to_owned()));
-    }
-    query_sql(rule, None, &mut sql, &mut args);
-    let mut stmt = ctx.conn.prepare_cached(&sql)?;
-    Ok(stmt.query_row(rusqlite::params_from_iter(args), |r| r.get(0))?)
-}
-
 /// Per agent: 1.0 when down. An agent is a session's distinct id (the agent library sets
 /// it to the agent id) or a heartbeat monitor `agent-<id>-heartbeat`.
 fn agents_down(
-    ctx: &Ctx<'_>,
-    row: &RuleRow,
+    m: &Measurer<'_>,
+    now: i64,
+    row: &StoredRule,
     grace_secs: i64,
 ) -> Result<Vec<(String, Option<f64>)>> {
-    let conn = ctx.conn;
     let grace = grace_secs * 1000;
     let mut out: HashMap<String, f64> = HashMap::new();
     // The latest session of each agent seen in the last day.
-    let mut stmt = conn.prepare_cached(
-        "SELECT did, status, updated, started FROM sessions s
-         WHERE project_id = ?1 AND did IS NOT NULL AND updated >= ?2
-           AND started = (SELECT MAX(started) FROM sessions s2 WHERE s2.project_id = s.project_id AND s2.did = s.did)",
-    )?;
-    let rows = stmt.query_map(params![row.project_id, ctx.now - 86_400_000], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
-    for r in rows {
-        let (did, status, updated, _started) = r?;
-        let down = matches!(status.as_str(), "crashed" | "abnormal") && ctx.now - updated >= grace;
+    for (did, status, updated) in m.latest_sessions(row.project_id, now - 86_400_000)? {
+        let down = matches!(status.as_str(), "crashed" | "abnormal") && now - updated >= grace;
         let v = out.entry(did).or_insert(0.0);
         if down {
             *v = 1.0;
         }
     }
-    // Heartbeat monitors in a failed state (when the monitors tables exist).
-    let has_monitors: bool = cached_row(
-        conn,
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'monitor_environments'",
-        [],
-        |_| Ok(()),
-    )
-    .optional()?
-    .is_some();
-    if has_monitors {
-        // The monitors schema is read defensively: a mismatch skips heartbeats, loudly.
-        match conn.prepare_cached(
-            "SELECT m.slug, me.status FROM monitor_environments me JOIN monitors m ON m.id = me.monitor_id
-             WHERE m.project_id = ?1 AND m.slug LIKE 'agent-%-heartbeat'",
-        ) {
-            Err(e) => tracing::warn!(error = %e, "heartbeat monitors unreadable; skipped"),
-            Ok(mut stmt) => {
-                let rows = stmt.query_map([row.project_id], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })?;
-                for r in rows {
-                    let (slug, status) = r?;
-                    let agent = slug
-                        .strip_prefix("agent-")
-                        .and_then(|s| s.strip_suffix("-heartbeat"))
-                        .unwrap_or(&slug)
-                        .to_owned();
-                    let failed = matches!(status.as_str(), "error" | "missed_checkin" | "timeout");
-                    let v = out.entry(agent).or_insert(0.0);
-                    if failed {
-                        *v = 1.0;
-                    }
-                }
-            }
+    // Heartbeat monitors in a failed state.
+    for (slug, status) in m.heartbeats(row.project_id)? {
+        let agent = slug
+            .strip_prefix("agent-")
+            .and_then(|s| s.strip_suffix("-heartbeat"))
+            .unwrap_or(&slug)
+            .to_owned();
+        let failed = matches!(status.as_str(), "error" | "missed_checkin" | "timeout");
+        let v = out.entry(agent).or_insert(0.0);
+        if failed {
+            *v = 1.0;
         }
     }
     // Agents with a known state row stay evaluated so they can resolve.
-    let mut stmt =
-        conn.prepare_cached("SELECT key FROM alert_state WHERE rule_id = ?1 AND state != 'ok'")?;
-    let known: Vec<String> = stmt
-        .query_map([row.id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for k in known {
+    for k in m.alerting_keys(row.id)? {
         out.entry(k).or_insert(0.0);
     }
     Ok(out.into_iter().map(|(k, v)| (k, Some(v))).collect())
 }
 
-fn parse_metric(conn: &Connection, row: &RuleRow) -> Result<Option<MetricRule>> {
-    let ids = integration_ids(conn, row.org_id)?;
-    match rules::parse_metric_rule(&row.spec, &ids) {
-        Ok(r) => Ok(Some(r)),
+fn parse_metric(row: &StoredRule, channel_ids: &[i64]) -> Option<MetricRule> {
+    match rules::parse_metric_rule(&row.spec, channel_ids) {
+        Ok(r) => Some(r),
         Err(e) => {
             tracing::warn!(rule = row.id, errors = %e, "stored metric rule no longer valid; skipped");
-            Ok(None)
+            None
         }
     }
 }
 
-fn evaluate_metric_rule(ctx: &Ctx<'_>, row: &RuleRow) -> Result<()> {
-    let Some(rule) = parse_metric(ctx.conn, row)? else {
-        return Ok(());
-    };
-    let values = metric_values(ctx, row, &rule)?;
-    apply_values(ctx, row, &rule, &values, None)
-}
-
-/// Move a rule's states to where `values` put them (inside a write transaction).
-/// The state rows of every rule when a measurement started: (rule, key) → (state, since).
-type StateSnapshot = HashMap<(i64, String), (String, i64)>;
-
-fn state_snapshot(conn: &Connection) -> Result<StateSnapshot> {
-    let mut stmt = conn.prepare_cached("SELECT rule_id, key, state, since FROM alert_state")?;
-    let rows = stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?))))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
 /// Move a rule's states to where `values` put them (inside a write transaction). With a
-/// `snapshot` (values measured before the lock), a state that changed since is left alone:
-/// whoever changed it measured later.
+/// `snapshot` (values measured before the writer was taken), a state that changed since is
+/// left alone: whoever changed it measured later.
 fn apply_values(
     ctx: &Ctx<'_>,
-    row: &RuleRow,
+    row: &StoredRule,
     rule: &MetricRule,
     values: &[(String, Option<f64>)],
     snapshot: Option<&StateSnapshot>,
 ) -> Result<()> {
-    let rule = rule.clone();
     for (key, value) in values.iter().cloned() {
-        let mut state_stmt = ctx.conn.prepare_cached(
-            "SELECT state, incident_id, since FROM alert_state WHERE rule_id = ?1 AND key = ?2",
-        )?;
-        let current: Option<(String, Option<i64>, i64)> = state_stmt
-            .query_row(params![row.id, key], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
+        let current = ctx.tx.state(row.id, &key)?;
         if let Some(snapshot) = snapshot {
-            let then = snapshot.get(&(row.id, key.clone()));
-            let now = current.as_ref().map(|(s, _, since)| (s.clone(), *since));
-            if then.cloned() != now {
+            let then = snapshot
+                .get(&(row.id, key.clone()))
+                .map(|s| (s.state.as_str(), s.since));
+            let now = current.as_ref().map(|s| (s.state.as_str(), s.since));
+            if then != now {
                 continue;
             }
         }
         let (current_level, incident) = current
-            .map(|(s, i, _)| (Level::parse(&s), i))
+            .map(|s| (Level::parse(&s.state), s.incident_id))
             .unwrap_or((Level::Ok, None));
         let Some(value) = value else {
             // No data in the window: an open alert on absence of data resolves.
@@ -1097,7 +754,7 @@ fn apply_values(
                 transition(
                     ctx,
                     row,
-                    &rule,
+                    rule,
                     &key,
                     current_level,
                     Level::Ok,
@@ -1107,12 +764,12 @@ fn apply_values(
             }
             continue;
         };
-        let next = next_level(&rule, current_level, value);
+        let next = next_level(rule, current_level, value);
         if next != current_level {
             transition(
                 ctx,
                 row,
-                &rule,
+                rule,
                 &key,
                 current_level,
                 next,
@@ -1204,7 +861,7 @@ fn format_value(rule: &MetricRule, v: f64) -> String {
 #[allow(clippy::too_many_arguments)]
 fn transition(
     ctx: &Ctx<'_>,
-    row: &RuleRow,
+    row: &StoredRule,
     rule: &MetricRule,
     key: &str,
     from: Level,
@@ -1212,7 +869,7 @@ fn transition(
     incident: Option<i64>,
     value: Option<f64>,
 ) -> Result<()> {
-    let conn = ctx.conn;
+    let tx = ctx.tx;
     let subject = match (&rule.aggregate, key.is_empty()) {
         (_, true) => row.name.clone(),
         (Aggregate::AgentDown { .. }, false) => format!("{} (agent {key})", row.name),
@@ -1221,68 +878,42 @@ fn transition(
     let shown = value
         .map(|v| format_value(rule, v))
         .unwrap_or_else(|| "no data".into());
+    let detail = format!("{subject}: {shown}");
     let (incident, act) = if from == Level::Ok {
-        cached_execute(
-            conn,
-            "INSERT INTO incidents (rule_id, project_id, key, status, severity, title, value, opened_at) VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6, ?7)",
-            params![
-                row.id,
-                row.project_id,
-                key,
-                to.as_str(),
-                subject,
-                value,
-                ctx.now
-            ],
-        )?;
-        let id = conn.last_insert_rowid();
-        activity(
-            conn,
-            id,
-            ctx.now,
-            to.as_str(),
-            &format!("{subject}: {shown}"),
-        )?;
+        let id = tx.open_incident(&NewIncident {
+            rule_id: row.id,
+            project_id: row.project_id,
+            key,
+            issue_id: None,
+            status: "open",
+            severity: to.as_str(),
+            title: &subject,
+            value,
+            at: ctx.now,
+        })?;
+        tx.activity(id, ctx.now, to.as_str(), &detail)?;
         (id, notify::Act::Trigger)
     } else {
         let id = incident.ok_or_else(|| {
             StoreError::Invalid(format!("rule {} has state without incident", row.id))
         })?;
         if to == Level::Ok {
-            cached_execute(
-                conn,
-                "UPDATE incidents SET status = 'closed', closed_at = ?2, value = ?3 WHERE id = ?1",
-                params![id, ctx.now, value],
-            )?;
-            activity(
-                conn,
-                id,
-                ctx.now,
-                "resolved",
-                &format!("{subject}: {shown}"),
-            )?;
+            tx.close_incident(id, ctx.now, value)?;
+            tx.activity(id, ctx.now, "resolved", &detail)?;
             (id, notify::Act::Resolve)
         } else {
-            cached_execute(
-                conn,
-                "UPDATE incidents SET severity = ?2, value = ?3 WHERE id = ?1",
-                params![id, to.as_str(), value],
-            )?;
-            activity(
-                conn,
-                id,
-                ctx.now,
-                to.as_str(),
-                &format!("{subject}: {shown}"),
-            )?;
+            tx.escalate_incident(id, to.as_str(), value)?;
+            tx.activity(id, ctx.now, to.as_str(), &detail)?;
             (id, notify::Act::Trigger)
         }
     };
-    cached_execute(
-        conn,
-        "INSERT INTO alert_state (rule_id, key, state, value, since, incident_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT DO UPDATE SET state = excluded.state, value = excluded.value, since = excluded.since, incident_id = excluded.incident_id",
-        params![row.id, key, to.as_str(), value, ctx.now, if to == Level::Ok { None } else { Some(incident) }],
+    tx.set_state(
+        row.id,
+        key,
+        to.as_str(),
+        value,
+        ctx.now,
+        (to != Level::Ok).then_some(incident),
     )?;
     // Actions: of the trigger now active, or (on resolve) of the one that was.
     let label = if to == Level::Ok { from } else { to };
@@ -1320,7 +951,7 @@ fn transition(
         event: None,
         at: ctx.now,
     };
-    enqueue(conn, row, &actions, &message)
+    enqueue(tx, row, &actions, &message)
 }
 
 #[cfg(test)]

@@ -175,7 +175,7 @@ pub fn render(
                         "component": m.project,
                         "group": m.rule_name,
                         "class": m.kind,
-                        "timestamp": crate::api::iso(m.at),
+                        "timestamp": crate::time::iso(m.at),
                         "custom_details": {"rule_id": m.rule_id, "incident_id": m.incident_id, "value": m.value, "issue": m.issue}
                     },
                     "links": [{"href": m.url, "text": "Open in Lookout"}]
@@ -215,7 +215,7 @@ pub fn render(
                 "issue": m.issue,
                 "event": m.event,
                 "text": m.text,
-                "timestamp": crate::api::iso(m.at),
+                "timestamp": crate::time::iso(m.at),
             }),
         ),
     })

@@ -4,10 +4,10 @@
 //! (`/organizations/{org}/integrations/`), and what fired: incidents with their timeline,
 //! and every notification delivery.
 
-use super::{Caller, blocking, iso};
+use super::{Caller, blocking, iso, parse_id};
 use crate::alerts::notify;
-use crate::alerts::rules;
-use crate::http::AppState;
+use crate::http::state::AppState;
+use crate::services::rule_book::{self, Save};
 use crate::http::error::ApiError;
 use crate::store::alerts::{Alerts, Delivery, Incident, Integration, StoredRule};
 use axum::extract::{Path, Query, State};
@@ -72,10 +72,6 @@ fn store(state: &AppState) -> Alerts {
     state.store.alerts()
 }
 
-fn parse_id(id: &str) -> Result<i64, ApiError> {
-    id.parse()
-        .map_err(|_| ApiError::NotFound(format!("rule {id} not found")))
-}
 
 fn object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
     body.as_object().ok_or_else(|| {
@@ -107,29 +103,6 @@ fn issue_rule_json(r: &StoredRule) -> Value {
     })
 }
 
-/// The body as stored: the fields Sentry's serializer keeps.
-pub(crate) fn keep(body: &Value, fields: &[&str]) -> Value {
-    let mut out = Map::new();
-    for f in fields {
-        if let Some(v) = body.get(*f) {
-            out.insert((*f).to_owned(), v.clone());
-        }
-    }
-    Value::Object(out)
-}
-
-pub(crate) const ISSUE_FIELDS: &[&str] = &[
-    "name",
-    "actionMatch",
-    "filterMatch",
-    "frequency",
-    "conditions",
-    "filters",
-    "actions",
-    "environment",
-    "owner",
-];
-
 async fn list_issue_rules(
     State(state): State<AppState>,
     caller: Caller,
@@ -155,21 +128,8 @@ async fn create_issue_rule(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require("alerts:write")?;
     object(&body)?;
-    let s = store(&state);
-    let rule = blocking(move || {
-        let (pid, oid) = s.project(&org, &project)?;
-        let ids: Vec<i64> = s.integrations(oid)?.iter().map(|i| i.id).collect();
-        let parsed = rules::parse_issue_rule(&body, &ids);
-        match parsed {
-            Err(e) => Ok(Err(e)),
-            Ok(r) => {
-                let id = s.create_rule(pid, "issue", &r.name, &keep(&body, ISSUE_FIELDS))?;
-                Ok(Ok(s.rule(oid, id, "issue")?))
-            }
-        }
-    })
-    .await?
-    .map_err(ApiError::Fields)?;
+    let rule = rule_book::save_issue_rule(&state.store, &org, &project, None, body, Save::Merge)
+        .await?;
     Ok((StatusCode::CREATED, Json(issue_rule_json(&rule))))
 }
 
@@ -179,7 +139,7 @@ async fn get_issue_rule(
     Path((org, project, id)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("alerts:read")?;
-    let id = parse_id(&id)?;
+    let id = parse_id("rule", &id)?;
     let s = store(&state);
     let rule = blocking(move || {
         let (pid, oid) = s.project(&org, &project)?;
@@ -201,32 +161,10 @@ async fn update_issue_rule(
 ) -> Result<Json<Value>, ApiError> {
     caller.require("alerts:write")?;
     object(&body)?;
-    let id = parse_id(&id)?;
-    let s = store(&state);
-    let rule = blocking(move || {
-        let (pid, oid) = s.project(&org, &project)?;
-        let existing = s.rule(oid, id, "issue")?;
-        if existing.project_id != pid {
-            return Err(crate::store::StoreError::NotFound(format!("rule {id}")));
-        }
-        // PUT replaces; absent fields keep their stored values (Sentry's UI sends all).
-        let mut merged = existing.spec.clone();
-        if let (Some(m), Some(b)) = (merged.as_object_mut(), body.as_object()) {
-            for (k, v) in b {
-                m.insert(k.clone(), v.clone());
-            }
-        }
-        let ids: Vec<i64> = s.integrations(oid)?.iter().map(|i| i.id).collect();
-        match rules::parse_issue_rule(&merged, &ids) {
-            Err(e) => Ok(Err(e)),
-            Ok(r) => {
-                s.update_rule(id, pid, &r.name, &keep(&merged, ISSUE_FIELDS))?;
-                Ok(Ok(s.rule(oid, id, "issue")?))
-            }
-        }
-    })
-    .await?
-    .map_err(ApiError::Fields)?;
+    let id = parse_id("rule", &id)?;
+    let rule =
+        rule_book::save_issue_rule(&state.store, &org, &project, Some(id), body, Save::Merge)
+            .await?;
     Ok(Json(issue_rule_json(&rule)))
 }
 
@@ -236,7 +174,7 @@ async fn delete_issue_rule(
     Path((org, project, id)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     caller.require("alerts:write")?;
-    let id = parse_id(&id)?;
+    let id = parse_id("rule", &id)?;
     let s = store(&state);
     blocking(move || {
         let (pid, oid) = s.project(&org, &project)?;
@@ -252,22 +190,6 @@ async fn delete_issue_rule(
 
 // ---------- metric rules ----------
 
-const METRIC_FIELDS: &[&str] = &[
-    "name",
-    "aggregate",
-    "query",
-    "timeWindow",
-    "thresholdType",
-    "triggers",
-    "resolveThreshold",
-    "environment",
-    "dataset",
-    "queryType",
-    "eventTypes",
-    "thresholdPeriod",
-    "comparisonDelta",
-    "owner",
-];
 
 fn metric_rule_json(r: &StoredRule) -> Value {
     let mut out = r.spec.as_object().cloned().unwrap_or_default();
@@ -325,26 +247,6 @@ fn metric_rule_json(r: &StoredRule) -> Value {
     Value::Object(out)
 }
 
-/// Which project a metric rule body is for: the path's, or `projects: [slug]`.
-fn body_project(body: &Value, path_project: Option<&str>) -> Result<String, ApiError> {
-    if let Some(p) = path_project {
-        return Ok(p.to_owned());
-    }
-    match body
-        .get("projects")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-    {
-        Some([Value::String(slug)]) => Ok(slug.clone()),
-        Some([_, _, ..]) => Err(ApiError::Fields(
-            json!({"projects": ["Only one project per alert rule."]}),
-        )),
-        _ => Err(ApiError::Fields(
-            json!({"projects": ["This field is required."]}),
-        )),
-    }
-}
-
 async fn list_metric(
     state: AppState,
     org: String,
@@ -365,70 +267,14 @@ async fn list_metric(
     )))
 }
 
-pub(crate) async fn save_metric(
+async fn save_metric(
     state: AppState,
     org: String,
     project: Option<String>,
     id: Option<i64>,
     body: Value,
 ) -> Result<StoredRule, ApiError> {
-    object(&body)?;
-    let s = store(&state);
-    let (merged, project_slug) = if let Some(id) = id {
-        let s2 = s.clone();
-        let org2 = org.clone();
-        let existing = blocking(move || {
-            let oid = s2.org_id(&org2)?;
-            s2.rule(oid, id, "metric")
-        })
-        .await?;
-        if project
-            .as_deref()
-            .is_some_and(|p| p != existing.project_slug)
-        {
-            return Err(ApiError::NotFound(format!("rule {id} not found")));
-        }
-        let mut merged = existing.spec.clone();
-        if let (Some(m), Some(b)) = (merged.as_object_mut(), body.as_object()) {
-            for (k, v) in b {
-                m.insert(k.clone(), v.clone());
-            }
-        }
-        let slug = match body.get("projects") {
-            Some(_) if project.is_none() => body_project(&body, None)?,
-            _ => existing.project_slug.clone(),
-        };
-        (merged, slug)
-    } else {
-        let slug = body_project(&body, project.as_deref())?;
-        (body, slug)
-    };
-    blocking(move || {
-        let (pid, oid) = match s.project(&org, &project_slug) {
-            Ok(p) => p,
-            Err(crate::store::StoreError::NotFound(_)) => {
-                return Ok(Err(json!({"projects": ["Invalid project slugs"]})));
-            }
-            Err(e) => return Err(e),
-        };
-        let ids: Vec<i64> = s.integrations(oid)?.iter().map(|i| i.id).collect();
-        match rules::parse_metric_rule(&merged, &ids) {
-            Err(e) => Ok(Err(e)),
-            Ok(r) => {
-                let spec = keep(&merged, METRIC_FIELDS);
-                let rid = match id {
-                    Some(id) => {
-                        s.update_rule(id, pid, &r.name, &spec)?;
-                        id
-                    }
-                    None => s.create_rule(pid, "metric", &r.name, &spec)?,
-                };
-                Ok(Ok(s.rule(oid, rid, "metric")?))
-            }
-        }
-    })
-    .await?
-    .map_err(ApiError::Fields)
+    Ok(rule_book::save_metric_rule(&state.store, &org, project.as_deref(), id, body).await?)
 }
 
 async fn get_metric(
@@ -437,7 +283,7 @@ async fn get_metric(
     project: Option<String>,
     id: String,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id("rule", &id)?;
     let s = store(&state);
     let rule = blocking(move || {
         let oid = s.org_id(&org)?;
@@ -456,7 +302,7 @@ async fn delete_metric(
     project: Option<String>,
     id: String,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id("rule", &id)?;
     let s = store(&state);
     blocking(move || {
         let oid = s.org_id(&org)?;
@@ -535,7 +381,7 @@ async fn update_metric_rule_org(
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("alerts:write")?;
-    let r = save_metric(state, org, None, Some(parse_id(&id)?), body).await?;
+    let r = save_metric(state, org, None, Some(parse_id("rule", &id)?), body).await?;
     Ok(Json(metric_rule_json(&r)))
 }
 
@@ -546,7 +392,7 @@ async fn update_metric_rule_project(
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("alerts:write")?;
-    let r = save_metric(state, org, Some(project), Some(parse_id(&id)?), body).await?;
+    let r = save_metric(state, org, Some(project), Some(parse_id("rule", &id)?), body).await?;
     Ok(Json(metric_rule_json(&r)))
 }
 

@@ -1,8 +1,8 @@
 //! Issues and events: list with a query, detail, status changes, an issue's events, the
 //! latest event with exception, breadcrumbs, tags and contexts.
 
-use super::{Caller, blocking, iso, parse_period};
-use crate::http::AppState;
+use super::{Caller, blocking, iso, parse_id, parse_period};
+use crate::http::state::AppState;
 use crate::http::error::ApiError;
 use crate::store::read::{EventRow, IssueRow, parse_query};
 use axum::extract::{Path, Query, State};
@@ -104,10 +104,6 @@ async fn list_issues(
     Ok((headers, Json(Value::Array(body))))
 }
 
-fn parse_id(id: &str) -> Result<i64, ApiError> {
-    id.parse()
-        .map_err(|_| ApiError::NotFound(format!("issue {id:?} not found")))
-}
 
 async fn issue_detail(state: AppState, id: i64) -> Result<Json<Value>, ApiError> {
     let reader = state.reader.clone();
@@ -139,7 +135,7 @@ async fn get_issue(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("event:read")?;
-    issue_detail(state, parse_id(&id)?).await
+    issue_detail(state, parse_id("issue", &id)?).await
 }
 
 async fn get_org_issue(
@@ -148,7 +144,7 @@ async fn get_org_issue(
     Path((_org, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("event:read")?;
-    issue_detail(state, parse_id(&id)?).await
+    issue_detail(state, parse_id("issue", &id)?).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,7 +181,7 @@ async fn update_issue(
     Json(body): Json<UpdateIssue>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("event:write")?;
-    update(state, parse_id(&id)?, body).await
+    update(state, parse_id("issue", &id)?, body).await
 }
 
 async fn update_org_issue(
@@ -195,7 +191,7 @@ async fn update_org_issue(
     Json(body): Json<UpdateIssue>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("event:write")?;
-    update(state, parse_id(&id)?, body).await
+    update(state, parse_id("issue", &id)?, body).await
 }
 
 /// An event in Sentry's event-detail shape: entries for exception, breadcrumbs, message and
@@ -271,7 +267,7 @@ async fn issue_events(
     Query(params): Query<EventsParams>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("event:read")?;
-    let id = parse_id(&id)?;
+    let id = parse_id("issue", &id)?;
     let reader = state.reader.clone();
     let limit = params.limit.unwrap_or(50).clamp(1, 100);
     let offset = parse_cursor(params.cursor.as_deref());
@@ -289,7 +285,7 @@ async fn issue_event(
     Path((id, which)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("event:read")?;
-    let id = parse_id(&id)?;
+    let id = parse_id("issue", &id)?;
     let reader = state.reader.clone();
     let event = blocking(move || {
         let issue = reader.issue(id)?;
@@ -315,7 +311,7 @@ async fn issue_tags(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("event:read")?;
-    let id = parse_id(&id)?;
+    let id = parse_id("issue", &id)?;
     let reader = state.reader.clone();
     let tags = blocking(move || {
         reader.issue(id)?;

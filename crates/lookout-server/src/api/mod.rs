@@ -8,9 +8,8 @@ mod monitors;
 mod performance;
 mod releases;
 
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::http::error::ApiError;
-use crate::store::StoreError;
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -72,8 +71,7 @@ impl FromRequestParts<AppState> for Caller {
         let store = state.store.clone();
         let info = tokio::task::spawn_blocking(move || store.find_token(&token))
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(store_error)?
+            .map_err(|e| ApiError::Internal(e.to_string()))??
             .ok_or_else(|| ApiError::Unauthorized("invalid token".into()))?;
         Ok(Caller {
             scopes: info.scopes.split_whitespace().map(str::to_owned).collect(),
@@ -81,55 +79,11 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// Map store errors onto HTTP answers.
-pub fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
-        StoreError::Invalid(msg) => ApiError::bad_request("invalid", msg),
-        StoreError::Exists(what) => {
-            ApiError::bad_request("exists", format!("{what} already exists"))
-        }
-        other => ApiError::Internal(other.to_string()),
-    }
-}
+pub(crate) use crate::services::blocking;
+pub(crate) use crate::time::{iso, parse_period};
 
-/// Run a blocking read on the blocking pool.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(store_error)
-}
-
-/// RFC 3339 in UTC with milliseconds, as Sentry writes dates.
-pub fn iso(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// Sentry's `statsPeriod` (`24h`, `14d`, `30m`, `1w`) in milliseconds.
-pub fn parse_period(p: &str) -> Result<i64, ApiError> {
-    let p = p.trim();
-    let split = p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len());
-    let (n, unit) = p.split_at(split);
-    let n: i64 = n
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid", format!("invalid statsPeriod {p:?}")))?;
-    let unit_ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" | "" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 7 * 86_400_000,
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid",
-                format!("invalid statsPeriod {p:?}"),
-            ));
-        }
-    };
-    Ok(n.saturating_mul(unit_ms))
+/// A numeric id from the path; anything else names no `what` (a 404, as for an unknown id).
+pub(crate) fn parse_id(what: &str, id: &str) -> Result<i64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::NotFound(format!("{what} {id:?} not found")))
 }

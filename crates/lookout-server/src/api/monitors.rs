@@ -3,7 +3,7 @@
 //! (`/projects/{org}/{project}/releases/health/`).
 
 use super::{Caller, blocking, iso, parse_period};
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::http::error::ApiError;
 use crate::store::health::crash_free;
 use crate::store::monitors::{MonitorConfig, MonitorRow};

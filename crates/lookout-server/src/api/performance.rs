@@ -2,7 +2,7 @@
 //! over a time window, merged from per-minute sketches; a trace with its spans.
 
 use super::{Caller, blocking, parse_period};
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::http::error::ApiError;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;

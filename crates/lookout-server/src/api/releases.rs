@@ -2,8 +2,8 @@
 //! fields it parses (`version`, `dateCreated`, …) and the statuses it expects (201 created,
 //! 208 unchanged, 400 `{"projects": ["Invalid project slugs"]}`).
 
-use super::{Caller, blocking, iso, store_error};
-use crate::http::AppState;
+use super::{Caller, blocking, iso};
+use crate::http::state::AppState;
 use crate::http::error::ApiError;
 use crate::store::StoreError;
 use crate::store::releases::{
@@ -129,7 +129,7 @@ fn projects_error(e: StoreError) -> ApiError {
         StoreError::Invalid(msg) if msg == "Invalid project slugs" => {
             ApiError::Fields(json!({"projects": [msg]}))
         }
-        other => store_error(other),
+        other => ApiError::from(other),
     }
 }
 

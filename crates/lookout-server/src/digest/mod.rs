@@ -10,10 +10,9 @@ pub mod process;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::digest::{Batch, BatchHook, DigestStore, Outcome};
-use crate::store::inbox::{self, Command};
-use crate::store::{Result, StoreError};
-use rusqlite::{Connection, params};
+use crate::store::digest::{Batch, DigestStore, Outcome};
+use crate::store::inbox::{Command, InboxReader};
+use crate::store::{Result, Store, StoreError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
@@ -21,24 +20,11 @@ use tokio::sync::{Notify, mpsc, watch};
 /// Rows read from the inbox per batch.
 const BATCH_ROWS: i64 = 512;
 
-/// One raw inbox row.
-#[derive(Debug, Clone)]
-pub struct InboxRow {
-    /// Row id.
-    pub id: i64,
-    /// Project.
-    pub project_id: i64,
-    /// Arrival (ms since epoch).
-    pub received_at: i64,
-    /// How `envelope` is encoded.
-    pub encoding: String,
-    /// The stored envelope bytes.
-    pub envelope: Vec<u8>,
-}
+pub use crate::store::inbox::InboxRow;
 
 struct Worker {
     store: DigestStore,
-    inbox: Connection,
+    inbox: InboxReader,
     /// Last inbox row whose output is committed (the store's cursor).
     cursor: i64,
     /// A batch processed but not yet applied; its rows follow `cursor`.
@@ -129,19 +115,7 @@ impl Worker {
             .pending
             .as_ref()
             .map_or(self.cursor, |p| p.batch.last_inbox_id);
-        let mut stmt = self.inbox.prepare_cached(
-            "SELECT id, project_id, received_at, encoding, envelope FROM inbox WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![after, BATCH_ROWS], |r| {
-            Ok(InboxRow {
-                id: r.get(0)?,
-                project_id: r.get(1)?,
-                received_at: r.get(2)?,
-                encoding: r.get(3)?,
-                envelope: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.inbox.after(after, BATCH_ROWS)
     }
 
     /// One step of a two-stage pipeline: the batch processed by the previous step is written
@@ -193,25 +167,21 @@ pub struct Digest {
 }
 
 impl Digest {
-    /// Start digesting the inbox of `config.data_dir`. `appended` wakes it after each inbox
-    /// commit; `inbox` receives trim commands; every hook runs inside each batch's transaction.
+    /// Start digesting the inbox of `store`. `appended` wakes it after each inbox commit;
+    /// `inbox_tx` receives trim commands; `digested` is woken after each batch commits (the
+    /// alert stage waits on it).
     pub fn start(
         config: &Config,
+        store: &Store,
         metrics: Arc<Metrics>,
         appended: Arc<Notify>,
         inbox_tx: mpsc::Sender<Command>,
-        hooks: Vec<Arc<dyn BatchHook>>,
+        digested: Arc<Notify>,
     ) -> Result<Digest> {
-        let mut store = DigestStore::open(&config.data_dir, config.ingest.synchronous)?;
-        for hook in hooks {
-            store.add_hook(hook);
-        }
-        let inbox = inbox::open(&config.data_dir, config.ingest.synchronous)?;
+        let inbox = store.inbox_reader()?;
+        let store = store.digest_writer();
         let cursor = store.cursor()?;
-        let pending: i64 =
-            inbox.query_row("SELECT COUNT(*) FROM inbox WHERE id > ?1", [cursor], |r| {
-                r.get(0)
-            })?;
+        let pending = inbox.count_after(cursor)?;
         metrics.inbox_depth.set(pending);
         let worker = Arc::new(Mutex::new(Worker {
             store,
@@ -252,6 +222,7 @@ impl Digest {
                             .digested_transactions
                             .inc_by(outcome.transactions as u64);
                         metrics.digest_lag_ms.set(now - oldest_received);
+                        digested.notify_one();
                         let _ = inbox_tx.try_send(Command::Trim {
                             upto: last_inbox_id,
                             keep_after_ms: now - retention_ms,
@@ -297,6 +268,7 @@ impl Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::digest::BatchHook;
 
     fn row(id: i64, body: String) -> InboxRow {
         InboxRow {
@@ -358,20 +330,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(dir.path()).unwrap();
         let project = store.create_project("acme", "bots", None).unwrap().id;
-        let sync = crate::config::Synchronous::Full;
-        let inbox = inbox::open(dir.path(), sync).unwrap();
+        let inbox = store.inbox_reader().unwrap();
         for i in 1..=total {
             let body = format!(
                 "{{\"event_id\":\"{i:032x}\"}}\n{{\"type\":\"event\"}}\n{{\"message\":\"order {i} failed\",\"timestamp\":1764000000}}\n"
             );
             inbox
-                .execute(
-                    "INSERT INTO inbox (project_id, key_id, received_at, item_types, encoding, envelope) VALUES (?1, 1, ?2, 'event', 'identity', ?3)",
-                    params![project, 1_764_000_000_000i64 + i, body.into_bytes()],
-                )
+                .append_for_test(project, 1_764_000_000_000i64 + i, body.as_bytes())
                 .unwrap();
         }
-        let mut store = DigestStore::open(dir.path(), sync).unwrap();
+        let mut store = store.digest_writer();
         if let Some(hook) = hook {
             store.add_hook(hook);
         }
@@ -390,12 +358,7 @@ mod tests {
     struct FailSecondBatch(std::sync::atomic::AtomicUsize);
 
     impl BatchHook for FailSecondBatch {
-        fn on_batch(
-            &self,
-            _tx: &rusqlite::Transaction<'_>,
-            _batch: &Batch,
-            _outcome: &Outcome,
-        ) -> Result<()> {
+        fn on_batch(&self, _batch: &Batch, _outcome: &Outcome) -> Result<()> {
             match self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
                 1 => Err(StoreError::Invalid("injected write failure".into())),
                 _ => Ok(()),

@@ -141,3 +141,35 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            StoreError::Invalid(msg) => ApiError::bad_request("invalid", msg),
+            StoreError::Exists(what) => {
+                ApiError::bad_request("exists", format!("{what} already exists"))
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::services::ServiceError> for ApiError {
+    fn from(e: crate::services::ServiceError) -> Self {
+        use crate::services::ServiceError;
+        match e {
+            ServiceError::Store(e) => e.into(),
+            ServiceError::Fields(v) => ApiError::Fields(v),
+            ServiceError::Invalid(msg) => ApiError::bad_request("invalid", msg),
+            ServiceError::Task(msg) => ApiError::Internal(msg),
+        }
+    }
+}
+
+impl From<crate::time::BadPeriod> for ApiError {
+    fn from(e: crate::time::BadPeriod) -> Self {
+        ApiError::bad_request("invalid", e.to_string())
+    }
+}

@@ -8,7 +8,7 @@ pub mod auth;
 pub mod body;
 pub mod ratelimit;
 
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::http::error::ApiError;
 use crate::metrics::ItemLabel;
 use crate::store::KeyInfo;

@@ -4,7 +4,7 @@
 //! reads a few rows per agent whatever the number of events stored.
 
 use super::Result;
-use super::digest::{Batch, BatchHook, Outcome, is_failure};
+use super::digest::{Batch, is_failure};
 use lookout_protocol::sketch::DDSketch;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::collections::HashMap;
@@ -17,11 +17,6 @@ pub const PIPELINE: &str = "order.pipeline";
 /// An agent seen longer ago than this, with no session or heartbeat saying otherwise, is
 /// `silent`.
 pub const SILENT_AFTER_MS: i64 = 10 * MINUTE_MS;
-
-/// The digest hook that keeps `agents` and `agent_minutes` up to date, inside the batch's
-/// transaction.
-#[derive(Debug, Default)]
-pub struct AgentsHook;
 
 #[derive(Default)]
 struct Seen {
@@ -69,122 +64,123 @@ fn agent_of_did(did: &str) -> &str {
     did.strip_prefix("id:").unwrap_or(did)
 }
 
-impl BatchHook for AgentsHook {
-    fn on_batch(&self, tx: &Transaction<'_>, batch: &Batch, _outcome: &Outcome) -> Result<()> {
-        let mut agents: HashMap<(i64, String), Seen> = HashMap::new();
-        let mut minutes: HashMap<(i64, String, i64), Minute> = HashMap::new();
-        let mut seen_at = |project: i64,
-                           agent: &str,
-                           at: i64,
-                           tags: &[(String, String)],
-                           release: &Option<String>,
-                           environment: &Option<String>| {
-            let s = agents.entry((project, agent.to_owned())).or_default();
-            s.touch(at);
-            if at >= s.last {
-                if let Some(v) = tag(tags, "strategy") {
-                    s.strategy = Some(v.to_owned());
-                }
-                if release.is_some() {
-                    s.release.clone_from(release);
-                }
-                if environment.is_some() {
-                    s.environment.clone_from(environment);
-                }
+/// Keep `agents` and `agent_minutes` up to date with what `batch` says, inside the batch's
+/// transaction.
+pub(super) fn apply(tx: &Transaction<'_>, batch: &Batch) -> Result<()> {
+    let mut agents: HashMap<(i64, String), Seen> = HashMap::new();
+    let mut minutes: HashMap<(i64, String, i64), Minute> = HashMap::new();
+    let mut seen_at = |project: i64,
+                       agent: &str,
+                       at: i64,
+                       tags: &[(String, String)],
+                       release: &Option<String>,
+                       environment: &Option<String>| {
+        let s = agents.entry((project, agent.to_owned())).or_default();
+        s.touch(at);
+        if at >= s.last {
+            if let Some(v) = tag(tags, "strategy") {
+                s.strategy = Some(v.to_owned());
             }
+            if release.is_some() {
+                s.release.clone_from(release);
+            }
+            if environment.is_some() {
+                s.environment.clone_from(environment);
+            }
+        }
+    };
+    for e in &batch.events {
+        let Some(agent) = tag(&e.tags, "agent_id") else {
+            continue;
         };
-        for e in &batch.events {
-            let Some(agent) = tag(&e.tags, "agent_id") else {
-                continue;
-            };
-            seen_at(
+        seen_at(
+            e.project_id,
+            agent,
+            e.timestamp_ms,
+            &e.tags,
+            &e.release,
+            &e.environment,
+        );
+        let m = minutes
+            .entry((
                 e.project_id,
-                agent,
-                e.timestamp_ms,
-                &e.tags,
-                &e.release,
-                &e.environment,
-            );
-            let m = minutes
-                .entry((
-                    e.project_id,
-                    agent.to_owned(),
-                    e.timestamp_ms.div_euclid(MINUTE_MS) * MINUTE_MS,
-                ))
-                .or_default();
-            m.events += 1;
-            if matches!(e.level.as_str(), "error" | "fatal") {
-                m.errors += 1;
-            }
+                agent.to_owned(),
+                e.timestamp_ms.div_euclid(MINUTE_MS) * MINUTE_MS,
+            ))
+            .or_default();
+        m.events += 1;
+        if matches!(e.level.as_str(), "error" | "fatal") {
+            m.errors += 1;
         }
-        for t in &batch.transactions {
-            let Some(agent) = tag(&t.tags, "agent_id") else {
-                continue;
-            };
-            seen_at(
+    }
+    for t in &batch.transactions {
+        let Some(agent) = tag(&t.tags, "agent_id") else {
+            continue;
+        };
+        seen_at(
+            t.project_id,
+            agent,
+            t.timestamp_ms,
+            &t.tags,
+            &t.release,
+            &t.environment,
+        );
+        let m = minutes
+            .entry((
                 t.project_id,
-                agent,
-                t.timestamp_ms,
-                &t.tags,
-                &t.release,
-                &t.environment,
-            );
-            let m = minutes
-                .entry((
-                    t.project_id,
-                    agent.to_owned(),
-                    t.timestamp_ms.div_euclid(MINUTE_MS) * MINUTE_MS,
-                ))
-                .or_default();
-            m.events += 1;
-            if t.name == PIPELINE || t.op == PIPELINE {
-                m.cycles += 1;
-                if is_failure(&t.status) {
-                    m.failed += 1;
-                }
-                m.sketch
-                    .get_or_insert_with(DDSketch::new)
-                    .add(t.duration_ms.max(0.0));
+                agent.to_owned(),
+                t.timestamp_ms.div_euclid(MINUTE_MS) * MINUTE_MS,
+            ))
+            .or_default();
+        m.events += 1;
+        if t.name == PIPELINE || t.op == PIPELINE {
+            m.cycles += 1;
+            if is_failure(&t.status) {
+                m.failed += 1;
+            }
+            m.sketch
+                .get_or_insert_with(DDSketch::new)
+                .add(t.duration_ms.max(0.0));
+        }
+    }
+    for e in &batch.events {
+        if let Some(agent) = tag(&e.tags, "agent_id")
+            && matches!(e.level.as_str(), "error" | "fatal")
+            && let Some(s) = agents.get_mut(&(e.project_id, agent.to_owned()))
+        {
+            s.last_error = Some(s.last_error.unwrap_or(0).max(e.timestamp_ms));
+        }
+    }
+    for s in &batch.sessions {
+        let Some(did) = s.did.as_deref() else {
+            continue;
+        };
+        let agent = agent_of_did(did);
+        let entry = agents.entry((s.project_id, agent.to_owned())).or_default();
+        entry.touch(s.timestamp_ms);
+        entry.release = Some(s.release.clone());
+        entry.environment = Some(s.environment.clone());
+        if entry
+            .session
+            .as_ref()
+            .is_none_or(|(at, _)| s.timestamp_ms >= *at)
+        {
+            entry.session = Some((s.timestamp_ms, s.status.clone()));
+        }
+    }
+    for c in &batch.check_ins {
+        if let Some(agent) = agent_of_monitor(&c.monitor_slug) {
+            let entry = agents.entry((c.project_id, agent.to_owned())).or_default();
+            entry.touch(c.received_ms);
+            if c.release.is_some() {
+                entry.release.clone_from(&c.release);
             }
         }
-        for e in &batch.events {
-            if let Some(agent) = tag(&e.tags, "agent_id")
-                && matches!(e.level.as_str(), "error" | "fatal")
-                && let Some(s) = agents.get_mut(&(e.project_id, agent.to_owned()))
-            {
-                s.last_error = Some(s.last_error.unwrap_or(0).max(e.timestamp_ms));
-            }
-        }
-        for s in &batch.sessions {
-            let Some(did) = s.did.as_deref() else {
-                continue;
-            };
-            let agent = agent_of_did(did);
-            let entry = agents.entry((s.project_id, agent.to_owned())).or_default();
-            entry.touch(s.timestamp_ms);
-            entry.release = Some(s.release.clone());
-            entry.environment = Some(s.environment.clone());
-            if entry
-                .session
-                .as_ref()
-                .is_none_or(|(at, _)| s.timestamp_ms >= *at)
-            {
-                entry.session = Some((s.timestamp_ms, s.status.clone()));
-            }
-        }
-        for c in &batch.check_ins {
-            if let Some(agent) = agent_of_monitor(&c.monitor_slug) {
-                let entry = agents.entry((c.project_id, agent.to_owned())).or_default();
-                entry.touch(c.received_ms);
-                if c.release.is_some() {
-                    entry.release.clone_from(&c.release);
-                }
-            }
-        }
-        if agents.is_empty() {
-            return Ok(());
-        }
-        let mut upsert = tx.prepare_cached(
+    }
+    if agents.is_empty() {
+        return Ok(());
+    }
+    let mut upsert = tx.prepare_cached(
             "INSERT INTO agents (project_id, agent_id, strategy, release, environment, first_seen, last_seen, last_error, session_status, session_updated)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT DO UPDATE SET
@@ -198,55 +194,54 @@ impl BatchHook for AgentsHook {
                                      THEN excluded.session_status ELSE session_status END,
                session_updated = MAX(COALESCE(session_updated, 0), COALESCE(excluded.session_updated, 0))",
         )?;
-        for ((project, agent), s) in &agents {
-            let (session_at, session_status) = match &s.session {
-                Some((at, st)) => (Some(*at), Some(st.as_str())),
-                None => (None, None),
-            };
-            upsert.execute(params![
-                project,
-                agent,
-                s.strategy,
-                s.release,
-                s.environment,
-                s.first,
-                s.last,
-                s.last_error,
-                session_status,
-                session_at
-            ])?;
-        }
-        let mut read_sketch = tx.prepare_cached(
-            "SELECT sketch FROM agent_minutes WHERE project_id = ?1 AND agent_id = ?2 AND minute = ?3",
-        )?;
-        let mut upsert_minute = tx.prepare_cached(
+    for ((project, agent), s) in &agents {
+        let (session_at, session_status) = match &s.session {
+            Some((at, st)) => (Some(*at), Some(st.as_str())),
+            None => (None, None),
+        };
+        upsert.execute(params![
+            project,
+            agent,
+            s.strategy,
+            s.release,
+            s.environment,
+            s.first,
+            s.last,
+            s.last_error,
+            session_status,
+            session_at
+        ])?;
+    }
+    let mut read_sketch = tx.prepare_cached(
+        "SELECT sketch FROM agent_minutes WHERE project_id = ?1 AND agent_id = ?2 AND minute = ?3",
+    )?;
+    let mut upsert_minute = tx.prepare_cached(
             "INSERT INTO agent_minutes (project_id, agent_id, minute, events, errors, cycles, failed_cycles, sketch)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT DO UPDATE SET events = events + excluded.events, errors = errors + excluded.errors,
                cycles = cycles + excluded.cycles, failed_cycles = failed_cycles + excluded.failed_cycles,
                sketch = COALESCE(excluded.sketch, sketch)",
         )?;
-        for ((project, agent, minute), m) in minutes {
-            let sketch = match m.sketch {
-                Some(mut sk) => {
-                    let old: Option<Option<Vec<u8>>> = read_sketch
-                        .query_row(params![project, agent, minute], |r| r.get(0))
-                        .optional()?;
-                    if let Some(Some(bytes)) = old
-                        && let Ok(prev) = DDSketch::from_bytes(&bytes)
-                    {
-                        sk.merge(&prev);
-                    }
-                    Some(sk.to_bytes())
+    for ((project, agent, minute), m) in minutes {
+        let sketch = match m.sketch {
+            Some(mut sk) => {
+                let old: Option<Option<Vec<u8>>> = read_sketch
+                    .query_row(params![project, agent, minute], |r| r.get(0))
+                    .optional()?;
+                if let Some(Some(bytes)) = old
+                    && let Ok(prev) = DDSketch::from_bytes(&bytes)
+                {
+                    sk.merge(&prev);
                 }
-                None => None,
-            };
-            upsert_minute.execute(params![
-                project, agent, minute, m.events, m.errors, m.cycles, m.failed, sketch
-            ])?;
-        }
-        Ok(())
+                Some(sk.to_bytes())
+            }
+            None => None,
+        };
+        upsert_minute.execute(params![
+            project, agent, minute, m.events, m.errors, m.cycles, m.failed, sketch
+        ])?;
     }
+    Ok(())
 }
 
 /// What the overview shows of one agent.

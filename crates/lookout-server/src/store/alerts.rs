@@ -119,7 +119,7 @@ pub struct Alerts {
 
 const RULE_COLUMNS: &str = "r.id, r.project_id, p.slug, p.org_id, r.kind, r.name, r.spec, r.preset, r.date_created, r.date_modified";
 
-fn rule_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRule> {
+pub(super) fn rule_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRule> {
     Ok(StoredRule {
         id: r.get(0)?,
         project_id: r.get(1)?,

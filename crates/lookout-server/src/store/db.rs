@@ -56,11 +56,6 @@ impl Db {
         })
     }
 
-    /// Run `f` on a read-only connection from the pool.
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        f(&*self.reader()?)
-    }
-
     /// The writer, held until the guard drops. Never call another repository method that
     /// writes while holding it: the mutex is not re-entrant.
     pub(crate) fn writer(&self) -> MutexGuard<'_, Connection> {

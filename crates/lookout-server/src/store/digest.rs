@@ -1,12 +1,13 @@
 //! The digest's writes: one batch of inbox rows becomes one transaction that also moves
 //! the digest cursor, so every row is digested exactly once, even across `kill -9`.
 
-use super::{Result, connect};
-use crate::config::Synchronous;
+use super::Result;
+use super::alerting::FedEvent;
+use super::db::Db;
 use lookout_protocol::sketch::DDSketch;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use std::collections::HashMap;
-use std::path::Path;
+use rusqlite::{OptionalExtension, Transaction, params};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// One error or message event, ready to store.
 #[derive(Debug, Clone)]
@@ -283,20 +284,19 @@ pub struct EventFact {
     pub regression: bool,
 }
 
-/// Work done inside the digest's transaction after a batch is written (the alert engine):
-/// whatever it writes commits or rolls back with the batch and the cursor.
+/// A check run inside each batch's transaction after its rows are written: an error rolls
+/// the batch back, cursor included (tests inject write failures with it).
 pub trait BatchHook: Send + Sync + std::fmt::Debug {
-    /// Called with the open transaction, after the batch's rows are written.
-    fn on_batch(&self, tx: &Transaction<'_>, batch: &Batch, outcome: &Outcome) -> Result<()>;
-    /// Called after the transaction committed.
-    fn committed(&self) {}
+    /// Called after the batch's rows are written, before the commit.
+    fn on_batch(&self, batch: &Batch, outcome: &Outcome) -> Result<()>;
 }
 
-/// The digest's connection to the main database.
+/// The digest's side of the store: writes a batch, its rollups, the agents it saw and the
+/// alert feed, with the cursor, in one transaction of the store's writer.
 #[derive(Debug)]
 pub struct DigestStore {
-    conn: Connection,
-    hooks: Vec<std::sync::Arc<dyn BatchHook>>,
+    db: Arc<Db>,
+    hooks: Vec<Arc<dyn BatchHook>>,
 }
 
 const MINUTE_MS: i64 = 60_000;
@@ -306,22 +306,21 @@ fn minute_of(ms: i64) -> i64 {
 }
 
 impl DigestStore {
-    /// Open the main database of `data_dir` for the digest.
-    pub fn open(data_dir: &Path, synchronous: Synchronous) -> Result<DigestStore> {
-        Ok(DigestStore {
-            conn: connect(&data_dir.join("lookout.db"), synchronous)?,
+    pub(crate) fn new(db: Arc<Db>) -> DigestStore {
+        DigestStore {
+            db,
             hooks: Vec::new(),
-        })
+        }
     }
 
     /// Run `hook` inside every batch's transaction from now on.
-    pub fn add_hook(&mut self, hook: std::sync::Arc<dyn BatchHook>) {
+    pub fn add_hook(&mut self, hook: Arc<dyn BatchHook>) {
         self.hooks.push(hook);
     }
 
     /// The last inbox row digested.
     pub fn cursor(&self) -> Result<i64> {
-        Ok(self.conn.query_row(
+        Ok(self.db.reader()?.query_row(
             "SELECT last_inbox_id FROM digest_cursor WHERE id = 1",
             [],
             |r| r.get(0),
@@ -330,9 +329,8 @@ impl DigestStore {
 
     /// Write a batch and move the cursor, atomically.
     pub fn apply(&mut self, batch: &Batch) -> Result<Outcome> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut conn = self.db.writer();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut outcome = Outcome::default();
         apply_events(&tx, &batch.events, &mut outcome)?;
         apply_transactions(&tx, &batch.transactions, &mut outcome)?;
@@ -374,19 +372,59 @@ impl DigestStore {
                 ])?;
             }
         }
+        super::agents::apply(&tx, batch)?;
+        append_feed(&tx, batch, &outcome)?;
         for hook in &self.hooks {
-            hook.on_batch(&tx, batch, &outcome)?;
+            hook.on_batch(batch, &outcome)?;
         }
         tx.execute(
             "UPDATE digest_cursor SET last_inbox_id = ?1 WHERE id = 1 AND last_inbox_id < ?1",
             [batch.last_inbox_id],
         )?;
         tx.commit()?;
-        for hook in &self.hooks {
-            hook.committed();
-        }
         Ok(outcome)
     }
+}
+
+/// Append what the alert stage reads: each stored event with what it did to its issue, and
+/// each project whose transactions or sessions the batch carried.
+fn append_feed(tx: &Transaction<'_>, batch: &Batch, outcome: &Outcome) -> Result<()> {
+    let mut insert =
+        tx.prepare_cached("INSERT INTO alert_feed (project_id, event) VALUES (?1, ?2)")?;
+    for fact in &outcome.facts {
+        let Some(e) = batch.events.get(fact.index) else {
+            continue;
+        };
+        let fed = FedEvent {
+            event_id: e.event_id.clone(),
+            issue_id: fact.issue_id,
+            new_issue: fact.new_issue,
+            regression: fact.regression,
+            level: e.level.clone(),
+            environment: e.environment.clone(),
+            release: e.release.clone(),
+            transaction: e.transaction.clone(),
+            title: e.title.clone(),
+            culprit: e.culprit.clone(),
+            metadata: e.metadata.clone(),
+            tags: e.tags.clone(),
+            received_ms: e.received_ms,
+        };
+        let body = serde_json::to_vec(&fed)
+            .map_err(|e| super::StoreError::Invalid(format!("alert feed row: {e}")))?;
+        insert.execute(params![e.project_id, body])?;
+    }
+    let touched: BTreeSet<i64> = batch
+        .transactions
+        .iter()
+        .map(|t| t.project_id)
+        .chain(batch.sessions.iter().map(|s| s.project_id))
+        .chain(batch.session_aggregates.iter().map(|s| s.project_id))
+        .collect();
+    for project in touched {
+        insert.execute(params![project, None::<Vec<u8>>])?;
+    }
+    Ok(())
 }
 
 struct IssueState {

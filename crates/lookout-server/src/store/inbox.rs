@@ -76,12 +76,88 @@ pub fn path(data_dir: &std::path::Path) -> PathBuf {
 }
 
 /// Open the inbox file, creating and migrating it as needed.
-pub fn open(data_dir: &std::path::Path, synchronous: Synchronous) -> Result<rusqlite::Connection> {
+pub(crate) fn open(
+    data_dir: &std::path::Path,
+    synchronous: Synchronous,
+) -> Result<rusqlite::Connection> {
     let mut conn = connect(&path(data_dir), synchronous)?;
     // Raw envelopes hold unscrubbed secrets: overwrite them when they are deleted.
     conn.pragma_update(None, "secure_delete", "ON")?;
     schema::migrate_with(&mut conn, MIGRATIONS)?;
     Ok(conn)
+}
+
+/// One raw inbox row, as the digest reads it.
+#[derive(Debug, Clone)]
+pub struct InboxRow {
+    /// Row id: the inbox's order, and the digest's cursor.
+    pub id: i64,
+    /// The project whose key sent it.
+    pub project_id: i64,
+    /// Arrival (ms since epoch).
+    pub received_at: i64,
+    /// How `envelope` is encoded (`identity`, `gzip`, `deflate`, `br`, `zstd`).
+    pub encoding: String,
+    /// The stored envelope bytes.
+    pub envelope: Vec<u8>,
+}
+
+/// The digest's reading connection to the inbox file.
+#[derive(Debug)]
+pub struct InboxReader {
+    conn: rusqlite::Connection,
+}
+
+impl InboxReader {
+    /// Up to `limit` rows after row `after`, in order.
+    pub fn after(&self, after: i64, limit: i64) -> Result<Vec<InboxRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, project_id, received_at, encoding, envelope FROM inbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![after, limit], |r| {
+            Ok(InboxRow {
+                id: r.get(0)?,
+                project_id: r.get(1)?,
+                received_at: r.get(2)?,
+                encoding: r.get(3)?,
+                envelope: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// How many rows follow row `after`.
+    pub fn count_after(&self, after: i64) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM inbox WHERE id > ?1", [after], |r| {
+                r.get(0)
+            })?)
+    }
+
+    /// Append a plain (`identity`) envelope directly, bypassing the writer thread (tests).
+    #[cfg(test)]
+    pub(crate) fn append_for_test(
+        &self,
+        project_id: i64,
+        received_at: i64,
+        envelope: &[u8],
+    ) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO inbox (project_id, key_id, received_at, item_types, encoding, envelope) VALUES (?1, 1, ?2, 'event', 'identity', ?3)",
+            rusqlite::params![project_id, received_at, envelope],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+}
+
+impl super::Store {
+    /// A reading connection to the inbox file beside the database.
+    pub fn inbox_reader(&self) -> Result<InboxReader> {
+        Ok(InboxReader {
+            conn: open(self.data_dir(), self.db.synchronous())?,
+        })
+    }
 }
 
 /// A message to the writer thread.

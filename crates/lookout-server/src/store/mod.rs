@@ -5,6 +5,7 @@
 //! writer (the inbox writer thread, with group commit) and short-lived reader connections.
 
 pub mod agents;
+pub mod alerting;
 pub mod alerts;
 mod db;
 pub mod digest;
@@ -241,6 +242,16 @@ impl Store {
     /// Release health: sessions, crashes and users per release.
     pub fn health(&self) -> health::Health {
         health::Health::new(Arc::clone(&self.db))
+    }
+
+    /// The alert stage: its feed and cursor, the windows it measures, what it writes.
+    pub fn alert_stage(&self) -> alerting::AlertStage {
+        alerting::AlertStage::new(Arc::clone(&self.db))
+    }
+
+    /// The digest's writer: batches, rollups, agents and the alert feed.
+    pub fn digest_writer(&self) -> digest::DigestStore {
+        digest::DigestStore::new(Arc::clone(&self.db))
     }
 
     /// Notifications waiting for delivery, and their attempts.

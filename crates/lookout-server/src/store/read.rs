@@ -629,6 +629,14 @@ pub enum SketchSeries<'a> {
 }
 
 impl Reader {
+    /// Whether any issue is stored.
+    pub fn any_issue(&self) -> Result<bool> {
+        Ok(self
+            .db
+            .reader()?
+            .query_row("SELECT EXISTS (SELECT 1 FROM issues)", [], |r| r.get(0))?)
+    }
+
     /// The projects of organisation `org`: (id, slug), oldest first.
     pub fn projects(&self, org: &str) -> Result<Vec<(i64, String)>> {
         let conn = self.db.reader()?;

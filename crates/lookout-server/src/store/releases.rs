@@ -597,7 +597,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = super::super::Store::open(dir.path()).unwrap();
         store.ensure_default_project().unwrap();
-        let r = Releases::new(dir.path());
+        let r = store.releases();
         let (rel, up) = r
             .upsert("default", "a@1", &["default".into()], None, None, None)
             .unwrap();

@@ -464,6 +464,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX rollup_events_issue ON rollup_events (issue_id, minute);
     CREATE INDEX events_transactions ON events (project_id, timestamp) WHERE kind = 'transaction';
     ",
+    // The alert stage runs after the digest's transaction, not inside it: the digest appends
+    // what it stored to a feed, and the alert stage consumes the feed behind its own cursor.
+    "
+    CREATE TABLE alert_feed (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id INTEGER NOT NULL,
+        event BLOB
+    );
+    CREATE TABLE alert_cursor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        last_seq INTEGER NOT NULL
+    );
+    INSERT INTO alert_cursor (id, last_seq) VALUES (1, 0);
+    ",
 ];
 
 /// Bring the main database up to date.

@@ -1,8 +1,8 @@
 //! The landing page: every agent with its health at a glance.
 
 use super::{Page, Viewer, ago, clip, empty, layout, ms, pct, urlencode};
-use crate::api::blocking;
-use crate::http::AppState;
+use crate::services::blocking;
+use crate::http::state::AppState;
 use axum::extract::State;
 use maud::html;
 

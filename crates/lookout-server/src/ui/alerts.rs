@@ -5,10 +5,11 @@ use super::issues::{pick_project, project_select};
 use super::{
     CsrfForm, Page, UiError, Viewer, ago, clip, csrf_field, empty, fields_text, layout, when,
 };
-use crate::alerts::rules::{self, ids};
-use crate::api::alerts::{ISSUE_FIELDS, keep, save_metric};
-use crate::api::blocking;
-use crate::http::AppState;
+use crate::alerts::rules::ids;
+use crate::services::ServiceError;
+use crate::services::rule_book::{self, Save};
+use crate::services::blocking;
+use crate::http::state::AppState;
 use crate::store::alerts::StoredRule;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -451,38 +452,31 @@ async fn save(
             Err(e) => Err(format!("the rule is not valid JSON: {e}")),
             Ok(body) if !body.is_object() => Err("the rule must be a JSON object".into()),
             Ok(body) => {
-                let store = state.store.alerts();
-                let project = project.clone();
-                blocking(move || {
-                    let (pid, oid) = store.project("default", &project)?;
-                    let channel_ids: Vec<i64> =
-                        store.integrations(oid)?.iter().map(|i| i.id).collect();
-                    match rules::parse_issue_rule(&body, &channel_ids) {
-                        Err(e) => Ok(Err(fields_text(&e))),
-                        Ok(r) => {
-                            let spec = keep(&body, ISSUE_FIELDS);
-                            let rid = match id {
-                                Some(id) => {
-                                    let existing = store.rule(oid, id, "issue")?;
-                                    store.update_rule(existing.id, pid, &r.name, &spec)?;
-                                    id
-                                }
-                                None => store.create_rule(pid, "issue", &r.name, &spec)?,
-                            };
-                            Ok(Ok(rid))
-                        }
-                    }
-                })
-                .await?
+                match rule_book::save_issue_rule(
+                    &state.store,
+                    "default",
+                    &project,
+                    id,
+                    body,
+                    Save::Replace,
+                )
+                .await
+                {
+                    Ok(rule) => Ok(rule.id),
+                    Err(ServiceError::Fields(v)) => Err(fields_text(&v)),
+                    Err(other) => return Err(other.into()),
+                }
             }
         }
     } else {
         match metric_body(&f) {
             Err(e) => Err(e),
             Ok(body) => {
-                match save_metric(state.clone(), "default".into(), Some(project), id, body).await {
+                match rule_book::save_metric_rule(&state.store, "default", Some(&project), id, body)
+                    .await
+                {
                     Ok(rule) => Ok(rule.id),
-                    Err(crate::http::error::ApiError::Fields(v)) => Err(fields_text(&v)),
+                    Err(ServiceError::Fields(v)) => Err(fields_text(&v)),
                     Err(other) => return Err(other.into()),
                 }
             }

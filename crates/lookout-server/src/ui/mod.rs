@@ -14,8 +14,8 @@ mod performance;
 mod releases;
 mod settings;
 
-use crate::api::blocking;
-use crate::http::AppState;
+use crate::services::blocking;
+use crate::http::state::AppState;
 use crate::store::users::UiSession;
 use axum::Router;
 use axum::extract::{Form, FromRequestParts, Query, State};
@@ -190,7 +190,19 @@ impl From<crate::http::error::ApiError> for UiError {
 
 impl From<crate::store::StoreError> for UiError {
     fn from(e: crate::store::StoreError) -> Self {
-        crate::api::store_error(e).into()
+        crate::http::error::ApiError::from(e).into()
+    }
+}
+
+impl From<crate::services::ServiceError> for UiError {
+    fn from(e: crate::services::ServiceError) -> Self {
+        crate::http::error::ApiError::from(e).into()
+    }
+}
+
+impl From<crate::time::BadPeriod> for UiError {
+    fn from(e: crate::time::BadPeriod) -> Self {
+        UiError::BadRequest(e.to_string())
     }
 }
 

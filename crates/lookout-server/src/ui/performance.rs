@@ -3,8 +3,9 @@
 
 use super::issues::{pick_project, project_select};
 use super::{Page, Viewer, charts, clip, empty, layout, ms, pct, raw, urlencode, when};
-use crate::api::{blocking, parse_period};
-use crate::http::AppState;
+use crate::services::blocking;
+use crate::time::parse_period;
+use crate::http::state::AppState;
 use crate::store::read::{LatencySummary, SketchSeries, SpanRow};
 use axum::Router;
 use axum::extract::{Path, Query, State};

@@ -117,7 +117,7 @@ pub(super) fn render(config: &Value, target: Option<&str>, m: &Message) -> (Stri
     }
     body.push_str(&format!(
         "When: {}\n\nOpen in Lookout: {}\n",
-        crate::api::iso(m.at),
+        crate::time::iso(m.at),
         m.url
     ));
     (
