@@ -6,9 +6,9 @@
 
 use super::{Caller, blocking, iso, parse_id};
 use crate::alerts::notify;
+use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::services::rule_book::{self, Save};
-use crate::http::error::ApiError;
 use crate::store::alerts::{Alerts, Delivery, Incident, Integration, StoredRule};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -72,7 +72,6 @@ fn store(state: &AppState) -> Alerts {
     state.store.alerts()
 }
 
-
 fn object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
     body.as_object().ok_or_else(|| {
         ApiError::Fields(json!({"nonFieldErrors": ["Invalid data. Expected a dictionary."]}))
@@ -128,8 +127,8 @@ async fn create_issue_rule(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require("alerts:write")?;
     object(&body)?;
-    let rule = rule_book::save_issue_rule(&state.store, &org, &project, None, body, Save::Merge)
-        .await?;
+    let rule =
+        rule_book::save_issue_rule(&state.store, &org, &project, None, body, Save::Merge).await?;
     Ok((StatusCode::CREATED, Json(issue_rule_json(&rule))))
 }
 
@@ -189,7 +188,6 @@ async fn delete_issue_rule(
 }
 
 // ---------- metric rules ----------
-
 
 fn metric_rule_json(r: &StoredRule) -> Value {
     let mut out = r.spec.as_object().cloned().unwrap_or_default();
@@ -392,7 +390,14 @@ async fn update_metric_rule_project(
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("alerts:write")?;
-    let r = save_metric(state, org, Some(project), Some(parse_id("rule", &id)?), body).await?;
+    let r = save_metric(
+        state,
+        org,
+        Some(project),
+        Some(parse_id("rule", &id)?),
+        body,
+    )
+    .await?;
     Ok(Json(metric_rule_json(&r)))
 }
 
@@ -493,9 +498,7 @@ async fn delete_integration(
     Path((org, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     caller.require("alerts:write")?;
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::NotFound(format!("integration {id} not found")))?;
+    let id = parse_id("integration", &id)?;
     let s = store(&state);
     blocking(move || {
         let oid = s.org_id(&org)?;
@@ -570,9 +573,7 @@ async fn get_incident(
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("alerts:read")?;
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::NotFound(format!("incident {id} not found")))?;
+    let id = parse_id("incident", &id)?;
     let s = store(&state);
     let (incident, activity, deliveries) = blocking(move || {
         let oid = s.org_id(&org)?;

@@ -2,8 +2,8 @@
 //! latest event with exception, breadcrumbs, tags and contexts.
 
 use super::{Caller, blocking, iso, parse_id, parse_period};
-use crate::http::state::AppState;
 use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use crate::store::read::{EventRow, IssueRow, parse_query};
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
@@ -103,7 +103,6 @@ async fn list_issues(
     }
     Ok((headers, Json(Value::Array(body))))
 }
-
 
 async fn issue_detail(state: AppState, id: i64) -> Result<Json<Value>, ApiError> {
     let reader = state.reader.clone();

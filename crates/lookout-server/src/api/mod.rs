@@ -8,8 +8,8 @@ mod monitors;
 mod performance;
 mod releases;
 
-use crate::http::state::AppState;
 use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

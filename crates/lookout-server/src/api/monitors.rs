@@ -3,8 +3,8 @@
 //! (`/projects/{org}/{project}/releases/health/`).
 
 use super::{Caller, blocking, iso, parse_period};
-use crate::http::state::AppState;
 use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use crate::store::health::crash_free;
 use crate::store::monitors::{MonitorConfig, MonitorRow};
 use axum::extract::{Path, Query, State};

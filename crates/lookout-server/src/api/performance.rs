@@ -2,8 +2,8 @@
 //! over a time window, merged from per-minute sketches; a trace with its spans.
 
 use super::{Caller, blocking, parse_period};
-use crate::http::state::AppState;
 use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};

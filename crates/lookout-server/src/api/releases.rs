@@ -3,8 +3,8 @@
 //! 208 unchanged, 400 `{"projects": ["Invalid project slugs"]}`).
 
 use super::{Caller, blocking, iso};
-use crate::http::state::AppState;
 use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use crate::store::StoreError;
 use crate::store::releases::{
     Commit, Deploy, NewDeploy, Ref, Release, ReleaseUpdate, Releases, Repo, Upsert,

@@ -2,7 +2,8 @@
 //! ([`super::router`]) imports the handlers.
 
 use crate::config::Config;
-use crate::ingest::{KeyCache, ratelimit::RateLimiter};
+use crate::ingest::keys::KeyCache;
+use crate::ingest::ratelimit::RateLimiter;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store::inbox::Command;
@@ -31,4 +32,3 @@ pub struct AppState {
     /// The server's clock (manual in tests).
     pub clock: crate::clock::Clock,
 }
-

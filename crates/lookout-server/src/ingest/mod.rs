@@ -6,10 +6,11 @@
 
 pub mod auth;
 pub mod body;
+pub mod keys;
 pub mod ratelimit;
 
-use crate::http::state::AppState;
 use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use crate::metrics::ItemLabel;
 use crate::store::KeyInfo;
 use crate::store::inbox::{Append, QueueError, try_queue};
@@ -22,10 +23,8 @@ use axum::routing::post;
 use base64::Engine;
 use lookout_protocol::envelope::{self, Envelope};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use std::io::Read;
-use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tower_http::cors::{Any, CorsLayer};
 
@@ -68,47 +67,6 @@ fn is_event_item(item_type: &str) -> bool {
     matches!(item_type, "event" | "transaction")
 }
 
-/// Client keys, cached for a few seconds so that keys and projects created or disabled
-/// from the CLI on the same data directory take effect without a restart.
-#[derive(Debug, Default)]
-pub struct KeyCache {
-    entries: RwLock<HashMap<String, (Option<KeyInfo>, Instant)>>,
-}
-
-const KEY_TTL: Duration = Duration::from_secs(5);
-
-impl KeyCache {
-    async fn get(&self, state: &AppState, key: &str) -> Result<Option<KeyInfo>, ApiError> {
-        if let Some((info, at)) = self
-            .entries
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(key)
-            && at.elapsed() < KEY_TTL
-        {
-            return Ok(info.clone());
-        }
-        let store = state.store.clone();
-        let owned = key.to_owned();
-        let info = tokio::task::spawn_blocking(move || store.find_key(&owned))
-            .await
-            .map_err(|e| ApiError::Internal(format!("key lookup task failed: {e}")))?
-            .map_err(|e| ApiError::Internal(format!("key lookup failed: {e}")))?;
-        let mut entries = self
-            .entries
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if entries.len() > 10_000 {
-            entries.retain(|_, (_, at)| at.elapsed() < KEY_TTL);
-            if entries.len() > 10_000 {
-                entries.clear();
-            }
-        }
-        entries.insert(key.to_owned(), (info.clone(), Instant::now()));
-        Ok(info)
-    }
-}
-
 fn parse_project_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>().map_err(|_| {
         ApiError::bad_request(
@@ -121,7 +79,7 @@ fn parse_project_id(raw: &str) -> Result<i64, ApiError> {
 async fn authorize(state: &AppState, project_id: i64, key: &str) -> Result<KeyInfo, ApiError> {
     let info = state
         .keys
-        .get(state, key)
+        .get(&state.store, key)
         .await?
         .ok_or_else(|| ApiError::Unauthorized(format!("unknown public key {key:?}")))?;
     if info.project_id != project_id {

@@ -72,7 +72,9 @@ fn object(body: &Value) -> Result<(), ServiceError> {
     if body.is_object() {
         Ok(())
     } else {
-        Err(ServiceError::Invalid("the body must be a JSON object".into()))
+        Err(ServiceError::Invalid(
+            "the body must be a JSON object".into(),
+        ))
     }
 }
 

@@ -4,7 +4,7 @@
 //! reads a few rows per agent whatever the number of events stored.
 
 use super::Result;
-use super::digest::{Batch, is_failure};
+use super::records::{Batch, is_failure};
 use lookout_protocol::sketch::DDSketch;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::collections::HashMap;

@@ -14,6 +14,7 @@ pub mod inbox;
 pub mod monitors;
 pub mod outbox;
 pub mod read;
+pub mod records;
 pub mod releases;
 pub mod retention;
 mod schema;

@@ -1,8 +1,8 @@
 //! The landing page: every agent with its health at a glance.
 
 use super::{Page, Viewer, ago, clip, empty, layout, ms, pct, urlencode};
-use crate::services::blocking;
 use crate::http::state::AppState;
+use crate::services::blocking;
 use axum::extract::State;
 use maud::html;
 

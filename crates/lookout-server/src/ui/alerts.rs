@@ -6,10 +6,10 @@ use super::{
     CsrfForm, Page, UiError, Viewer, ago, clip, csrf_field, empty, fields_text, layout, when,
 };
 use crate::alerts::rules::ids;
-use crate::services::ServiceError;
-use crate::services::rule_book::{self, Save};
-use crate::services::blocking;
 use crate::http::state::AppState;
+use crate::services::ServiceError;
+use crate::services::blocking;
+use crate::services::rule_book::{self, Save};
 use crate::store::alerts::StoredRule;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};

@@ -4,8 +4,8 @@
 use super::{
     Page, UiError, Viewer, ago, charts, clip, csrf_field, empty, layout, raw, urlencode, when,
 };
-use crate::services::blocking;
 use crate::http::state::AppState;
+use crate::services::blocking;
 use crate::store::StoreError;
 use crate::store::read::{Term, parse_query};
 use axum::Router;

@@ -14,8 +14,8 @@ mod performance;
 mod releases;
 mod settings;
 
-use crate::services::blocking;
 use crate::http::state::AppState;
+use crate::services::blocking;
 use crate::store::users::UiSession;
 use axum::Router;
 use axum::extract::{Form, FromRequestParts, Query, State};

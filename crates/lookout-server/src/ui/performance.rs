@@ -3,10 +3,10 @@
 
 use super::issues::{pick_project, project_select};
 use super::{Page, Viewer, charts, clip, empty, layout, ms, pct, raw, urlencode, when};
-use crate::services::blocking;
-use crate::time::parse_period;
 use crate::http::state::AppState;
+use crate::services::blocking;
 use crate::store::read::{LatencySummary, SketchSeries, SpanRow};
+use crate::time::parse_period;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;

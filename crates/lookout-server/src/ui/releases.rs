@@ -2,8 +2,8 @@
 //! their recent check-ins.
 
 use super::{Page, Viewer, ago, clip, empty, layout, pct, urlencode, when};
-use crate::services::blocking;
 use crate::http::state::AppState;
+use crate::services::blocking;
 use crate::store::health::crash_free;
 use axum::Router;
 use axum::extract::State;

@@ -1,8 +1,8 @@
 //! Settings: the projects' DSNs and the API tokens (created here, shown once, revoked here).
 
 use super::{CsrfForm, Page, UiError, Viewer, ago, clip, csrf_field, empty, layout};
-use crate::services::blocking;
 use crate::http::state::AppState;
+use crate::services::blocking;
 use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
