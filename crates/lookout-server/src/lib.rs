@@ -2,16 +2,28 @@
 //! agents, in one process on an embedded SQLite file.
 //!
 //! ```text
-//! SDK --HTTP--> ingest --durable append (group commit)--> inbox --digest--> store
-//!                  |
-//!               200 {id} only after the append is committed
+//! SDK --HTTP--> ingest --group commit--> inbox --digest--> store --alert feed--> alert stage --outbox--> notifier
+//!                  |                                         ^
+//!               200 {id} only after the append is committed  API, UI (through services)
 //! ```
 //!
 //! * [`config`]: defaults → TOML file → `LOOKOUT_*` environment → flags.
-//! * [`ingest`]: the `/api/{project_id}/envelope/` and `/store/` endpoints.
-//! * [`store`]: the storage boundary (SQLite today); the inbox writer thread.
-//! * [`http`]: the router, shared state, one error type for every refusal.
+//! * [`ingest`]: the `/api/{project_id}/envelope/` and `/store/` endpoints, key cache, rate
+//!   limits.
+//! * [`digest`]: inbox rows → issues, events, transactions, sessions, check-ins, rollups.
+//! * [`alerts`]: the alert stage (rules evaluated behind the digest), rule parsing,
+//!   notification channels and the notifier.
+//! * [`store`]: the only module that speaks SQL: one handle per process, one repository per
+//!   concept; the inbox writer thread.
+//! * [`services`]: what the REST API and the web UI both do (alert rule book, release
+//!   health).
+//! * [`api`]: the REST API under `/api/0/`, in Sentry's shapes.
+//! * [`ui`]: the web UI (server-rendered pages).
+//! * [`http`]: the shared state, the router, one error type for every refusal.
+//! * [`clock`]: the system or a manual clock, and the periodic jobs it drives.
+//! * [`time`]: dates and `statsPeriod` windows as the API writes and reads them.
 //! * [`metrics`]: Prometheus metrics at `/metrics`.
+//! * [`demo`]: `lookout demo`: the server, the sandbox, three agents and a fault schedule.
 //!
 //! The binary (`lookout`) is a thin shell over [`serve`] and the [`store::Store`] methods.
 

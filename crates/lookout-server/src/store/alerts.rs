@@ -1,6 +1,6 @@
 //! Alert rules, channels (integrations), incidents and deliveries: the store side of the
-//! alerts API. The engine itself reads and writes inside the digest's transaction
-//! (`crate::alerts`).
+//! alerts API and pages. What the alert stage itself reads and writes is in
+//! [`super::alerting`].
 
 use super::db::Db;
 use super::{Result, StoreError};

@@ -1,5 +1,6 @@
-//! The read side: queries for the API and the UI. Each call opens its own connection (WAL
-//! readers never block the writers), so reads never stall ingest or the digest.
+//! The read side: queries for the API and the UI, on the store's pool of read-only
+//! connections (WAL readers never block the writer), so reads never stall ingest or the
+//! digest.
 
 use super::db::Db;
 use super::{Result, StoreError};
