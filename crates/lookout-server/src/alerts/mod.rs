@@ -14,11 +14,10 @@
 //! * Metric alerts are recomputed for the projects a step touched (at most every
 //!   [`BATCH_EVAL_INTERVAL_MS`] per rule) and for every project on each clock tick
 //!   ([`TickJob`]), which is how what is *absent* is noticed: a window that emptied, an
-//!   agent that crashed and did not come back, a missed heartbeat. A rule whose
-//!   measurement reads its whole window (counts, unique users, tag ratios, and error rates
-//!   with a query; the latency, plain error-rate and session aggregates read per-minute
-//!   rollups) costs more as the window fills: once one evaluation takes [`COSTLY_EVAL`] or
-//!   more, the rule waits [`COST_SHARE`] times that long before the next.
+//!   agent that crashed and did not come back, a missed heartbeat. Every aggregate reads
+//!   per-minute rollups (latency sketches, event levels, sessions, and for the counting
+//!   aggregates the tag and user rollups), so one evaluation reads at most window-minutes
+//!   rows per combination, whatever the event rate.
 //! * A state change (ok → warning/critical → resolved) opens or updates an incident and
 //!   writes one outbox row per channel **in the same transaction**; the [`notify::Notifier`]
 //!   delivers them.
@@ -30,60 +29,26 @@ use crate::clock::TickJob;
 use crate::store::Result;
 use crate::store::StoreError;
 use crate::store::alerting::{
-    AlertStage, AlertTx, Dataset, EventFilter, FedEvent, KeyState, Measurer, NewIncident,
-    Notification,
+    AlertStage, AlertTx, FedEvent, KeyState, Measurer, NewIncident, Notification, RollupFilter,
+    TagSel,
 };
 use crate::store::alerts::StoredRule;
 use crate::store::read::Term;
 use rules::{
-    Action, Aggregate, Condition, Duration as Dur, Filter, IssueRule, MetricRule, ThresholdType,
+    Action, Aggregate, Condition, Duration as Dur, Filter, IssueRule, MetricRule, RollupQuery,
+    ThresholdType,
 };
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 /// A metric rule is recomputed after a step at most this often (the tick catches the rest).
 pub const BATCH_EVAL_INTERVAL_MS: i64 = 100;
 
-/// A metric rule's evaluation this long or longer paces the next one.
-pub const COSTLY_EVAL: Duration = Duration::from_millis(5);
-
-/// A costly rule waits this many times its last evaluation's time before the next (it then
-/// takes at most a twentieth of the time).
-pub const COST_SHARE: u32 = 20;
-
 /// Feed rows evaluated per step (one transaction).
 const FEED_ROWS: i64 = 512;
-
-/// What the last evaluation of each metric rule cost, by rule id.
-#[derive(Debug, Default)]
-struct EvalCosts(Mutex<HashMap<i64, (Instant, Duration)>>);
-
-impl EvalCosts {
-    /// Whether `rule` was costly last time and has not yet waited its share.
-    fn paced(&self, rule: i64) -> bool {
-        self.lock().get(&rule).is_some_and(|(ended, took)| {
-            *took >= COSTLY_EVAL && ended.elapsed() < took.saturating_mul(COST_SHARE)
-        })
-    }
-
-    /// Measure one evaluation of `rule`.
-    fn measure<T>(&self, rule: i64, evaluate: impl FnOnce() -> T) -> T {
-        let started = Instant::now();
-        let out = evaluate();
-        self.lock()
-            .insert(rule, (Instant::now(), started.elapsed()));
-        out
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (Instant, Duration)>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
 
 /// Severity of a metric rule's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -118,8 +83,6 @@ pub struct AlertEngine {
     public_url: String,
     /// Last step-time evaluation per metric rule (ms).
     last_eval: Mutex<HashMap<i64, i64>>,
-    /// What each metric rule's last evaluation cost, on steps and ticks alike.
-    costs: EvalCosts,
     /// Wakes the notifier after a commit that wrote to the outbox.
     wake: Arc<Notify>,
     clock: crate::clock::Clock,
@@ -157,23 +120,18 @@ impl AlertEngine {
             stage,
             public_url,
             last_eval: Mutex::default(),
-            costs: EvalCosts::default(),
             wake,
             clock,
             running: Mutex::new(()),
         }
     }
 
-    /// Install the preset rules on every project that has not had them yet.
+    /// Install the preset rules on every project that has not had them yet, and have the
+    /// digest roll up the tags the rules count.
     pub fn ensure_presets(&self) -> Result<()> {
         self.stage
-            .ensure_presets(&rules::presets(), chrono::Utc::now().timestamp_millis())
-    }
-
-    /// Whether a costly metric rule must wait before its next evaluation. Never on a manual
-    /// clock: there, time moves only when a test says, and each tick evaluates every rule.
-    fn paced(&self, rule: i64) -> bool {
-        !self.clock.is_manual() && self.costs.paced(rule)
+            .ensure_presets(&rules::presets(), chrono::Utc::now().timestamp_millis())?;
+        sync_rollup_keys(&self.stage)
     }
 
     /// Follow the digest: after each wake-up on `digested` (and every half second), run
@@ -260,7 +218,7 @@ impl AlertEngine {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 for r in rules.iter().filter(|r| r.kind == "metric") {
                     let at = last.entry(r.id).or_insert(i64::MIN);
-                    if now.saturating_sub(*at) >= BATCH_EVAL_INTERVAL_MS && !self.paced(r.id) {
+                    if now.saturating_sub(*at) >= BATCH_EVAL_INTERVAL_MS {
                         *at = now;
                         due.push(r);
                     }
@@ -275,9 +233,7 @@ impl AlertEngine {
                 let Some(rule) = parse_metric(r, &ids) else {
                     continue;
                 };
-                let values = self
-                    .costs
-                    .measure(r.id, || metric_values(&tx.measurer(), now, r, &rule))?;
+                let values = metric_values(&tx.measurer(), now, r, &rule)?;
                 apply_values(&ctx, r, &rule, &values, None)?;
             }
             Ok(())
@@ -300,16 +256,17 @@ impl TickJob for AlertEngine {
             .stage
             .rules(None)?
             .into_iter()
-            .filter(|r| r.kind == "metric" && !self.paced(r.id))
+            .filter(|r| r.kind == "metric")
         {
             let ids = self.stage.channel_ids(r.org_id)?;
             if let Some(rule) = parse_metric(&r, &ids) {
-                let values = self.costs.measure(r.id, || {
-                    self.stage.measure(|m| metric_values(m, now_ms, &r, &rule))
-                })?;
+                let values = self
+                    .stage
+                    .measure(|m| metric_values(m, now_ms, &r, &rule))?;
                 measured.push((r, rule, values));
             }
         }
+        sync_rollup_keys(&self.stage)?;
         // …then take it only to record the state changes, one step or tick at a time.
         let _one = self
             .running
@@ -330,6 +287,27 @@ impl TickJob for AlertEngine {
         self.wake.notify_one();
         Ok(())
     }
+}
+
+/// Have the digest roll up exactly the tag keys the active metric rules count (per
+/// project). Run at start, on every tick, and after a rule is saved.
+pub fn sync_rollup_keys(stage: &AlertStage) -> Result<()> {
+    let mut wanted = std::collections::BTreeSet::new();
+    for r in stage.rules(None)?.iter().filter(|r| r.kind == "metric") {
+        // Channels do not matter here; a rule whose actions no longer parse still counts.
+        let Ok(rule) = rules::parse_metric_rule(&r.spec, &stage.channel_ids(r.org_id)?) else {
+            continue;
+        };
+        if let Ok(q) = RollupQuery::of(&rule.aggregate, &rule.query) {
+            for key in q.tag_keys(&rule.aggregate) {
+                wanted.insert((r.project_id, key.to_owned()));
+            }
+        }
+    }
+    if stage.set_rollup_keys(&wanted)? {
+        tracing::info!(keys = wanted.len(), "tag rollup keys changed");
+    }
+    Ok(())
 }
 
 /// A metric rule and its values per key, measured before the writer is taken.
@@ -571,16 +549,62 @@ fn enqueue(
     Ok(())
 }
 
-/// Which events a count of `rule` reads, by default or as told.
-fn filter<'a>(rule: &'a MetricRule, dataset: Option<Dataset>) -> EventFilter<'a> {
-    EventFilter {
-        dataset: dataset.unwrap_or(if rule.dataset == "transactions" {
-            Dataset::Transactions
-        } else {
-            Dataset::Events
-        }),
-        environment: rule.environment.as_deref(),
-        terms: &rule.query,
+/// The kinds a rule's dataset counts: events (errors and messages) or transactions.
+fn dataset_kinds(rule: &MetricRule) -> &'static [&'static str] {
+    if rule.dataset == "transactions" {
+        &["transaction"]
+    } else {
+        &["error", "default"]
+    }
+}
+
+/// Events of `kinds` and `levels` (empty: any) that match `q` and the rule's environment,
+/// counting tag rows `tag`, from the per-minute rollups. The query's own tag, when it has
+/// one and `tag` is the total, narrows the count (or, negated, is taken out of it).
+#[allow(clippy::too_many_arguments)]
+fn rollup_count(
+    m: &Measurer<'_>,
+    project: i64,
+    minute_since: i64,
+    rule: &MetricRule,
+    q: &RollupQuery,
+    kinds: &[&'static str],
+    levels: &[&str],
+    tag: TagSel<'_>,
+) -> Result<i64> {
+    let kinds = q.kinds_of(kinds);
+    let levels: Vec<&str> = match (levels.is_empty(), q.levels.is_empty()) {
+        (_, true) => levels.to_vec(),
+        (true, false) => q.levels.iter().map(String::as_str).collect(),
+        (false, false) => levels
+            .iter()
+            .copied()
+            .filter(|l| q.levels.iter().any(|x| x == l))
+            .collect(),
+    };
+    if !q.levels.is_empty() && levels.is_empty() {
+        // The query's levels and the aggregate's have nothing in common.
+        return Ok(0);
+    }
+    let environment = q.environment.as_deref().or(rule.environment.as_deref());
+    let filter = |tag| RollupFilter {
+        kinds: &kinds,
+        environment,
+        op: q.op.as_deref(),
+        levels: &levels,
+        tag,
+    };
+    match (&q.tag, tag) {
+        (Some((k, v, false)), TagSel::Total) => {
+            m.rollup_count(project, minute_since, &filter(TagSel::Value(k, v)))
+        }
+        (Some((k, v, true)), TagSel::Total) => {
+            Ok(
+                m.rollup_count(project, minute_since, &filter(TagSel::Total))?
+                    - m.rollup_count(project, minute_since, &filter(TagSel::Value(k, v)))?,
+            )
+        }
+        (_, tag) => m.rollup_count(project, minute_since, &filter(tag)),
     }
 }
 
@@ -616,42 +640,67 @@ fn metric_values(
             let (users, crashed) = m.users(project, since, env)?;
             (users > 0).then(|| (1.0 - crashed as f64 / users as f64) * 100.0)
         }
-        Aggregate::Count => {
-            Some(m.count_events(project, since, &filter(rule, None), false)? as f64)
-        }
-        Aggregate::CountUniqueUsers => {
-            Some(m.count_events(project, since, &filter(rule, None), true)? as f64)
-        }
-        Aggregate::ErrorRate if rule.query.is_empty() => {
-            // No filter: the per-minute rollups answer without touching events.
-            let (errors, events) = m.event_levels(project, minute_since, env)?;
-            let transactions = if env.is_some() {
-                m.count_events(
-                    project,
-                    since,
-                    &filter(rule, Some(Dataset::Transactions)),
-                    false,
-                )?
-            } else {
-                m.transactions(project, minute_since)?
+        Aggregate::Count
+        | Aggregate::CountUniqueUsers
+        | Aggregate::ErrorRate
+        | Aggregate::TagRatio { .. } => {
+            let q = match RollupQuery::of(&rule.aggregate, &rule.query) {
+                Ok(q) => q,
+                Err(why) => {
+                    tracing::warn!(
+                        rule = row.id,
+                        why,
+                        "metric rule query not answerable; skipped"
+                    );
+                    return Ok(Vec::new());
+                }
             };
-            let all = events + transactions;
-            (all > 0).then(|| errors as f64 / all as f64 * 100.0)
-        }
-        Aggregate::ErrorRate => {
-            let all = m.count_events(project, since, &filter(rule, Some(Dataset::All)), false)?;
-            let errors =
-                m.count_events(project, since, &filter(rule, Some(Dataset::Errors)), false)?;
-            (all > 0).then(|| errors as f64 / all as f64 * 100.0)
-        }
-        Aggregate::TagRatio { key, value } => {
-            let f = filter(rule, None);
-            let with_key = m.count_tagged(project, since, key, None, &f)?;
-            let with_value = m.count_tagged(project, since, key, Some(value), &f)?;
-            (with_key > 0).then(|| with_value as f64 / with_key as f64 * 100.0)
+            counted(m, project, minute_since, rule, &q)?
         }
     };
     Ok(vec![(String::new(), value)])
+}
+
+/// The value of a counting aggregate (`count()`, `count_unique(user)`, `error_rate()`,
+/// `tag_ratio()`), from the per-minute tag and user rollups: a window of N minutes reads
+/// at most N rows per combination of dimensions, whatever the event rate.
+fn counted(
+    m: &Measurer<'_>,
+    project: i64,
+    minute_since: i64,
+    rule: &MetricRule,
+    q: &RollupQuery,
+) -> Result<Option<f64>> {
+    const ALL: &[&str] = &["error", "default", "transaction"];
+    const EVENTS: &[&str] = &["error", "default"];
+    let total = |kinds, levels: &[&str], tag| {
+        rollup_count(m, project, minute_since, rule, q, kinds, levels, tag)
+    };
+    Ok(match &rule.aggregate {
+        Aggregate::Count => Some(total(dataset_kinds(rule), &[], TagSel::Total)? as f64),
+        Aggregate::CountUniqueUsers => {
+            let kinds = q.kinds_of(dataset_kinds(rule));
+            let env = q.environment.as_deref().or(rule.environment.as_deref());
+            Some(m.rollup_users(project, minute_since, &kinds, env)? as f64)
+        }
+        Aggregate::ErrorRate if *q == RollupQuery::default() && rule.environment.is_none() => {
+            // No filter: the event and latency rollups answer, with their full history.
+            let (errors, events) = m.event_levels(project, minute_since, None)?;
+            let all = events + m.transactions(project, minute_since)?;
+            (all > 0).then(|| errors as f64 / all as f64 * 100.0)
+        }
+        Aggregate::ErrorRate => {
+            let all = total(ALL, &[], TagSel::Total)?;
+            let errors = total(EVENTS, &["error", "fatal"], TagSel::Total)?;
+            (all > 0).then(|| errors as f64 / all as f64 * 100.0)
+        }
+        Aggregate::TagRatio { key, value } => {
+            let with_key = total(dataset_kinds(rule), &[], TagSel::Key(key))?;
+            let with_value = total(dataset_kinds(rule), &[], TagSel::Value(key, value))?;
+            (with_key > 0).then(|| with_value as f64 / with_key as f64 * 100.0)
+        }
+        _ => None,
+    })
 }
 
 fn latency_filter(rule: &MetricRule) -> (&'static str, Option<String>, Option<String>) {
@@ -961,28 +1010,6 @@ mod tests {
 
     fn rule(body: Value) -> MetricRule {
         rules::parse_metric_rule(&body, &[]).unwrap()
-    }
-
-    #[test]
-    fn a_costly_rule_waits_its_share_and_a_cheap_one_never_waits() {
-        let costs = EvalCosts::default();
-        assert!(!costs.paced(1), "a rule never evaluated is due");
-        costs.measure(1, || ());
-        assert!(!costs.paced(1), "a cheap rule is never paced");
-        // The time an evaluation takes is what is recorded.
-        costs.measure(2, || std::thread::sleep(COSTLY_EVAL));
-        let (_, took) = costs.lock()[&2];
-        assert!(took >= COSTLY_EVAL, "{took:?}");
-        // A costly evaluation that just ended paces the rule…
-        let took = COSTLY_EVAL * 4;
-        costs.lock().insert(3, (Instant::now(), took));
-        assert!(costs.paced(3));
-        // …until its share has passed.
-        let long_ago = Instant::now()
-            .checked_sub(took * COST_SHARE)
-            .expect("the monotonic clock is older than that");
-        costs.lock().insert(3, (long_ago, took));
-        assert!(!costs.paced(3));
     }
 
     #[test]

@@ -942,6 +942,16 @@ pub fn parse_metric_rule(body: &Value, integration_ids: &[i64]) -> Result<Metric
         }
     }
     let environment = string(body.get("environment")).filter(|e| !e.is_empty());
+    if let Some(
+        a @ (Aggregate::Count
+        | Aggregate::CountUniqueUsers
+        | Aggregate::ErrorRate
+        | Aggregate::TagRatio { .. }),
+    ) = &aggregate
+        && let Err(e) = RollupQuery::of(a, &query)
+    {
+        errors.add("query", e);
+    }
     let dataset = match body.get("dataset").and_then(Value::as_str) {
         None => match &aggregate {
             Some(Aggregate::Percentile { .. } | Aggregate::Avg { .. } | Aggregate::FailureRate) => {
@@ -967,6 +977,109 @@ pub fn parse_metric_rule(body: &Value, integration_ids: &[i64]) -> Result<Metric
         environment,
         dataset,
     })
+}
+
+/// What a counting aggregate (`count()`, `count_unique(user)`, `error_rate()`,
+/// `tag_ratio()`) filters on, in the dimensions of the per-minute tag rollups: kinds,
+/// environment, transaction op, levels, and at most one tag.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RollupQuery {
+    /// Restrict to these kinds (`error`, `default`, `transaction`); `None`: no restriction.
+    pub kinds: Option<Vec<&'static str>>,
+    /// Only this environment.
+    pub environment: Option<String>,
+    /// Only transactions of this op.
+    pub op: Option<String>,
+    /// Only these levels; empty: any.
+    pub levels: Vec<String>,
+    /// At most one tag: (key, value, negated).
+    pub tag: Option<(String, String, bool)>,
+}
+
+const KINDS: [&str; 3] = ["error", "default", "transaction"];
+
+impl RollupQuery {
+    /// The rollup filter of `query` for `aggregate`, or why the rollups cannot answer it.
+    pub fn of(aggregate: &Aggregate, query: &[Term]) -> Result<RollupQuery, String> {
+        let mut q = RollupQuery::default();
+        for t in query {
+            match t {
+                Term::Status(_) => {}
+                Term::Text(_) => {
+                    return Err(
+                        "Counting alerts filter on tags, level, release, environment, event.type and transaction.op; free text is not supported.".into(),
+                    );
+                }
+                Term::Level(l) => q.levels.push(l.clone()),
+                Term::Environment(e) => q.environment = Some(e.clone()),
+                Term::Release(r) => q.set_tag("release", r, false)?,
+                Term::Tag {
+                    key,
+                    value,
+                    negated,
+                } => match key.as_str() {
+                    "event.type" => {
+                        let kind = match value.as_str() {
+                            "error" => "error",
+                            "transaction" => "transaction",
+                            _ => "default",
+                        };
+                        let keep: Vec<&'static str> = q
+                            .kinds
+                            .take()
+                            .unwrap_or_else(|| KINDS.to_vec())
+                            .into_iter()
+                            .filter(|k| (*k == kind) != *negated)
+                            .collect();
+                        q.kinds = Some(keep);
+                    }
+                    "transaction.op" | "span.op" if !negated => q.op = Some(value.clone()),
+                    "environment" if !negated => q.environment = Some(value.clone()),
+                    "level" if !negated => q.levels.push(value.clone()),
+                    _ => q.set_tag(key, value, *negated)?,
+                },
+            }
+        }
+        match aggregate {
+            Aggregate::CountUniqueUsers if q.tag.is_some() || q.op.is_some() || !q.levels.is_empty() => {
+                Err("count_unique(user) filters only on environment and event.type.".into())
+            }
+            Aggregate::TagRatio { .. } if q.tag.is_some() => Err(
+                "tag_ratio() filters on environment, level, event.type and transaction.op, not on another tag.".into(),
+            ),
+            _ => Ok(q),
+        }
+    }
+
+    fn set_tag(&mut self, key: &str, value: &str, negated: bool) -> Result<(), String> {
+        if self.tag.is_some() {
+            return Err("Counting alerts filter on at most one tag.".into());
+        }
+        self.tag = Some((key.to_owned(), value.to_owned(), negated));
+        Ok(())
+    }
+
+    /// The kinds of `dataset` (`events`, `transactions`) that the query keeps.
+    pub fn kinds_of(&self, dataset: &[&'static str]) -> Vec<&'static str> {
+        dataset
+            .iter()
+            .copied()
+            .filter(|k| self.kinds.as_ref().is_none_or(|ks| ks.contains(k)))
+            .collect()
+    }
+
+    /// The tag key the rollups must keep for this query and `aggregate`, if any.
+    pub fn tag_keys<'a>(&'a self, aggregate: &'a Aggregate) -> impl Iterator<Item = &'a str> {
+        let ratio = match aggregate {
+            Aggregate::TagRatio { key, .. } => Some(key.as_str()),
+            _ => None,
+        };
+        self.tag
+            .as_ref()
+            .map(|(k, _, _)| k.as_str())
+            .into_iter()
+            .chain(ratio)
+    }
 }
 
 /// The six trading presets, installed for every new project: (preset id, kind, body).

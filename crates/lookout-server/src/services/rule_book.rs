@@ -156,6 +156,7 @@ pub async fn save_metric_rule(
     body: Value,
 ) -> Result<StoredRule, ServiceError> {
     object(&body)?;
+    let stage = store.alert_stage();
     let s = store.alerts();
     let org = org.to_owned();
     let (merged, project_slug) = if let Some(id) = id {
@@ -197,6 +198,8 @@ pub async fn save_metric_rule(
                     }
                     None => s.create_rule(pid, "metric", &r.name, &spec)?,
                 };
+                // The digest counts the rule's tags from now on.
+                crate::alerts::sync_rollup_keys(&stage)?;
                 Ok(Ok(s.rule(oid, rid, "metric")?))
             }
         }

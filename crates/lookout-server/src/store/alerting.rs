@@ -10,7 +10,6 @@
 
 use super::alerts::{Integration, StoredRule};
 use super::db::Db;
-use super::read::Term;
 use super::{Result, StoreError};
 use lookout_protocol::sketch::DDSketch;
 use rusqlite::{Connection, OptionalExtension, params, types::Value as SqlValue};
@@ -129,28 +128,30 @@ pub struct Notification<'a> {
     pub at: i64,
 }
 
-/// Which events a windowed count reads.
+/// Which tag rows a rollup count reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dataset {
-    /// Error and message events (not transactions).
-    Events,
-    /// Transactions only.
-    Transactions,
-    /// Every event and transaction.
-    All,
-    /// Events of level `error` or `fatal`.
-    Errors,
+pub enum TagSel<'a> {
+    /// Every event (the total rows).
+    Total,
+    /// Events that carry tag `key`, whatever its value.
+    Key(&'a str),
+    /// Events whose tag `key` is `value`.
+    Value(&'a str, &'a str),
 }
 
-/// What a windowed count of a metric rule filters on.
+/// What a rollup count filters on.
 #[derive(Debug, Clone, Copy)]
-pub struct EventFilter<'a> {
-    /// Which events.
-    pub dataset: Dataset,
+pub struct RollupFilter<'a> {
+    /// Kinds counted: `error`, `default`, `transaction`.
+    pub kinds: &'a [&'a str],
     /// Only this environment.
     pub environment: Option<&'a str>,
-    /// The rule's query terms.
-    pub terms: &'a [Term],
+    /// Only transactions of this op.
+    pub op: Option<&'a str>,
+    /// Only these levels (events); empty: any.
+    pub levels: &'a [&'a str],
+    /// Which tag rows.
+    pub tag: TagSel<'a>,
 }
 
 /// Read access to the windows metric rules measure: rollups, sessions, events.
@@ -264,61 +265,67 @@ impl Measurer<'_> {
         .query_row(params![project, minute_since], |r| r.get(0))?)
     }
 
-    /// Events of `project` since `since` matching `filter`; distinct users when
-    /// `unique_users`.
-    pub fn count_events(
+    /// Events of `project` from `minute_since` matching `filter`, from the tag rollups.
+    pub fn rollup_count(
         &self,
         project: i64,
-        since: i64,
-        filter: &EventFilter<'_>,
-        unique_users: bool,
+        minute_since: i64,
+        f: &RollupFilter<'_>,
     ) -> Result<i64> {
-        let what = if unique_users {
-            "COUNT(DISTINCT e.user_key)"
-        } else {
-            "COUNT(*)"
+        if f.kinds.is_empty() {
+            return Ok(0);
+        }
+        let mut sql = String::from(
+            "SELECT COALESCE(SUM(count), 0) FROM rollup_tags WHERE project_id = ? AND minute >= ? AND key = ?",
+        );
+        let (key, value) = match f.tag {
+            TagSel::Total => ("", Some("")),
+            TagSel::Key(k) => (k, None),
+            TagSel::Value(k, v) => (k, Some(v)),
         };
-        let mut sql =
-            format!("SELECT {what} FROM events e WHERE e.project_id = ? AND e.timestamp >= ?");
-        let mut args = vec![SqlValue::Integer(project), SqlValue::Integer(since)];
-        filter_sql(filter, &mut sql, &mut args);
+        let mut args = vec![
+            SqlValue::Integer(project),
+            SqlValue::Integer(minute_since),
+            SqlValue::Text(key.to_owned()),
+        ];
+        if let Some(v) = value {
+            sql.push_str(" AND value = ?");
+            args.push(SqlValue::Text(v.to_owned()));
+        }
+        in_list(&mut sql, &mut args, "kind", f.kinds);
+        in_list(&mut sql, &mut args, "level", f.levels);
+        if let Some(env) = f.environment {
+            sql.push_str(" AND environment = ?");
+            args.push(SqlValue::Text(env.to_owned()));
+        }
+        if let Some(op) = f.op {
+            sql.push_str(" AND op = ?");
+            args.push(SqlValue::Text(op.to_owned()));
+        }
         let mut stmt = self.conn.prepare_cached(&sql)?;
         Ok(stmt.query_row(rusqlite::params_from_iter(args), |r| r.get(0))?)
     }
 
-    /// Events of `project` since `since` matching `filter` that carry tag `key` (with
-    /// `value`, when given).
-    pub fn count_tagged(
+    /// Distinct users of `kinds` in `project` from `minute_since`, from the user rollups.
+    pub fn rollup_users(
         &self,
         project: i64,
-        since: i64,
-        key: &str,
-        value: Option<&str>,
-        filter: &EventFilter<'_>,
+        minute_since: i64,
+        kinds: &[&str],
+        environment: Option<&str>,
     ) -> Result<i64> {
-        // The tag index is (key, value, event_row) and event rows grow with time: bound the
-        // scan by the first row of the window.
-        let first_row: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT MIN(id) FROM events WHERE project_id = ?1 AND timestamp >= ?2")?
-            .query_row(params![project, since], |r| r.get(0))?;
-        let Some(first_row) = first_row else {
+        if kinds.is_empty() {
             return Ok(0);
-        };
-        let mut sql = String::from(
-            "SELECT COUNT(*) FROM event_tags t JOIN events e ON e.id = t.event_row WHERE t.key = ? AND t.event_row >= ? AND e.project_id = ? AND e.timestamp >= ?",
-        );
-        let mut args = vec![
-            SqlValue::Text(key.to_owned()),
-            SqlValue::Integer(first_row),
-            SqlValue::Integer(project),
-            SqlValue::Integer(since),
-        ];
-        if let Some(v) = value {
-            sql.push_str(" AND t.value = ?");
-            args.push(SqlValue::Text(v.to_owned()));
         }
-        filter_sql(filter, &mut sql, &mut args);
+        let mut sql = String::from(
+            "SELECT COUNT(DISTINCT user_key) FROM rollup_users WHERE project_id = ? AND minute >= ?",
+        );
+        let mut args = vec![SqlValue::Integer(project), SqlValue::Integer(minute_since)];
+        in_list(&mut sql, &mut args, "kind", kinds);
+        if let Some(env) = environment {
+            sql.push_str(" AND environment = ?");
+            args.push(SqlValue::Text(env.to_owned()));
+        }
         let mut stmt = self.conn.prepare_cached(&sql)?;
         Ok(stmt.query_row(rusqlite::params_from_iter(args), |r| r.get(0))?)
     }
@@ -360,76 +367,19 @@ impl Measurer<'_> {
     }
 }
 
-/// Add the `WHERE` conditions of `filter` over `events e`.
-fn filter_sql(filter: &EventFilter<'_>, sql: &mut String, args: &mut Vec<SqlValue>) {
-    match filter.dataset {
-        Dataset::All => {}
-        Dataset::Errors => {
-            sql.push_str(" AND e.kind != 'transaction' AND e.level IN ('fatal', 'error')")
-        }
-        Dataset::Transactions => sql.push_str(" AND e.kind = 'transaction'"),
-        Dataset::Events => sql.push_str(" AND e.kind != 'transaction'"),
+/// `AND column IN (?, …)` when `values` is not empty.
+fn in_list(sql: &mut String, args: &mut Vec<SqlValue>, column: &str, values: &[&str]) {
+    if values.is_empty() {
+        return;
     }
-    if let Some(env) = filter.environment {
-        sql.push_str(" AND e.environment = ?");
-        args.push(SqlValue::Text(env.to_owned()));
+    sql.push_str(" AND ");
+    sql.push_str(column);
+    sql.push_str(" IN (");
+    for (i, v) in values.iter().enumerate() {
+        sql.push_str(if i == 0 { "?" } else { ", ?" });
+        args.push(SqlValue::Text((*v).to_owned()));
     }
-    for t in filter.terms {
-        match t {
-            Term::Level(l) => {
-                sql.push_str(" AND e.level = ?");
-                args.push(SqlValue::Text(l.clone()));
-            }
-            Term::Release(r) => {
-                sql.push_str(" AND e.release = ?");
-                args.push(SqlValue::Text(r.clone()));
-            }
-            Term::Environment(env) => {
-                sql.push_str(" AND e.environment = ?");
-                args.push(SqlValue::Text(env.clone()));
-            }
-            Term::Tag {
-                key,
-                value,
-                negated,
-            } => {
-                let not = if *negated { "NOT " } else { "" };
-                match key.as_str() {
-                    "event.type" => {
-                        let kind = match value.as_str() {
-                            "error" => "error",
-                            "transaction" => "transaction",
-                            _ => "default",
-                        };
-                        sql.push_str(&format!(" AND {not}(e.kind = ?)"));
-                        args.push(SqlValue::Text(kind.into()));
-                    }
-                    "transaction" => {
-                        sql.push_str(&format!(" AND {not}(e.transaction_name = ?)"));
-                        args.push(SqlValue::Text(value.clone()));
-                    }
-                    "transaction.op" | "span.op" => {
-                        sql.push_str(&format!(
-                            " AND {not}EXISTS (SELECT 1 FROM spans s WHERE s.event_row = e.id AND s.op = ?)"
-                        ));
-                        args.push(SqlValue::Text(value.clone()));
-                    }
-                    _ => {
-                        sql.push_str(&format!(
-                            " AND {not}EXISTS (SELECT 1 FROM event_tags t WHERE t.event_row = e.id AND t.key = ? AND t.value = ?)"
-                        ));
-                        args.push(SqlValue::Text(key.clone()));
-                        args.push(SqlValue::Text(value.clone()));
-                    }
-                }
-            }
-            Term::Text(text) => {
-                sql.push_str(" AND e.title LIKE ?");
-                args.push(SqlValue::Text(format!("%{text}%")));
-            }
-            Term::Status(_) => {}
-        }
-    }
+    sql.push(')');
 }
 
 /// One transaction of the alert stage: what it reads to decide, and what it writes.
@@ -817,5 +767,31 @@ impl AlertStage {
     /// Install the preset rules on every project that has not had them yet.
     pub fn ensure_presets(&self, presets: &[(&str, &str, Value)], now: i64) -> Result<()> {
         self.db.write(|tx| ensure_presets(tx, presets, now))
+    }
+
+    /// Make the tag keys the digest rolls up exactly `wanted` (project, key); returns
+    /// whether anything changed.
+    pub fn set_rollup_keys(
+        &self,
+        wanted: &std::collections::BTreeSet<(i64, String)>,
+    ) -> Result<bool> {
+        let current: std::collections::BTreeSet<(i64, String)> = self
+            .db
+            .reader()?
+            .prepare_cached("SELECT project_id, key FROM rollup_keys")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        if &current == wanted {
+            return Ok(false);
+        }
+        self.db.write(|tx| {
+            tx.execute("DELETE FROM rollup_keys", [])?;
+            let mut insert =
+                tx.prepare_cached("INSERT INTO rollup_keys (project_id, key) VALUES (?1, ?2)")?;
+            for (project, key) in wanted {
+                insert.execute(params![project, key])?;
+            }
+            Ok(true)
+        })
     }
 }

@@ -4,6 +4,7 @@
 use super::Result;
 use super::alerting::FedEvent;
 use super::db::Db;
+use super::rollups::{Rollups, Seen};
 use lookout_protocol::sketch::DDSketch;
 use rusqlite::{OptionalExtension, Transaction, params};
 use std::collections::{BTreeSet, HashMap};
@@ -62,8 +63,10 @@ impl DigestStore {
         let mut conn = self.db.writer();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut outcome = Outcome::default();
-        apply_events(&tx, &batch.events, &mut outcome)?;
-        apply_transactions(&tx, &batch.transactions, &mut outcome)?;
+        let mut tag_rollups = Rollups::load(&tx)?;
+        apply_events(&tx, &batch.events, &mut outcome, &mut tag_rollups)?;
+        apply_transactions(&tx, &batch.transactions, &mut outcome, &mut tag_rollups)?;
+        tag_rollups.write(&tx)?;
         apply_sessions(&tx, &batch.sessions, &batch.session_aggregates)?;
         apply_check_ins(&tx, &batch.check_ins)?;
         {
@@ -164,7 +167,12 @@ struct IssueState {
     fresh: bool,
 }
 
-fn apply_events(tx: &Transaction<'_>, events: &[EventRecord], outcome: &mut Outcome) -> Result<()> {
+fn apply_events(
+    tx: &Transaction<'_>,
+    events: &[EventRecord],
+    outcome: &mut Outcome,
+    tag_rollups: &mut Rollups,
+) -> Result<()> {
     let mut find_issue =
         tx.prepare_cached("SELECT id, status FROM issues WHERE project_id = ?1 AND hash = ?2")?;
     let mut next_seq = tx.prepare_cached(
@@ -260,6 +268,18 @@ fn apply_events(tx: &Transaction<'_>, events: &[EventRecord], outcome: &mut Outc
             outcome.duplicates += 1;
             continue;
         }
+        tag_rollups.add(Seen {
+            project_id: e.project_id,
+            timestamp_ms: e.timestamp_ms,
+            kind: e.kind,
+            environment: e.environment.as_deref(),
+            op: "",
+            level: &e.level,
+            release: e.release.as_deref(),
+            transaction: e.transaction.as_deref(),
+            user_key: e.user_key.as_deref(),
+            tags: &e.tags,
+        });
         outcome.events += 1;
         let row = tx.last_insert_rowid();
         let delta = deltas.entry(issue.id).or_insert(IssueDelta {
@@ -343,6 +363,7 @@ fn apply_transactions(
     tx: &Transaction<'_>,
     txs: &[TransactionRecord],
     outcome: &mut Outcome,
+    tag_rollups: &mut Rollups,
 ) -> Result<()> {
     let mut insert_event = tx.prepare_cached(
         "INSERT INTO events (project_id, event_id, issue_id, kind, timestamp, received_at, level, release, environment, transaction_name, trace_id, user_key, title, payload)
@@ -377,6 +398,18 @@ fn apply_transactions(
             continue;
         }
         outcome.transactions += 1;
+        tag_rollups.add(Seen {
+            project_id: t.project_id,
+            timestamp_ms: t.timestamp_ms,
+            kind: "transaction",
+            environment: t.environment.as_deref(),
+            op: &t.op,
+            level: "",
+            release: t.release.as_deref(),
+            transaction: Some(&t.name),
+            user_key: t.user_key.as_deref(),
+            tags: &t.tags,
+        });
         let row = tx.last_insert_rowid();
         // The root span is stored like the others, so a trace reads from one table.
         insert_span.execute(params![

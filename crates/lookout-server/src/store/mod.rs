@@ -17,6 +17,7 @@ pub mod read;
 pub mod records;
 pub mod releases;
 pub mod retention;
+mod rollups;
 mod schema;
 pub mod users;
 

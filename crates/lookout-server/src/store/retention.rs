@@ -76,6 +76,8 @@ fn sweep(db: &Db, config: &RetentionConfig, now_ms: i64) -> Result<Swept> {
         "rollup_events",
         "rollup_latency",
         "rollup_sessions",
+        "rollup_tags",
+        "rollup_users",
         "client_reports",
         "agent_minutes",
     ] {

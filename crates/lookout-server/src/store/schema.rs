@@ -477,6 +477,31 @@ const MIGRATIONS: &[&str] = &[
         last_seq INTEGER NOT NULL
     );
     INSERT INTO alert_cursor (id, last_seq) VALUES (1, 0);
+    CREATE TABLE rollup_tags (
+        project_id INTEGER NOT NULL,
+        minute INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        op TEXT NOT NULL,
+        level TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (project_id, key, minute, kind, environment, op, level, value)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollup_users (
+        project_id INTEGER NOT NULL,
+        minute INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        user_key TEXT NOT NULL,
+        PRIMARY KEY (project_id, minute, kind, environment, user_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollup_keys (
+        project_id INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        PRIMARY KEY (project_id, key)
+    ) WITHOUT ROWID;
     ",
 ];
 
