@@ -881,3 +881,105 @@ sentry_sdk.flush(timeout=10)
         .unwrap();
     assert!(risk["value"].as_f64().unwrap() > 20.0, "{risk}");
 }
+
+/// `count()`, `count_unique(user)` and `tag_ratio()` with queries are answered from the
+/// per-minute tag and user rollups: tags a rule filters on are counted from the moment it
+/// is saved, a negated tag counts what the tag does not cover, and a query the rollups
+/// cannot answer is refused when the rule is saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counting_rules_are_answered_from_tag_and_user_rollups() {
+    let s = TestServer::start_manual().await;
+    let token = s.token();
+    let rx = Receiver::start().await;
+    channels(&s, &token, &rx).await;
+    let client = reqwest::Client::new();
+    let url = format!(
+        "{}/api/0/organizations/default/alert-rules/",
+        s.server.base_url()
+    );
+    let rule = |name: &str, aggregate: &str, query: &str, threshold: f64| {
+        json!({"name": name, "aggregate": aggregate, "query": query, "timeWindow": 5,
+               "thresholdType": 0, "projects": ["default"], "dataset": "events",
+               "triggers": [{"label": "critical", "alertThreshold": threshold,
+                             "actions": [{"type": "all", "targetType": "specific"}]}]})
+    };
+    for body in [
+        rule("ETH errors", "count()", "trade.asset:ETH", 2.0),
+        rule("Errors off ETH", "count()", "!trade.asset:ETH", 4.0),
+        rule("Errors on SOL", "count()", "trade.asset:SOL", 0.0),
+        rule("Agents failing", "count_unique(user)", "", 1.0),
+        rule("Mostly BTC", "tag_ratio(trade.asset, BTC)", "", 50.0),
+        rule("Fatal ETH", "count()", "level:fatal trade.asset:ETH", 0.0),
+    ] {
+        let r = client
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{body}");
+    }
+    // Two tags at once is more than the rollups know.
+    let r = client
+        .post(&url)
+        .bearer_auth(&token)
+        .json(&rule(
+            "Two tags",
+            "count()",
+            "trade.asset:ETH service:trading",
+            1.0,
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["query"][0]
+            .as_str()
+            .unwrap()
+            .contains("at most one tag"),
+        "{body}"
+    );
+
+    // 3 ETH errors from agent-1, 5 BTC errors from agent-2.
+    for n in 0..8 {
+        let (asset, user) = if n < 3 {
+            ("ETH", "agent-1")
+        } else {
+            ("BTC", "agent-2")
+        };
+        let mut e = error_event("InsufficientMargin", asset, n);
+        e["user"] = json!({"id": user});
+        s.post_envelope(&client, envelope("event", &e)).await;
+    }
+    wait_digested(&s, &token, 8, 0).await;
+    s.server.tick().await;
+    all_delivered(&s, &token).await;
+    for (name, fired) in [
+        ("ETH errors", true),     // 3 > 2
+        ("Errors off ETH", true), // 5 > 4
+        ("Errors on SOL", false), // 0
+        ("Agents failing", true), // 2 users > 1
+        ("Mostly BTC", true),     // 62.5 % > 50 %
+        ("Fatal ETH", false),     // every event is an error, none fatal
+    ] {
+        let got = rx.matching("/slack", name);
+        assert_eq!(got.len(), usize::from(fired), "{name}: {got:#?}");
+    }
+    let (_, open) = s
+        .api(
+            &token,
+            "/api/0/organizations/default/incidents/?status=open",
+        )
+        .await;
+    let titles: Vec<&str> = open
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["title"].as_str().unwrap())
+        .collect();
+    assert!(titles.contains(&"ETH errors"), "{titles:?}");
+    assert!(!titles.contains(&"Errors on SOL"), "{titles:?}");
+}

@@ -1012,6 +1012,91 @@ mod tests {
         rules::parse_metric_rule(&body, &[]).unwrap()
     }
 
+    /// The alert stage's writes and its cursor commit together: an evaluation that dies
+    /// before its commit (a `kill -9` between the digest and the alert stage) leaves the feed
+    /// to be evaluated again, once, and a finished one is never repeated.
+    #[test]
+    fn a_feed_row_is_evaluated_exactly_once_across_a_failed_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let project = store.ensure_default_project().unwrap().unwrap();
+        let alerts = store.alerts();
+        let org = alerts.org_id("default").unwrap();
+        alerts
+            .create_integration(
+                org,
+                "webhook",
+                "hook",
+                &json!({"url": "http://127.0.0.1:9/x"}),
+            )
+            .unwrap();
+        alerts
+            .create_rule(
+                project.id,
+                "issue",
+                "First seen",
+                &json!({"name": "First seen", "actionMatch": "all", "frequency": 5,
+                        "conditions": [{"id": "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition"}],
+                        "actions": [{"id": rules::ids::ALL_CHANNELS}]}),
+            )
+            .unwrap();
+        // One event, digested: one feed row.
+        let row = crate::store::inbox::InboxRow {
+            id: 1,
+            project_id: project.id,
+            received_at: chrono::Utc::now().timestamp_millis(),
+            encoding: "identity".into(),
+            envelope: b"{}\n{\"type\":\"event\"}\n{\"message\":\"order 7 failed\"}\n".to_vec(),
+        };
+        let mut batch = crate::store::digest::Batch::default();
+        crate::digest::process::process_row(&row, &mut batch);
+        batch.last_inbox_id = 1;
+        store.digest_writer().apply(&batch).unwrap();
+        let stage = store.alert_stage();
+        let feed = stage.feed(0, 10).unwrap();
+        assert_eq!(feed.len(), 1);
+
+        // A step that dies after deciding, before its commit, leaves no trace.
+        let died: Result<()> = stage.run(Some(feed[0].seq), |tx| {
+            tx.open_incident(&NewIncident {
+                rule_id: 1,
+                project_id: project.id,
+                key: "x",
+                issue_id: None,
+                status: "fired",
+                severity: "error",
+                title: "half-done",
+                value: None,
+                at: 0,
+            })?;
+            Err(StoreError::Invalid("killed".into()))
+        });
+        assert!(died.is_err());
+        assert_eq!(stage.cursor().unwrap(), 0);
+        assert!(alerts.incidents(org, None, 10).unwrap().is_empty());
+
+        let engine = AlertEngine::new(
+            stage.clone(),
+            "http://lookout".into(),
+            Arc::new(Notify::new()),
+            crate::clock::Clock::manual(chrono::Utc::now().timestamp_millis()),
+        );
+        assert_eq!(
+            engine.step().unwrap(),
+            1,
+            "the feed row is evaluated after the failure"
+        );
+        assert_eq!(engine.step().unwrap(), 0, "and never again");
+        let incidents = alerts.incidents(org, None, 10).unwrap();
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        assert_eq!(alerts.deliveries(org, 10).unwrap().len(), 1);
+        assert_eq!(stage.cursor().unwrap(), feed[0].seq);
+        assert!(
+            stage.feed(0, 10).unwrap().is_empty(),
+            "consumed rows are dropped"
+        );
+    }
+
     #[test]
     fn hysteresis_of_the_p99_preset() {
         let (_, _, body) = rules::presets()
