@@ -188,11 +188,12 @@ impl AlertEngine {
             let mut channel_ids: HashMap<i64, Vec<i64>> = HashMap::new();
             let mut issue_rules: Vec<(&StoredRule, IssueRule)> = Vec::new();
             for r in rules.iter().filter(|r| r.kind == "issue") {
-                if !channel_ids.contains_key(&r.org_id) {
-                    let ids = tx.channels(r.org_id)?.iter().map(|c| c.id).collect();
-                    channel_ids.insert(r.org_id, ids);
-                }
-                let ids = channel_ids.get(&r.org_id).map(Vec::as_slice).unwrap_or(&[]);
+                let ids = match channel_ids.entry(r.org_id) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(tx.channels(r.org_id)?.iter().map(|c| c.id).collect())
+                    }
+                };
                 if let Ok(parsed) = rules::parse_issue_rule(&r.spec, ids) {
                     issue_rules.push((r, parsed));
                 }
