@@ -40,17 +40,17 @@ pub struct Message {
     pub kind: &'static str,
     /// Trigger or resolve.
     pub action: Act,
-    /// Rule id.
+    /// The rule that opened it.
     pub rule_id: i64,
-    /// Rule name.
+    /// The name of that rule.
     pub rule_name: String,
-    /// Project slug.
+    /// The project it belongs to.
     pub project: String,
-    /// Incident id.
+    /// The incident it is about.
     pub incident_id: i64,
     /// critical, error, warning, info, resolved.
     pub severity: String,
-    /// Short title.
+    /// Title as shown in lists.
     pub title: String,
     /// One line for chat channels.
     pub text: String,
@@ -66,7 +66,7 @@ pub struct Message {
     pub issue: Option<Value>,
     /// The event (issue alerts).
     pub event: Option<Value>,
-    /// When (ms).
+    /// When it happened (ms since the epoch).
     pub at: i64,
 }
 
@@ -77,7 +77,7 @@ pub struct Channel {
     pub id: i64,
     /// slack, pagerduty, webhook, telegram.
     pub provider: String,
-    /// Name.
+    /// The name the operator gave it.
     pub name: String,
     /// Provider config.
     pub config: Value,

@@ -231,7 +231,7 @@ pub enum Action {
     },
     /// One integration.
     Integration {
-        /// Its id.
+        /// The channel's id (what rules name in their actions).
         id: i64,
         /// Slack channel or PagerDuty severity override, if given.
         target: Option<String>,
@@ -241,7 +241,7 @@ pub enum Action {
 /// An issue alert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IssueRule {
-    /// Name.
+    /// The rule's name.
     pub name: String,
     /// How conditions combine.
     pub action_match: Match,
@@ -336,7 +336,7 @@ pub struct Trigger {
 /// A metric alert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricRule {
-    /// Name.
+    /// The rule's name.
     pub name: String,
     /// Aggregate.
     pub aggregate: Aggregate,

@@ -247,9 +247,9 @@ pub(super) fn apply(tx: &Transaction<'_>, batch: &Batch) -> Result<()> {
 /// What the overview shows of one agent.
 #[derive(Debug, Clone)]
 pub struct AgentRow {
-    /// Project.
+    /// The project it belongs to.
     pub project_id: i64,
-    /// Project slug.
+    /// Its project's slug.
     pub project_slug: String,
     /// Agent id.
     pub agent_id: String,
@@ -257,15 +257,15 @@ pub struct AgentRow {
     pub strategy: Option<String>,
     /// Release of its latest event or session.
     pub release: Option<String>,
-    /// Environment.
+    /// The environment its events name, if any.
     pub environment: Option<String>,
-    /// ms.
+    /// When its first event happened (ms since the epoch).
     pub first_seen: i64,
     /// ms: last event, session update or heartbeat.
     pub last_seen: i64,
     /// Status of its latest session update.
     pub session_status: Option<String>,
-    /// ms.
+    /// When its latest session last reported (ms since the epoch).
     pub session_updated: Option<i64>,
     /// Heartbeat monitor status (`ok`, `error`, `missed`, `timeout`…), if it has one.
     pub heartbeat_status: Option<String>,

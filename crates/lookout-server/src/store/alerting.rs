@@ -39,7 +39,7 @@ pub struct FedEvent {
     pub transaction: Option<String>,
     /// Title as grouped.
     pub title: String,
-    /// Culprit.
+    /// Where it happened: the culprit Sentry shows under the title.
     pub culprit: String,
     /// Grouping metadata (JSON text: exception type and value).
     pub metadata: String,
@@ -54,7 +54,7 @@ pub struct FedEvent {
 pub struct FeedItem {
     /// Position in the feed.
     pub seq: i64,
-    /// The project.
+    /// The project it belongs to.
     pub project_id: i64,
     /// The event, for an event row.
     pub event: Option<FedEvent>,
@@ -69,11 +69,11 @@ pub struct IssueSnapshot {
     pub times_seen: i64,
     /// Per-project sequence number (the short id's suffix).
     pub short_seq: i64,
-    /// Title.
+    /// Title as shown in lists.
     pub title: String,
-    /// Culprit.
+    /// Where it happened: the culprit Sentry shows under the title.
     pub culprit: String,
-    /// Level.
+    /// Severity: `fatal`, `error`, `warning`, `info` or `debug`.
     pub level: String,
 }
 
@@ -93,7 +93,7 @@ pub struct KeyState {
 pub struct NewIncident<'a> {
     /// The rule that opened it.
     pub rule_id: i64,
-    /// Its project.
+    /// The project it belongs to.
     pub project_id: i64,
     /// The agent id, issue short id or `""` the incident is about.
     pub key: &'a str,
@@ -103,11 +103,11 @@ pub struct NewIncident<'a> {
     pub status: &'a str,
     /// `critical`, `warning`, `error`, `info`.
     pub severity: &'a str,
-    /// Title.
+    /// Title as shown in lists.
     pub title: &'a str,
     /// The measured value, if any.
     pub value: Option<f64>,
-    /// When (ms).
+    /// When it happened (ms since the epoch).
     pub at: i64,
 }
 
@@ -116,7 +116,7 @@ pub struct NewIncident<'a> {
 pub struct Notification<'a> {
     /// The incident it is about.
     pub incident_id: i64,
-    /// The channel.
+    /// The channel it goes to.
     pub integration_id: i64,
     /// The channel's provider.
     pub provider: &'a str,

@@ -11,53 +11,53 @@ use std::sync::Arc;
 /// A channel.
 #[derive(Debug, Clone)]
 pub struct Integration {
-    /// Id.
+    /// The channel's id (what rules name in their actions).
     pub id: i64,
     /// slack, pagerduty, webhook, telegram.
     pub provider: String,
-    /// Name.
+    /// The name the operator gave it (`#trading-alerts`, `on-call`).
     pub name: String,
     /// Provider config (secrets included: never echo it whole).
     pub config: Value,
-    /// ms.
+    /// When it was created (ms since the epoch).
     pub date_created: i64,
 }
 
 /// A stored rule.
 #[derive(Debug, Clone)]
 pub struct StoredRule {
-    /// Id.
+    /// The rule's id.
     pub id: i64,
-    /// Project id.
+    /// The project it belongs to.
     pub project_id: i64,
-    /// Project slug.
+    /// Its project's slug.
     pub project_slug: String,
-    /// Organisation id.
+    /// Its organisation.
     pub org_id: i64,
     /// issue or metric.
     pub kind: String,
-    /// Name.
+    /// The rule's name, as notifications show it.
     pub name: String,
     /// The body it was created with.
     pub spec: Value,
     /// Which preset it came from.
     pub preset: Option<String>,
-    /// ms.
+    /// When it was created (ms since the epoch).
     pub date_created: i64,
-    /// ms.
+    /// When it last changed (ms since the epoch).
     pub date_modified: i64,
 }
 
 /// An incident (a metric alert that fired, or one firing of an issue alert).
 #[derive(Debug, Clone)]
 pub struct Incident {
-    /// Id.
+    /// The incident's id (its page is `/alerts/incidents/{id}/`).
     pub id: i64,
-    /// Rule.
+    /// The rule that opened it.
     pub rule_id: i64,
-    /// Rule name.
+    /// The name of that rule.
     pub rule_name: String,
-    /// Project slug.
+    /// Its project's slug.
     pub project_slug: String,
     /// Agent id or short id for per-key rules.
     pub key: String,
@@ -67,24 +67,24 @@ pub struct Incident {
     pub status: String,
     /// critical, warning, error, …
     pub severity: String,
-    /// Title.
+    /// Title as shown in lists.
     pub title: String,
     /// Last value.
     pub value: Option<f64>,
-    /// ms.
+    /// When it opened (ms since the epoch).
     pub opened_at: i64,
-    /// ms.
+    /// When it closed (ms since the epoch), if it has.
     pub closed_at: Option<i64>,
 }
 
 /// One step of an incident's timeline.
 #[derive(Debug, Clone)]
 pub struct Activity {
-    /// ms.
+    /// When it happened (ms since the epoch).
     pub at: i64,
     /// fired, critical, warning, resolved, channel_error.
     pub kind: String,
-    /// Text.
+    /// What happened, in words.
     pub detail: String,
 }
 
@@ -93,21 +93,21 @@ pub struct Activity {
 pub struct Delivery {
     /// Outbox id.
     pub id: i64,
-    /// Incident.
+    /// The incident it is about.
     pub incident_id: i64,
-    /// Channel.
+    /// The channel it goes to.
     pub integration_id: i64,
-    /// Provider.
+    /// The channel's kind: `slack`, `pagerduty`, `webhook`, `telegram` or `email`.
     pub provider: String,
     /// pending, delivered, failed.
     pub status: String,
     /// Attempts so far.
     pub attempts: i64,
-    /// Last error.
+    /// Why the latest attempt failed, if it did.
     pub last_error: Option<String>,
-    /// ms.
+    /// When it was queued (ms since the epoch).
     pub created_at: i64,
-    /// ms.
+    /// When it was delivered (ms since the epoch), if it was.
     pub delivered_at: Option<i64>,
 }
 

@@ -78,9 +78,9 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct ProjectInfo {
     /// Numeric id (the last part of the DSN).
     pub id: i64,
-    /// Organisation slug.
+    /// Its organisation's slug.
     pub org_slug: String,
-    /// Project slug.
+    /// The URL-safe name.
     pub slug: String,
     /// The first active public key.
     pub public_key: String,
@@ -106,7 +106,7 @@ impl ProjectInfo {
 pub struct KeyInfo {
     /// The key's row id.
     pub key_id: i64,
-    /// Its project.
+    /// The project it belongs to.
     pub project_id: i64,
     /// Key and project both active.
     pub active: bool,

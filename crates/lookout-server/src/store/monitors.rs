@@ -179,19 +179,19 @@ fn cron_schedule(c: &str) -> std::result::Result<cron::Schedule, String> {
 /// One check-in as the digest hands it over.
 #[derive(Debug, Clone)]
 pub struct CheckIn<'a> {
-    /// Project.
+    /// The project it belongs to.
     pub project_id: i64,
     /// Check-in id (hex).
     pub check_in_id: &'a str,
-    /// Monitor slug.
+    /// The URL-safe name.
     pub slug: &'a str,
-    /// Environment.
+    /// The environment of the check-in.
     pub environment: &'a str,
     /// in_progress, ok, error.
     pub status: &'a str,
     /// The `monitor_config` JSON, if sent.
     pub config: Option<&'a str>,
-    /// Arrival (ms).
+    /// When it happened (ms since the epoch).
     pub at: i64,
 }
 
@@ -471,19 +471,19 @@ pub type CheckInRow = (String, String, Option<f64>, String, i64);
 /// A monitor as the API shows it.
 #[derive(Debug, Clone)]
 pub struct MonitorRow {
-    /// Id.
+    /// The monitor's id.
     pub id: i64,
-    /// Project slug.
+    /// Its project's slug.
     pub project_slug: String,
-    /// Slug.
+    /// The URL-safe name.
     pub slug: String,
-    /// Name.
+    /// Its display name.
     pub name: String,
     /// active or disabled.
     pub status: String,
     /// Config JSON.
     pub config: Value,
-    /// ms.
+    /// When it was created (ms since the epoch).
     pub date_created: i64,
     /// (environment, status, last check-in, next, next latest).
     pub environments: Vec<EnvState>,

@@ -15,26 +15,26 @@ use std::sync::Arc;
 pub struct ProjectRef {
     /// Numeric id.
     pub id: i64,
-    /// Slug.
+    /// The URL-safe name.
     pub slug: String,
-    /// Organisation slug.
+    /// Its organisation's slug.
     pub org_slug: String,
 }
 
 /// An issue row.
 #[derive(Debug, Clone)]
 pub struct IssueRow {
-    /// Id.
+    /// The issue's id (its page is `/issues/{id}`).
     pub id: i64,
-    /// Project.
+    /// The project it belongs to.
     pub project: ProjectRef,
     /// Per-project sequence number (short id suffix).
     pub short_seq: i64,
-    /// Title.
+    /// Title as shown in lists.
     pub title: String,
-    /// Culprit.
+    /// Where it happened: the culprit Sentry shows under the title.
     pub culprit: String,
-    /// Level.
+    /// Severity: `fatal`, `error`, `warning`, `info` or `debug`.
     pub level: String,
     /// `error` or `default`.
     pub kind: String,
@@ -42,13 +42,13 @@ pub struct IssueRow {
     pub metadata: String,
     /// unresolved, resolved, ignored.
     pub status: String,
-    /// ms.
+    /// When its first event happened (ms since the epoch).
     pub first_seen: i64,
-    /// ms.
+    /// When its latest event happened (ms since the epoch).
     pub last_seen: i64,
-    /// Events.
+    /// How many events it has.
     pub times_seen: i64,
-    /// Distinct users.
+    /// How many distinct users its events affected.
     pub user_count: i64,
     /// Release of the first event.
     pub first_release: Option<String>,
@@ -168,13 +168,13 @@ pub type TagValues = (String, Vec<(String, i64)>);
 /// A stored event, decoded.
 #[derive(Debug, Clone)]
 pub struct EventRow {
-    /// Row id.
+    /// The event's row in the store.
     pub row: i64,
-    /// 32 hex.
+    /// The event id the SDK chose (32 hex digits).
     pub event_id: String,
     /// Issue, for errors.
     pub issue_id: Option<i64>,
-    /// ms.
+    /// When it happened (ms since the epoch).
     pub timestamp: i64,
     /// The normalised payload.
     pub payload: serde_json::Value,
@@ -186,23 +186,23 @@ pub struct EventRow {
 pub struct LatencySummary {
     /// Transaction name (or span op).
     pub name: String,
-    /// Op.
+    /// The operation (`http.client`, `order.pipeline`, …).
     pub op: String,
-    /// Count.
+    /// How many transactions (or spans) in the window.
     pub count: i64,
     /// Failures.
     pub errors: i64,
     /// errors / count.
     pub failure_rate: f64,
-    /// ms.
+    /// Median duration (ms).
     pub p50: Option<f64>,
-    /// ms.
+    /// 75th percentile of the duration (ms).
     pub p75: Option<f64>,
-    /// ms.
+    /// 95th percentile of the duration (ms).
     pub p95: Option<f64>,
-    /// ms.
+    /// 99th percentile of the duration (ms).
     pub p99: Option<f64>,
-    /// ms.
+    /// Mean duration (ms).
     pub avg: Option<f64>,
 }
 
@@ -242,23 +242,23 @@ fn tree_order(rows: Vec<SpanRow>) -> Vec<SpanRow> {
 pub struct SpanRow {
     /// 32 hex of the transaction it was sent in.
     pub event_id: String,
-    /// Span id.
+    /// The span id (16 hex digits).
     pub span_id: String,
-    /// Parent.
+    /// The parent span, absent for a root span.
     pub parent_span_id: Option<String>,
-    /// Op.
+    /// The operation (`http.client`, `order.pipeline`, …).
     pub op: String,
-    /// Description.
+    /// What the span did, in the SDK's words.
     pub description: Option<String>,
-    /// Status.
+    /// The span's status (`ok`, `internal_error`, …), if set.
     pub status: Option<String>,
     /// Start (seconds since epoch, fractional).
     pub start_timestamp: f64,
     /// End (seconds).
     pub timestamp: f64,
-    /// ms.
+    /// How long it took, in milliseconds.
     pub duration_ms: f64,
-    /// Data.
+    /// Extra data the SDK attached to the span.
     pub data: Option<serde_json::Value>,
 }
 
@@ -606,11 +606,11 @@ impl Reader {
 /// A recent transaction as the Performance page lists it.
 #[derive(Debug, Clone)]
 pub struct RecentTransaction {
-    /// Event id.
+    /// The event id the SDK chose (32 hex digits).
     pub event_id: String,
     /// Transaction name.
     pub name: String,
-    /// Its trace.
+    /// The trace it belongs to (32 hex digits).
     pub trace_id: Option<String>,
     /// End time (ms).
     pub timestamp: i64,

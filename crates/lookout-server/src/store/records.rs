@@ -7,9 +7,9 @@ use std::collections::HashMap;
 /// One error or message event, ready to store.
 #[derive(Debug, Clone)]
 pub struct EventRecord {
-    /// Project.
+    /// The project it belongs to.
     pub project_id: i64,
-    /// 32 hex.
+    /// The event id the SDK chose (32 hex digits).
     pub event_id: String,
     /// Event time (ms since epoch).
     pub timestamp_ms: i64,
@@ -29,11 +29,11 @@ pub struct EventRecord {
     pub trace_id: Option<String>,
     /// Who was affected (user id, email, username or IP), for distinct-user counts.
     pub user_key: Option<String>,
-    /// Group hash.
+    /// The group hash that decides its issue.
     pub hash: String,
-    /// Issue title.
+    /// Title as shown in lists.
     pub title: String,
-    /// Issue culprit.
+    /// Where it happened: the culprit Sentry shows under the title.
     pub culprit: String,
     /// Grouping metadata (type, value, …) as JSON.
     pub metadata: String,
@@ -46,15 +46,15 @@ pub struct EventRecord {
 /// One span of a transaction.
 #[derive(Debug, Clone)]
 pub struct SpanRecord {
-    /// 16 hex.
+    /// The span id (16 hex digits).
     pub span_id: String,
-    /// Parent span.
+    /// The parent span, absent for a root span.
     pub parent_span_id: Option<String>,
-    /// Operation.
+    /// The operation (`http.client`, `order.pipeline`, …).
     pub op: String,
-    /// Description.
+    /// What the span did, in the SDK's words.
     pub description: Option<String>,
-    /// Status.
+    /// The span's status (`ok`, `internal_error`, …), if set.
     pub status: Option<String>,
     /// Start (ms since epoch, fractional).
     pub start_ms: f64,
@@ -67,37 +67,37 @@ pub struct SpanRecord {
 /// One transaction with its spans.
 #[derive(Debug, Clone)]
 pub struct TransactionRecord {
-    /// Project.
+    /// The project it belongs to.
     pub project_id: i64,
-    /// 32 hex.
+    /// The event id the SDK chose (32 hex digits).
     pub event_id: String,
     /// End time (ms since epoch).
     pub timestamp_ms: i64,
-    /// Arrival time.
+    /// When the server received it (ms since the epoch).
     pub received_ms: i64,
     /// Transaction name.
     pub name: String,
-    /// Root op.
+    /// The operation (`http.client`, `order.pipeline`, …).
     pub op: String,
     /// Root status (`ok` unless failed).
     pub status: String,
     /// Root span id.
     pub span_id: String,
-    /// Trace id.
+    /// The trace it belongs to (32 hex digits).
     pub trace_id: String,
     /// Duration in ms.
     pub duration_ms: f64,
     /// Start (ms since epoch).
     pub start_ms: f64,
-    /// Release.
+    /// The release it ran, if named.
     pub release: Option<String>,
-    /// Environment.
+    /// The environment, if named.
     pub environment: Option<String>,
-    /// Who.
+    /// Who was affected (user id, email, username or IP), for distinct-user counts.
     pub user_key: Option<String>,
-    /// Tags.
+    /// Its tags (key, value), in the order sent.
     pub tags: Vec<(String, String)>,
-    /// Child spans.
+    /// Its child spans.
     pub spans: Vec<SpanRecord>,
     /// The normalised, scrubbed payload, zstd-compressed.
     pub payload: Vec<u8>,
@@ -106,9 +106,9 @@ pub struct TransactionRecord {
 /// A session update (from a `session` item).
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
-    /// Project.
+    /// The project it belongs to.
     pub project_id: i64,
-    /// Session id.
+    /// The session id the SDK chose.
     pub sid: String,
     /// Distinct id (user), if any.
     pub did: Option<String>,
@@ -124,16 +124,16 @@ pub struct SessionRecord {
     pub timestamp_ms: i64,
     /// Duration in seconds.
     pub duration: Option<f64>,
-    /// Release.
+    /// The release the session ran (sessions always name one).
     pub release: String,
-    /// Environment.
+    /// The environment (empty when none).
     pub environment: String,
 }
 
 /// One bucket of a `sessions` aggregate item.
 #[derive(Debug, Clone)]
 pub struct SessionAggregateRecord {
-    /// Project.
+    /// The project it belongs to.
     pub project_id: i64,
     /// Minute start (ms).
     pub started_ms: i64,
@@ -143,24 +143,24 @@ pub struct SessionAggregateRecord {
     pub exited: i64,
     /// Sessions with errors.
     pub errored: i64,
-    /// Abnormal sessions.
+    /// Sessions that ended abnormally (hung or killed).
     pub abnormal: i64,
-    /// Crashed sessions.
+    /// Sessions that ended in a crash.
     pub crashed: i64,
-    /// Release.
+    /// The release the sessions ran.
     pub release: String,
-    /// Environment.
+    /// The environment (empty when none).
     pub environment: String,
 }
 
 /// A check-in.
 #[derive(Debug, Clone)]
 pub struct CheckInRecord {
-    /// Project.
+    /// The project it belongs to.
     pub project_id: i64,
-    /// 32 hex.
+    /// The check-in id the SDK chose (32 hex digits).
     pub check_in_id: String,
-    /// Monitor slug.
+    /// The monitor it reports for.
     pub monitor_slug: String,
     /// Environment (default `production`).
     pub environment: String,
@@ -168,26 +168,26 @@ pub struct CheckInRecord {
     pub status: String,
     /// Duration in ms.
     pub duration_ms: Option<f64>,
-    /// Release.
+    /// The release that checked in, if named.
     pub release: Option<String>,
     /// The monitor_config as sent, JSON.
     pub monitor_config: Option<String>,
-    /// Arrival time.
+    /// When the server received it (ms since the epoch).
     pub received_ms: i64,
 }
 
 /// A log record.
 #[derive(Debug, Clone)]
 pub struct LogRecord {
-    /// Project.
+    /// The project it belongs to.
     pub project_id: i64,
-    /// Time (ms).
+    /// When it happened (ms since the epoch).
     pub timestamp_ms: i64,
-    /// Level.
+    /// Severity: `fatal`, `error`, `warning`, `info` or `debug`.
     pub level: String,
     /// Body (scrubbed).
     pub body: String,
-    /// Trace id.
+    /// The trace it belongs to (32 hex digits).
     pub trace_id: Option<String>,
     /// Attributes JSON (scrubbed).
     pub attributes: Option<String>,
@@ -196,11 +196,11 @@ pub struct LogRecord {
 /// An item the digest refused.
 #[derive(Debug, Clone)]
 pub struct Rejection {
-    /// Inbox row.
+    /// The inbox row it came from.
     pub inbox_id: i64,
-    /// Project.
+    /// The project it belongs to.
     pub project_id: i64,
-    /// Item type.
+    /// The envelope item type (`event`, `transaction`, `session`, …).
     pub item_type: String,
     /// Stable reason.
     pub reason: String,
@@ -219,15 +219,15 @@ pub struct Batch {
     pub transactions: Vec<TransactionRecord>,
     /// Session updates.
     pub sessions: Vec<SessionRecord>,
-    /// Session aggregates.
+    /// Pre-aggregated session counts (server-mode SDKs).
     pub session_aggregates: Vec<SessionAggregateRecord>,
-    /// Check-ins.
+    /// Cron and heartbeat check-ins.
     pub check_ins: Vec<CheckInRecord>,
     /// Client reports: (project, minute ms, reason, category) → quantity.
     pub client_reports: HashMap<(i64, i64, String, String), i64>,
-    /// Logs.
+    /// Log records.
     pub logs: Vec<LogRecord>,
-    /// Refused items.
+    /// Items refused, each with its reason.
     pub rejections: Vec<Rejection>,
 }
 

@@ -15,9 +15,9 @@ pub struct Release {
     pub version: String,
     /// URL, if given.
     pub url: Option<String>,
-    /// ms.
+    /// When it was created (ms since the epoch).
     pub date_created: i64,
-    /// ms.
+    /// When work on it started (ms since the epoch), if set.
     pub date_started: Option<i64>,
     /// ms (set by `finalize`).
     pub date_released: Option<i64>,
@@ -40,15 +40,15 @@ pub struct Release {
 pub struct Deploy {
     /// Row id.
     pub id: i64,
-    /// Environment.
+    /// Where it was deployed.
     pub environment: String,
-    /// Name.
+    /// The deploy's name, if given.
     pub name: Option<String>,
     /// URL.
     pub url: Option<String>,
-    /// ms.
+    /// When the deploy started (ms since the epoch), if known.
     pub date_started: Option<i64>,
-    /// ms.
+    /// When the deploy finished (ms since the epoch).
     pub date_finished: i64,
 }
 
@@ -57,11 +57,11 @@ pub struct Deploy {
 pub struct NewDeploy {
     /// Environment (required).
     pub environment: String,
-    /// Name.
+    /// The deploy's name, if given.
     pub name: Option<String>,
     /// URL.
     pub url: Option<String>,
-    /// ms.
+    /// When the deploy started (ms since the epoch), if known.
     pub date_started: Option<i64>,
     /// ms; now when absent.
     pub date_finished: Option<i64>,
@@ -78,7 +78,7 @@ pub struct Repo {
     pub url: Option<String>,
     /// Provider id (`git`, `github`, …).
     pub provider: String,
-    /// ms.
+    /// When it was created (ms since the epoch).
     pub date_created: i64,
 }
 

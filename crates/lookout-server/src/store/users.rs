@@ -168,15 +168,15 @@ impl Users {
 /// An API token as the settings page lists it (never the token itself).
 #[derive(Debug, Clone)]
 pub struct TokenRow {
-    /// Id.
+    /// The token's id (what revoking it takes).
     pub id: i64,
-    /// Name.
+    /// The name given when it was created.
     pub name: String,
     /// Space-separated scopes.
     pub scopes: String,
-    /// ms.
+    /// When it was queued (ms since the epoch).
     pub created_at: i64,
-    /// ms.
+    /// When it was last used (ms since the epoch), if ever.
     pub last_used_at: Option<i64>,
 }
 
