@@ -5,7 +5,18 @@
 //! Run: `cargo bench -p lookout-server --bench alert_latency` (env `LOOKOUT_BENCH_ALERTS`,
 //! default 200 alerts; `LOOKOUT_BENCH_BACKGROUND`, default 500 background events/s;
 //! `LOOKOUT_BENCH_DEBUG=1` prints every latency and the server's warnings).
+//!
+//! Sustained case: `LOOKOUT_BENCH_SUSTAINED=3000` first fills the last 60 minutes (the
+//! window of the six presets' longest rule) with transactions and errors, then sends that
+//! many envelopes a second (two transactions of `order.pipeline` for one error, through
+//! the light load generator) for `LOOKOUT_BENCH_SECS` seconds (default 30) while a new
+//! issue arrives every half second; it reports the alert latency over the run and its mean
+//! in the first and the last third (flat: the alert stage keeps up as the window stays
+//! full), and the digest lag sampled meanwhile.
 #![allow(clippy::print_stdout, missing_docs)]
+
+#[path = "shared/loadgen.rs"]
+mod loadgen;
 
 use axum::extract::State;
 use axum::routing::post;
@@ -57,6 +68,7 @@ async fn run() {
     if std::env::var("LOOKOUT_BENCH_DEBUG").is_ok() {
         let _ = tracing_subscriber::fmt().with_env_filter("warn").try_init();
     }
+    let sustained: u64 = env_or("LOOKOUT_BENCH_SUSTAINED", 0);
     let alerts: usize = env_or("LOOKOUT_BENCH_ALERTS", 200);
     let background: u64 = env_or("LOOKOUT_BENCH_BACKGROUND", 500);
     let got: Arrivals = Arc::new((Mutex::new(HashMap::new()), Notify::new()));
@@ -100,6 +112,23 @@ async fn run() {
     let p = &server.store.list_projects().expect("projects")[0];
     let url = format!("{base}/api/{}/envelope/", p.id);
     let auth = format!("Sentry sentry_key={}, sentry_version=7", p.public_key);
+
+    if sustained > 0 {
+        let secs: u64 = env_or("LOOKOUT_BENCH_SECS", 30);
+        sustained_run(
+            &server,
+            &got,
+            &url,
+            &auth,
+            p.id,
+            &p.public_key,
+            sustained,
+            secs,
+        )
+        .await;
+        server.stop().await.expect("stop");
+        return;
+    }
 
     // Background load: repeated events of one issue (no alert), at a steady rate.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -165,5 +194,191 @@ async fn run() {
         q(0.50),
         q(0.99),
         latencies.last().copied().unwrap_or(0.0)
+    );
+}
+
+fn now_s() -> f64 {
+    chrono::Utc::now().timestamp_millis() as f64 / 1000.0
+}
+
+/// An error event of the trading kind at `at` (seconds), one issue per `asset`.
+fn trading_error(n: u64, at: f64, asset: &str) -> Vec<u8> {
+    let p = json!({"event_id": format!("{:032x}", n + 1), "timestamp": at, "level": "error",
+        "platform": "rust", "user": {"id": format!("agent-{}", n % 4)},
+        "exception": {"values": [{"type": "InsufficientMargin", "value": format!("margin short on {asset}")}]},
+        "tags": {"trade.asset": asset, "trade.phase": "order_placement", "service": "trading"},
+        "fingerprint": ["InsufficientMargin", asset]})
+    .to_string();
+    format!("{{}}\n{{\"type\":\"event\",\"length\":{}}}\n{p}\n", p.len()).into_bytes()
+}
+
+/// An `order.pipeline` transaction ending at `at` (seconds); one in ten rejected by risk.
+fn pipeline(n: u64, at: f64) -> Vec<u8> {
+    let outcome = if n.is_multiple_of(10) {
+        "rejected_risk"
+    } else {
+        "filled"
+    };
+    let p = json!({"event_id": format!("{:032x}", n + 1), "type": "transaction",
+        "transaction": "Order Pipeline: BTC buy", "start_timestamp": at - 0.2, "timestamp": at,
+        "contexts": {"trace": {"trace_id": format!("{:032x}", n + 1), "span_id": "aaaaaaaaaaaaaaaa",
+                               "op": "order.pipeline", "status": "ok"}},
+        "tags": {"outcome": outcome}, "spans": [], "platform": "rust", "release": "vol-arb@1.0.0",
+        "user": {"id": format!("agent-{}", n % 4)}})
+    .to_string();
+    format!(
+        "{{}}\n{{\"type\":\"transaction\",\"length\":{}}}\n{p}\n",
+        p.len()
+    )
+    .into_bytes()
+}
+
+/// The value of metric `name` in a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn sustained_run(
+    server: &RunningServer,
+    got: &Arrivals,
+    url: &str,
+    auth: &str,
+    project: i64,
+    key: &str,
+    rate: u64,
+    secs: u64,
+) {
+    let path = format!("/api/{project}/envelope/");
+    let headers = vec![format!(
+        "x-sentry-auth: Sentry sentry_key={key}, sentry_version=7"
+    )];
+    let client = reqwest::Client::new();
+    let metrics_url = format!("{}/metrics", server.base_url());
+    let digested = |text: &str| {
+        metric(text, "lookout_digested_rows_total").max(metric(text, "lookout_digested_rows"))
+    };
+    // The last hour, full: 500 envelopes a minute, spread over each minute.
+    let now = now_s();
+    let fill: u64 = 60 * 500;
+    let requests: Vec<Vec<u8>> = (0..fill)
+        .map(|n| {
+            let at = now - 3600.0 + n as f64 * 3600.0 / fill as f64;
+            let body = if n.is_multiple_of(3) {
+                trading_error(n, at, if n.is_multiple_of(2) { "BTC" } else { "ETH" })
+            } else {
+                pipeline(n, at)
+            };
+            loadgen::post(&path, &headers, &body)
+        })
+        .collect();
+    let started = Instant::now();
+    let filled = loadgen::spawn(server.addr, 32, None, move |c, n| {
+        requests.get(usize::try_from(n * 32).ok()? + c).cloned()
+    })
+    .join()
+    .expect("fill");
+    assert_eq!(filled.refused, 0, "fill refused");
+    loop {
+        let text = client
+            .get(&metrics_url)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if digested(&text) >= fill as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "filled the last 60 minutes with {fill} envelopes in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Sustained load: `rate` envelopes a second for `secs` seconds.
+    let total = rate * secs;
+    let base = fill;
+    let load = loadgen::spawn(
+        server.addr,
+        32,
+        Some(Duration::from_secs_f64(1.0 / rate as f64)),
+        move |c, n| {
+            let i = n * 32 + c as u64;
+            (i < total).then(|| {
+                let k = base + i;
+                let body = if i.is_multiple_of(3) {
+                    trading_error(k, now_s(), if i.is_multiple_of(2) { "BTC" } else { "ETH" })
+                } else {
+                    pipeline(k, now_s())
+                };
+                loadgen::post(&path, &headers, &body)
+            })
+        },
+    );
+    let run_started = Instant::now();
+    let mut samples: Vec<(f64, f64)> = Vec::new(); // (seconds into the run, latency ms)
+    let mut lags: Vec<f64> = Vec::new();
+    let mut i = 0u64;
+    while run_started.elapsed() < Duration::from_secs(secs) {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let start = Instant::now();
+        let r = client
+            .post(url)
+            .header("x-sentry-auth", auth)
+            .body(event(&id, &format!("sustained failure mode {i}")))
+            .send()
+            .await
+            .expect("post");
+        assert!(r.status().is_success());
+        i += 1;
+        let deadline = start + Duration::from_secs(60);
+        loop {
+            let waiter = got.1.notified();
+            if let Some(at) = got.0.lock().unwrap().get(&id) {
+                samples.push((
+                    run_started.elapsed().as_secs_f64(),
+                    at.duration_since(start).as_secs_f64() * 1000.0,
+                ));
+                break;
+            }
+            assert!(Instant::now() < deadline, "alert {id} never arrived");
+            let _ = tokio::time::timeout(Duration::from_millis(50), waiter).await;
+        }
+        if let Ok(r) = client.get(&metrics_url).send().await
+            && let Ok(text) = r.text().await
+        {
+            lags.push(metric(&text, "lookout_digest_lag_ms"));
+        }
+        tokio::time::sleep_until((start + Duration::from_millis(500)).into()).await;
+    }
+    let outcome = load.join().expect("load");
+    let sent = outcome.latencies_us.len() as f64;
+    let mut latencies: Vec<f64> = samples.iter().map(|s| s.1).collect();
+    latencies.sort_by(f64::total_cmp);
+    let third = samples.len() / 3;
+    let mean = |xs: &[(f64, f64)]| xs.iter().map(|s| s.1).sum::<f64>() / xs.len().max(1) as f64;
+    lags.sort_by(f64::total_cmp);
+    println!(
+        "sustained: {} cores, {rate}/s asked, {:.0}/s accepted ({} refused) for {secs} s with the last hour full; \
+         alert latency over {} alerts: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; mean of the first third {:.0} ms, of the last third {:.0} ms; \
+         digest lag: p50 {:.0} ms, max {:.0} ms",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        sent / outcome.elapsed.as_secs_f64(),
+        outcome.refused,
+        samples.len(),
+        loadgen::percentile(&latencies, 0.5).unwrap_or(0.0),
+        loadgen::percentile(&latencies, 0.99).unwrap_or(0.0),
+        latencies.last().copied().unwrap_or(0.0),
+        mean(&samples[..third]),
+        mean(&samples[samples.len() - third..]),
+        loadgen::percentile(&lags, 0.5).unwrap_or(0.0),
+        lags.last().copied().unwrap_or(0.0),
     );
 }
