@@ -148,7 +148,7 @@ pub struct Store {
 }
 
 /// Open a connection with Lookout's settings.
-pub fn connect(path: &Path, synchronous: Synchronous) -> Result<Connection> {
+pub(crate) fn connect(path: &Path, synchronous: Synchronous) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -217,8 +217,14 @@ impl Store {
         self.db.path().parent().unwrap_or_else(|| Path::new("."))
     }
 
-    pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+    /// Run `f` on the writer (organisation, project, key and token changes).
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         f(&mut self.db.writer())
+    }
+
+    /// Run `f` on a pooled read-only connection.
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        f(&*self.db.reader()?)
     }
 
     /// Releases, deploys, repositories and commits.
@@ -275,7 +281,7 @@ impl Store {
     /// project when it was created now.
     pub fn ensure_default_project(&self) -> Result<Option<ProjectInfo>> {
         let any: i64 = self
-            .with_conn(|c| Ok(c.query_row("SELECT COUNT(*) FROM projects", [], |r| r.get(0))?))?;
+            .with_reader(|c| Ok(c.query_row("SELECT COUNT(*) FROM projects", [], |r| r.get(0))?))?;
         if any > 0 {
             return Ok(None);
         }
@@ -342,7 +348,7 @@ impl Store {
 
     /// All projects with their first key.
     pub fn list_projects(&self) -> Result<Vec<ProjectInfo>> {
-        self.with_conn(|c| {
+        self.with_reader(|c| {
             let mut stmt = c.prepare(
                 "SELECT p.id, o.slug, p.slug, k.public_key, p.status
                  FROM projects p JOIN organizations o ON o.id = p.org_id
@@ -379,7 +385,7 @@ impl Store {
 
     /// Look a client key up.
     pub fn find_key(&self, public_key: &str) -> Result<Option<KeyInfo>> {
-        self.with_conn(|c| {
+        self.with_reader(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT k.id, k.project_id, k.status = 'active' AND p.status = 'active', k.rate_limit_per_minute
                  FROM project_keys k JOIN projects p ON p.id = k.project_id WHERE k.public_key = ?1",
@@ -432,7 +438,7 @@ impl Store {
 
     /// Look up a token by its plaintext; returns its scopes.
     pub fn find_token(&self, token: &str) -> Result<Option<TokenInfo>> {
-        self.with_conn(|c| {
+        self.with_reader(|c| {
             Ok(c.query_row(
                 "SELECT id, name, scopes FROM api_tokens WHERE token_hash = ?1",
                 [hash_token(token)],
