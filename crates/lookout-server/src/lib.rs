@@ -16,7 +16,7 @@
 //! * [`store`]: the only module that speaks SQL: one handle per process, one repository per
 //!   concept; the inbox writer thread.
 //! * [`services`]: what the REST API and the web UI both do (alert rule book, release
-//!   health).
+//!   health, agents overview, issue search).
 //! * [`api`]: the REST API under `/api/0/`, in Sentry's shapes.
 //! * [`ui`]: the web UI (server-rendered pages).
 //! * [`http`]: the shared state, the router, one error type for every refusal.

@@ -84,13 +84,11 @@ async fn list_issues(
     };
     let limit = params.limit.unwrap_or(25).clamp(1, 100);
     let offset = parse_cursor(params.cursor.as_deref());
-    let issues = blocking(move || {
-        let p = reader.project(&org, &project)?;
-        reader.issues(p.id, &terms, since, limit + 1, offset)
-    })
-    .await?;
-    let more = issues.len() as i64 > limit;
-    let body: Vec<Value> = issues.iter().take(limit as usize).map(issue_json).collect();
+    let p = blocking(move || reader.project(&org, &project)).await?;
+    let page =
+        crate::services::issues::search(&state.store, p.id, terms, since, limit, offset).await?;
+    let more = page.more;
+    let body: Vec<Value> = page.issues.iter().map(issue_json).collect();
     let mut headers = axum::http::HeaderMap::new();
     let link = format!(
         "<?cursor=0:{prev}:1>; rel=\"previous\"; results=\"{has_prev}\"; cursor=\"0:{prev}:1\", <?cursor=0:{next}:0>; rel=\"next\"; results=\"{more}\"; cursor=\"0:{next}:0\"",

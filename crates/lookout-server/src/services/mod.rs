@@ -4,8 +4,12 @@
 //!
 //! * [`rule_book`]: alert rules: validate, merge, store.
 //! * [`health`]: release health per release, environment and strategy.
+//! * [`agents`]: the agents overview.
+//! * [`issues`]: issue search, a page at a time.
 
+pub mod agents;
 pub mod health;
+pub mod issues;
 pub mod rule_book;
 
 use crate::store::StoreError;

@@ -2,15 +2,13 @@
 
 use super::{Page, Viewer, ago, clip, empty, layout, ms, pct, urlencode};
 use crate::http::state::AppState;
-use crate::services::blocking;
 use axum::extract::State;
 use maud::html;
 
 /// Agents overview.
 pub(super) async fn page(State(state): State<AppState>, viewer: Viewer) -> Page {
-    let agents = state.store.agents();
     let now = state.clock.now_ms();
-    let rows = blocking(move || agents.list("default", now)).await?;
+    let rows = crate::services::agents::overview(&state.store, "default", now).await?;
     let count = |s: &str| rows.iter().filter(|a| a.status == s).count();
     let body = html! {
         div.page-head {

@@ -141,16 +141,14 @@ async fn list(State(state): State<AppState>, viewer: Viewer, Query(f): Query<Fil
     let terms = f.terms();
     let page = f.page.unwrap_or(0).max(0);
     let wanted = nonempty(&f.project).map(str::to_owned);
-    let (projects, (pid, slug), issues, sparks) = blocking(move || {
-        let (all, chosen) = pick_project(&reader, wanted.as_deref())?;
-        let issues = reader.issues(chosen.0, &terms, None, PAGE + 1, page * PAGE)?;
-        let ids: Vec<i64> = issues.iter().map(|i| i.id).collect();
-        let sparks = reader.hourly_counts(&ids, now)?;
-        Ok((all, chosen, issues, sparks))
-    })
-    .await?;
-    let _ = pid;
-    let more = issues.len() as i64 > PAGE;
+    let picker = reader.clone();
+    let (projects, (pid, slug)) =
+        blocking(move || pick_project(&picker, wanted.as_deref())).await?;
+    let found =
+        crate::services::issues::search(&state.store, pid, terms, None, PAGE, page * PAGE).await?;
+    let ids: Vec<i64> = found.issues.iter().map(|i| i.id).collect();
+    let sparks = blocking(move || reader.hourly_counts(&ids, now)).await?;
+    let (issues, more) = (found.issues, found.more);
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let status = nonempty(&f.status).unwrap_or("unresolved").to_owned();
     let body = html! {
@@ -178,7 +176,7 @@ async fn list(State(state): State<AppState>, viewer: Viewer, Query(f): Query<Fil
         } @else {
             table.grid id="issues" {
                 thead { tr { th { "Issue" } th { "Level" } th { "Last seen" } th.num { "Events" } th.num { "Agents" } th { "24 h" } } }
-                tbody { @for (i, spark) in issues.iter().take(PAGE as usize).zip(&sparks) {
+                tbody { @for (i, spark) in issues.iter().zip(&sparks) {
                     tr.issue {
                         td {
                             a.issue-title href=(format!("/issues/{}", i.id)) { (clip(&i.title, 140)) }
