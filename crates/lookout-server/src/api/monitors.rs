@@ -5,7 +5,6 @@
 use super::{Caller, blocking, iso, parse_period};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::store::health::crash_free;
 use crate::store::monitors::{MonitorConfig, MonitorRow};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -236,47 +235,28 @@ async fn release_health(
     let period = parse_period(w.stats_period.as_deref().unwrap_or("24h"))?;
     let now = state.clock.now_ms();
     let since = now - period;
-    let reader = state.reader.clone();
-    let health = state.store.health();
-    let rows = blocking(move || {
-        let p = reader.project(&org, &project)?;
-        health.by_release(p.id, since)
-    })
-    .await?;
-    let total: i64 = rows.iter().map(|r| r.sessions).sum();
-    // strategy → (sessions, crashed, releases)
-    let mut strategies: std::collections::BTreeMap<&str, (i64, i64, Vec<&str>)> =
-        std::collections::BTreeMap::new();
-    for r in &rows {
-        if let Some(s) = &r.strategy {
-            let e = strategies.entry(s).or_default();
-            e.0 += r.sessions;
-            e.1 += r.crashed;
-            if !e.2.contains(&r.release.as_str()) {
-                e.2.push(&r.release);
-            }
-        }
-    }
+    let (rows, strategies) =
+        crate::services::health::release_health(&state.store, &org, &project, since).await?;
     let data: Vec<Value> = rows
         .iter()
-        .map(|r| {
+        .map(|h| {
+            let r = &h.figures;
             json!({
                 "release": r.release, "environment": r.environment, "strategy": r.strategy,
                 "sessions": r.sessions, "sessionsCrashed": r.crashed, "sessionsAbnormal": r.abnormal, "sessionsErrored": r.errored,
-                "crashFreeSessions": crash_free(r.sessions, r.crashed),
+                "crashFreeSessions": h.crash_free_sessions,
                 "users": r.users, "usersCrashed": r.users_crashed,
-                "crashFreeUsers": crash_free(r.users, r.users_crashed),
-                "adoption": (total > 0).then(|| r.sessions as f64 / total as f64 * 100.0),
+                "crashFreeUsers": h.crash_free_users,
+                "adoption": h.adoption,
                 "firstSeen": iso(r.first_seen), "lastSeen": iso(r.last_seen),
             })
         })
         .collect();
     let by_strategy: Vec<Value> = strategies
-        .into_iter()
-        .map(|(strategy, (init, crashed, releases))| {
-            json!({"strategy": strategy, "sessions": init, "sessionsCrashed": crashed,
-                   "crashFreeSessions": crash_free(init, crashed),
-                   "releases": releases})
+        .iter()
+        .map(|s| {
+            json!({"strategy": s.strategy, "sessions": s.sessions, "sessionsCrashed": s.crashed,
+                   "crashFreeSessions": s.crash_free_sessions, "releases": s.releases})
         })
         .collect();
     Ok(Json(json!({"data": data, "strategies": by_strategy})))
