@@ -1,12 +1,12 @@
-//! Cost of the pure digest core per event: normalise + scrub + group a realistic ~8 KB
-//! Python-SDK error event (15 frames with context lines and vars, 20 breadcrumbs), and
-//! normalise + scrub a transaction with five spans.
+//! Cost of the pure digest core per event: normalise + scrub + classify frames + group a
+//! realistic ~8 KB Python-SDK error event (15 frames with context lines and vars, 20
+//! breadcrumbs), and normalise + scrub a transaction with five spans.
 #![allow(missing_docs)]
 
 use chrono::{DateTime, Utc};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use lookout_protocol::normalize::{ItemKind, NormalizeContext, normalize_event};
-use lookout_protocol::{grouping, scrub};
+use lookout_protocol::{grouping, scrub, stacktrace};
 use serde_json::{Value, json};
 use std::hint::black_box;
 
@@ -100,6 +100,7 @@ fn bench(c: &mut Criterion) {
                     return;
                 };
                 let report = scrub::scrub_event(&mut n.payload);
+                stacktrace::apply_in_app(&mut n.payload, &stacktrace::InAppRules::default());
                 black_box((report, grouping::compute_grouping(&n.payload)));
             },
             BatchSize::SmallInput,
