@@ -457,7 +457,36 @@ fn rust_frame(frame: &Value) -> bool {
 /// A frame as a culprit: `module::function` for Rust (the module from the file name when
 /// the function has no path, as in line-tables-only builds), `module in function`
 /// elsewhere.
-fn frame_culprit(f: &Value, platform: &str) -> Option<String> {
+/// The enclosing function of an anonymous Rust frame (`{async_fn#0}`, `{closure#1}`: how
+/// line-tables-only builds name an async fn's or a closure's body), when another frame of
+/// the same trace names its type in its generics (`…<app::casino::run::{async_fn_env#0}>`)
+/// under the frame's module. Best effort, for display only: it depends on which frames the
+/// trace holds, so grouping never uses it.
+fn enclosing_function(func: &str, module: &str, trace: &[&Value]) -> Option<String> {
+    let anon = func.split('<').next().unwrap_or(func);
+    let inner = anon.strip_prefix('{')?.strip_suffix('}')?;
+    let (kind, n) = inner.split_once('#')?;
+    if !matches!(kind, "async_fn" | "closure" | "async_block") || n.is_empty() {
+        return None;
+    }
+    let needle = format!("::{{{kind}_env#{n}}}");
+    trace
+        .iter()
+        .filter_map(|f| f.get("function").and_then(Value::as_str))
+        .find_map(|other| {
+            let end = other.find(&needle)?;
+            let head = other.get(..end)?;
+            let start = head
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .map_or(0, |i| i + 1);
+            let path = head.get(start..)?;
+            path.split("::")
+                .any(|seg| seg == module)
+                .then(|| path.to_owned())
+        })
+}
+
+fn frame_culprit(f: &Value, platform: &str, trace: &[&Value]) -> Option<String> {
     let function = f
         .get("function")
         .and_then(Value::as_str)
@@ -500,7 +529,7 @@ fn frame_culprit(f: &Value, platform: &str) -> Option<String> {
             Some(name.replace('-', "_"))
         });
         return Some(match module {
-            Some(m) => format!("{m}::{func}"),
+            Some(m) => enclosing_function(func, &m, trace).unwrap_or(format!("{m}::{func}")),
             None => func.to_owned(),
         });
     }
@@ -611,17 +640,18 @@ pub fn compute_grouping(event: &Value) -> Grouping {
             .collect();
         m.insert("fingerprint".into(), json!(shown));
     }
+    let trace = last_exc.map(frames).unwrap_or_default();
     let app_frame = frame.filter(|f| is_in_app(f));
     let platform = event.get("platform").and_then(Value::as_str).unwrap_or("");
     let culprit = app_frame
-        .and_then(|f| frame_culprit(f, platform))
+        .and_then(|f| frame_culprit(f, platform, &trace))
         .or_else(|| {
             event
                 .get("transaction")
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         })
-        .or_else(|| frame.and_then(|f| frame_culprit(f, platform)))
+        .or_else(|| frame.and_then(|f| frame_culprit(f, platform, &trace)))
         .unwrap_or_default();
     Grouping {
         hash,
@@ -903,6 +933,28 @@ mod tests {
         short["exception"]["values"][0]["stacktrace"]["frames"][4]["abs_path"] =
             json!("/w/src/casino_kelly.rs");
         assert_eq!(compute_grouping(&short).culprit, "casino_kelly::bet_once");
+        // An async fn's body (`{async_fn#0}`) is named after the fn when another frame
+        // carries its type; grouping stays on what the frame itself says.
+        let mut anon = rust_panic(
+            &[(
+                "poll<sentry_core::SentryFuture<agent::casino_kelly::run::{async_fn_env#0}>>",
+                "/r/tokio-1.54.1/src/core.rs",
+            )],
+            "x",
+        );
+        anon["exception"]["values"][0]["stacktrace"]["frames"][5]["function"] =
+            json!("{async_fn#0}");
+        anon["exception"]["values"][0]["stacktrace"]["frames"][5]["abs_path"] =
+            json!("/w/src/casino_kelly.rs");
+        let g = compute_grouping(&anon);
+        assert_eq!(g.culprit, "agent::casino_kelly::run");
+        assert_eq!(g.components[..2], ["agent.rs", "{async_fn#0}"]);
+        anon["exception"]["values"][0]["stacktrace"]["frames"][4]["function"] =
+            json!("poll<other::place::{async_fn_env#0}>");
+        assert_eq!(
+            compute_grouping(&anon).culprit,
+            "casino_kelly::{async_fn#0}"
+        );
         // No in-app frame at all: the ordinary stack trace rules.
         let lib_only = json!({"platform": "native", "exception": {"values": [{"type": "panic", "value": "x",
             "mechanism": {"type": "panic"}, "stacktrace": {"frames": [{"function": "std::f", "in_app": false}]}}]}});

@@ -303,3 +303,55 @@ async fn issues_split_by_a_fingerprint_have_titles_that_tell_them_apart() {
         assert_eq!(event["grouping"]["variant"], "fingerprint");
     }
 }
+
+/// An async fn that panics: line-tables-only builds name its body `{async_fn#0}`.
+async fn settle_async(agent: u32) {
+    tokio::task::yield_now().await;
+    if agent > 0 {
+        panic!("settlement for agent {agent} has no fills");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_fn_panic_is_attributed_to_the_fn() {
+    let s = TestServer::start().await;
+    let token = s.token();
+    let dsn = s.dsn();
+    tokio::task::spawn_blocking(move || {
+        let guard = sentry::init(sentry::ClientOptions::new().dsn(&dsn));
+        assert!(guard.is_enabled());
+        let hub = sentry::Hub::current();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let task = sentry::SentryFutureExt::bind_hub(settle_async(4), hub.clone());
+        let joined = rt.block_on(async move { tokio::spawn(task).await });
+        assert!(joined.is_err_and(|e| e.is_panic()));
+        assert!(
+            hub.client()
+                .is_some_and(|c| c.flush(Some(Duration::from_secs(10))))
+        );
+    })
+    .await
+    .expect("SDK thread");
+    let issues = issues_with(&s, &token, 1).await;
+    assert_eq!(issues.len(), 1, "{issues:#?}");
+    assert_eq!(
+        issues[0]["culprit"], "grouping::settle_async",
+        "{}",
+        issues[0]
+    );
+    let event = latest_event(&s, &token, &issues[0]).await;
+    let frames = frames(&event);
+    let top = frames.last().expect("frames");
+    assert!(in_app(top), "{top}");
+    assert!(
+        top["abs_path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("tests/grouping.rs")),
+        "{top}"
+    );
+    assert_eq!(event["grouping"]["variant"], "panic");
+}
