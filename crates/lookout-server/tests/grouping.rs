@@ -355,3 +355,53 @@ async fn an_async_fn_panic_is_attributed_to_the_fn() {
     );
     assert_eq!(event["grouping"]["variant"], "panic");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_agents_trading_fingerprint_titles_name_asset_and_phase() {
+    use lookout_agent::{Options, Phase, TradingError, TradingErrorKind, capture_trading_error};
+    let s = TestServer::start().await;
+    let token = s.token();
+    let dsn = s.dsn();
+    tokio::task::spawn_blocking(move || {
+        let hub = Options::new("ag_grouping")
+            .dsn(dsn)
+            .release("vol-arb@1.0.0")
+            .hub();
+        sentry::Hub::run(hub.clone(), || {
+            for asset in ["ETH", "BTC"] {
+                let error = TradingError::new(
+                    TradingErrorKind::InsufficientMargin,
+                    "margin below maintenance on POST /v1/trade/open",
+                )
+                .with_asset(asset)
+                .with_phase(Phase::Confirmation);
+                capture_trading_error(&error);
+            }
+        });
+        assert!(
+            hub.client()
+                .is_some_and(|c| c.flush(Some(Duration::from_secs(10))))
+        );
+    })
+    .await
+    .expect("agent thread");
+
+    let issues = issues_with(&s, &token, 2).await;
+    assert_eq!(issues.len(), 2, "{issues:#?}");
+    let phase = Phase::Confirmation.as_str();
+    let kind = TradingErrorKind::InsufficientMargin;
+    for asset in ["ETH", "BTC"] {
+        let issue = issues
+            .iter()
+            .find(|i| i["metadata"]["fingerprint"][1] == asset)
+            .unwrap_or_else(|| panic!("no issue for {asset}: {issues:#?}"));
+        let title = issue["title"].as_str().unwrap_or("");
+        assert!(title.starts_with(kind.as_str()), "{title}");
+        assert!(title.contains(asset) && title.contains(phase), "{title}");
+        assert!(title.contains("trade/open"), "{title}");
+        assert_eq!(
+            issue["metadata"]["fingerprint"],
+            serde_json::json!([kind.as_str(), asset, phase])
+        );
+    }
+}
