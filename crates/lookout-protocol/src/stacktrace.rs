@@ -28,6 +28,7 @@
 //! `data.orig_in_app` (as Sentry does), `null` if the SDK sent none.
 
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 
 /// Most frames looked at per stack trace; frames past this are left as the SDK sent them.
 pub const MAX_FRAMES: usize = 1024;
@@ -274,19 +275,18 @@ const NATIVE_START: &[&str] = &[
     "rust_begin_unwind",
     "__rust_start_panic",
 ];
-/// Path fragments of code that is not the application's: cargo's registry and git
-/// checkouts, rustup toolchains and the toolchain's `library/` tree (which release
-/// toolchains remap to `/rustc/<hash>/library/`).
-const RUST_SYSTEM_PATHS: &[&str] = &[
-    "/.cargo/registry/",
-    "/.cargo/git/checkouts/",
-    "/cargo/registry/src/",
-    "/.rustup/toolchains/",
-    "/library/std/src/",
-    "/library/core/src/",
-    "/library/alloc/src/",
-    "/library/panic_unwind/src/",
-    "/library/panic_abort/src/",
+/// The toolchain's own crates under its `library/` tree (which release toolchains remap to
+/// `/rustc/<hash>/library/`).
+const TOOLCHAIN_LIBRARIES: &[&str] = &[
+    "std/",
+    "core/",
+    "alloc/",
+    "panic_unwind/",
+    "panic_abort/",
+    "backtrace/",
+    "std_detect/",
+    "proc_macro/",
+    "test/",
 ];
 /// Paths of libc and thread start-up sources as glibc's debug info names them.
 const LIBC_PATHS: &[&str] = &["/nptl/", "/sysdeps/", "/csu/"];
@@ -332,17 +332,40 @@ fn path_of(f: &Map<String, Value>) -> Option<&str> {
     text(f, "abs_path").or_else(|| text(f, "filename"))
 }
 
+/// A path with forward slashes (Windows builds report backslashes); no copy when it has
+/// none.
+fn slashes(path: &str) -> Cow<'_, str> {
+    if path.contains('\\') {
+        Cow::Owned(path.replace('\\', "/"))
+    } else {
+        Cow::Borrowed(path)
+    }
+}
+
+/// Code that is not the application's, by path: cargo's registry and git checkouts, rustup
+/// toolchains, the toolchain's `library/` tree, glibc's sources.
 fn system_path(path: &str) -> bool {
-    // Paths are matched with forward slashes (Windows builds report backslashes).
-    let p = path.replace('\\', "/");
-    RUST_SYSTEM_PATHS.iter().any(|s| p.contains(s))
-        || (p.starts_with("/rustc/") && p.contains("/library/"))
+    let p = slashes(path);
+    let p = p.as_ref();
+    if p.starts_with("/rustc/") && p.contains("/library/") {
+        return true;
+    }
+    let library = p
+        .find("/library/")
+        .and_then(|i| p.get(i + "/library/".len()..))
+        .or_else(|| p.strip_prefix("library/"));
+    if library.is_some_and(|rest| TOOLCHAIN_LIBRARIES.iter().any(|l| rest.starts_with(l))) {
+        return true;
+    }
+    if (p.contains("/.cargo/") || p.contains("/cargo/"))
+        && (p.contains("/registry/src/") || p.contains("/git/checkouts/"))
+    {
+        return true;
+    }
+    p.contains("/.rustup/toolchains/")
         || LIBC_PATHS
             .iter()
             .any(|s| p.contains(s) || p.starts_with(s.trim_start_matches('/')))
-        || p.starts_with("library/std/")
-        || p.starts_with("library/core/")
-        || p.starts_with("library/alloc/")
 }
 
 /// A Rust frame is in-app unless its crate, name or path says it is library code.
@@ -351,9 +374,6 @@ fn rust_in_app(f: &Map<String, Value>) -> bool {
     let path = path_of(f);
     if function.is_none() && path.is_none() {
         // An unsymbolicated address: nothing says it is the application's.
-        return false;
-    }
-    if path.is_some_and(system_path) {
         return false;
     }
     if let Some(func) = function {
@@ -373,13 +393,13 @@ fn rust_in_app(f: &Map<String, Value>) -> bool {
             return false;
         }
     }
-    true
+    !path.is_some_and(system_path)
 }
 
 /// Python and Node library code, judged by path.
 fn library_path(f: &Map<String, Value>) -> bool {
     let Some(p) = path_of(f) else { return false };
-    let p = p.replace('\\', "/");
+    let p = slashes(p);
     p.contains("/site-packages/")
         || p.contains("/dist-packages/")
         || p.contains("/node_modules/")
@@ -405,18 +425,22 @@ fn panic_machinery(f: &Map<String, Value>) -> bool {
         return false;
     };
     let krate = rust_crate(func);
-    let name = short_name(func);
-    let path = path_of(f).map(|p| p.replace('\\', "/"));
-    let in_toolchain = path.as_deref().is_some_and(system_path);
-    let sdk_path = path
+    if krate.starts_with("__rustc")
+        || krate.starts_with("sentry_panic")
+        || krate.starts_with("sentry_backtrace")
+        || func == "rust_begin_unwind"
+        || func == "__rust_start_panic"
+    {
+        return true;
+    }
+    let path = path_of(f).map(slashes);
+    if path
         .as_deref()
-        .is_some_and(|p| p.contains("/sentry-panic-") || p.contains("/sentry-backtrace-"));
-    if krate.starts_with("__rustc") || func == "rust_begin_unwind" || func == "__rust_start_panic" {
+        .is_some_and(|p| p.contains("/sentry-panic-") || p.contains("/sentry-backtrace-"))
+    {
         return true;
     }
-    if krate.starts_with("sentry_panic") || krate.starts_with("sentry_backtrace") || sdk_path {
-        return true;
-    }
+    let name = short_name(func);
     let entry = matches!(
         name,
         "rust_begin_unwind"
@@ -429,7 +453,10 @@ fn panic_machinery(f: &Map<String, Value>) -> bool {
             | "default_hook"
     );
     // A short name only counts when nothing says it is the application's own function.
-    entry && (matches!(krate, "std" | "core") || in_toolchain || (krate == name && path.is_none()))
+    entry
+        && (matches!(krate, "std" | "core")
+            || path.as_deref().is_some_and(system_path)
+            || (krate == name && path.is_none()))
 }
 
 /// Remove the panic machinery from a Rust stack trace (oldest frame first): everything from
