@@ -1,12 +1,12 @@
-//! Cost of the pure digest core per event: normalise + scrub + group a realistic ~8 KB
-//! Python-SDK error event (15 frames with context lines and vars, 20 breadcrumbs), and
-//! normalise + scrub a transaction with five spans.
+//! Cost of the pure digest core per event: normalise + scrub + classify frames + group a
+//! realistic ~8 KB Python-SDK error event (15 frames with context lines and vars, 20
+//! breadcrumbs), and normalise + scrub a transaction with five spans.
 #![allow(missing_docs)]
 
 use chrono::{DateTime, Utc};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use lookout_protocol::normalize::{ItemKind, NormalizeContext, normalize_event};
-use lookout_protocol::{grouping, scrub};
+use lookout_protocol::{grouping, scrub, stacktrace};
 use serde_json::{Value, json};
 use std::hint::black_box;
 
@@ -59,6 +59,39 @@ fn python_error() -> Value {
     })
 }
 
+/// A Rust SDK panic as sentry 0.49 sends it from a tokio worker: 80 frames, most of them
+/// thread start-up, tokio, std and the SDK's hook, with long generic names.
+fn rust_panic() -> Value {
+    let lib = "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library";
+    let reg = "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+    let mut frames = vec![
+        json!({"function": "clone3", "abs_path": "./misc/../sysdeps/unix/sysv/linux/x86_64/clone3.S", "in_app": true}),
+        json!({"function": "start_thread", "abs_path": "./nptl/pthread_create.c", "in_app": true}),
+    ];
+    for i in 0..60 {
+        frames.push(json!({
+            "function": format!("poll<tokio::runtime::blocking::task::BlockingTask<tokio::runtime::scheduler::multi_thread::worker::{{impl#0}}::launch::{{closure_env#{i}}}>>"),
+            "abs_path": format!("{reg}/tokio-1.54.1/src/runtime/task/harness.rs"),
+            "filename": "harness.rs", "lineno": 100 + i, "in_app": true,
+        }));
+    }
+    for f in [
+        "agent::main",
+        "agent::casino_kelly::run::{{closure}}",
+        "agent::casino_kelly::bet_once",
+    ] {
+        frames.push(json!({"function": f, "abs_path": "/srv/agent/src/casino_kelly.rs", "filename": "casino_kelly.rs", "lineno": 158, "in_app": true}));
+    }
+    frames.push(json!({"function": "core::panicking::panic_fmt", "abs_path": format!("{lib}/core/src/panicking.rs"), "in_app": false}));
+    frames.push(json!({"function": "__rustc::rust_begin_unwind", "abs_path": format!("{lib}/std/src/panicking.rs"), "in_app": true}));
+    while frames.len() < 80 {
+        frames.push(json!({"function": "panic_handler", "abs_path": format!("{reg}/sentry-panic-0.49.5/src/lib.rs"), "in_app": true}));
+    }
+    json!({"platform": "native", "sdk": {"name": "sentry.rust", "version": "0.49.5"},
+        "exception": {"values": [{"type": "panic", "value": "casino_kelly: bankroll went negative (simulated crash)",
+            "mechanism": {"type": "panic", "handled": false}, "stacktrace": {"frames": frames}}]}})
+}
+
 fn transaction() -> Value {
     let spans: Vec<Value> = (0..5)
         .map(|i| {
@@ -100,6 +133,7 @@ fn bench(c: &mut Criterion) {
                     return;
                 };
                 let report = scrub::scrub_event(&mut n.payload);
+                stacktrace::apply_in_app(&mut n.payload, &stacktrace::InAppRules::default());
                 black_box((report, grouping::compute_grouping(&n.payload)));
             },
             BatchSize::SmallInput,
@@ -129,6 +163,20 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("error_event_8k/group_only", |b| {
         b.iter(|| black_box(grouping::compute_grouping(black_box(&normalized))))
+    });
+    let panic = rust_panic();
+    c.bench_function("rust_panic_80_frames/group_only", |b| {
+        b.iter(|| black_box(grouping::compute_grouping(black_box(&panic))))
+    });
+    c.bench_function("rust_panic_80_frames/classify_group", |b| {
+        b.iter_batched(
+            || panic.clone(),
+            |mut p| {
+                stacktrace::apply_in_app(&mut p, &stacktrace::InAppRules::default());
+                black_box(grouping::compute_grouping(&p))
+            },
+            BatchSize::SmallInput,
+        )
     });
     c.bench_function("error_event_8k/clone_only", |b| {
         b.iter(|| black_box(ev.clone()))

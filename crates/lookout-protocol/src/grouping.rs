@@ -14,27 +14,57 @@
 //! * A **message** contributes `logentry.message` (the raw template) or else the formatted
 //!   message, parameterised (`order 1234 failed` → `order <int> failed`).
 //!
+//! * A **Rust panic** (an exception whose mechanism is `panic`) with an in-app frame groups
+//!   by its site and its message: the top in-app frame, the type and the parameterised
+//!   value. The frames below the site (the main thread, a spawned thread, a tokio worker)
+//!   do not count, so the same panic reached from anywhere is one issue (variant `panic`).
+//!
 //! The hash is the MD5 of the component values joined by NUL bytes, hex-encoded.
+//!
+//! Which frames are in-app is decided before grouping, by
+//! [`crate::stacktrace::apply_in_app`]; [`compute_grouping`] reads the frames' `in_app`
+//! flags as they are. [`GROUPING_CONFIG`] names these rules; the digest stores it with each
+//! event's hash, so an event says which rules grouped it.
+//!
+//! **Title and culprit.** The title is `Type: value` (or the message). When a custom
+//! fingerprint grouped the event, the fingerprint's values that the title does not already
+//! show are added after the type (`InsufficientMargin (ETH, order_placement): margin …`),
+//! so two issues split by the fingerprint can be told apart; `metadata.fingerprint` lists
+//! them all. The culprit is the top in-app frame of the last exception (`module::function`
+//! for Rust, `module in function` elsewhere), else the transaction, else the top frame.
 
 use md5::{Digest, Md5};
 use regex::Regex;
 use serde_json::{Value, json};
 use std::sync::LazyLock;
 
+/// The name of the grouping rules of this module, stored with each event's hash. Bump it
+/// when a change makes the same event hash differently.
+pub const GROUPING_CONFIG: &str = "lookout:2026-12";
+
+/// Most fingerprint values shown in a title.
+const MAX_TITLE_PARTS: usize = 6;
+/// Longest fingerprint value shown in a title, in characters.
+const MAX_TITLE_PART_CHARS: usize = 64;
+
 /// The grouping of one event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grouping {
     /// 32 hex.
     pub hash: String,
-    /// Which rule decided: `fingerprint`, `stacktrace`, `exception`, `message`, `fallback`.
+    /// Which rule decided: `fingerprint`, `panic`, `stacktrace`, `exception`, `message`,
+    /// `fallback`.
     pub variant: &'static str,
     /// The component values hashed, in order.
     pub components: Vec<String>,
-    /// Issue title (`Type: value`, or the message, or the transaction).
+    /// Issue title (`Type: value`, or the message, or the transaction), with what a custom
+    /// fingerprint sets apart.
     pub title: String,
-    /// Where: the transaction, else the crashing frame (`module in function`).
+    /// Where: the top in-app frame (`module::function` for Rust, `module in function`
+    /// elsewhere), else the transaction, else the top frame.
     pub culprit: String,
-    /// `{type, value, function, filename}` or `{title}`.
+    /// `{type, value, function, filename}` or `{title}`; with `title` and `fingerprint` (the
+    /// custom fingerprint's values) when a custom fingerprint grouped the event.
     pub metadata: Value,
 }
 
@@ -210,6 +240,9 @@ fn default_components(event: &Value) -> (Vec<String>, &'static str) {
         .and_then(Value::as_str)
         .unwrap_or("other");
     let excs = exceptions(event);
+    if let Some(site) = panic_site(&excs, platform) {
+        return (site, "panic");
+    }
     if !excs.is_empty() {
         let mut out = Vec::new();
         let mut any_stack = false;
@@ -264,6 +297,35 @@ fn default_components(event: &Value) -> (Vec<String>, &'static str) {
         .unwrap_or("<unlabeled event>")
         .to_owned();
     (vec![fallback], "fallback")
+}
+
+fn is_in_app(frame: &Value) -> bool {
+    frame.get("in_app") == Some(&Value::Bool(true))
+}
+
+/// A Rust panic's site and message: the top in-app frame of the last exception, its type
+/// and its parameterised value. `None` when the event is not a panic or has no in-app frame.
+fn panic_site(excs: &[&Value], platform: &str) -> Option<Vec<String>> {
+    let exc = excs.last()?;
+    let mechanism = exc
+        .get("mechanism")
+        .and_then(|m| m.get("type"))
+        .and_then(Value::as_str);
+    if mechanism != Some("panic") {
+        return None;
+    }
+    let site = frames(exc).into_iter().rev().find(|f| is_in_app(f))?;
+    let mut out = frame_components(site, platform);
+    if out.is_empty() {
+        return None;
+    }
+    if let Some(t) = exc.get("type").and_then(Value::as_str) {
+        out.push(t.to_owned());
+    }
+    if let Some(v) = exc.get("value").and_then(Value::as_str) {
+        out.push(parameterize(v));
+    }
+    Some(out)
 }
 
 /// The crashing frame: the topmost in-app frame of the last exception (else its last frame).
@@ -357,20 +419,156 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// The fingerprint values a title does not already show, joined by `, `: a value is shown
+/// unless it is one of the title's words (or, with spaces in it, part of the title).
+fn title_parts(values: &[String], shown: &[&str]) -> String {
+    let words = |s: &str| -> Vec<String> {
+        s.split(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':')))
+            .map(|w| w.trim_end_matches(['.', ':']).to_owned())
+            .filter(|w| !w.is_empty())
+            .collect()
+    };
+    let shown_words: Vec<String> = shown.iter().flat_map(|s| words(s)).collect();
+    values
+        .iter()
+        .filter(|v| {
+            let v = v.trim();
+            if v.contains(char::is_whitespace) {
+                !shown.iter().any(|s| s.contains(v))
+            } else {
+                !shown_words.iter().any(|w| w == v)
+            }
+        })
+        .map(|v| truncate(v.trim(), MAX_TITLE_PART_CHARS))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Is this frame's code Rust (by its file), whatever the event's platform says?
+fn rust_frame(frame: &Value) -> bool {
+    ["filename", "abs_path"].iter().any(|k| {
+        frame
+            .get(*k)
+            .and_then(Value::as_str)
+            .is_some_and(|p| p.ends_with(".rs"))
+    })
+}
+
+/// A frame as a culprit: `module::function` for Rust (the module from the file name when
+/// the function has no path, as in line-tables-only builds), `module in function`
+/// elsewhere.
+/// The enclosing function of an anonymous Rust frame (`{async_fn#0}`, `{closure#1}`: how
+/// line-tables-only builds name an async fn's or a closure's body), when another frame of
+/// the same trace names its type in its generics (`…<app::casino::run::{async_fn_env#0}>`)
+/// under the frame's module. Best effort, for display only: it depends on which frames the
+/// trace holds, so grouping never uses it.
+fn enclosing_function(func: &str, module: &str, trace: &[&Value]) -> Option<String> {
+    let anon = func.split('<').next().unwrap_or(func);
+    let inner = anon.strip_prefix('{')?.strip_suffix('}')?;
+    let (kind, n) = inner.split_once('#')?;
+    if !matches!(kind, "async_fn" | "closure" | "async_block") || n.is_empty() {
+        return None;
+    }
+    let needle = format!("::{{{kind}_env#{n}}}");
+    trace
+        .iter()
+        .filter_map(|f| f.get("function").and_then(Value::as_str))
+        .find_map(|other| {
+            let end = other.find(&needle)?;
+            let head = other.get(..end)?;
+            let start = head
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .map_or(0, |i| i + 1);
+            let path = head.get(start..)?;
+            path.split("::")
+                .any(|seg| seg == module)
+                .then(|| path.to_owned())
+        })
+}
+
+fn frame_culprit(f: &Value, platform: &str, trace: &[&Value]) -> Option<String> {
+    let function = f
+        .get("function")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let module = f
+        .get("module")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let filename = f
+        .get("filename")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    if platform == "rust" || (platform == "native" && rust_frame(f)) {
+        // `run::{{closure}}` (an async fn's body) is `run`.
+        let mut func = function?;
+        while let Some(outer) = func
+            .strip_suffix("::{{closure}}")
+            .or_else(|| func.strip_suffix("::{closure}"))
+        {
+            func = outer;
+        }
+        if func.contains("::") {
+            return Some(func.to_owned());
+        }
+        let module = module.map(str::to_owned).or_else(|| {
+            let path = f
+                .get("abs_path")
+                .and_then(Value::as_str)
+                .or(filename)?
+                .replace('\\', "/");
+            let mut segments = path.rsplit('/');
+            let file = segments.next()?;
+            let stem = file.strip_suffix(".rs").unwrap_or(file);
+            // `src/lib.rs`, `src/main.rs` and `foo/mod.rs` are named by their directory.
+            let name = if matches!(stem, "lib" | "main" | "mod") {
+                segments.find(|s| !s.is_empty() && *s != "src")?
+            } else {
+                stem
+            };
+            Some(name.replace('-', "_"))
+        });
+        return Some(match module {
+            Some(m) => enclosing_function(func, &m, trace).unwrap_or(format!("{m}::{func}")),
+            None => func.to_owned(),
+        });
+    }
+    let place = module.or(filename)?;
+    Some(match function {
+        Some(func) => format!("{place} in {func}"),
+        None => place.to_owned(),
+    })
+}
+
 /// Group a normalised event (transactions are not grouped into issues; their title is the
-/// transaction name).
+/// transaction name). Run [`crate::stacktrace::apply_in_app`] on it first.
 pub fn compute_grouping(event: &Value) -> Grouping {
     let (defaults, default_variant) = default_components(event);
+    // The custom fingerprint's own values (not `{{ default }}`), for the title.
+    let mut fingerprint_values: Vec<String> = Vec::new();
     let (components, variant) = match event.get("fingerprint").and_then(Value::as_array) {
         Some(fp) if !fp.is_empty() => {
             let mut out = Vec::new();
             for entry in fp {
                 let Some(s) = entry.as_str() else { continue };
-                match variable(s) {
-                    Some("default") => out.extend(defaults.iter().cloned()),
-                    Some(name) => out.push(resolve_variable(event, name)),
-                    None => out.push(s.to_owned()),
+                let value = match variable(s) {
+                    Some("default") => {
+                        out.extend(defaults.iter().cloned());
+                        continue;
+                    }
+                    Some(name) => resolve_variable(event, name),
+                    None => s.to_owned(),
+                };
+                // Placeholders of unresolved variables (`<no-transaction>`) set nothing apart.
+                let placeholder = value.starts_with('<') && value.ends_with('>');
+                if fingerprint_values.len() < MAX_TITLE_PARTS
+                    && !placeholder
+                    && !value.trim().is_empty()
+                    && !fingerprint_values.contains(&value)
+                {
+                    fingerprint_values.push(value.clone());
                 }
+                out.push(value);
             }
             (out, "fingerprint")
         }
@@ -387,14 +585,21 @@ pub fn compute_grouping(event: &Value) -> Grouping {
 
     let last_exc = exceptions(event).into_iter().last();
     let frame = crash_frame(event);
-    let (title, metadata) = match last_exc {
+    let (title, mut metadata) = match last_exc {
         Some(exc) => {
             let t = exc.get("type").and_then(Value::as_str).unwrap_or("Error");
             let v = exc.get("value").and_then(Value::as_str).unwrap_or("");
-            let title = if v.is_empty() {
+            let value = truncate(first_line(v), 200);
+            let parts = title_parts(&fingerprint_values, &[t, &value]);
+            let head = if parts.is_empty() {
                 t.to_owned()
             } else {
-                format!("{t}: {}", truncate(first_line(v), 200))
+                format!("{t} ({parts})")
+            };
+            let title = if v.is_empty() {
+                head
+            } else {
+                format!("{head}: {value}")
             };
             (
                 title,
@@ -406,7 +611,7 @@ pub fn compute_grouping(event: &Value) -> Grouping {
             )
         }
         None => {
-            let title = message_of(event)
+            let base = message_of(event)
                 .map(|(_, f)| truncate(first_line(&f), 200))
                 .filter(|t| !t.is_empty())
                 .or_else(|| {
@@ -416,24 +621,37 @@ pub fn compute_grouping(event: &Value) -> Grouping {
                         .map(str::to_owned)
                 })
                 .unwrap_or_else(|| "<unlabeled event>".into());
+            let parts = title_parts(&fingerprint_values, &[&base]);
+            let title = if parts.is_empty() {
+                base
+            } else {
+                format!("{base} ({parts})")
+            };
             (title.clone(), json!({ "title": title }))
         }
     };
-    let culprit = event
-        .get("transaction")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+    if !fingerprint_values.is_empty()
+        && let Value::Object(m) = &mut metadata
+    {
+        m.insert("title".into(), Value::String(title.clone()));
+        let shown: Vec<String> = fingerprint_values
+            .iter()
+            .map(|v| truncate(v, MAX_TITLE_PART_CHARS))
+            .collect();
+        m.insert("fingerprint".into(), json!(shown));
+    }
+    let trace = last_exc.map(frames).unwrap_or_default();
+    let app_frame = frame.filter(|f| is_in_app(f));
+    let platform = event.get("platform").and_then(Value::as_str).unwrap_or("");
+    let culprit = app_frame
+        .and_then(|f| frame_culprit(f, platform, &trace))
         .or_else(|| {
-            let f = frame?;
-            let place = f
-                .get("module")
+            event
+                .get("transaction")
                 .and_then(Value::as_str)
-                .or_else(|| f.get("filename").and_then(Value::as_str))?;
-            Some(match f.get("function").and_then(Value::as_str) {
-                Some(func) => format!("{place} in {func}"),
-                None => place.to_owned(),
-            })
+                .map(str::to_owned)
         })
+        .or_else(|| frame.and_then(|f| frame_culprit(f, platform, &trace)))
         .unwrap_or_default();
     Grouping {
         hash,
@@ -547,7 +765,16 @@ mod tests {
             g.hash,
             hash_of(&g.components.iter().map(String::as_str).collect::<Vec<_>>())
         );
-        assert_eq!(g.title, "InsufficientMargin: margin 12.5");
+        // The fingerprint's own values that the title does not show yet set it apart.
+        assert_eq!(
+            g.title,
+            "InsufficientMargin (BTC, order_placement): margin 12.5"
+        );
+        assert_eq!(
+            g.metadata["fingerprint"],
+            json!(["InsufficientMargin", "BTC", "order_placement"])
+        );
+        assert_eq!(g.metadata["title"], json!(g.title));
         assert_eq!(g.culprit, "agent.loop in run");
     }
 
@@ -612,6 +839,126 @@ mod tests {
         );
         assert_eq!(py.components, vec!["m", "f", "x = 1", "E"]);
         assert_eq!(rs.components, vec!["m", "f", "E"]);
+    }
+
+    #[test]
+    fn fingerprint_titles_tell_issues_apart() {
+        let ev = |asset: &str| {
+            json!({"platform": "native", "exception": {"values": [{"type": "InsufficientMargin",
+                "value": "margin below maintenance on trade/open"}]},
+                "fingerprint": ["{{ default }}", "InsufficientMargin", asset, "order_placement"]})
+        };
+        let (eth, btc) = (compute_grouping(&ev("ETH")), compute_grouping(&ev("BTC")));
+        assert_ne!(eth.title, btc.title);
+        assert_eq!(
+            eth.title,
+            "InsufficientMargin (ETH, order_placement): margin below maintenance on trade/open"
+        );
+        // Values the title already shows as a word are not repeated.
+        let shown = compute_grouping(&json!({"message": "agent agent-7 stalled",
+            "fingerprint": ["agent-stalled", "agent-7"]}));
+        assert_eq!(shown.title, "agent agent-7 stalled (agent-stalled)");
+        // Without a custom fingerprint the title is as before.
+        let plain =
+            compute_grouping(&json!({"exception": {"values": [{"type": "E", "value": "v"}]}}));
+        assert_eq!(plain.title, "E: v");
+        assert!(plain.metadata.get("fingerprint").is_none());
+    }
+
+    /// The frames the Rust SDK sends for a panic (shape taken from a real capture), after
+    /// the server's in-app rules.
+    fn rust_panic(via: &[(&str, &str)], value: &str) -> Value {
+        let lib = "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library";
+        let reg = "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+        let mut frames = vec![
+            json!({"function": "<unknown>", "in_app": true}),
+            json!({"function": "clone3", "filename": "clone3.S", "abs_path": "./misc/../sysdeps/unix/sysv/linux/x86_64/clone3.S", "in_app": true}),
+            json!({"function": "start_thread", "abs_path": "./nptl/pthread_create.c", "in_app": true}),
+            json!({"function": "catch_unwind<…>", "filename": "panic.rs", "abs_path": format!("{lib}/std/src/panic.rs"), "in_app": true}),
+        ];
+        for (function, path) in via {
+            frames.push(json!({"function": function, "filename": "agent.rs", "abs_path": path, "in_app": true, "lineno": 10}));
+        }
+        frames.extend([
+            json!({"function": "agent::risky_site", "filename": "agent.rs", "abs_path": "/w/src/agent.rs", "lineno": 8, "in_app": true}),
+            json!({"function": "core::panicking::panic_fmt", "abs_path": format!("{lib}/core/src/panicking.rs"), "in_app": false}),
+            json!({"function": "__rustc::rust_begin_unwind", "abs_path": format!("{lib}/std/src/panicking.rs"), "in_app": true}),
+            json!({"function": "panic_handler", "filename": "lib.rs", "abs_path": format!("{reg}/sentry-panic-0.49.5/src/lib.rs"), "in_app": true}),
+            json!({"function": "current_stacktrace", "filename": "lib.rs", "abs_path": format!("{reg}/sentry-backtrace-0.49.5/src/lib.rs"), "in_app": true}),
+        ]);
+        let mut ev = json!({"platform": "native", "sdk": {"name": "sentry.rust"},
+            "exception": {"values": [{"type": "panic", "value": value,
+                "mechanism": {"type": "panic", "handled": false}, "stacktrace": {"frames": frames}}]}});
+        crate::stacktrace::apply_in_app(&mut ev, &crate::stacktrace::InAppRules::default());
+        ev
+    }
+
+    #[test]
+    fn a_panic_groups_by_its_site_and_message() {
+        let main = compute_grouping(&rust_panic(
+            &[("agent::main", "/w/src/main.rs")],
+            "bankroll of agent 7 negative",
+        ));
+        let worker = compute_grouping(&rust_panic(
+            &[
+                (
+                    "tokio::runtime::task::harness::poll",
+                    "/r/tokio-1.54.1/src/x.rs",
+                ),
+                ("agent::worker::{{closure}}", "/w/src/worker.rs"),
+            ],
+            "bankroll of agent 9 negative",
+        ));
+        assert_eq!(main.variant, "panic");
+        assert_eq!(main.hash, worker.hash);
+        assert_eq!(
+            main.components,
+            vec![
+                "agent.rs",
+                "agent::risky_site",
+                "panic",
+                "bankroll of agent <int> negative"
+            ]
+        );
+        assert_eq!(main.culprit, "agent::risky_site");
+        let other = compute_grouping(&rust_panic(
+            &[("agent::main", "/w/src/main.rs")],
+            "order book empty",
+        ));
+        assert_ne!(main.hash, other.hash);
+        // A short (line-tables-only) name gets its module from the file.
+        let mut short = rust_panic(&[], "x");
+        short["exception"]["values"][0]["stacktrace"]["frames"][4]["function"] =
+            json!("bet_once::{{closure}}");
+        short["exception"]["values"][0]["stacktrace"]["frames"][4]["abs_path"] =
+            json!("/w/src/casino_kelly.rs");
+        assert_eq!(compute_grouping(&short).culprit, "casino_kelly::bet_once");
+        // An async fn's body (`{async_fn#0}`) is named after the fn when another frame
+        // carries its type; grouping stays on what the frame itself says.
+        let mut anon = rust_panic(
+            &[(
+                "poll<sentry_core::SentryFuture<agent::casino_kelly::run::{async_fn_env#0}>>",
+                "/r/tokio-1.54.1/src/core.rs",
+            )],
+            "x",
+        );
+        anon["exception"]["values"][0]["stacktrace"]["frames"][5]["function"] =
+            json!("{async_fn#0}");
+        anon["exception"]["values"][0]["stacktrace"]["frames"][5]["abs_path"] =
+            json!("/w/src/casino_kelly.rs");
+        let g = compute_grouping(&anon);
+        assert_eq!(g.culprit, "agent::casino_kelly::run");
+        assert_eq!(g.components[..2], ["agent.rs", "{async_fn#0}"]);
+        anon["exception"]["values"][0]["stacktrace"]["frames"][4]["function"] =
+            json!("poll<other::place::{async_fn_env#0}>");
+        assert_eq!(
+            compute_grouping(&anon).culprit,
+            "casino_kelly::{async_fn#0}"
+        );
+        // No in-app frame at all: the ordinary stack trace rules.
+        let lib_only = json!({"platform": "native", "exception": {"values": [{"type": "panic", "value": "x",
+            "mechanism": {"type": "panic"}, "stacktrace": {"frames": [{"function": "std::f", "in_app": false}]}}]}});
+        assert_eq!(compute_grouping(&lib_only).variant, "stacktrace");
     }
 
     proptest! {

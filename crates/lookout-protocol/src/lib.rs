@@ -7,3 +7,4 @@ pub mod grouping;
 pub mod normalize;
 pub mod scrub;
 pub mod sketch;
+pub mod stacktrace;

@@ -243,6 +243,8 @@ pub(crate) fn event_json(e: &EventRow) -> Value {
         "user": p.get("user").cloned().unwrap_or(Value::Null),
         "sdk": p.get("sdk").cloned().unwrap_or(Value::Null),
         "fingerprints": p.get("fingerprint").cloned().unwrap_or(Value::Null),
+        // Which rules grouped the event: hash, variant, components and config.
+        "grouping": p.get("_grouping").cloned().unwrap_or(Value::Null),
         "contexts": p.get("contexts").cloned().unwrap_or_else(|| json!({})),
         "context": p.get("extra").cloned().unwrap_or_else(|| json!({})),
         "tags": tags,

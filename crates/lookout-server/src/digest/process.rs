@@ -9,7 +9,7 @@ use crate::store::digest::{
 };
 use chrono::{DateTime, Utc};
 use lookout_protocol::normalize::{ItemKind, NormalizeContext, normalize_event};
-use lookout_protocol::{envelope, grouping, scrub};
+use lookout_protocol::{envelope, grouping, scrub, stacktrace};
 use serde_json::Value;
 
 /// Largest decoded envelope the digest reads (the ingest cap is lower).
@@ -235,15 +235,19 @@ fn event_item(
         });
         return;
     }
-    let g = grouping::compute_grouping(p);
     let mut payload = n.payload;
+    // In-app flags first: grouping, culprit, API and UI all read them. Project in-app
+    // prefixes are not configurable yet, so the built-in rules alone apply.
+    stacktrace::apply_in_app(&mut payload, &stacktrace::InAppRules::default());
+    let g = grouping::compute_grouping(&payload);
     if let Value::Object(m) = &mut payload {
         m.insert("title".into(), Value::String(g.title.clone()));
         m.insert("culprit".into(), Value::String(g.culprit.clone()));
         m.insert("metadata".into(), g.metadata.clone());
         m.insert(
             "_grouping".into(),
-            serde_json::json!({"hash": g.hash, "variant": g.variant, "components": g.components}),
+            serde_json::json!({"hash": g.hash, "variant": g.variant, "components": g.components,
+                "config": grouping::GROUPING_CONFIG}),
         );
     }
     batch.events.push(EventRecord {
