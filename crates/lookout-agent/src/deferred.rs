@@ -1,5 +1,4 @@
-//! The agent's state on its client: finishing order pipelines off the decision loop, and
-//! the decision log.
+//! The agent's state on its client: finishing order pipelines off the decision loop.
 //!
 //! Building a transaction (its stage spans and their data, the scope's tags, user and
 //! contexts, the envelope) costs several times what recording the stages does. So a sampled
@@ -27,7 +26,6 @@ use sentry::{
     Client, ClientOptions, Envelope, Hub, Integration, Scope, Transport, TransportFactory,
 };
 
-use crate::breadcrumbs::DecisionLog;
 use crate::pipeline::{PipelineTags, Stage};
 use crate::transport::Sender;
 
@@ -36,8 +34,6 @@ use crate::transport::Sender;
 pub(crate) struct Shared {
     private: OnceLock<Arc<Hub>>,
     sender: Mutex<Weak<Sender>>,
-    /// The agent's decision log ([`crate::breadcrumbs`]).
-    pub(crate) decisions: DecisionLog,
 }
 
 impl Shared {

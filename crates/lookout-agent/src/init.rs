@@ -238,7 +238,6 @@ impl Options {
         let agent_id = self.agent_id.clone();
         let strategy = self.strategy.clone();
         let shared = Arc::new(Shared::default());
-        let log = Arc::clone(&shared);
         let before_send = move |mut event: Event<'static>| {
             match filter.decide(&event) {
                 Decision::Drop(_) => {
@@ -256,7 +255,6 @@ impl Options {
             }
             add_agent_tags(&mut event, &agent_id, strategy.as_deref());
             state.attach(&mut event);
-            log.decisions.merge_into(&mut event);
             scrub_event(&mut event);
             Some(event)
         };
