@@ -31,7 +31,7 @@ use std::time::Duration;
 use sentry::Hub;
 use sentry::protocol::{Breadcrumb, Level, Value};
 
-use crate::pipeline::Side;
+use crate::order::Side;
 
 /// Record a decision on the current hub, as a breadcrumb of its current scope.
 fn record(breadcrumb: Breadcrumb) {

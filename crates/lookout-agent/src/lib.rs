@@ -86,6 +86,7 @@ pub mod error;
 pub mod filter;
 pub mod health;
 mod init;
+mod order;
 pub mod pipeline;
 pub mod scrub;
 pub mod state;
