@@ -30,11 +30,22 @@ use crate::order::{FinishedPipeline, PipelineQueue, StageRecord};
 /// The agent's state shared by its client (as an integration) and its transport.
 #[derive(Default)]
 pub(crate) struct Shared {
+    /// The agent id given to [`crate::Options::new`].
+    pub(crate) agent_id: String,
     private: OnceLock<Arc<Hub>>,
     queue: Mutex<Option<Weak<dyn PipelineQueue>>>,
 }
 
 impl Shared {
+    /// The shared state of the agent with this id.
+    pub(crate) fn new(agent_id: String) -> Self {
+        Self {
+            agent_id,
+            private: OnceLock::new(),
+            queue: Mutex::new(None),
+        }
+    }
+
     /// The transport of this agent's client registers its queue here.
     pub(crate) fn set_queue(&self, queue: &Arc<dyn PipelineQueue>) {
         if let Ok(mut slot) = self.queue.lock() {
