@@ -8,8 +8,8 @@
 //! use purpleflea_client::sandbox;
 //! use purpleflea_client::trading::{OpenPosition, Side};
 //!
-//! // A sandbox listening on 127.0.0.1:8700 (`lookout sandbox --listen 127.0.0.1:8700`).
-//! let trader = sandbox::register_and_fund_trading("http://127.0.0.1:8700", 10_000.0).await?;
+//! // A sandbox listening on 127.0.0.1:9100 (`lookout sandbox`).
+//! let trader = sandbox::register_and_fund_trading("http://127.0.0.1:9100", 10_000.0).await?;
 //! let position = trader
 //!     .client
 //!     .trading()
@@ -52,7 +52,7 @@ impl fmt::Debug for FundedTrader {
     }
 }
 
-/// Register a trading agent on the sandbox at `root_url` (e.g. `http://127.0.0.1:8700`) and
+/// Register a trading agent on the sandbox at `root_url` (e.g. `http://127.0.0.1:9100`) and
 /// credit its margin with `amount_usd` (none when it is 0). Fails with the registration's error, or with an
 /// [`Error`] for the deposit call (its HTTP status and body, or the transport failure).
 pub async fn register_and_fund_trading(
