@@ -19,96 +19,23 @@
 //! bound). Categories: `trade.signal`, `trade.risk`, `trade.api` (type `http`),
 //! `trade.position`.
 //!
-//! On an agent's client ([`crate::init`], [`crate::Options::hub`]) a decision is kept as it
-//! is, with its time, in the agent's decision log (the last 100), and becomes a `sentry`
-//! breadcrumb only when an event is sent: `before_send` merges the log with the scope's
-//! breadcrumbs by time and keeps the newest 100. A decision cycle pays for a push, not for
-//! building a breadcrumb and dropping the oldest of the scope's. Unlike the scope's
-//! breadcrumbs, the log belongs to the client: a decision recorded under
-//! `sentry::with_scope` stays after the scope ends, and `Scope::clear_breadcrumbs` does not
-//! clear it. On any other client the helpers add ordinary breadcrumbs.
+//! A decision is an ordinary breadcrumb of the hub's current scope, so it follows `sentry`'s
+//! scope rules: one recorded under `sentry::with_scope` is on the events captured in that
+//! scope and gone when the scope ends, `Scope::clear_breadcrumbs` clears it, the client's
+//! `before_breadcrumb` sees it, and the scope keeps the newest `max_breadcrumbs` (100 by
+//! default).
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use sentry::Hub;
-use sentry::protocol::{Breadcrumb, Event, Level, Value};
+use sentry::protocol::{Breadcrumb, Level, Value};
 
-use crate::deferred::shared_of;
-use crate::pipeline::Side;
+use crate::order::Side;
 
-/// How many decisions the log keeps (`sentry`'s default `max_breadcrumbs`), and how many
-/// breadcrumbs an event keeps after the merge.
-pub(crate) const MAX_DECISIONS: usize = 100;
-
-/// One recorded decision.
-#[derive(Debug, Clone)]
-pub(crate) enum Decision {
-    Signal(Signal),
-    Risk(RiskCheck),
-    Api(ApiResponse),
-    Position(PositionChange),
-}
-
-impl Decision {
-    fn into_breadcrumb(self) -> Breadcrumb {
-        match self {
-            Self::Signal(signal) => signal.into_breadcrumb(),
-            Self::Risk(check) => check.into_breadcrumb(),
-            Self::Api(response) => response.into_breadcrumb(),
-            Self::Position(change) => change.into_breadcrumb(),
-        }
-    }
-}
-
-/// An agent's decision log: the last [`MAX_DECISIONS`] decisions and when they were made.
-#[derive(Debug, Default)]
-pub(crate) struct DecisionLog {
-    entries: Mutex<VecDeque<(SystemTime, Decision)>>,
-}
-
-impl DecisionLog {
-    fn push(&self, decision: Decision) {
-        let at = SystemTime::now();
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= MAX_DECISIONS {
-                entries.pop_front();
-            }
-            entries.push_back((at, decision));
-        }
-    }
-
-    /// Add the logged decisions to an event's breadcrumbs, in time order, keeping the newest
-    /// [`MAX_DECISIONS`].
-    pub(crate) fn merge_into(&self, event: &mut Event<'static>) {
-        let logged: Vec<Breadcrumb> = match self.entries.lock() {
-            Ok(entries) => entries
-                .iter()
-                .map(|(at, decision)| Breadcrumb {
-                    timestamp: *at,
-                    ..decision.clone().into_breadcrumb()
-                })
-                .collect(),
-            Err(_) => return,
-        };
-        if logged.is_empty() {
-            return;
-        }
-        let crumbs = &mut event.breadcrumbs.values;
-        crumbs.extend(logged);
-        crumbs.sort_by_key(|crumb| crumb.timestamp);
-        let excess = crumbs.len().saturating_sub(MAX_DECISIONS);
-        crumbs.drain(..excess);
-    }
-}
-
-/// Record a decision on the current hub: into the agent's log, or as a breadcrumb.
-fn record(decision: Decision) {
-    Hub::with_active(|hub| match shared_of(hub) {
-        Some(shared) => shared.decisions.push(decision),
-        None => hub.add_breadcrumb(decision.into_breadcrumb()),
-    });
+/// Record a decision on the current hub, as a breadcrumb of its current scope.
+fn record(breadcrumb: Breadcrumb) {
+    Hub::with_active(|hub| hub.add_breadcrumb(breadcrumb));
 }
 
 fn crumb(
@@ -191,7 +118,7 @@ impl Signal {
 
     /// Add the breadcrumb to the current hub (category `trade.signal`, level info).
     pub fn record(self) {
-        record(Decision::Signal(self));
+        record(self.into_breadcrumb());
     }
 
     /// The breadcrumb (category `trade.signal`, level info).
@@ -232,7 +159,7 @@ impl RiskCheck {
 
     /// Add the breadcrumb to the current hub (category `trade.risk`; level info, warning when it failed).
     pub fn record(self) {
-        record(Decision::Risk(self));
+        record(self.into_breadcrumb());
     }
 
     /// The breadcrumb (category `trade.risk`; level info, warning when it failed).
@@ -282,7 +209,7 @@ impl ApiResponse {
     /// Add the breadcrumb to the current hub (category `trade.api`, type `http`; level info, error when the
     /// status is 400 or more).
     pub fn record(self) {
-        record(Decision::Api(self));
+        record(self.into_breadcrumb());
     }
 
     /// The breadcrumb (category `trade.api`, type `http`; level info, error when the
@@ -335,7 +262,7 @@ impl PositionChange {
 
     /// Add the breadcrumb to the current hub (category `trade.position`, level info).
     pub fn record(self) {
-        record(Decision::Position(self));
+        record(self.into_breadcrumb());
     }
 
     /// The breadcrumb (category `trade.position`, level info).

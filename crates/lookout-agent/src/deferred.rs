@@ -1,5 +1,4 @@
-//! The agent's state on its client: finishing order pipelines off the decision loop, and
-//! the decision log.
+//! The agent's state on its client: finishing order pipelines off the decision loop.
 //!
 //! Building a transaction (its stage spans and their data, the scope's tags, user and
 //! contexts, the envelope) costs several times what recording the stages does. So a sampled
@@ -20,36 +19,45 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::SystemTime;
 
-use sentry::protocol::{EnvelopeItem, SpanId, SpanStatus, Value};
+use sentry::protocol::{EnvelopeItem, Value};
 use sentry::{
     Client, ClientOptions, Envelope, Hub, Integration, Scope, Transport, TransportFactory,
 };
 
-use crate::breadcrumbs::DecisionLog;
-use crate::pipeline::{PipelineTags, Stage};
-use crate::transport::Sender;
+use crate::order::{FinishedPipeline, PipelineQueue, StageRecord};
 
 /// The agent's state shared by its client (as an integration) and its transport.
 #[derive(Default)]
 pub(crate) struct Shared {
+    /// The agent id given to [`crate::Options::new`].
+    pub(crate) agent_id: String,
     private: OnceLock<Arc<Hub>>,
-    sender: Mutex<Weak<Sender>>,
-    /// The agent's decision log ([`crate::breadcrumbs`]).
-    pub(crate) decisions: DecisionLog,
+    queue: Mutex<Option<Weak<dyn PipelineQueue>>>,
 }
 
 impl Shared {
-    /// The transport of this agent's client registers its queue here.
-    pub(crate) fn set_sender(&self, sender: &Arc<Sender>) {
-        if let Ok(mut slot) = self.sender.lock() {
-            *slot = Arc::downgrade(sender);
+    /// The shared state of the agent with this id.
+    pub(crate) fn new(agent_id: String) -> Self {
+        Self {
+            agent_id,
+            private: OnceLock::new(),
+            queue: Mutex::new(None),
         }
     }
 
-    fn sender(&self) -> Option<Arc<Sender>> {
-        self.sender.lock().ok().and_then(|slot| slot.upgrade())
+    /// The transport of this agent's client registers its queue here.
+    pub(crate) fn set_queue(&self, queue: &Arc<dyn PipelineQueue>) {
+        if let Ok(mut slot) = self.queue.lock() {
+            *slot = Some(Arc::downgrade(queue));
+        }
+    }
+
+    fn queue(&self) -> Option<Arc<dyn PipelineQueue>> {
+        self.queue
+            .lock()
+            .ok()
+            .and_then(|slot| slot.as_ref().and_then(Weak::upgrade))
     }
 
     /// The hub of the private client pipelines start their transactions on, built the first
@@ -107,32 +115,6 @@ impl TransportFactory for HandBackFactory {
     }
 }
 
-/// A synchronous stage as recorded on the decision loop.
-#[derive(Debug)]
-pub(crate) struct StageRecord {
-    pub(crate) stage: Stage,
-    pub(crate) span_id: SpanId,
-    pub(crate) start: SystemTime,
-    pub(crate) end: SystemTime,
-    pub(crate) status: SpanStatus,
-    /// Where this stage's data ends in [`FinishedPipeline::data`] (it starts where the
-    /// previous stage's ends).
-    pub(crate) data_end: usize,
-}
-
-/// A finished, sampled pipeline waiting to become a transaction.
-pub(crate) struct FinishedPipeline {
-    pub(crate) transaction: sentry::Transaction,
-    pub(crate) stages: Vec<StageRecord>,
-    /// The data of all stages, in stage order.
-    pub(crate) data: Vec<(Cow<'static, str>, Value)>,
-    pub(crate) tags: PipelineTags,
-    /// The hub's scope when the pipeline finished (tags, user, contexts for the transaction).
-    pub(crate) scope: Scope,
-    pub(crate) end: SystemTime,
-    pub(crate) private: Arc<Hub>,
-}
-
 /// Add the recorded stages to a transaction as child spans.
 pub(crate) fn attach_stages(
     transaction: &sentry::Transaction,
@@ -186,8 +168,8 @@ pub(crate) fn complete(pipeline: FinishedPipeline) -> Option<Envelope> {
 /// Send a finished pipeline: onto the agent transport's queue (built on its worker), or, when
 /// the client's transport is not the agent's, built here and sent through `hub`'s client.
 pub(crate) fn dispatch(shared: &Shared, hub: &Hub, pipeline: FinishedPipeline) {
-    if let Some(sender) = shared.sender() {
-        sender.push_pipeline(pipeline);
+    if let Some(queue) = shared.queue() {
+        queue.push_pipeline(pipeline);
         return;
     }
     if let (Some(envelope), Some(client)) = (complete(pipeline), hub.client()) {

@@ -225,7 +225,23 @@ impl fmt::Debug for AgentSession {
 }
 
 impl AgentSession {
-    /// Start the session of this agent on the current hub.
+    /// Start the session of the agent the current hub's client was set up for: the agent id
+    /// given to [`Options::new`](crate::Options::new), so it is not repeated. On a hub whose
+    /// client is not an agent's (or has none), the id is `unknown`; name it with
+    /// [`AgentSession::start`].
+    pub fn begin(options: HealthOptions) -> Self {
+        Self::begin_on(Hub::current(), options)
+    }
+
+    /// [`AgentSession::begin`] on this hub.
+    pub fn begin_on(hub: Arc<Hub>, options: HealthOptions) -> Self {
+        let agent_id = crate::deferred::shared_of(&hub)
+            .map_or_else(|| "unknown".to_owned(), |shared| shared.agent_id.clone());
+        Self::start_on(hub, agent_id, options)
+    }
+
+    /// Start the session of this agent on the current hub, naming the agent (overriding the
+    /// id the client was set up with).
     pub fn start(agent_id: impl Into<String>, options: HealthOptions) -> Self {
         Self::start_on(Hub::current(), agent_id, options)
     }

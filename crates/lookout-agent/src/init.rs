@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 
 use sentry::protocol::{Event, Level, User};
 use sentry::{ClientInitGuard, ClientOptions, Scope, TransportFactory};
@@ -35,7 +35,10 @@ pub enum ReleaseSource {
     Auto,
     /// This exact release.
     Explicit(String),
-    /// `<name>@<short sha>` from `git rev-parse --short HEAD` in the working directory.
+    /// `<name>@<short sha>` from `git rev-parse --short HEAD` in the working directory;
+    /// where that fails (no repository, a repository without commits, a binary run outside
+    /// its checkout), `LOOKOUT_RELEASE`, else `SENTRY_RELEASE`, else the fallback release
+    /// ([`Options::release_fallback`]), with a warning logged once.
     Git {
         /// The release name before the `@`.
         name: String,
@@ -55,6 +58,7 @@ pub struct Options {
     strategy: Option<String>,
     environment: Option<String>,
     release: ReleaseSource,
+    release_fallback: Option<String>,
     traces_sample_rate: f32,
     filter: NoiseFilter,
     state: StateSlot,
@@ -91,6 +95,7 @@ impl Options {
             strategy: None,
             environment: None,
             release: ReleaseSource::Auto,
+            release_fallback: None,
             traces_sample_rate: 1.0,
             filter: NoiseFilter::default(),
             state: StateSlot::default(),
@@ -127,9 +132,20 @@ impl Options {
         self
     }
 
-    /// Take the release from git at startup, as `<name>@<short sha>`.
+    /// Take the release from git at startup, as `<name>@<short sha>`. Where git gives none
+    /// (see [`ReleaseSource::Git`]), the release comes from `LOOKOUT_RELEASE` /
+    /// `SENTRY_RELEASE`, else from [`Options::release_fallback`].
     pub fn release_from_git(mut self, name: impl Into<String>) -> Self {
         self.release = ReleaseSource::Git { name: name.into() };
+        self
+    }
+
+    /// The release to use when the release source finds none (git without a commit, no
+    /// environment variable), typically [`crate_release!()`](crate::crate_release), the
+    /// agent crate's `name@version`. Without it such an agent has no release, hence no
+    /// session and no release health.
+    pub fn release_fallback(mut self, release: impl Into<String>) -> Self {
+        self.release_fallback = Some(release.into());
         self
     }
 
@@ -204,7 +220,12 @@ impl Options {
     /// The release these options resolve to (reads the environment and runs git as
     /// configured).
     pub fn resolved_release(&self) -> Option<String> {
-        resolve_release(&self.release)
+        resolve_release(
+            &self.release,
+            self.release_fallback.as_deref(),
+            &first_env,
+            &git_short_sha,
+        )
     }
 
     /// The DSN these options resolve to (explicit, else `LOOKOUT_DSN`, else `SENTRY_DSN`).
@@ -237,8 +258,7 @@ impl Options {
         let counters = self.counters.clone();
         let agent_id = self.agent_id.clone();
         let strategy = self.strategy.clone();
-        let shared = Arc::new(Shared::default());
-        let log = Arc::clone(&shared);
+        let shared = Arc::new(Shared::new(self.agent_id.clone()));
         let before_send = move |mut event: Event<'static>| {
             match filter.decide(&event) {
                 Decision::Drop(_) => {
@@ -256,7 +276,6 @@ impl Options {
             }
             add_agent_tags(&mut event, &agent_id, strategy.as_deref());
             state.attach(&mut event);
-            log.decisions.merge_into(&mut event);
             scrub_event(&mut event);
             Some(event)
         };
@@ -352,15 +371,56 @@ fn git_short_sha() -> Option<String> {
     (!sha.is_empty()).then_some(sha)
 }
 
-fn resolve_release(source: &ReleaseSource) -> Option<String> {
-    match source {
-        ReleaseSource::Explicit(release) => Some(release.clone()),
-        ReleaseSource::Env(var) => std::env::var(var).ok().filter(|v| !v.is_empty()),
-        ReleaseSource::Git { name } => git_short_sha().map(|sha| format!("{name}@{sha}")),
-        ReleaseSource::None => None,
-        ReleaseSource::Auto => first_env(&RELEASE_ENV)
-            .or_else(|| git_short_sha().map(|sha| format!("{}@{sha}", env!("CARGO_PKG_NAME")))),
-    }
+/// The release `source` names, reading the environment with `env` and git with `git`.
+fn resolve_release(
+    source: &ReleaseSource,
+    fallback: Option<&str>,
+    env: &dyn Fn(&[&str]) -> Option<String>,
+    git: &dyn Fn() -> Option<String>,
+) -> Option<String> {
+    let release = match source {
+        ReleaseSource::Explicit(release) => return Some(release.clone()),
+        ReleaseSource::Env(var) => return env(&[var.as_str()]),
+        ReleaseSource::None => return None,
+        ReleaseSource::Git { name } => match git() {
+            Some(sha) => return Some(format!("{name}@{sha}")),
+            None => env(&RELEASE_ENV),
+        },
+        ReleaseSource::Auto => match env(&RELEASE_ENV) {
+            Some(release) => return Some(release),
+            None => git().map(|sha| format!("{}@{sha}", env!("CARGO_PKG_NAME"))),
+        },
+    };
+    let release = release.or_else(|| fallback.map(str::to_owned));
+    static WARNED: Once = Once::new();
+    WARNED.call_once(|| match &release {
+        Some(release) => tracing::warn!(
+            %release,
+            "no git commit to name the release after; using the fallback release"
+        ),
+        None => tracing::warn!(
+            "no release: git gave no commit and neither LOOKOUT_RELEASE nor SENTRY_RELEASE \
+             is set; sessions and release health need one (set Options::release_fallback)"
+        ),
+    });
+    release
+}
+
+/// The calling crate's `name@version` (from its `Cargo.toml`), for
+/// [`Options::release_fallback`] or [`Options::release`].
+///
+/// ```
+/// let options = lookout_agent::Options::new("ag_1")
+///     .release_from_git("momentum-bot")
+///     .release_fallback(lookout_agent::crate_release!());
+/// # let _ = options;
+/// assert_eq!(lookout_agent::crate_release!(), concat!("lookout-agent@", env!("CARGO_PKG_VERSION")));
+/// ```
+#[macro_export]
+macro_rules! crate_release {
+    () => {
+        concat!(env!("CARGO_PKG_NAME"), "@", env!("CARGO_PKG_VERSION"))
+    };
 }
 
 /// What [`init`] returns: keep it alive for the life of the agent. Dropping it flushes
@@ -466,4 +526,44 @@ where
         .and_then(ErrorLayer::new().with_filter(filter_fn(|meta| {
             meta.is_event() && *meta.level() == TLevel::ERROR
         })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repository_without_commits_falls_back_to_the_environment_then_the_fallback() {
+        let git = ReleaseSource::Git {
+            name: "bot".to_owned(),
+        };
+        let no_git = || None;
+        let no_env = |_: &[&str]| None;
+        let env = |vars: &[&str]| (vars == RELEASE_ENV.as_slice()).then(|| "bot@env".to_owned());
+        let sha = || Some("abc1234".to_owned());
+        let fallback = Some("bot@0.1.0");
+        let resolve = |source: &ReleaseSource,
+                       fallback: Option<&str>,
+                       env: &dyn Fn(&[&str]) -> Option<String>,
+                       git: &dyn Fn() -> Option<String>| {
+            resolve_release(source, fallback, env, git)
+        };
+        assert_eq!(
+            resolve(&git, fallback, &no_env, &sha).as_deref(),
+            Some("bot@abc1234")
+        );
+        assert_eq!(
+            resolve(&git, fallback, &env, &no_git).as_deref(),
+            Some("bot@env")
+        );
+        assert_eq!(
+            resolve(&git, fallback, &no_env, &no_git).as_deref(),
+            Some("bot@0.1.0")
+        );
+        assert_eq!(resolve(&git, None, &no_env, &no_git), None);
+        assert_eq!(
+            resolve(&ReleaseSource::Auto, fallback, &no_env, &no_git).as_deref(),
+            Some("bot@0.1.0")
+        );
+    }
 }

@@ -14,16 +14,19 @@
 //!
 //! fn main() {
 //!     // DSN from LOOKOUT_DSN / SENTRY_DSN unless given; release from git as
-//!     // `momentum-bot@<short sha>`.
+//!     // `momentum-bot@<short sha>`, else LOOKOUT_RELEASE / SENTRY_RELEASE, else this
+//!     // crate's `name@version`.
 //!     let _guard = lookout_agent::init(
 //!         Options::new("ag_7f3a9c")
 //!             .strategy("momentum")
 //!             .release_from_git("momentum-bot")
+//!             .release_fallback(lookout_agent::crate_release!())
 //!             .environment("paper")
 //!             .state_provider(|| TradingSnapshot::new().asset("BTC").open_positions(1))
 //!             .install_default_subscriber(true),
 //!     );
-//!     let session = AgentSession::start("ag_7f3a9c", HealthOptions::new());
+//!     // The session of the agent given to `Options::new`.
+//!     let session = AgentSession::begin(HealthOptions::new());
 //!     loop {
 //!         session.tick();
 //!         let z = 2.4;
@@ -58,7 +61,7 @@
 //! What it gives the agent:
 //!
 //! - [`init`] / [`Options`]: DSN, agent id, strategy, environment, release (explicit, git or
-//!   an environment variable), sample rate; tags `agent_id`, `strategy`,
+//!   an environment variable, with a fallback such as [`crate_release!`]), sample rate; tags `agent_id`, `strategy`,
 //!   `platform=purple_flea` and the user on every event; the panic integration; a `tracing`
 //!   layer ([`tracing_layer`]). The [`Guard`] flushes on drop.
 //! - [`TradingSnapshot`] / [`StateProvider`]: the agent's state as a `trading` context on
@@ -70,7 +73,8 @@
 //! - [`scrub`]: API keys, bearer tokens, private keys and seed phrases never leave the
 //!   process.
 //! - [`OrderPipeline`]: one `order.pipeline` transaction per order with its stage spans.
-//! - [`breadcrumbs`]: signal, risk check, API response and position change breadcrumbs.
+//! - [`breadcrumbs`]: signal, risk check, API response and position change breadcrumbs, on
+//!   the current scope.
 //! - [`health`]: session, heartbeats to `agent-<id>-heartbeat`, watchdog.
 //! - [`cron`]: check-ins around scheduled jobs, with their monitor config.
 //! - Sending never blocks the loop: a bounded queue in front of the HTTP transport, drops
@@ -86,6 +90,7 @@ pub mod error;
 pub mod filter;
 pub mod health;
 mod init;
+mod order;
 pub mod pipeline;
 pub mod scrub;
 pub mod state;

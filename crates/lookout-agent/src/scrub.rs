@@ -1,6 +1,10 @@
 //! Secret scrubbing: API keys, bearer tokens, private keys, seed phrases and values under
 //! sensitive keys are replaced with [`FILTERED`] before anything leaves the process.
 //!
+//! The rules are `lookout_protocol::scrub`'s, the ones the Lookout server applies on ingest:
+//! this module only walks the `sentry` protocol structs and hands each string or JSON value,
+//! with the key it sits under, to them. What counts as a secret has one definition.
+//!
 //! [`init`](crate::init) installs the scrubber twice: in `before_send` for error events
 //! (message, exception values, frame vars, extra, contexts, tags, request, user data,
 //! breadcrumbs), and in the transport for every other envelope item (transactions with their
@@ -8,168 +12,30 @@
 //! transaction costs the decision loop nothing.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
-use std::sync::LazyLock;
+use std::collections::BTreeMap;
 
-use regex::{Captures, Regex};
+use lookout_protocol::scrub::{is_secret_key, scrub_str_under, scrub_value_under};
 use sentry::protocol::{Breadcrumb, Context, Envelope, EnvelopeItem, Event, Request, Transaction};
 use serde_json::Value;
 
 /// The replacement for every secret.
-pub const FILTERED: &str = "[Filtered]";
-
-static BIP39_WORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    include_str!("../data/bip39-english.txt")
-        .lines()
-        .map(str::trim)
-        .filter(|word| !word.is_empty())
-        .collect()
-});
-
-/// Key-name fragments (lowercase, without `_`, `-`, `.` and spaces) whose values are secrets.
-const SENSITIVE_KEY_PARTS: &[&str] = &[
-    "password",
-    "passwd",
-    "secret",
-    "apikey",
-    "privatekey",
-    "mnemonic",
-    "seedphrase",
-    "token",
-    "authorization",
-    "cookie",
-    "credential",
-];
-
-static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
-    Patterns {
-    key_value: Regex::new(
-        r#"(?i)\b(password|passwd|secret|api[_-]?key|private[_-]?key|mnemonic|seed[_-]?phrase|access[_-]?token|token|authorization)(\s*"?\s*[=:]\s*)(?:(?:bearer|basic)\s+)?("[^"]*"|'[^']*'|[^\s,;&"']+)"#,
-    )
-    .expect("key-value pattern"),
-    bearer: Regex::new(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}").expect("bearer pattern"),
-    api_key: Regex::new(r"\b(?:sk|pk|pf|rk)_[a-z]+_[A-Za-z0-9]{16,}").expect("api key pattern"),
-    private_key: Regex::new(r"\b0x[0-9a-fA-F]{64}\b").expect("private key pattern"),
-    word: Regex::new(r"[A-Za-z]+").expect("word pattern"),
-}
-});
-
-struct Patterns {
-    key_value: Regex,
-    bearer: Regex,
-    api_key: Regex,
-    private_key: Regex,
-    word: Regex,
-}
+pub use lookout_protocol::scrub::FILTERED;
 
 /// Whether a value stored under this key is a secret (`password`, `api_key`, `X-Api-Key`,
-/// `mnemonic`, `seed_phrase`, `authorization`, `*token*`, …).
+/// `mnemonic`, `seed_phrase`, `authorization`, `access_token`, …).
 pub fn is_sensitive_key(key: &str) -> bool {
-    let normalized: String = key
-        .chars()
-        .filter(|c| !matches!(c, '_' | '-' | '.' | ' '))
-        .flat_map(char::to_lowercase)
-        .collect();
-    SENSITIVE_KEY_PARTS
-        .iter()
-        .any(|part| normalized.contains(part))
-}
-
-/// Keys whose `0x` + 64 hex values are public hashes, not private keys.
-fn is_hash_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    key.contains("hash") || key == "tx" || key.ends_with("_tx")
+    is_secret_key(key)
 }
 
 /// Scrub secrets out of a free-form string. Returns the input unchanged (borrowed) when it
 /// holds no secret.
 pub fn scrub_str(input: &str) -> Cow<'_, str> {
-    scrub_str_in(None, input)
+    scrub_str_under(None, input)
 }
 
-fn scrub_str_in<'a>(key: Option<&str>, input: &'a str) -> Cow<'a, str> {
-    let p = &*PATTERNS;
-    let mut out = Cow::Borrowed(input);
-    if p.bearer.is_match(&out) {
-        out = Cow::Owned(
-            p.bearer
-                .replace_all(&out, |c: &Captures<'_>| format!("{} {FILTERED}", &c[1]))
-                .into_owned(),
-        );
-    }
-    if p.key_value.is_match(&out) {
-        out = Cow::Owned(
-            p.key_value
-                .replace_all(&out, |c: &Captures<'_>| {
-                    format!("{}{}{FILTERED}", &c[1], &c[2])
-                })
-                .into_owned(),
-        );
-    }
-    if p.api_key.is_match(&out) {
-        out = Cow::Owned(p.api_key.replace_all(&out, FILTERED).into_owned());
-    }
-    if !key.is_some_and(is_hash_key) && p.private_key.is_match(&out) {
-        out = Cow::Owned(p.private_key.replace_all(&out, FILTERED).into_owned());
-    }
-    if let Some(scrubbed) = scrub_seed_phrases(&out) {
-        out = Cow::Owned(scrubbed);
-    }
-    out
-}
-
-/// Replace every run of 12 or more consecutive BIP-39 words (separated by whitespace, commas
-/// or hyphens only) with [`FILTERED`].
-fn scrub_seed_phrases(input: &str) -> Option<String> {
-    let words = &*BIP39_WORDS;
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    let mut run_start = 0;
-    let mut run_end = 0;
-    let mut run_len = 0;
-    let mut last_end = 0;
-    for m in PATTERNS.word.find_iter(input) {
-        let gap_ok = input[last_end..m.start()]
-            .chars()
-            .all(|c| c.is_whitespace() || c == ',' || c == '-');
-        let is_word = m.as_str().len() >= 3 && words.contains(m.as_str().to_lowercase().as_str());
-        if is_word && (run_len == 0 || gap_ok) {
-            if run_len == 0 {
-                run_start = m.start();
-            }
-            run_len += 1;
-            run_end = m.end();
-        } else {
-            if run_len >= 12 {
-                runs.push((run_start, run_end));
-            }
-            run_len = 0;
-            if is_word {
-                run_start = m.start();
-                run_end = m.end();
-                run_len = 1;
-            }
-        }
-        last_end = m.end();
-    }
-    if run_len >= 12 {
-        runs.push((run_start, run_end));
-    }
-    if runs.is_empty() {
-        return None;
-    }
-    let mut out = String::with_capacity(input.len());
-    let mut pos = 0;
-    for (start, end) in runs {
-        out.push_str(&input[pos..start]);
-        out.push_str(FILTERED);
-        pos = end;
-    }
-    out.push_str(&input[pos..]);
-    Some(out)
-}
-
+/// Scrub a string found under `key`; a sensitive key replaces it whole.
 fn scrub_string_in_place(key: Option<&str>, value: &mut String) {
-    if let Cow::Owned(scrubbed) = scrub_str_in(key, value) {
+    if let Cow::Owned(scrubbed) = scrub_str_under(key, value) {
         *value = scrubbed;
     }
 }
@@ -180,21 +46,10 @@ fn scrub_opt_string(key: Option<&str>, value: &mut Option<String>) {
     }
 }
 
-/// Scrub a JSON value in place: values under sensitive keys become [`FILTERED`], strings are
-/// scrubbed of secrets, arrays and objects are walked.
+/// Scrub a JSON value found under `key` in place: values under sensitive keys become
+/// [`FILTERED`], strings are scrubbed of secrets, arrays and objects are walked.
 pub fn scrub_json(key: Option<&str>, value: &mut Value) {
-    if key.is_some_and(is_sensitive_key) && !value.is_null() {
-        *value = Value::String(FILTERED.to_owned());
-        return;
-    }
-    match value {
-        Value::String(s) => scrub_string_in_place(key, s),
-        Value::Array(items) => items.iter_mut().for_each(|item| scrub_json(key, item)),
-        Value::Object(map) => map
-            .iter_mut()
-            .for_each(|(k, v)| scrub_json(Some(k.as_str()), v)),
-        _ => {}
-    }
+    scrub_value_under(key, value);
 }
 
 fn scrub_map<'a>(map: impl IntoIterator<Item = (&'a String, &'a mut Value)>) {
@@ -205,11 +60,7 @@ fn scrub_map<'a>(map: impl IntoIterator<Item = (&'a String, &'a mut Value)>) {
 
 fn scrub_string_map<'a>(map: impl IntoIterator<Item = (&'a String, &'a mut String)>) {
     for (key, value) in map {
-        if is_sensitive_key(key) {
-            *value = FILTERED.to_owned();
-        } else {
-            scrub_string_in_place(Some(key), value);
-        }
+        scrub_string_in_place(Some(key), value);
     }
 }
 
@@ -360,112 +211,72 @@ pub fn scrub_envelope(envelope: Envelope) -> Envelope {
 
 #[cfg(test)]
 mod tests {
+    //! The rules themselves are tested in `lookout_protocol::scrub`; these check that every
+    //! field of the `sentry` structs reaches them with its key.
     use super::*;
+    use sentry::protocol::{Exception, Span};
 
-    const SEED12: &str =
-        "abandon ability able about above absent absorb abstract absurd abuse access accident";
-
-    #[test]
-    fn api_keys_of_every_purple_flea_prefix_are_filtered() {
-        for prefix in [
-            "sk_live_",
-            "sk_trade_",
-            "pk_live_",
-            "sk_domains_",
-            "pf_live_",
-        ] {
-            let key = format!("{prefix}0123456789abcdef0123456789abcdef0123456789abcdef");
-            let input = format!("request failed with key {key} at 12:00");
-            let out = scrub_str(&input);
-            assert_eq!(out, format!("request failed with key {FILTERED} at 12:00"));
-        }
-    }
+    const HEX: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
 
     #[test]
-    fn order_ids_and_short_identifiers_are_kept() {
-        let text = "order ord_9f2c1a2b3c4d5e6f filled; agent ag_0123456789ab; sk_live_ short";
-        assert_eq!(scrub_str(text), text);
-        assert!(matches!(scrub_str(text), Cow::Borrowed(_)));
-    }
-
-    #[test]
-    fn bearer_tokens_and_authorization_headers_are_filtered() {
-        assert_eq!(
-            scrub_str("Authorization: Bearer abcdef0123456789xyz"),
-            format!("Authorization: {FILTERED}")
-        );
-        assert_eq!(
-            scrub_str("sent bearer abcdef0123456789xyz to host"),
-            format!("sent bearer {FILTERED} to host")
-        );
-    }
-
-    #[test]
-    fn key_value_pairs_in_text_keep_the_key() {
-        assert_eq!(
-            scrub_str("login password=hunter2 user=bob"),
-            format!("login password={FILTERED} user=bob")
-        );
-        assert_eq!(
-            scrub_str(r#"{"api_key": "abc"}"#),
-            format!(r#"{{"api_key": {FILTERED}}}"#)
-        );
-    }
-
-    #[test]
-    fn private_keys_are_filtered_but_tx_hashes_under_hash_keys_are_kept() {
-        let hex = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
-        assert_eq!(scrub_str(&format!("key {hex}")), format!("key {FILTERED}"));
-        let mut v = serde_json::json!({ "tx_hash": hex, "note": hex });
-        scrub_json(None, &mut v);
-        assert_eq!(v["tx_hash"], hex);
-        assert_eq!(v["note"], FILTERED);
-    }
-
-    #[test]
-    fn seed_phrases_of_12_and_24_words_are_filtered() {
-        assert_eq!(
-            scrub_str(&format!("seed: {SEED12}!")),
-            format!("seed: {FILTERED}!")
-        );
-        let seed24 = format!("{SEED12} {SEED12}");
-        assert_eq!(scrub_str(&seed24), FILTERED);
-        // Eleven words are not a seed phrase; ordinary prose is left alone.
-        let eleven = SEED12.rsplit_once(' ').map(|(a, _)| a).unwrap_or_default();
-        assert_eq!(scrub_str(eleven), eleven);
-        let prose = "the risk check failed because the daily loss limit was breached";
-        assert_eq!(scrub_str(prose), prose);
-    }
-
-    #[test]
-    fn sensitive_keys_are_recognised_in_any_spelling() {
-        for key in [
-            "password",
-            "API_KEY",
-            "x-api-key",
-            "privateKey",
-            "mnemonic",
-            "seed_phrase",
-            "access_token",
-            "Authorization",
-            "client_secret",
-        ] {
-            assert!(is_sensitive_key(key), "{key}");
-        }
-        for key in ["asset", "order_id", "z_score", "side"] {
-            assert!(!is_sensitive_key(key), "{key}");
-        }
-    }
-
-    #[test]
-    fn nested_json_values_under_sensitive_keys_are_replaced_whole() {
-        let mut v = serde_json::json!({
-            "wallet": { "mnemonic": ["a", "b"], "network": "base" },
-            "list": [{ "token": 42 }],
+    fn event_fields_are_scrubbed_by_the_shared_rules() {
+        let mut event = Event {
+            message: Some(r#"body {"api_key": "abc"}"#.to_owned()),
+            ..Default::default()
+        };
+        event.exception.values.push(Exception {
+            ty: "E".to_owned(),
+            value: Some("Authorization: Bearer abcdef0123456789xyz".to_owned()),
+            ..Default::default()
         });
-        scrub_json(None, &mut v);
-        assert_eq!(v["wallet"]["mnemonic"], FILTERED);
-        assert_eq!(v["wallet"]["network"], "base");
-        assert_eq!(v["list"][0]["token"], FILTERED);
+        event.tags.insert("x-api-key".to_owned(), "k".to_owned());
+        event.tags.insert("asset".to_owned(), "BTC".to_owned());
+        event.extra.insert(
+            "wallet".to_owned(),
+            serde_json::json!({ "mnemonic": ["a"] }),
+        );
+        event.breadcrumbs.values.push(Breadcrumb {
+            data: BTreeMap::from([("tx_hash".to_owned(), Value::from(HEX))]),
+            message: Some(format!("key {HEX}")),
+            ..Default::default()
+        });
+        scrub_event(&mut event);
+        assert_eq!(
+            event.message.as_deref(),
+            Some(r#"body {"api_key": [Filtered]}"#)
+        );
+        assert_eq!(
+            event.exception.values[0].value.as_deref(),
+            Some("Authorization: Bearer [Filtered]")
+        );
+        assert_eq!(event.tags["x-api-key"], FILTERED);
+        assert_eq!(event.tags["asset"], "BTC");
+        assert_eq!(event.extra["wallet"]["mnemonic"], FILTERED);
+        let crumb = &event.breadcrumbs.values[0];
+        assert_eq!(crumb.data["tx_hash"], HEX);
+        assert_eq!(crumb.message.as_deref(), Some("key [Filtered]"));
+    }
+
+    #[test]
+    fn span_fields_are_scrubbed_by_the_shared_rules() {
+        let mut transaction = Transaction::default();
+        transaction.spans.push(Span {
+            description: Some("POST /v1/trade/open password=hunter2".to_owned()),
+            tags: BTreeMap::from([("auth_token".to_owned(), "t".to_owned())]),
+            data: BTreeMap::from([
+                ("private_key".to_owned(), Value::from("k")),
+                ("tx_hash".to_owned(), Value::from(HEX)),
+            ]),
+            ..Default::default()
+        });
+        scrub_transaction(&mut transaction);
+        let span = &transaction.spans[0];
+        assert_eq!(
+            span.description.as_deref(),
+            Some("POST /v1/trade/open password=[Filtered]")
+        );
+        assert_eq!(span.tags["auth_token"], FILTERED);
+        assert_eq!(span.data["private_key"], FILTERED);
+        assert_eq!(span.data["tx_hash"], HEX);
     }
 }

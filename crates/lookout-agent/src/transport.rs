@@ -22,7 +22,8 @@ use sentry::client_report::{Reason, Recorder};
 use sentry::protocol::Transaction;
 use sentry::{Envelope, Transport, TransportFactory, TransportOptions};
 
-use crate::deferred::{FinishedPipeline, Shared, complete};
+use crate::deferred::{Shared, complete};
+use crate::order::{FinishedPipeline, PipelineQueue};
 use crate::scrub::scrub_envelope;
 
 /// How long the worker waits for the inner transport to deliver one envelope before it takes
@@ -105,7 +106,8 @@ impl TransportFactory for QueuedTransportFactory {
         let inner = self.inner.create_transport_with_options(options);
         let transport =
             QueuedTransport::spawn(inner, recorder, self.counters.clone(), self.capacity);
-        self.shared.set_sender(&transport.sender);
+        let queue: Arc<dyn PipelineQueue> = transport.sender.clone();
+        self.shared.set_queue(&queue);
         Arc::new(transport)
     }
 }
@@ -166,9 +168,10 @@ impl Sender {
                 .record_lost_data(&Transaction::default(), reason),
         }
     }
+}
 
-    /// Queue a finished pipeline for the worker to build and send.
-    pub(crate) fn push_pipeline(&self, pipeline: FinishedPipeline) {
+impl PipelineQueue for Sender {
+    fn push_pipeline(&self, pipeline: FinishedPipeline) {
         self.push(Job::Pipeline(Box::new(pipeline)));
     }
 }

@@ -463,12 +463,9 @@ fn decisions_interleave_with_other_breadcrumbs_in_time_and_only_the_newest_100_a
             }
         }
         sentry::capture_message("first", Level::Error);
-        // Decisions made under a scope that ends are still part of the trail.
-        sentry::with_scope(|_| {}, || Signal::new("ETH", 9.0).record());
-        sentry::capture_message("second", Level::Error);
     });
     let events = events(&envelopes);
-    assert_eq!(events.len(), 2);
+    assert_eq!(events.len(), 1);
     let crumbs = &events[0].breadcrumbs.values;
     assert_eq!(crumbs.len(), 100);
     assert!(crumbs.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
@@ -483,8 +480,40 @@ fn decisions_interleave_with_other_breadcrumbs_in_time_and_only_the_newest_100_a
         .expect("other breadcrumb kept");
     assert_eq!(z(&crumbs[after_99 - 1]), Some(99.0));
     assert_eq!(z(&crumbs[after_99 + 1]), Some(100.0));
-    let last = events[1].breadcrumbs.values.last().expect("breadcrumbs");
-    assert_eq!(last.data.get("asset"), Some(&json!("ETH")));
+}
+
+#[test]
+fn decisions_follow_the_scope_they_were_recorded_in() {
+    let asset = |event: &sentry::protocol::Event<'static>| -> Vec<String> {
+        event
+            .breadcrumbs
+            .values
+            .iter()
+            .filter_map(|c| c.data.get("asset").and_then(|v| v.as_str()))
+            .map(str::to_owned)
+            .collect()
+    };
+    let envelopes = capture(options("ag_scope"), || {
+        Signal::new("BTC", 1.0).record();
+        sentry::with_scope(
+            |_| {},
+            || {
+                Signal::new("ETH", 9.0).record();
+                sentry::capture_message("inside", Level::Error);
+            },
+        );
+        sentry::capture_message("after the scope", Level::Error);
+        sentry::configure_scope(|scope| scope.clear_breadcrumbs());
+        sentry::capture_message("after clearing", Level::Error);
+        Signal::new("SOL", 3.0).record();
+        sentry::capture_message("after a new decision", Level::Error);
+    });
+    let events = events(&envelopes);
+    let trails: Vec<_> = events.iter().map(asset).collect();
+    assert_eq!(
+        trails,
+        [vec!["BTC", "ETH"], vec!["BTC"], vec![], vec!["SOL"]]
+    );
 }
 
 #[test]

@@ -33,6 +33,26 @@ fn a_session_starts_ok_for_the_agent_and_ends_exited() {
 }
 
 #[test]
+fn a_session_begun_without_an_id_belongs_to_the_agent_the_client_was_set_up_for() {
+    let agent = Agent::new(options("ag_begin"));
+    let slug = agent.run(|| {
+        let session = AgentSession::begin(HealthOptions::new().heartbeats(false));
+        let slug = session.monitor_slug().to_owned();
+        session.end();
+        slug
+    });
+    assert_eq!(slug, "agent-ag_begin-heartbeat");
+    // The id can still be given, overriding the client's.
+    let other = agent.run(|| {
+        let session = AgentSession::start("ag_other", HealthOptions::new().heartbeats(false));
+        let slug = session.monitor_slug().to_owned();
+        session.end();
+        slug
+    });
+    assert_eq!(other, "agent-ag_other-heartbeat");
+}
+
+#[test]
 fn heartbeats_upsert_the_agent_monitor_while_the_loop_ticks() {
     let agent = Agent::new(options("ag_hb"));
     let session = agent.run(|| {

@@ -23,6 +23,7 @@
 
 use regex::Regex;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::sync::LazyLock;
@@ -66,7 +67,8 @@ const KV_KEYWORDS: &[(&str, &str)] = &[
     ("seed", "phrase"),
 ];
 
-/// `password=…`, `api_key: …` and the like inside free text (log lines, exception values).
+/// `password=…`, `api_key: …` and the like inside free text (log lines, exception values),
+/// also with the keyword quoted as JSON text quotes it (`{"api_key": "…"}` in a logged body).
 static KV_SECRET: LazyLock<Regex> = LazyLock::new(|| {
     let keywords: Vec<String> = KV_KEYWORDS
         .iter()
@@ -76,7 +78,7 @@ static KV_SECRET: LazyLock<Regex> = LazyLock::new(|| {
         })
         .collect();
     Regex::new(&format!(
-        r#"(?i)(?-u:\b)((?:{})\s*[=:]\s*)"?[^\s"',;&]+"?"#,
+        r#"(?i)(?-u:\b)((?:{})"?\s*[=:]\s*)"?[^\s"',;&]+"?"#,
         keywords.join("|")
     ))
     .expect("constant pattern")
@@ -268,6 +270,32 @@ pub fn scrub_event(event: &mut Value) -> ScrubReport {
         }
     }
     report
+}
+
+/// Scrub `value`, found under `key` (`None` for a value under no key), in place: the same
+/// rules [`scrub_value`] applies to a value under that key inside an event. This is the entry
+/// point for callers that hold a typed event rather than its JSON (the agent library scrubs
+/// `sentry` protocol structs field by field with it), so both scrub by one set of rules.
+pub fn scrub_value_under(key: Option<&str>, value: &mut Value) -> ScrubReport {
+    let mut report = ScrubReport::default();
+    let mut path = key.unwrap_or_default().to_owned();
+    walk(value, key, &mut path, &mut report, 0);
+    report
+}
+
+/// Scrub a string found under `key` (`None` for free text): [`FILTERED`] when the key names a
+/// secret, else the text with every secret in it replaced (a `0x` + 64 hex value is kept under
+/// a key that names a hash). Borrowed exactly when nothing was found.
+pub fn scrub_str_under<'a>(key: Option<&str>, s: &'a str) -> Cow<'a, str> {
+    if s != FILTERED && key.is_some_and(is_secret_key) {
+        return Cow::Owned(FILTERED.to_owned());
+    }
+    let a = anchors(s.as_bytes());
+    let keep_hex = a.hex && key.is_some_and(is_hash_key);
+    match scrub_text_with(s, &a, keep_hex) {
+        Some((clean, _)) => Cow::Owned(clean),
+        None => Cow::Borrowed(s),
+    }
 }
 
 /// Depth past which the tree is not walked further (the value is dropped instead), so a
@@ -527,15 +555,16 @@ fn is_regex_space(c: &u8) -> bool {
 }
 
 /// Whether `before` (the text before a `=` or `:`) ends with a [`KV_KEYWORDS`] keyword,
-/// ASCII-case-insensitively, then optional ASCII whitespace: in ASCII text, what comes before
-/// the `=` or `:` of any `KV_SECRET` match. Word boundaries are not checked (a superset is
-/// sound).
+/// ASCII-case-insensitively, then an optional `"`, then optional ASCII whitespace: in ASCII
+/// text, what comes before the `=` or `:` of any `KV_SECRET` match. Word boundaries are not
+/// checked (a superset is sound).
 fn kv_keyword_before(before: &[u8]) -> bool {
     let end = before
         .iter()
         .rposition(|c| !is_regex_space(c))
         .map_or(0, |p| p + 1);
     let text = &before[..end];
+    let text = text.strip_suffix(b"\"").unwrap_or(text);
     let Some(end_byte) = text.last().map(u8::to_ascii_lowercase) else {
         return false;
     };
@@ -1014,7 +1043,7 @@ mod tests {
         "",
     ];
     const KV_GAPS: &[&str] = &["", " ", "  ", "\t", "\n", "\x0b", "\u{a0}", "\u{2003}"];
-    const KV_SEPARATORS: &[&str] = &["=", ":", "", "=>", ";", "::"];
+    const KV_SEPARATORS: &[&str] = &["=", ":", "", "=>", ";", "::", "\":", "\" =", "\"\"="];
     const KV_VALUES: &[&str] = &[
         "hunter2",
         "\"abc\"",
@@ -1138,7 +1167,7 @@ mod tests {
     fn kv_regex_is_the_documented_one() {
         assert_eq!(
             KV_SECRET.as_str(),
-            r#"(?i)(?-u:\b)((?:password|passwd|pwd|passphrase|secret|api[_-]?key|private[_-]?key|access[_-]?token|auth[_-]?token|mnemonic|seed[_-]?phrase)\s*[=:]\s*)"?[^\s"',;&]+"?"#
+            r#"(?i)(?-u:\b)((?:password|passwd|pwd|passphrase|secret|api[_-]?key|private[_-]?key|access[_-]?token|auth[_-]?token|mnemonic|seed[_-]?phrase)"?\s*[=:]\s*)"?[^\s"',;&]+"?"#
         );
     }
 
@@ -1252,6 +1281,133 @@ mod tests {
             "[Filtered] then [Filtered], password=[Filtered]"
         );
         assert_eq!(v["c"][2][1], Value::Null);
+    }
+
+    // The agent library's scrubber used to have rules of its own; these are its cases, now
+    // checked against the one set of rules both crates use.
+
+    const SEED12: &str =
+        "abandon ability able about above absent absorb abstract absurd abuse access accident";
+
+    fn text(s: &str) -> Cow<'_, str> {
+        scrub_str_under(None, s)
+    }
+
+    #[test]
+    fn api_keys_of_every_purple_flea_prefix_are_filtered() {
+        for prefix in [
+            "sk_live_",
+            "sk_trade_",
+            "pk_live_",
+            "sk_domains_",
+            "pf_live_",
+        ] {
+            let key = format!("{prefix}0123456789abcdef0123456789abcdef0123456789abcdef");
+            let input = format!("request failed with key {key} at 12:00");
+            assert_eq!(
+                text(&input),
+                format!("request failed with key {FILTERED} at 12:00")
+            );
+        }
+    }
+
+    #[test]
+    fn order_ids_and_short_identifiers_are_kept_and_borrowed() {
+        let s = "order ord_9f2c1a2b3c4d5e6f filled; agent ag_0123456789ab; sk_live_ short";
+        assert_eq!(text(s), s);
+        assert!(matches!(text(s), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn bearer_tokens_in_text_are_filtered() {
+        assert_eq!(
+            text("Authorization: Bearer abcdef0123456789xyz"),
+            "Authorization: Bearer [Filtered]"
+        );
+        assert_eq!(
+            text("sent bearer abcdef0123456789xyz to host"),
+            "sent Bearer [Filtered] to host"
+        );
+    }
+
+    #[test]
+    fn key_value_pairs_in_text_keep_the_key_quoted_or_not() {
+        assert_eq!(
+            text("login password=hunter2 user=bob"),
+            "login password=[Filtered] user=bob"
+        );
+        // A JSON body in a log line or exception value quotes its keys.
+        assert_eq!(text(r#"{"api_key": "abc"}"#), r#"{"api_key": [Filtered]}"#);
+        assert_eq!(
+            text(r#"body {"asset":"BTC","private_key":"k1","seed_phrase" : "w"}"#),
+            r#"body {"asset":"BTC","private_key":[Filtered],"seed_phrase" : [Filtered]}"#
+        );
+        assert_eq!(text(r#"{"keys": "abc"}"#), r#"{"keys": "abc"}"#);
+    }
+
+    #[test]
+    fn private_keys_are_filtered_but_hashes_under_hash_keys_are_kept() {
+        let hex = format!("0x{HEX64}");
+        assert_eq!(text(&format!("key {hex}")), format!("key {FILTERED}"));
+        assert_eq!(scrub_str_under(Some("tx_hash"), &hex), hex);
+        assert_eq!(scrub_str_under(Some("note"), &hex), FILTERED);
+        let mut v = json!({ "tx_hash": hex, "note": hex });
+        scrub_value_under(None, &mut v);
+        assert_eq!(v["tx_hash"], hex);
+        assert_eq!(v["note"], FILTERED);
+    }
+
+    #[test]
+    fn seed_phrases_of_12_and_24_words_are_filtered() {
+        // `seed` is on the list too, so the run starts there.
+        assert_eq!(text(&format!("seed: {SEED12}!")), "[Filtered]!");
+        assert_eq!(
+            text(&format!("phrase 42: {SEED12}!")),
+            "phrase 42: [Filtered]!"
+        );
+        assert_eq!(text(&format!("{SEED12} {SEED12}")), FILTERED);
+        let eleven = SEED12.rsplit_once(' ').map(|(a, _)| a).unwrap_or_default();
+        assert_eq!(text(eleven), eleven);
+        let prose = "the risk check failed because the daily loss limit was breached";
+        assert_eq!(text(prose), prose);
+    }
+
+    #[test]
+    fn sensitive_keys_are_recognised_in_any_spelling() {
+        for key in [
+            "password",
+            "API_KEY",
+            "x-api-key",
+            "privateKey",
+            "mnemonic",
+            "seed_phrase",
+            "access_token",
+            "Authorization",
+            "client_secret",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+            assert_eq!(scrub_str_under(Some(key), "plain"), FILTERED, "{key}");
+        }
+        for key in ["asset", "order_id", "z_score", "side"] {
+            assert!(!is_secret_key(key), "{key}");
+            assert_eq!(scrub_str_under(Some(key), "plain"), "plain", "{key}");
+        }
+    }
+
+    #[test]
+    fn values_under_a_sensitive_key_are_replaced_whole_at_any_depth() {
+        let mut v = json!({
+            "wallet": { "mnemonic": ["a", "b"], "network": "base" },
+            "list": [{ "token": 42 }],
+        });
+        scrub_value_under(None, &mut v);
+        assert_eq!(v["wallet"]["mnemonic"], FILTERED);
+        assert_eq!(v["wallet"]["network"], "base");
+        assert_eq!(v["list"][0]["token"], FILTERED);
+        let mut under = json!({ "nested": "x" });
+        let report = scrub_value_under(Some("api_key"), &mut under);
+        assert_eq!(under, json!(FILTERED));
+        assert_eq!(report.removals[0].path, "api_key");
     }
 
     #[test]

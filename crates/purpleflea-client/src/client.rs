@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use sentry_core::protocol::SpanStatus;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::Instrument;
@@ -552,6 +553,7 @@ impl Client {
         if let Ok((status, _, _)) = &result {
             span.record("http.status_code", *status);
         }
+        set_sentry_status(&span, attempt_status(&result));
         drop(span);
         // The breadcrumb is emitted after the span closed: `sentry-tracing` forks the hub
         // while a span is entered, so a breadcrumb added inside it would not reach the
@@ -736,9 +738,86 @@ pub(crate) fn body<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
+/// The Sentry span status of an HTTP answer, as Sentry maps HTTP codes: `ok` below 400,
+/// then 400 `invalid_argument`, 401 `unauthenticated`, 403 `permission_denied`,
+/// 404 `not_found`, 409 `already_exists`, 413 `failed_precondition`, 429
+/// `resource_exhausted`, 499 `cancelled`, other 4xx `invalid_argument`; 501 `unimplemented`,
+/// 503 `unavailable`, 504 `deadline_exceeded`, other 5xx `internal_error`.
+pub(crate) fn span_status_of(status: u16) -> SpanStatus {
+    match status {
+        ..400 => SpanStatus::Ok,
+        401 => SpanStatus::Unauthenticated,
+        403 => SpanStatus::PermissionDenied,
+        404 => SpanStatus::NotFound,
+        409 => SpanStatus::AlreadyExists,
+        413 => SpanStatus::FailedPrecondition,
+        429 => SpanStatus::ResourceExhausted,
+        499 => SpanStatus::Cancelled,
+        400..500 => SpanStatus::InvalidArgument,
+        501 => SpanStatus::Unimplemented,
+        503 => SpanStatus::Unavailable,
+        504 => SpanStatus::DeadlineExceeded,
+        500..600 => SpanStatus::InternalError,
+        _ => SpanStatus::UnknownError,
+    }
+}
+
+/// The span status of one attempt: from its HTTP code, or for a request that got no answer,
+/// `deadline_exceeded` (timeout), `unavailable` (no connection) or `unknown_error`.
+fn attempt_status(result: &Result<(u16, HeaderMap, Vec<u8>), reqwest::Error>) -> SpanStatus {
+    match result {
+        Ok((status, _, _)) => span_status_of(*status),
+        Err(e) if e.is_timeout() => SpanStatus::DeadlineExceeded,
+        Err(e) if e.is_connect() => SpanStatus::Unavailable,
+        Err(_) => SpanStatus::UnknownError,
+    }
+}
+
+/// Set the status of the Sentry span that `sentry-tracing` made of `span`. Without its span
+/// layer no Sentry span is entered with `span`, and the hub's current span (the caller's,
+/// e.g. an order pipeline stage) is left alone.
+fn set_sentry_status(span: &tracing::Span, status: SpanStatus) {
+    let current = || sentry_core::configure_scope(|scope| scope.get_span());
+    let outer = current().map(|s| s.get_trace_context().span_id);
+    span.in_scope(|| {
+        if let Some(inner) = current()
+            && Some(inner.get_trace_context().span_id) != outer
+        {
+            inner.set_status(status);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_codes_map_to_sentrys_span_statuses() {
+        for (code, status) in [
+            (200, SpanStatus::Ok),
+            (201, SpanStatus::Ok),
+            (302, SpanStatus::Ok),
+            (400, SpanStatus::InvalidArgument),
+            (401, SpanStatus::Unauthenticated),
+            (402, SpanStatus::InvalidArgument),
+            (403, SpanStatus::PermissionDenied),
+            (404, SpanStatus::NotFound),
+            (409, SpanStatus::AlreadyExists),
+            (413, SpanStatus::FailedPrecondition),
+            (422, SpanStatus::InvalidArgument),
+            (429, SpanStatus::ResourceExhausted),
+            (499, SpanStatus::Cancelled),
+            (500, SpanStatus::InternalError),
+            (501, SpanStatus::Unimplemented),
+            (502, SpanStatus::InternalError),
+            (503, SpanStatus::Unavailable),
+            (504, SpanStatus::DeadlineExceeded),
+            (600, SpanStatus::UnknownError),
+        ] {
+            assert_eq!(span_status_of(code), status, "{code}");
+        }
+    }
 
     #[test]
     fn keys_are_checked_and_redacted() {

@@ -79,6 +79,7 @@ pub mod faucet;
 #[cfg(feature = "lookout")]
 mod lookout;
 pub mod retry;
+pub mod sandbox;
 mod service;
 pub mod trading;
 mod types;

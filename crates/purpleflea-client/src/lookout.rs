@@ -2,8 +2,34 @@
 
 use lookout_agent::{Phase, TradingError, TradingErrorKind};
 
+use crate::trading;
+
 use crate::error::{Error, ErrorKind, Op};
 use crate::service::Service;
+
+/// An agent's order side as a position side: [`Buy`](lookout_agent::Side::Buy) opens a
+/// [`Long`](trading::Side::Long), [`Sell`](trading::Side::Sell) a
+/// [`Short`](trading::Side::Short). So an agent imports one `Side`, `lookout_agent`'s, and
+/// passes it to [`OpenPosition::new`](trading::OpenPosition::new), which takes
+/// `impl Into<trading::Side>`.
+impl From<lookout_agent::Side> for trading::Side {
+    fn from(side: lookout_agent::Side) -> Self {
+        match side {
+            lookout_agent::Side::Buy => Self::Long,
+            lookout_agent::Side::Sell => Self::Short,
+        }
+    }
+}
+
+/// A position side as the order side that opens it: `Long` is `Buy`, `Short` is `Sell`.
+impl From<trading::Side> for lookout_agent::Side {
+    fn from(side: trading::Side) -> Self {
+        match side {
+            trading::Side::Long => Self::Buy,
+            trading::Side::Short => Self::Sell,
+        }
+    }
+}
 
 impl From<ErrorKind> for TradingErrorKind {
     fn from(kind: ErrorKind) -> Self {
@@ -132,5 +158,21 @@ impl From<Error> for TradingError {
     /// ([`Error::phase`]) and the client error as the source.
     fn from(error: Error) -> Self {
         error.into_trading_error(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agents_side_opens_the_matching_position_and_back() {
+        let long = trading::OpenPosition::new("BTC", lookout_agent::Side::Buy, 100.0);
+        assert_eq!(long.side, trading::Side::Long);
+        let short = trading::OpenPosition::new("BTC", lookout_agent::Side::Sell, 100.0);
+        assert_eq!(short.side, trading::Side::Short);
+        for side in [lookout_agent::Side::Buy, lookout_agent::Side::Sell] {
+            assert_eq!(lookout_agent::Side::from(trading::Side::from(side)), side);
+        }
     }
 }

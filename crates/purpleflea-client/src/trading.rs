@@ -232,12 +232,13 @@ pub struct OpenPosition {
 }
 
 impl OpenPosition {
-    /// A market order for `size_usd` notional.
+    /// A market order for `size_usd` notional. The side is a [`Side`], or (feature
+    /// `lookout`) a `lookout_agent::Side`: `Buy` opens a long, `Sell` a short.
     #[must_use]
-    pub fn new(coin: impl Into<String>, side: Side, size_usd: f64) -> Self {
+    pub fn new(coin: impl Into<String>, side: impl Into<Side>, size_usd: f64) -> Self {
         Self {
             coin: coin.into(),
-            side,
+            side: side.into(),
             size_usd,
             leverage: None,
         }

@@ -7,7 +7,7 @@ mod common;
 use purpleflea_client::trading::{OpenPosition, Side};
 use purpleflea_client::{ErrorKind, Service};
 use purpleflea_sandbox::SandboxConfig;
-use sentry::protocol::{Context, EnvelopeItem};
+use sentry::protocol::{Context, EnvelopeItem, SpanStatus};
 use tracing_subscriber::layer::SubscriberExt;
 
 #[test]
@@ -83,6 +83,14 @@ fn a_call_is_an_http_client_span_and_an_http_breadcrumb_without_secrets() {
         .find(|t| t.name.as_deref() == Some("POST /v1/trade/open"))
         .expect("open span");
     assert_eq!(op_of(open).as_deref(), Some("http.client"));
+    // Each span ends with the status Sentry derives from its HTTP code, so failure rates per
+    // endpoint count the 400.
+    let status_of = |t: &sentry::protocol::Transaction<'_>| match t.contexts.get("trace") {
+        Some(Context::Trace(trace)) => trace.status,
+        _ => None,
+    };
+    assert_eq!(status_of(markets), Some(SpanStatus::Ok));
+    assert_eq!(status_of(open), Some(SpanStatus::InvalidArgument));
 
     let event = events
         .iter()
