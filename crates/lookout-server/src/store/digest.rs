@@ -106,6 +106,7 @@ impl DigestStore {
             }
         }
         super::agents::apply(&tx, batch)?;
+        create_seen_releases(&tx, batch)?;
         append_feed(&tx, batch, &outcome)?;
         for hook in &self.hooks {
             hook.on_batch(batch, &outcome)?;
@@ -117,6 +118,61 @@ impl DigestStore {
         tx.commit()?;
         Ok(outcome)
     }
+}
+
+/// Create each release the batch names that the store does not know yet, linked to its
+/// project, as Sentry does when the first event names a release: the releases API and
+/// `sentry-cli releases list` then show it. Existing releases are left as they are.
+fn create_seen_releases(tx: &Transaction<'_>, batch: &Batch) -> Result<()> {
+    let seen: BTreeSet<(i64, &str)> = batch
+        .events
+        .iter()
+        .filter_map(|e| Some((e.project_id, e.release.as_deref()?)))
+        .chain(
+            batch
+                .transactions
+                .iter()
+                .filter_map(|t| Some((t.project_id, t.release.as_deref()?))),
+        )
+        .chain(
+            batch
+                .sessions
+                .iter()
+                .map(|s| (s.project_id, s.release.as_str())),
+        )
+        .chain(
+            batch
+                .session_aggregates
+                .iter()
+                .map(|s| (s.project_id, s.release.as_str())),
+        )
+        .chain(
+            batch
+                .check_ins
+                .iter()
+                .filter_map(|c| Some((c.project_id, c.release.as_deref()?))),
+        )
+        .filter(|(_, r)| !r.trim().is_empty() && r.len() <= 250 && !r.contains(['\n', '/']))
+        .collect();
+    if seen.is_empty() {
+        return Ok(());
+    }
+    let mut release = tx.prepare_cached(
+        "INSERT INTO releases (org_id, version, date_created)
+         SELECT org_id, ?2, ?3 FROM projects WHERE id = ?1
+         ON CONFLICT (org_id, version) DO NOTHING",
+    )?;
+    let mut link = tx.prepare_cached(
+        "INSERT OR IGNORE INTO release_projects (release_id, project_id)
+         SELECT r.id, p.id FROM releases r JOIN projects p ON p.org_id = r.org_id
+         WHERE p.id = ?1 AND r.version = ?2",
+    )?;
+    let now = chrono::Utc::now().timestamp_millis();
+    for (project, version) in seen {
+        release.execute(params![project, version, now])?;
+        link.execute(params![project, version])?;
+    }
+    Ok(())
 }
 
 /// Append what the alert stage reads: each stored event with what it did to its issue, and
