@@ -4,6 +4,7 @@
 use super::{Caller, blocking, parse_period};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::store::read::TransactionFilter;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,6 +16,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route(
             "/api/0/projects/{org}/{project}/transactions/",
             get(transactions),
+        )
+        .route(
+            "/api/0/projects/{org}/{project}/transactions/recent/",
+            get(recent),
         )
         .route("/api/0/projects/{org}/{project}/span-ops/", get(span_ops))
         .route(
@@ -87,4 +92,60 @@ async fn trace(
     Ok(Json(
         json!({ "traceId": trace_id.to_ascii_lowercase(), "spans": spans }),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+struct RecentQuery {
+    transaction: Option<String>,
+    op: Option<String>,
+    status: Option<String>,
+    agent: Option<String>,
+    #[serde(rename = "statsPeriod")]
+    stats_period: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Recent transactions, newest first, with their trace, status, duration and agent;
+/// filtered by name (`transaction`), `op`, `status` and `agent`, within `statsPeriod`
+/// (default 24h); `limit` 1–1000 (default 100). A trace can be found here without an
+/// error pointing at it.
+async fn recent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, project)): Path<(String, String)>,
+    Query(q): Query<RecentQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("event:read")?;
+    let period = parse_period(q.stats_period.as_deref().unwrap_or("24h"))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid",
+            format!("limit {limit} is out of range: use 1 to 1000"),
+        ));
+    }
+    let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let filter = TransactionFilter {
+        name: nonempty(q.transaction),
+        op: nonempty(q.op),
+        status: nonempty(q.status),
+        agent: nonempty(q.agent),
+        since_ms: Some(state.clock.now_ms() - period),
+    };
+    let reader = state.reader.clone();
+    let rows = blocking(move || {
+        let p = reader.project(&org, &project)?;
+        reader.transactions(p.id, &filter, limit)
+    })
+    .await?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|t| {
+            json!({"eventId": t.event_id, "transaction": t.transaction, "op": t.op,
+                   "traceId": t.trace_id, "status": t.status, "duration": t.duration_ms,
+                   "timestamp": crate::time::iso(t.timestamp), "agent": t.agent,
+                   "release": t.release, "environment": t.environment})
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })))
 }

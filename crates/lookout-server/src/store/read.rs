@@ -620,6 +620,47 @@ pub struct RecentTransaction {
     pub status: String,
 }
 
+/// What [`Reader::transactions`] filters on; `None` matches anything.
+#[derive(Debug, Clone, Default)]
+pub struct TransactionFilter {
+    /// The transaction's name, exactly.
+    pub name: Option<String>,
+    /// The root span's op (`order.pipeline`).
+    pub op: Option<String>,
+    /// The root span's status (`ok`, `internal_error`, …).
+    pub status: Option<String>,
+    /// The agent: its `agent_id` tag, or the user it reported as.
+    pub agent: Option<String>,
+    /// Only transactions that ended at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+}
+
+/// A stored transaction, as the API lists it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionRow {
+    /// Its event id.
+    pub event_id: String,
+    /// Its name.
+    pub transaction: String,
+    /// The root span's op.
+    pub op: String,
+    /// Its trace (the waterfall's key).
+    pub trace_id: Option<String>,
+    /// The root span's status.
+    pub status: String,
+    /// How long it took (ms).
+    pub duration_ms: f64,
+    /// When it ended (ms since the epoch).
+    pub timestamp: i64,
+    /// The agent that ran it, when known.
+    pub agent: Option<String>,
+    /// Its release, if named.
+    pub release: Option<String>,
+    /// Its environment, if named.
+    pub environment: Option<String>,
+}
+
 /// Which latency sketches [`Reader::latency_sketches`] reads.
 #[derive(Debug, Clone, Copy)]
 pub enum SketchSeries<'a> {
@@ -706,6 +747,63 @@ impl Reader {
             }
         }
         Ok(out)
+    }
+
+    /// The latest `limit` transactions of `project_id` that match `filter`, newest first.
+    pub fn transactions(
+        &self,
+        project_id: i64,
+        filter: &TransactionFilter,
+        limit: i64,
+    ) -> Result<Vec<TransactionRow>> {
+        let conn = self.db.reader()?;
+        let mut sql = String::from(
+            "SELECT e.event_id, COALESCE(e.transaction_name, ''), s.op, e.trace_id, COALESCE(s.status, 'ok'), s.duration_ms, e.timestamp,
+                    COALESCE((SELECT t.value FROM event_tags t WHERE t.event_row = e.id AND t.key = 'agent_id'), e.user_key),
+                    e.release, e.environment
+             FROM events e JOIN spans s ON s.event_row = e.id AND s.parent_span_id IS NULL
+             WHERE e.project_id = ?1 AND e.kind = 'transaction' AND e.timestamp >= ?2",
+        );
+        let mut args: Vec<SqlValue> = vec![
+            SqlValue::Integer(project_id),
+            SqlValue::Integer(filter.since_ms.unwrap_or(i64::MIN)),
+        ];
+        for (clause, value) in [
+            (" AND e.transaction_name = ?", &filter.name),
+            (" AND s.op = ?", &filter.op),
+            (" AND COALESCE(s.status, 'ok') = ?", &filter.status),
+            (
+                " AND (EXISTS (SELECT 1 FROM event_tags t WHERE t.event_row = e.id AND t.key = 'agent_id' AND t.value = ?) OR e.user_key = ?)",
+                &filter.agent,
+            ),
+        ] {
+            if let Some(v) = value {
+                sql.push_str(clause);
+                for _ in 0..clause.matches('?').count() {
+                    args.push(SqlValue::Text(v.clone()));
+                }
+            }
+        }
+        sql.push_str(" ORDER BY e.timestamp DESC LIMIT ?");
+        args.push(SqlValue::Integer(limit));
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| {
+                Ok(TransactionRow {
+                    event_id: r.get(0)?,
+                    transaction: r.get(1)?,
+                    op: r.get(2)?,
+                    trace_id: r.get(3)?,
+                    status: r.get(4)?,
+                    duration_ms: r.get(5)?,
+                    timestamp: r.get(6)?,
+                    agent: r.get(7)?,
+                    release: r.get(8)?,
+                    environment: r.get(9)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     /// The latest `limit` transactions of `project_id`, newest first.
