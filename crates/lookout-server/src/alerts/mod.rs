@@ -739,16 +739,17 @@ fn agents_down(
     // The latest session of each agent seen in the last day.
     for (did, status, updated) in m.latest_sessions(row.project_id, now - 86_400_000)? {
         let down = matches!(status.as_str(), "crashed" | "abnormal") && now - updated >= grace;
-        let v = out.entry(did).or_insert(0.0);
+        // The same agent id as its heartbeat monitor and the agents overview use.
+        let v = out
+            .entry(crate::store::agents::agent_of_did(&did).to_owned())
+            .or_insert(0.0);
         if down {
             *v = 1.0;
         }
     }
     // Heartbeat monitors in a failed state.
     for (slug, status) in m.heartbeats(row.project_id)? {
-        let agent = slug
-            .strip_prefix("agent-")
-            .and_then(|s| s.strip_suffix("-heartbeat"))
+        let agent = crate::store::agents::agent_of_monitor(&slug)
             .unwrap_or(&slug)
             .to_owned();
         let failed = matches!(status.as_str(), "error" | "missed_checkin" | "timeout");

@@ -60,7 +60,7 @@ pub fn agent_of_monitor(slug: &str) -> Option<&str> {
 
 /// The agent a session's distinct id names: the agent library sends the agent id as the
 /// user id, which the SDK puts in `did` as is.
-fn agent_of_did(did: &str) -> &str {
+pub fn agent_of_did(did: &str) -> &str {
     did.strip_prefix("id:").unwrap_or(did)
 }
 
