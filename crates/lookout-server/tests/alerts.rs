@@ -983,3 +983,100 @@ async fn counting_rules_are_answered_from_tag_and_user_rollups() {
     assert!(titles.contains(&"ETH errors"), "{titles:?}");
     assert!(!titles.contains(&"Errors on SOL"), "{titles:?}");
 }
+
+/// An agent that ends its session cleanly is `stopped`: its heartbeat monitor waits for
+/// the next session instead of counting misses, and nothing fires; when it runs again and
+/// then goes silent, the miss alerts as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleanly_stopped_agent_raises_no_alarm_and_a_later_silence_still_does() {
+    let s = TestServer::start_manual().await;
+    let token = s.token();
+    let rx = Receiver::start().await;
+    channels(&s, &token, &rx).await;
+    let client = reqwest::Client::new();
+    let beat = || {
+        json!({"check_in_id": uuid::Uuid::new_v4().simple().to_string(), "monitor_slug": "agent-ag_calm-heartbeat",
+               "status": "ok", "environment": "paper",
+               "monitor_config": {"schedule": {"type": "interval", "value": 1, "unit": "minute"}, "checkin_margin": 1}})
+    };
+    let sid = uuid::Uuid::new_v4().to_string();
+    let t0 = s.server.clock.now_ms() as f64 / 1000.0;
+    s.post_envelope(
+        &client,
+        envelope("session", &session(&sid, "ag_calm", "ok", t0, true)),
+    )
+    .await;
+    s.post_envelope(&client, envelope("check_in", &beat()))
+        .await;
+    s.post_envelope(
+        &client,
+        envelope("session", &session(&sid, "ag_calm", "exited", t0, false)),
+    )
+    .await;
+    let agent_status = || async {
+        let (_, a) = s
+            .api(
+                &token,
+                "/api/0/organizations/default/monitors/agent-ag_calm-heartbeat/",
+            )
+            .await;
+        a["environments"][0]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    let overview = || {
+        let agents = s
+            .server
+            .store
+            .agents()
+            .list("default", s.server.clock.now_ms())
+            .unwrap();
+        agents
+            .iter()
+            .find(|a| a.agent_id == "ag_calm")
+            .map(|a| a.status)
+    };
+    s.eventually("stopped agent and its heartbeat", || async {
+        (agent_status().await == "ok" && overview() == Some("stopped")).then_some(())
+    })
+    .await;
+    // Long after its last beat: no miss, no alert, no monitor-failure issue.
+    for _ in 0..3 {
+        s.server.clock.advance(2 * 60_000);
+        s.server.tick().await;
+    }
+    all_delivered(&s, &token).await;
+    assert_eq!(agent_status().await, "ok");
+    assert!(
+        rx.matching("/webhook", "ag_calm").is_empty(),
+        "{:#?}",
+        rx.all()
+    );
+    let (_, issues) = s
+        .api(&token, "/api/0/projects/default/default/issues/?query=")
+        .await;
+    assert!(issues.as_array().unwrap().is_empty(), "{issues:#}");
+
+    // It runs again, then goes silent: the miss alerts as for any agent.
+    let again = uuid::Uuid::new_v4().to_string();
+    let t1 = s.server.clock.now_ms() as f64 / 1000.0;
+    s.post_envelope(
+        &client,
+        envelope("session", &session(&again, "ag_calm", "ok", t1, true)),
+    )
+    .await;
+    s.post_envelope(&client, envelope("check_in", &beat()))
+        .await;
+    s.eventually("running again", || async {
+        (overview() == Some("healthy")).then_some(())
+    })
+    .await;
+    s.server.clock.advance(3 * 60_000);
+    s.server.tick().await;
+    s.eventually("silence alerts", || async {
+        let got = rx.matching("/webhook", "Agent crashed or hung (agent ag_calm)");
+        (!got.is_empty()).then_some(())
+    })
+    .await;
+}

@@ -271,7 +271,7 @@ pub struct AgentRow {
     pub heartbeat_status: Option<String>,
     /// ms of the last heartbeat.
     pub last_heartbeat: Option<i64>,
-    /// healthy / hung / crashed / silent.
+    /// `healthy`, `hung`, `crashed`, `silent`, or `stopped` (its session ended cleanly).
     pub status: &'static str,
     /// Crash-free sessions over the last 24 h, % (None without sessions).
     pub crash_free: Option<f64>,
@@ -298,8 +298,8 @@ impl AgentRow {
 
 /// The status the overview gives an agent at `now`: `crashed` when its latest session
 /// crashed, `hung` when it ended abnormally (the watchdog) or its heartbeat is missed or
-/// timed out while its session is still open, `silent` when nothing was heard for
-/// [`SILENT_AFTER_MS`], else `healthy`.
+/// timed out while its session is still open, `stopped` when its latest session ended
+/// cleanly, `silent` when nothing was heard for [`SILENT_AFTER_MS`], else `healthy`.
 pub fn status_of(
     session_status: Option<&str>,
     heartbeat: Option<&str>,
@@ -309,6 +309,8 @@ pub fn status_of(
     match session_status {
         Some("crashed") => return "crashed",
         Some("abnormal") => return "hung",
+        // Ended its session cleanly: stopped on purpose, whatever its heartbeat says.
+        Some("exited") => return "stopped",
         _ => {}
     }
     match heartbeat {
@@ -452,6 +454,7 @@ fn list(conn: &Connection, org: &str, now: i64) -> Result<Vec<AgentRow>> {
         "crashed" => 0,
         "hung" => 1,
         "silent" => 2,
+        "stopped" => 4,
         _ => 3,
     };
     out.sort_by(|a, b| {
@@ -475,9 +478,14 @@ mod tests {
             status_of(Some("ok"), Some("missed_checkin"), now, now),
             "hung"
         );
+        // A clean end is a stop, whatever the heartbeat says after it.
         assert_eq!(
             status_of(Some("exited"), Some("missed"), now, now),
-            "silent"
+            "stopped"
+        );
+        assert_eq!(
+            status_of(Some("exited"), None, now - SILENT_AFTER_MS - 1, now),
+            "stopped"
         );
         assert_eq!(
             status_of(None, None, now - SILENT_AFTER_MS - 1, now),

@@ -382,6 +382,17 @@ fn maybe_recover(
     Ok(())
 }
 
+/// Whether `agent`'s latest session in `project` ended cleanly (`exited`).
+fn stopped_cleanly(conn: &Connection, project: i64, agent: &str) -> Result<bool> {
+    let status: Option<Option<String>> = conn
+        .prepare_cached(
+            "SELECT session_status FROM agents WHERE project_id = ?1 AND agent_id = ?2",
+        )?
+        .query_row(params![project, agent], |r| r.get(0))
+        .optional()?;
+    Ok(status.flatten().as_deref() == Some("exited"))
+}
+
 /// Missed and timed-out check-ins as of `now` (the clock tick).
 pub(super) fn tick(conn: &Connection, now: i64) -> Result<()> {
     // Timeouts: runs still in progress past max_runtime.
@@ -444,6 +455,18 @@ pub(super) fn tick(conn: &Connection, now: i64) -> Result<()> {
         else {
             continue;
         };
+        // An agent that ended its session cleanly is stopped, not silent: its heartbeat
+        // monitor waits for the next check-in instead of counting misses.
+        if let Some(agent) = super::agents::agent_of_monitor(&slug)
+            && stopped_cleanly(conn, project, agent)?
+        {
+            conn.execute(
+                "UPDATE monitor_environments SET next_checkin = NULL, next_checkin_latest = NULL
+                 WHERE monitor_id = ?1 AND environment = ?2",
+                params![monitor, env],
+            )?;
+            continue;
+        }
         conn.execute(
             "INSERT INTO check_ins (project_id, check_in_id, monitor_slug, environment, status, duration_ms, release, monitor_config, received_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, 'missed', NULL, NULL, NULL, ?5, ?6)",

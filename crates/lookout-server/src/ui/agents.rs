@@ -21,6 +21,7 @@ pub(super) async fn page(State(state): State<AppState>, viewer: Viewer) -> Page 
             span.pill.hung { (count("hung")) " hung" }
             span.pill.crashed { (count("crashed")) " crashed" }
             span.pill.silent { (count("silent")) " silent" }
+            span.pill.stopped { (count("stopped")) " stopped" }
         }
         @if rows.is_empty() {
             (empty("No agent has reported yet. Point an agent's DSN at this server (see the README) and it appears here within seconds."))
