@@ -422,6 +422,9 @@ fn truncate(s: &str, max: usize) -> String {
 /// The fingerprint values a title does not already show, joined by `, `: a value is shown
 /// unless it is one of the title's words (or, with spaces in it, part of the title).
 fn title_parts(values: &[String], shown: &[&str]) -> String {
+    if values.is_empty() {
+        return String::new();
+    }
     let words = |s: &str| -> Vec<String> {
         s.split(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':')))
             .map(|w| w.trim_end_matches(['.', ':']).to_owned())
@@ -486,7 +489,7 @@ fn enclosing_function(func: &str, module: &str, trace: &[&Value]) -> Option<Stri
         })
 }
 
-fn frame_culprit(f: &Value, platform: &str, trace: &[&Value]) -> Option<String> {
+fn frame_culprit(f: &Value, platform: &str, exc: Option<&Value>) -> Option<String> {
     let function = f
         .get("function")
         .and_then(Value::as_str)
@@ -529,7 +532,9 @@ fn frame_culprit(f: &Value, platform: &str, trace: &[&Value]) -> Option<String> 
             Some(name.replace('-', "_"))
         });
         return Some(match module {
-            Some(m) => enclosing_function(func, &m, trace).unwrap_or(format!("{m}::{func}")),
+            Some(m) => exc
+                .and_then(|e| enclosing_function(func, &m, &frames(e)))
+                .unwrap_or_else(|| format!("{m}::{func}")),
             None => func.to_owned(),
         });
     }
@@ -640,18 +645,17 @@ pub fn compute_grouping(event: &Value) -> Grouping {
             .collect();
         m.insert("fingerprint".into(), json!(shown));
     }
-    let trace = last_exc.map(frames).unwrap_or_default();
     let app_frame = frame.filter(|f| is_in_app(f));
     let platform = event.get("platform").and_then(Value::as_str).unwrap_or("");
     let culprit = app_frame
-        .and_then(|f| frame_culprit(f, platform, &trace))
+        .and_then(|f| frame_culprit(f, platform, last_exc))
         .or_else(|| {
             event
                 .get("transaction")
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         })
-        .or_else(|| frame.and_then(|f| frame_culprit(f, platform, &trace)))
+        .or_else(|| frame.and_then(|f| frame_culprit(f, platform, last_exc)))
         .unwrap_or_default();
     Grouping {
         hash,
