@@ -405,3 +405,63 @@ async fn the_rust_agents_trading_fingerprint_titles_name_asset_and_phase() {
         );
     }
 }
+
+/// A project's in-app prefixes (API and Settings page) decide before the built-in rules:
+/// an excluded module's frames are not the agent's own, so the culprit moves to the
+/// agent's frame below them; bad lists are refused with a field error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_in_app_prefixes_move_the_culprit() {
+    let s = TestServer::start().await;
+    let token = s.token();
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/0/projects/default/default/", s.server.base_url());
+    let put = |body: Value| {
+        let (client, url, token) = (client.clone(), url.clone(), token.clone());
+        async move {
+            let r = client
+                .put(&url)
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .expect("put");
+            (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+        }
+    };
+    let (status, body) = put(serde_json::json!({"inAppExclude": ["agent::vendor"]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["inAppExclude"], serde_json::json!(["agent::vendor"]));
+    let (_, got) = s.api(&token, "/api/0/projects/default/default/").await;
+    assert_eq!(got["inAppExclude"], serde_json::json!(["agent::vendor"]));
+    assert_eq!(got["inAppInclude"], serde_json::json!([]));
+    let (status, body) = put(serde_json::json!({"inAppInclude": "agent::"})).await;
+    assert_eq!(status, 400);
+    assert!(body["inAppInclude"].is_array(), "{body}");
+    let (status, body) = put(serde_json::json!({"inAppInclude": [""]})).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["detail"].as_str().unwrap_or("").contains("empty"),
+        "{body}"
+    );
+
+    // A Rust error whose top frames are a vendored feed parser inside the agent's crate.
+    let payload = serde_json::json!({
+    "event_id": uuid::Uuid::new_v4().simple().to_string(), "platform": "rust", "level": "error",
+    "exception": {"values": [{"type": "ParseError", "value": "bad tick", "stacktrace": {"frames": [
+        {"function": "agent::main", "module": "agent", "in_app": true},
+        {"function": "agent::strategy::place", "module": "agent::strategy", "in_app": true},
+        {"function": "agent::vendor::feed::parse", "module": "agent::vendor::feed", "in_app": true}
+    ]}}]}})
+    .to_string();
+    let envelope = format!(
+        "{{}}\n{{\"type\":\"event\",\"length\":{}}}\n{payload}\n",
+        payload.len()
+    );
+    s.post_envelope(&client, envelope.into_bytes()).await;
+    let issues = issues_with(&s, &token, 1).await;
+    let culprit = issues[0]["culprit"].as_str().unwrap_or_default();
+    assert!(culprit.contains("strategy"), "culprit {culprit:?}");
+    let event = latest_event(&s, &token, &issues[0]).await;
+    let flags: Vec<bool> = frames(&event).iter().map(in_app).collect();
+    assert_eq!(flags, [true, true, false], "{event:#}");
+}

@@ -6,6 +6,7 @@ pub(crate) mod alerts;
 mod issues;
 mod monitors;
 mod performance;
+mod projects;
 mod releases;
 
 use crate::http::error::ApiError;
@@ -21,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .merge(issues::routes())
         .merge(monitors::routes())
         .merge(performance::routes())
+        .merge(projects::routes())
         .merge(releases::routes())
 }
 

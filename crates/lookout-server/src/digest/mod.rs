@@ -12,7 +12,10 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::digest::{Batch, DigestStore, Outcome};
 use crate::store::inbox::{Command, InboxReader};
+use crate::store::settings::Settings;
 use crate::store::{Result, Store, StoreError};
+use lookout_protocol::stacktrace::InAppRules;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
@@ -25,6 +28,8 @@ pub use crate::store::inbox::InboxRow;
 struct Worker {
     store: DigestStore,
     inbox: InboxReader,
+    /// Where each project's in-app prefixes are read from (before each batch).
+    settings: Settings,
     /// Last inbox row whose output is committed (the store's cursor).
     cursor: i64,
     /// A batch processed but not yet applied; its rows follow `cursor`.
@@ -59,18 +64,23 @@ struct Applied {
     outcome: Outcome,
 }
 
+/// Each project's in-app rules (projects without prefixes are absent).
+type InAppByProject = HashMap<i64, InAppRules>;
+
 /// Rows below which a batch is processed on one thread (a thread costs more than it saves).
 const PARALLEL_MIN_ROWS: usize = 32;
 
 /// Turn `rows` into one batch, in inbox order. Processing a row touches nothing shared, so
 /// the rows are split into contiguous runs processed on `threads` threads and the results
 /// appended in order; only the store writes that follow are serial.
-fn process_rows(rows: &[InboxRow], threads: usize) -> Batch {
+fn process_rows(rows: &[InboxRow], threads: usize, in_app: &InAppByProject) -> Batch {
     let threads = threads.clamp(1, rows.len().div_ceil(PARALLEL_MIN_ROWS).max(1));
+    let none = InAppRules::default();
     let run = |chunk: &[InboxRow]| {
         let mut batch = Batch::default();
         for row in chunk {
-            process::process_row(row, &mut batch);
+            let rules = in_app.get(&row.project_id).unwrap_or(&none);
+            process::process_row_with(row, rules, &mut batch);
         }
         batch
     };
@@ -96,9 +106,9 @@ fn process_rows(rows: &[InboxRow], threads: usize) -> Batch {
 }
 
 impl Processed {
-    fn new(rows: &[InboxRow], threads: usize) -> Option<Processed> {
+    fn new(rows: &[InboxRow], threads: usize, in_app: &InAppByProject) -> Option<Processed> {
         let last = rows.last()?;
-        let mut batch = process_rows(rows, threads);
+        let mut batch = process_rows(rows, threads, in_app);
         batch.last_inbox_id = last.id;
         Some(Processed {
             rows: rows.len(),
@@ -124,9 +134,18 @@ impl Worker {
     /// step only writes the batch in hand.
     fn step(&mut self, metrics: &Metrics, stopping: bool) -> Result<Step> {
         let rows = if stopping { Vec::new() } else { self.read()? };
+        let in_app: InAppByProject = if rows.is_empty() {
+            HashMap::new()
+        } else {
+            self.settings
+                .in_app_all()?
+                .into_iter()
+                .map(|(project, p)| (project, InAppRules::new(&p.include, &p.exclude)))
+                .collect()
+        };
         let Some(pending) = self.pending.take() else {
             // Nothing to write: process, and write at the next step.
-            self.pending = Processed::new(&rows, self.threads);
+            self.pending = Processed::new(&rows, self.threads, &in_app);
             return Ok(match self.pending {
                 Some(_) => Step::Processed,
                 None => Step::Idle,
@@ -136,7 +155,7 @@ impl Worker {
         let store = &mut self.store;
         let (applied, next) = std::thread::scope(|scope| {
             let writer = scope.spawn(|| store.apply(&pending.batch));
-            let next = Processed::new(&rows, threads);
+            let next = Processed::new(&rows, threads, &in_app);
             let applied = writer
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -179,6 +198,7 @@ impl Digest {
         digested: Arc<Notify>,
     ) -> Result<Digest> {
         let inbox = store.inbox_reader()?;
+        let settings = store.settings();
         let store = store.digest_writer();
         let cursor = store.cursor()?;
         let pending = inbox.count_after(cursor)?;
@@ -186,6 +206,7 @@ impl Digest {
         let worker = Arc::new(Mutex::new(Worker {
             store,
             inbox,
+            settings,
             cursor,
             pending: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -302,8 +323,8 @@ mod tests {
     #[test]
     fn parallel_processing_keeps_inbox_order_and_loses_nothing() {
         let rows = rows(200);
-        let serial = process_rows(&rows, 1);
-        let parallel = process_rows(&rows, 4);
+        let serial = process_rows(&rows, 1, &HashMap::new());
+        let parallel = process_rows(&rows, 4, &HashMap::new());
         let ids = |b: &Batch| {
             b.events
                 .iter()
@@ -339,6 +360,7 @@ mod tests {
                 .append_for_test(project, 1_764_000_000_000i64 + i, body.as_bytes())
                 .unwrap();
         }
+        let settings = store.settings();
         let mut store = store.digest_writer();
         if let Some(hook) = hook {
             store.add_hook(hook);
@@ -346,6 +368,7 @@ mod tests {
         let worker = Worker {
             store,
             inbox,
+            settings,
             cursor: 0,
             pending: None,
             threads: 2,

@@ -34,8 +34,13 @@ fn reject(
     });
 }
 
-/// Digest one inbox row into `batch`.
+/// Digest one inbox row into `batch`, with the built-in in-app rules only.
 pub fn process_row(row: &InboxRow, batch: &mut Batch) {
+    process_row_with(row, &stacktrace::InAppRules::default(), batch);
+}
+
+/// Digest one inbox row into `batch`; `in_app` holds the project's in-app prefixes.
+pub fn process_row_with(row: &InboxRow, in_app: &stacktrace::InAppRules, batch: &mut Batch) {
     let Some(encoding) = body::from_name(&row.encoding) else {
         reject(
             batch,
@@ -74,6 +79,7 @@ pub fn process_row(row: &InboxRow, batch: &mut Batch) {
             "event" | "transaction" => event_item(
                 row,
                 batch,
+                in_app,
                 t,
                 item.payload,
                 received,
@@ -118,9 +124,11 @@ fn parse_json(row: &InboxRow, batch: &mut Batch, item_type: &str, payload: &[u8]
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn event_item(
     row: &InboxRow,
     batch: &mut Batch,
+    in_app: &stacktrace::InAppRules,
     item_type: &str,
     payload: &[u8],
     received: DateTime<Utc>,
@@ -236,9 +244,9 @@ fn event_item(
         return;
     }
     let mut payload = n.payload;
-    // In-app flags first: grouping, culprit, API and UI all read them. Project in-app
-    // prefixes are not configurable yet, so the built-in rules alone apply.
-    stacktrace::apply_in_app(&mut payload, &stacktrace::InAppRules::default());
+    // In-app flags first: grouping, culprit, API and UI all read them; the project's
+    // prefixes come before the built-in rules.
+    stacktrace::apply_in_app(&mut payload, in_app);
     let g = grouping::compute_grouping(&payload);
     if let Value::Object(m) = &mut payload {
         m.insert("title".into(), Value::String(g.title.clone()));

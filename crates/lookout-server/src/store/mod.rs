@@ -19,6 +19,7 @@ pub mod releases;
 pub mod retention;
 mod rollups;
 mod schema;
+pub mod settings;
 pub mod users;
 
 use rand::RngCore;
@@ -265,6 +266,11 @@ impl Store {
     /// Notifications waiting for delivery, and their attempts.
     pub fn outbox(&self) -> outbox::Outbox {
         outbox::Outbox::new(Arc::clone(&self.db))
+    }
+
+    /// Per-project settings (in-app prefixes).
+    pub fn settings(&self) -> settings::Settings {
+        settings::Settings::new(Arc::clone(&self.db))
     }
 
     /// Agents: every agent seen, with its health.

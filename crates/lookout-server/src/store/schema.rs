@@ -503,6 +503,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (project_id, key)
     ) WITHOUT ROWID;
     ",
+    // Per-project settings: in-app include and exclude prefixes (JSON arrays of strings).
+    "
+    CREATE TABLE project_settings (
+        project_id INTEGER PRIMARY KEY REFERENCES projects(id),
+        in_app_include TEXT NOT NULL DEFAULT '[]',
+        in_app_exclude TEXT NOT NULL DEFAULT '[]'
+    );
+    ",
 ];
 
 /// Bring the main database up to date.

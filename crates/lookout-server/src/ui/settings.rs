@@ -14,6 +14,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/settings", get(page))
         .route("/settings/tokens", post(create_token))
         .route("/settings/tokens/{id}/delete", post(delete_token))
+        .route("/settings/projects/{id}/in-app", post(save_in_app))
 }
 
 /// Scopes a token may be given from this page.
@@ -33,16 +34,39 @@ async fn render(state: &AppState, viewer: &Viewer, created: Option<(String, Stri
     let store = state.store.clone();
     let now = state.clock.now_ms();
     let base = state.config.base_url(None);
-    let (tokens, projects) =
-        blocking(move || Ok((users.tokens()?, store.list_projects()?))).await?;
+    let (tokens, projects) = blocking(move || {
+        let projects = store
+            .list_projects()?
+            .into_iter()
+            .map(|p| {
+                let prefixes = store.settings().in_app(p.id)?;
+                Ok((p, prefixes))
+            })
+            .collect::<crate::store::Result<Vec<_>>>()?;
+        Ok((users.tokens()?, projects))
+    })
+    .await?;
     let body = html! {
         div.page-head { h1 { "Settings" } }
         h2 { "Projects" }
         table.grid id="projects" {
             thead { tr { th { "Project" } th { "Status" } th { "DSN" } } }
-            tbody { @for p in &projects {
+            tbody { @for (p, _) in &projects {
                 tr { td { (p.org_slug) "/" (p.slug) } td { (p.status) } td { code.dsn { (p.dsn(&base)) } } }
             } }
+        }
+        h2 { "In-app frames" }
+        p.muted { "Which stack frames are the agent's own: a frame whose module, function, file name or path starts with an include prefix is in-app, one that starts with an exclude prefix is not (include wins); the built-in rules decide the rest. One prefix per line; new events use them." }
+        @for (p, prefixes) in &projects {
+            form.in-app-form method="post" action=(format!("/settings/projects/{}/in-app", p.id)) id=(format!("in-app-{}", p.id)) {
+                (csrf_field(viewer))
+                h3 { (p.org_slug) "/" (p.slug) }
+                label.block { "Include prefixes"
+                    textarea name="include" rows="3" { (prefixes.include.join("\n")) } }
+                label.block { "Exclude prefixes"
+                    textarea name="exclude" rows="3" { (prefixes.exclude.join("\n")) } }
+                button type="submit" { "Save in-app prefixes" }
+            }
         }
         h2 { "API tokens" }
         @if let Some((name, token)) = &created {
@@ -131,5 +155,44 @@ async fn delete_token(
     viewer.check_csrf(&f.csrf)?;
     let users = state.store.users();
     blocking(move || users.delete_token(id)).await?;
+    Ok(Redirect::to("/settings").into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct InAppForm {
+    csrf: String,
+    #[serde(default)]
+    include: String,
+    #[serde(default)]
+    exclude: String,
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn save_in_app(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Form(f): Form<InAppForm>,
+) -> Result<Response, UiError> {
+    viewer.check_csrf(&f.csrf)?;
+    let prefixes = crate::store::settings::InAppPrefixes {
+        include: lines(&f.include),
+        exclude: lines(&f.exclude),
+    };
+    let store = state.store.clone();
+    blocking(move || {
+        if !store.list_projects()?.iter().any(|p| p.id == id) {
+            return Err(crate::store::StoreError::NotFound(format!("project {id}")));
+        }
+        store.settings().set_in_app(id, &prefixes)
+    })
+    .await?;
     Ok(Redirect::to("/settings").into_response())
 }
