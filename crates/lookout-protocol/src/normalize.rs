@@ -336,6 +336,17 @@ pub fn normalize_event(payload: Value, ctx: &NormalizeContext) -> Result<Normali
             e.remove(key);
         }
     }
+    // The Rust SDK's serializer stamps `"type": "unknown"` on every custom context (the
+    // agent library's `trading`, say): it says nothing, so it is not kept.
+    if let Some(Value::Object(contexts)) = e.get_mut("contexts") {
+        for ctx in contexts.values_mut() {
+            if let Value::Object(c) = ctx
+                && c.get("type").and_then(Value::as_str) == Some("unknown")
+            {
+                c.remove("type");
+            }
+        }
+    }
     for key in [
         "release",
         "environment",
@@ -526,6 +537,19 @@ mod tests {
         ] {
             assert_eq!(a.payload[key], b.payload[key], "{key}");
         }
+    }
+
+    #[test]
+    fn custom_contexts_lose_the_sdks_unknown_type() {
+        let event = json!({"message": "m", "contexts": {
+            "trading": {"type": "unknown", "asset": "ETH", "phase": "order_placement"},
+            "os": {"type": "os", "name": "Linux"}}});
+        let n = normalize_event(event, &ctx(ItemKind::Event)).unwrap();
+        assert_eq!(
+            n.payload["contexts"]["trading"],
+            json!({"asset": "ETH", "phase": "order_placement"})
+        );
+        assert_eq!(n.payload["contexts"]["os"]["type"], "os");
     }
 
     #[test]
