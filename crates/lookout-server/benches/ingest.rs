@@ -86,9 +86,9 @@ async fn run_floor(secs: u64, concurrency: usize, decode: bool) {
     use axum::routing::post;
     let handler = move |body: bytes::Bytes| async move {
         if decode {
-            let plain = lookout_server::ingest::body::decode(
+            let plain = lookout_protocol::codec::decode(
                 &body,
-                lookout_server::ingest::body::Encoding::Gzip,
+                lookout_protocol::codec::Encoding::Gzip,
                 20 * 1024 * 1024,
             )
             .map_err(|_| axum::http::StatusCode::BAD_REQUEST)?;

@@ -189,13 +189,14 @@ pub fn read_inbox(db: &Path) -> Vec<InboxRow> {
     stmt.query_map([], |r| {
         let stored: Vec<u8> = r.get(4)?;
         let encoding: String = r.get(5)?;
-        let codec = lookout_server::ingest::body::from_name(&encoding).expect("known encoding");
+        let codec =
+            lookout_protocol::codec::Encoding::from_name(&encoding).expect("known encoding");
         Ok(InboxRow {
             id: r.get(0)?,
             project_id: r.get(1)?,
             event_id: r.get(2)?,
             item_types: r.get(3)?,
-            envelope: lookout_server::ingest::body::decode(&stored, codec, 1 << 30)
+            envelope: lookout_protocol::codec::decode(&stored, codec, 1 << 30)
                 .expect("stored body decodes"),
             encoding,
         })
