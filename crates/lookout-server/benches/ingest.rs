@@ -19,7 +19,7 @@
 #[path = "shared/loadgen.rs"]
 mod loadgen;
 
-use lookout_server::RunningServer;
+use lookout_server::Server;
 use lookout_server::config::{Config, Synchronous};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -147,7 +147,7 @@ async fn run(secs: u64, concurrency: usize, sync: Synchronous, paused: bool) {
     };
     config.ingest.synchronous = sync;
     config.digest_paused = paused;
-    let server = RunningServer::start(config).await.expect("server");
+    let server = Server::builder(config).start().await.expect("server");
     let projects = server.store.list_projects().expect("projects");
     let auth = format!(
         "Sentry sentry_key={}, sentry_version=7, sentry_client=sentry.python/2.68.0",

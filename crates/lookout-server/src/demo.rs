@@ -52,7 +52,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::store::Store;
 use crate::store::users::Users;
-use crate::{RunningServer, ServerError};
+use crate::{RunningServer, Server, ServerError};
 
 /// The six presets, in the order the schedule usually fires them.
 pub const PRESETS: [&str; 6] = [
@@ -213,7 +213,7 @@ impl Demo {
         }
         drop(store);
 
-        let server = RunningServer::start(config).await?;
+        let server = Server::builder(config).start().await?;
         let (_, token) = server.store.create_token(DEMO_TOKEN, &[])?;
         let dsn = server.dsn()?;
         let api = Api {

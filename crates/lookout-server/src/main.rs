@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use lookout_server::Server;
 use lookout_server::config::{self, Config, Overrides};
 use lookout_server::store::Store;
 use std::path::PathBuf;
@@ -355,7 +356,12 @@ fn serve(config: Config) -> anyhow::Result<()> {
         for p in store.list_projects()? {
             println!("DSN for {}/{}: {}", p.org_slug, p.slug, p.dsn(&base));
         }
-        lookout_server::serve(config, store, listener, shutdown_signal()).await?;
+        let server = Server::builder(config)
+            .store(store)
+            .listener(listener)
+            .start()
+            .await?;
+        server.shutdown_on(shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use common::{TestServer, run_python};
 use hmac::{Hmac, Mac};
-use lookout_server::RunningServer;
+use lookout_server::Server;
 use lookout_server::config::Config;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -648,9 +648,7 @@ async fn an_agent_that_crashes_and_stays_down_for_60_s_alerts_and_a_restart_reso
         data_dir: dir.path().to_owned(),
         ..Config::default()
     };
-    let server = RunningServer::start_with_clock(config, clock)
-        .await
-        .unwrap();
+    let server = Server::builder(config).clock(clock).start().await.unwrap();
     let s = TestServer { server, dir };
     s.server.tick().await;
     s.server.tick().await;

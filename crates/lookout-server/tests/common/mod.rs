@@ -2,8 +2,8 @@
 //! real clients (Python `sentry-sdk` from the test venv), and a reader of the inbox.
 #![allow(dead_code, unreachable_pub, clippy::print_stderr)]
 
-use lookout_server::RunningServer;
 use lookout_server::config::Config;
+use lookout_server::{RunningServer, Server};
 use std::path::{Path, PathBuf};
 
 /// A server and the directory it keeps its data in.
@@ -27,7 +27,10 @@ impl TestServer {
         // Ingest tests read raw envelopes back from the inbox after the digest has run.
         config.ingest.inbox_retention_secs = 3600;
         tweak(&mut config);
-        let server = RunningServer::start(config).await.expect("server starts");
+        let server = Server::builder(config)
+            .start()
+            .await
+            .expect("server starts");
         TestServer { server, dir }
     }
 
@@ -47,10 +50,11 @@ impl TestServer {
         };
         tweak(&mut config);
         let now = chrono::Utc::now().timestamp_millis();
-        let server =
-            RunningServer::start_with_clock(config, lookout_server::clock::Clock::manual(now))
-                .await
-                .expect("server starts");
+        let server = Server::builder(config)
+            .clock(lookout_server::clock::Clock::manual(now))
+            .start()
+            .await
+            .expect("server starts");
         TestServer { server, dir }
     }
 
