@@ -23,7 +23,6 @@ pub mod alerts;
 pub mod api;
 pub mod clock;
 pub mod config;
-pub mod demo;
 pub mod digest;
 pub mod http;
 pub mod ingest;

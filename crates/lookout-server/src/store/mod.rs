@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod alerts;
+mod demo_support;
 pub mod digest;
 pub mod inbox;
 pub mod monitors;

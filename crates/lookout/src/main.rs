@@ -1,6 +1,8 @@
 //! The `lookout` binary: a thin shell over the `lookout_server` library.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod demo;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use lookout_server::Server;
@@ -286,7 +288,7 @@ fn sandbox(listen: &str, faults: Option<&std::path::Path>, seed: u64) -> anyhow:
 }
 
 fn demo(mut config: Config, temp: bool, seed: u64) -> anyhow::Result<()> {
-    use lookout_server::demo::{Demo, DemoOptions, Printer};
+    use demo::{Demo, DemoOptions, Printer};
     use std::io::Write;
     let temp_dir = if temp {
         let dir = tempfile::Builder::new()
