@@ -1,10 +1,14 @@
 //! Shared fixtures: a real server on an ephemeral port over a temporary data directory, the
-//! real clients (Python `sentry-sdk` from the test venv), and a reader of the inbox.
+//! real clients (Python `sentry-sdk` from the test venv), a typed REST API client
+//! ([`ApiClient`]) and a reader of the inbox.
 #![allow(dead_code, unreachable_pub, clippy::print_stderr)]
 
 use lookout_server::config::Config;
 use lookout_server::{RunningServer, Server};
 use std::path::{Path, PathBuf};
+
+pub mod api;
+pub use api::ApiClient;
 
 /// A server and the directory it keeps its data in.
 pub struct TestServer {
@@ -112,17 +116,15 @@ impl TestServer {
             .1
     }
 
+    /// A client of this server's REST API with `token`.
+    pub fn api_client(&self, token: &str) -> ApiClient {
+        ApiClient::new(self.server.base_url(), token)
+    }
+
     /// GET an API path with a token; returns status and JSON.
     pub async fn api(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
-        let resp = reqwest::Client::new()
-            .get(format!("{}{path}", self.server.base_url()))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("api request");
-        let status = resp.status().as_u16();
-        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-        (status, body)
+        let r = self.api_client(token).get(path).await;
+        (r.status.as_u16(), r.body)
     }
 
     /// Poll `check` until it returns Some, or panic after 30 s (the digest is asynchronous).
