@@ -2,6 +2,7 @@
 //! normalisation, secret scrubbing, grouping and latency sketches. Pure functions, no I/O,
 //! so the server, its benchmarks and its property tests share one implementation.
 
+pub mod codec;
 pub mod envelope;
 pub mod grouping;
 pub mod normalize;

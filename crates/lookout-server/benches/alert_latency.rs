@@ -20,7 +20,7 @@ mod loadgen;
 
 use axum::extract::State;
 use axum::routing::post;
-use lookout_server::RunningServer;
+use lookout_server::Server;
 use lookout_server::config::Config;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -87,7 +87,7 @@ async fn run() {
         data_dir: dir.path().to_owned(),
         ..Config::default()
     };
-    let server = RunningServer::start(config).await.expect("server");
+    let server = Server::builder(config).start().await.expect("server");
     let (_, token) = server.store.create_token("bench", &[]).expect("token");
     let base = server.base_url();
     let client = reqwest::Client::new();
@@ -242,7 +242,7 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[allow(clippy::too_many_arguments)]
 async fn sustained_run(
-    server: &RunningServer,
+    server: &lookout_server::RunningServer,
     got: &Arrivals,
     url: &str,
     auth: &str,

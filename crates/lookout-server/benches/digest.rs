@@ -23,7 +23,7 @@ mod envelopes;
 #[path = "shared/loadgen.rs"]
 mod loadgen;
 
-use lookout_server::RunningServer;
+use lookout_server::Server;
 use lookout_server::config::Config;
 use std::time::{Duration, Instant};
 
@@ -66,7 +66,10 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool, pace: Option
         digest_paused: after,
         ..Config::default()
     };
-    let mut server = RunningServer::start(config.clone()).await.expect("server");
+    let mut server = Server::builder(config.clone())
+        .start()
+        .await
+        .expect("server");
     let p = &server.store.list_projects().expect("projects")[0];
     let auth = format!("Sentry sentry_key={}, sentry_version=7", p.public_key);
     let gzip = kind == "error";
@@ -118,7 +121,7 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool, pace: Option
             ..config
         };
         started = Instant::now();
-        server = RunningServer::start(config).await.expect("restart");
+        server = Server::builder(config).start().await.expect("restart");
     }
     let metrics_url = format!("{}/metrics", server.base_url());
     // Sample the lag while sending and until the digest has caught up.

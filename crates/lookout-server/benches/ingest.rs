@@ -19,7 +19,7 @@
 #[path = "shared/loadgen.rs"]
 mod loadgen;
 
-use lookout_server::RunningServer;
+use lookout_server::Server;
 use lookout_server::config::{Config, Synchronous};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -86,9 +86,9 @@ async fn run_floor(secs: u64, concurrency: usize, decode: bool) {
     use axum::routing::post;
     let handler = move |body: bytes::Bytes| async move {
         if decode {
-            let plain = lookout_server::ingest::body::decode(
+            let plain = lookout_protocol::codec::decode(
                 &body,
-                lookout_server::ingest::body::Encoding::Gzip,
+                lookout_protocol::codec::Encoding::Gzip,
                 20 * 1024 * 1024,
             )
             .map_err(|_| axum::http::StatusCode::BAD_REQUEST)?;
@@ -147,7 +147,7 @@ async fn run(secs: u64, concurrency: usize, sync: Synchronous, paused: bool) {
     };
     config.ingest.synchronous = sync;
     config.digest_paused = paused;
-    let server = RunningServer::start(config).await.expect("server");
+    let server = Server::builder(config).start().await.expect("server");
     let projects = server.store.list_projects().expect("projects");
     let auth = format!(
         "Sentry sentry_key={}, sentry_version=7, sentry_client=sentry.python/2.68.0",

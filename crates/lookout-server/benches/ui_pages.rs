@@ -12,7 +12,7 @@
 #![allow(clippy::print_stdout, missing_docs)]
 
 use lookout_protocol::sketch::DDSketch;
-use lookout_server::RunningServer;
+use lookout_server::Server;
 use lookout_server::config::Config;
 use rusqlite::params;
 use std::time::{Duration, Instant};
@@ -279,7 +279,7 @@ async fn main() {
         started.elapsed().as_secs_f64(),
         size as f64 / 1e6
     );
-    let server = RunningServer::start(config).await.expect("server");
+    let server = Server::builder(config).start().await.expect("server");
     let base = server.base_url();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -276,17 +276,13 @@ async fn the_agent_down_preset_fires_for_a_crashed_rust_agent_and_a_restart_reso
     let s = TestServer::start_manual().await;
     let token = s.token();
     let (url, hooks) = webhook_receiver().await;
-    let r = reqwest::Client::new()
-        .post(format!(
-            "{}/api/0/organizations/default/integrations/",
-            s.server.base_url()
-        ))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"provider": "webhook", "name": "kill-switch", "config": {"url": url}}))
-        .send()
+    s.api_client(&token)
+        .post(
+            "/api/0/organizations/default/integrations/",
+            &serde_json::json!({"provider": "webhook", "name": "kill-switch", "config": {"url": url}}),
+        )
         .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+        .expect(201);
 
     // The agent crashes (its session ends crashed); another agent exits cleanly.
     as_agent(s.dsn(), "ag_crashy", || {

@@ -7,9 +7,9 @@ mod common;
 use axum::extract::{Path as AxPath, State};
 use axum::http::HeaderMap;
 use axum::routing::post;
-use common::{TestServer, run_python};
+use common::{ApiClient, TestServer, run_python};
 use hmac::{Hmac, Mac};
-use lookout_server::RunningServer;
+use lookout_server::Server;
 use lookout_server::config::Config;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -80,7 +80,7 @@ const SECRET: &str = "whsec-test-secret";
 
 /// Point every channel kind at the receiver; returns their ids.
 async fn channels(s: &TestServer, token: &str, rx: &Receiver) -> Vec<String> {
-    let client = reqwest::Client::new();
+    let api = ApiClient::new(s.server.base_url(), token);
     let mut ids = Vec::new();
     for body in [
         json!({"provider": "slack", "name": "ops", "config": {"url": format!("{}/slack", rx.url)}}),
@@ -88,18 +88,10 @@ async fn channels(s: &TestServer, token: &str, rx: &Receiver) -> Vec<String> {
         json!({"provider": "webhook", "name": "agent-kill-switch", "config": {"url": format!("{}/webhook", rx.url), "secret": SECRET}}),
         json!({"provider": "telegram", "name": "tg", "config": {"bot_token": "123:ABC", "chat_id": 42, "api_base": format!("{}/telegram", rx.url)}}),
     ] {
-        let r = client
-            .post(format!(
-                "{}/api/0/organizations/default/integrations/",
-                s.server.base_url()
-            ))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
+        let v = api
+            .post("/api/0/organizations/default/integrations/", &body)
             .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        let v: Value = r.json().await.unwrap();
+            .expect(201);
         assert!(
             !v.to_string().contains(SECRET),
             "secrets are never echoed: {v}"
@@ -234,63 +226,34 @@ async fn presets_and_the_sentry_shaped_rule_api() {
     assert_eq!(p99["triggers"][0]["resolveThreshold"], 1000);
     assert!(p99["triggers"][0]["id"].is_string());
 
-    let client = reqwest::Client::new();
-    let url = format!(
-        "{}/api/0/organizations/default/alert-rules/",
-        s.server.base_url()
-    );
+    let api = s.api_client(&token);
+    let url = "/api/0/organizations/default/alert-rules/";
     // Sentry's exact validation error for a payload without an aggregate.
     let seed = json!({"name": "Slow fills", "query": "", "timeWindow": 5, "thresholdType": 0, "projects": ["default"],
         "triggers": [{"label": "critical", "alertThreshold": 1500, "actions": []}]});
-    let r = client
-        .post(&url)
-        .bearer_auth(&token)
-        .json(&seed)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
     assert_eq!(
-        r.json::<Value>().await.unwrap(),
+        api.post(url, &seed).await.expect(400),
         json!({"aggregate": ["This field is required."]})
     );
     let mut body = seed.clone();
     body["aggregate"] = json!("p95(transaction.duration)");
     body["projects"] = json!(["nope"]);
-    let r = client
-        .post(&url)
-        .bearer_auth(&token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
     assert_eq!(
-        r.json::<Value>().await.unwrap(),
+        api.post(url, &body).await.expect(400),
         json!({"projects": ["Invalid project slugs"]})
     );
     body["projects"] = json!(["default"]);
-    let r = client
-        .post(&url)
-        .bearer_auth(&token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let created: Value = r.json().await.unwrap();
+    let created = api.post(url, &body).await.expect(201);
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["organizationId"], "1");
     assert_eq!(created["projects"], json!(["default"]));
     assert_eq!(created["triggers"][0]["alertRuleId"], id.as_str());
-    let r = client
-        .put(format!("{url}{id}/"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Slower fills", "triggers": [{"label": "critical", "alertThreshold": 2500, "actions": []}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    api.put(
+        &format!("{url}{id}/"),
+        &json!({"name": "Slower fills", "triggers": [{"label": "critical", "alertThreshold": 2500, "actions": []}]}),
+    )
+    .await
+    .expect(200);
     let (_, got) = s
         .api(
             &token,
@@ -300,13 +263,7 @@ async fn presets_and_the_sentry_shaped_rule_api() {
     assert_eq!(got["name"], "Slower fills");
     assert_eq!(got["triggers"][0]["alertThreshold"], 2500);
     assert_eq!(got["aggregate"], "p95(transaction.duration)");
-    let r = client
-        .delete(format!("{url}{id}/"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    api.delete(&format!("{url}{id}/")).await.expect(204);
     let (status, _) = s
         .api(
             &token,
@@ -316,20 +273,15 @@ async fn presets_and_the_sentry_shaped_rule_api() {
     assert_eq!(status, 404);
 
     // An issue rule with an unknown channel names the field.
-    let r = client
-        .post(format!(
-            "{}/api/0/projects/default/default/rules/",
-            s.server.base_url()
-        ))
-        .bearer_auth(&token)
-        .json(&json!({"name": "x", "actionMatch": "all", "frequency": 5,
-            "conditions": [{"id": "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition"}],
-            "actions": [{"id": "sentry.integrations.slack.notify_action.SlackNotifyServiceAction", "workspace": 99, "channel": "#x"}]}))
-        .send()
+    let e = api
+        .post(
+            "/api/0/projects/default/default/rules/",
+            &json!({"name": "x", "actionMatch": "all", "frequency": 5,
+                "conditions": [{"id": "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition"}],
+                "actions": [{"id": "sentry.integrations.slack.notify_action.SlackNotifyServiceAction", "workspace": 99, "channel": "#x"}]}),
+        )
         .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let e: Value = r.json().await.unwrap();
+        .expect(400);
     assert_eq!(e["actions"][0], "Integration 99 does not exist.");
 }
 
@@ -648,9 +600,7 @@ async fn an_agent_that_crashes_and_stays_down_for_60_s_alerts_and_a_restart_reso
         data_dir: dir.path().to_owned(),
         ..Config::default()
     };
-    let server = RunningServer::start_with_clock(config, clock)
-        .await
-        .unwrap();
+    let server = Server::builder(config).clock(clock).start().await.unwrap();
     let s = TestServer { server, dir };
     s.server.tick().await;
     s.server.tick().await;
@@ -691,22 +641,17 @@ async fn new_issue_after_a_deploy_and_a_custom_rule_created_through_the_api() {
     let rx = Receiver::start().await;
     let ids = channels(&s, &token, &rx).await;
     let client = reqwest::Client::new();
-    let base = s.server.base_url();
+    let api = s.api_client(&token);
     // A custom Sentry-shaped rule: more than 2 ETH events of one issue in a minute → Slack.
-    let r = client
-        .post(format!("{base}/api/0/projects/default/default/rules/"))
-        .bearer_auth(&token)
-        .json(&json!({
+    let rule = api
+        .post("/api/0/projects/default/default/rules/", &json!({
             "name": "ETH margin storm", "actionMatch": "all", "filterMatch": "all", "frequency": 30,
             "conditions": [{"id": "sentry.rules.conditions.event_frequency.EventFrequencyCondition", "value": 2, "interval": "1m"}],
             "filters": [{"id": "sentry.rules.filters.tagged_event.TaggedEventFilter", "key": "trade.asset", "match": "eq", "value": "ETH"}],
             "actions": [{"id": "sentry.integrations.slack.notify_action.SlackNotifyServiceAction", "workspace": ids[0], "channel": "#trading"}]
         }))
-        .send()
         .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let rule: Value = r.json().await.unwrap();
+        .expect(201);
     assert!(rule["id"].is_string());
     assert_eq!(rule["frequency"], 30);
     for n in 0..2 {
@@ -738,24 +683,18 @@ async fn new_issue_after_a_deploy_and_a_custom_rule_created_through_the_api() {
     );
 
     // Release deployed (as sentry-cli does it), then a brand-new issue: the deploy preset fires.
-    let r = client
-        .post(format!("{base}/api/0/organizations/default/releases/"))
-        .bearer_auth(&token)
-        .json(&json!({"version": "vol-arb@2.0.0", "projects": ["default"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let r = client
-        .post(format!(
-            "{base}/api/0/organizations/default/releases/vol-arb@2.0.0/deploys/"
-        ))
-        .bearer_auth(&token)
-        .json(&json!({"environment": "paper"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    api.post(
+        "/api/0/organizations/default/releases/",
+        &json!({"version": "vol-arb@2.0.0", "projects": ["default"]}),
+    )
+    .await
+    .expect(201);
+    api.post(
+        "/api/0/organizations/default/releases/vol-arb@2.0.0/deploys/",
+        &json!({"environment": "paper"}),
+    )
+    .await
+    .expect(201);
     assert!(rx.matching("/slack", "New issue after deploy").is_empty());
     let mut e = error_event("EscrowTimeout", "USDC", 1);
     e["release"] = json!("vol-arb@2.0.0");

@@ -115,14 +115,13 @@ async fn python_errors_group_by_fingerprint_and_messages_by_parameters() {
     assert_eq!(events.as_array().unwrap().len(), 2);
 
     // Resolve, then a new event is a regression that reopens the issue.
-    let resp = reqwest::Client::new()
-        .put(format!("{}/api/0/issues/{id}/", s.server.base_url()))
-        .bearer_auth(&token)
-        .json(&json!({"status": "resolved"}))
-        .send()
+    s.api_client(&token)
+        .put(
+            &format!("/api/0/issues/{id}/"),
+            &json!({"status": "resolved"}),
+        )
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+        .expect(200);
     assert_eq!(issues(&s, &token, "is:resolved").await.len(), 1);
     run_python(TRADING_SCRIPT, &[("DSN", s.dsn())]).await;
     s.eventually("the regression", || async {

@@ -84,64 +84,53 @@ async fn trade_failures_are_mailed_over_smtp() {
     let s = TestServer::start().await;
     let token = s.token();
     let (port, mails) = smtp_receiver().await;
-    let client = reqwest::Client::new();
-    let base = s.server.base_url();
+    let api = s.api_client(&token);
+    let channels = "/api/0/organizations/default/integrations/";
 
     // A bad config is refused with the key named.
-    let r = client
-        .post(format!("{base}/api/0/organizations/default/integrations/"))
-        .bearer_auth(&token)
-        .json(&json!({"provider": "email", "name": "ops mail", "config": {"host": "127.0.0.1", "to": "ops@example.com"}}))
-        .send()
+    let refused = api
+        .post(
+            channels,
+            &json!({"provider": "email", "name": "ops mail", "config": {"host": "127.0.0.1", "to": "ops@example.com"}}),
+        )
         .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains("config.from"));
+        .expect(400);
+    assert!(refused.to_string().contains("config.from"), "{refused}");
 
-    let r = client
-        .post(format!("{base}/api/0/organizations/default/integrations/"))
-        .bearer_auth(&token)
-        .json(&json!({"provider": "email", "name": "ops mail", "config": {
+    api.post(
+        channels,
+        &json!({"provider": "email", "name": "ops mail", "config": {
             "host": "127.0.0.1", "port": port, "tls": "none",
-            "from": "Lookout <alerts@lookout.test>", "to": ["ops@example.com"]}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+            "from": "Lookout <alerts@lookout.test>", "to": ["ops@example.com"]}}),
+    )
+    .await
+    .expect(201);
 
     // Sentry's email action, aimed at one address.
-    let r = client
-        .post(format!("{base}/api/0/projects/default/default/rules/"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Mail on-call on new issues", "actionMatch": "all", "frequency": 5,
+    api.post(
+        "/api/0/projects/default/default/rules/",
+        &json!({"name": "Mail on-call on new issues", "actionMatch": "all", "frequency": 5,
             "conditions": [{"id": "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition"}],
             "actions": [{"id": "sentry.mail.actions.NotifyEmailAction", "targetType": "Member",
-                         "targetIdentifier": "oncall@example.com"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+                         "targetIdentifier": "oncall@example.com"}]}),
+    )
+    .await
+    .expect(201);
 
     // The agent's release was just deployed (as sentry-cli does it): its new issue also fires
     // the new-issue-after-deploy preset.
-    let r = client
-        .post(format!("{base}/api/0/organizations/default/releases/"))
-        .bearer_auth(&token)
-        .json(&json!({"version": "mail-bot@1.0.0", "projects": ["default"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let r = client
-        .post(format!(
-            "{base}/api/0/organizations/default/releases/mail-bot@1.0.0/deploys/"
-        ))
-        .bearer_auth(&token)
-        .json(&json!({"environment": "production"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    api.post(
+        "/api/0/organizations/default/releases/",
+        &json!({"version": "mail-bot@1.0.0", "projects": ["default"]}),
+    )
+    .await
+    .expect(201);
+    api.post(
+        "/api/0/organizations/default/releases/mail-bot@1.0.0/deploys/",
+        &json!({"environment": "production"}),
+    )
+    .await
+    .expect(201);
 
     let dsn = s.dsn();
     tokio::task::spawn_blocking(move || {

@@ -131,38 +131,30 @@ sentry_sdk.flush(timeout=10)
     assert_eq!(status, 404);
 
     // Created through the API, with Sentry's validation on a bad schedule.
-    let client = reqwest::Client::new();
-    let url = format!(
-        "{}/api/0/organizations/default/monitors/",
-        s.server.base_url()
-    );
-    let r = client
-        .post(&url)
-        .bearer_auth(&token)
-        .json(
+    let api = s.api_client(&token);
+    let url = "/api/0/organizations/default/monitors/";
+    let invalid = api
+        .post(
+            url,
             &json!({"name": "Nightly sweep", "slug": "nightly-sweep", "project": "default",
                       "config": {"schedule_type": "crontab", "schedule": "61 * * *"}}),
         )
-        .send()
         .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+        .expect(400);
     assert!(
-        r.json::<Value>().await.unwrap()["config"][0]
+        invalid["config"][0]
             .as_str()
             .unwrap()
             .starts_with("schedule")
     );
-    let r = client
-        .post(&url)
-        .bearer_auth(&token)
-        .json(&json!({"name": "Nightly sweep", "slug": "nightly-sweep", "project": "default",
+    api.post(
+        url,
+        &json!({"name": "Nightly sweep", "slug": "nightly-sweep", "project": "default",
                       "config": {"schedule_type": "crontab", "schedule": "0 3 * * *", "max_runtime": 5,
-                                 "timezone": "Europe/Berlin", "checkin_margin": 10}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+                                 "timezone": "Europe/Berlin", "checkin_margin": 10}}),
+    )
+    .await
+    .expect(201);
 
     // A run starts and never finishes: after max_runtime it is a timeout.
     run_python(
@@ -198,13 +190,9 @@ sentry_sdk.flush(timeout=10)
         monitor(&s, &token, "nightly-sweep").await["environments"][0]["status"],
         "timeout"
     );
-    let r = client
-        .delete(format!("{url}nightly-sweep/"))
-        .bearer_auth(&token)
-        .send()
+    api.delete(&format!("{url}nightly-sweep/"))
         .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+        .expect(204);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

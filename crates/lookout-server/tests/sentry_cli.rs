@@ -246,14 +246,13 @@ async fn set_commits_from_local_history_auto_and_explicit() {
     assert_eq!(r["commitCount"], 1, "only the new commit: {r}");
 
     // With a repository configured, --commit and --auto send refs.
-    let resp = reqwest::Client::new()
-        .post(format!("{}/api/0/organizations/default/repos/", s.server.base_url()))
-        .bearer_auth(&token)
-        .json(&json!({"name": "acme/agent", "url": "https://github.com/acme/agent", "provider": "github"}))
-        .send()
+    s.api_client(&token)
+        .post(
+            "/api/0/organizations/default/repos/",
+            &json!({"name": "acme/agent", "url": "https://github.com/acme/agent", "provider": "github"}),
+        )
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
+        .expect(201);
     cli.ok(
         repo.path(),
         &["releases", "new", "agent@3", "-p", "default"],

@@ -2,12 +2,12 @@
 //! bad item becomes a [`Rejection`] with a reason and the rest of the envelope goes on.
 
 use super::InboxRow;
-use crate::ingest::body;
 use crate::store::digest::{
     Batch, CheckInRecord, EventRecord, LogRecord, Rejection, SessionAggregateRecord, SessionRecord,
     SpanRecord, TransactionRecord,
 };
 use chrono::{DateTime, Utc};
+use lookout_protocol::codec::{self, Encoding};
 use lookout_protocol::normalize::{ItemKind, NormalizeContext, normalize_event};
 use lookout_protocol::{envelope, grouping, scrub, stacktrace};
 use serde_json::Value;
@@ -41,7 +41,7 @@ pub fn process_row(row: &InboxRow, batch: &mut Batch) {
 
 /// Digest one inbox row into `batch`; `in_app` holds the project's in-app prefixes.
 pub fn process_row_with(row: &InboxRow, in_app: &stacktrace::InAppRules, batch: &mut Batch) {
-    let Some(encoding) = body::from_name(&row.encoding) else {
+    let Some(encoding) = Encoding::from_name(&row.encoding) else {
         reject(
             batch,
             row,
@@ -51,7 +51,7 @@ pub fn process_row_with(row: &InboxRow, in_app: &stacktrace::InAppRules, batch: 
         );
         return;
     };
-    let decoded = match body::decode(&row.envelope, encoding, MAX_DECODED) {
+    let decoded = match codec::decode(&row.envelope, encoding, MAX_DECODED) {
         Ok(d) => d,
         Err(e) => {
             reject(batch, row, "envelope", "bad_encoding", e.to_string());

@@ -45,3 +45,109 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         state.metrics.render(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::store::Store;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use std::sync::Arc;
+    use tokio::sync::mpsc;
+    use tower::ServiceExt;
+
+    /// A router over a fresh data directory with the default project, no threads.
+    fn app_on(dir: &tempfile::TempDir) -> (Router, Arc<Store>) {
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        store.ensure_default_project().unwrap();
+        let state = AppState::new(config, Arc::clone(&store), crate::clock::Clock::System);
+        (app(state), store)
+    }
+
+    async fn call(app: Router, path: &str, token: Option<&str>) -> (StatusCode, serde_json::Value) {
+        let mut req = Request::get(path);
+        if let Some(token) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let res = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    const MONITORS: &str = "/api/0/organizations/default/monitors/";
+
+    #[tokio::test]
+    async fn the_api_answers_401_without_a_valid_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, _) = app_on(&dir);
+        let (status, body) = call(app.clone(), MONITORS, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Authorization: Bearer <token>"),
+            "{body}"
+        );
+        assert_eq!(body["causes"], serde_json::json!([]));
+        let (status, body) = call(app, MONITORS, Some("not-a-token")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["detail"], "invalid token");
+    }
+
+    #[tokio::test]
+    async fn the_api_answers_403_when_the_token_lacks_the_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, store) = app_on(&dir);
+        let (_, token) = store
+            .create_token("narrow", &["project:read".to_owned()])
+            .unwrap();
+        let (status, body) = call(app, MONITORS, Some(&token)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["detail"], "this token lacks the org:read scope");
+    }
+
+    #[tokio::test]
+    async fn a_missing_monitor_is_a_404_with_a_detail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, store) = app_on(&dir);
+        let (_, token) = store.create_token("all", &[]).unwrap();
+        let (status, body) = call(app.clone(), MONITORS, Some(&token)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, serde_json::json!([]));
+        let (status, body) = call(app, &format!("{MONITORS}nope/"), Some(&token)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["detail"], "monitor not found");
+    }
+
+    #[tokio::test]
+    async fn health_follows_the_inbox_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, store) = app_on(&dir);
+        let (status, body) = call(app, "/health", None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], "unavailable");
+
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        let (tx, rx) = mpsc::channel(1);
+        let app =
+            super::app(AppState::new(config, store, crate::clock::Clock::System).with_inbox(tx));
+        let (status, body) = call(app.clone(), "/health", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+        drop(rx);
+        let (status, _) = call(app, "/health", None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

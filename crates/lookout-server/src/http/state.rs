@@ -32,3 +32,38 @@ pub struct AppState {
     /// The server's clock (manual in tests).
     pub clock: crate::clock::Clock,
 }
+
+impl AppState {
+    /// State over `store` with fresh metrics and no inbox writer: the router answers every
+    /// read (API, UI, `/metrics`), while ingest answers 503 and `/health` says
+    /// `unavailable` until [`AppState::with_inbox`] connects a writer. The server adds the
+    /// writer it started; in-process tests (`app(state).oneshot(request)`) need no threads.
+    pub fn new(config: Config, store: Arc<Store>, clock: crate::clock::Clock) -> AppState {
+        let permits = (config.ingest.max_inflight_bytes / 1024).min(Semaphore::MAX_PERMITS);
+        AppState {
+            inbox: None,
+            reader: store.reader(),
+            config: Arc::new(config),
+            store,
+            metrics: Arc::new(Metrics::new()),
+            memory: Arc::new(Semaphore::new(permits)),
+            keys: Arc::default(),
+            limiter: Arc::default(),
+            clock,
+        }
+    }
+
+    /// Send accepted envelopes to `inbox` (the inbox writer's queue).
+    #[must_use]
+    pub fn with_inbox(mut self, inbox: mpsc::Sender<Command>) -> AppState {
+        self.inbox = Some(inbox);
+        self
+    }
+
+    /// Count into `metrics` (shared with the inbox writer and the digest).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> AppState {
+        self.metrics = metrics;
+        self
+    }
+}

@@ -21,6 +21,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::routing::post;
 use base64::Engine;
+use lookout_protocol::codec::{self, Encoding};
 use lookout_protocol::envelope::{self, Envelope};
 use serde_json::{Map, Value, json};
 use std::io::Read;
@@ -189,7 +190,7 @@ async fn ingest(
     };
 
     let limits = &state.config.ingest;
-    let encoding = body::Encoding::parse(
+    let encoding = Encoding::parse(
         headers
             .get(header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok()),
@@ -204,7 +205,7 @@ async fn ingest(
         .inc_by(raw_len as u64);
     let max_decoded = limits.max_envelope_bytes;
     let mut received: Option<bytes::Bytes> = None;
-    let decoded = if encoding == body::Encoding::Identity {
+    let decoded = if encoding == Encoding::Identity {
         raw
     } else {
         // Pay for the decoded copy before making it: first a typical ratio, and only when
@@ -221,7 +222,7 @@ async fn ingest(
             other => other?,
         }
     };
-    if encoding != body::Encoding::Identity {
+    if encoding != Encoding::Identity {
         // The compressed copy is still held until the request ends.
         reservation.ensure(raw_len + decoded.len())?;
     }
@@ -276,7 +277,10 @@ async fn ingest(
     // Either way the inbox writes a fraction of the decoded size.
     let (stored, stored_encoding) = match received {
         Some(bytes) if !accepted.rewritten => (bytes, encoding),
-        _ => body::pack(accepted.envelope),
+        _ => {
+            let (packed, encoding) = codec::pack(accepted.envelope);
+            (bytes::Bytes::from(packed), encoding)
+        }
     };
     let (done_tx, done_rx) = oneshot::channel();
     let append = Append {
@@ -330,15 +334,17 @@ async fn ingest(
 /// Decode small bodies inline, large ones on the blocking pool.
 async fn decode_off_thread(
     raw: bytes::Bytes,
-    encoding: body::Encoding,
+    encoding: Encoding,
     max: usize,
 ) -> Result<Vec<u8>, ApiError> {
     if raw.len() <= 256 * 1024 {
-        return body::decode(&raw, encoding, max);
+        return Ok(codec::decode(&raw, encoding, max)?);
     }
-    tokio::task::spawn_blocking(move || body::decode(&raw, encoding, max))
-        .await
-        .map_err(|e| ApiError::Internal(format!("decode task failed: {e}")))?
+    Ok(
+        tokio::task::spawn_blocking(move || codec::decode(&raw, encoding, max))
+            .await
+            .map_err(|e| ApiError::Internal(format!("decode task failed: {e}")))??,
+    )
 }
 
 fn shutting_down() -> ApiError {

@@ -1,10 +1,14 @@
 //! Shared fixtures: a real server on an ephemeral port over a temporary data directory, the
-//! real clients (Python `sentry-sdk` from the test venv), and a reader of the inbox.
+//! real clients (Python `sentry-sdk` from the test venv), a typed REST API client
+//! ([`ApiClient`]) and a reader of the inbox.
 #![allow(dead_code, unreachable_pub, clippy::print_stderr)]
 
-use lookout_server::RunningServer;
 use lookout_server::config::Config;
+use lookout_server::{RunningServer, Server};
 use std::path::{Path, PathBuf};
+
+pub mod api;
+pub use api::ApiClient;
 
 /// A server and the directory it keeps its data in.
 pub struct TestServer {
@@ -27,7 +31,10 @@ impl TestServer {
         // Ingest tests read raw envelopes back from the inbox after the digest has run.
         config.ingest.inbox_retention_secs = 3600;
         tweak(&mut config);
-        let server = RunningServer::start(config).await.expect("server starts");
+        let server = Server::builder(config)
+            .start()
+            .await
+            .expect("server starts");
         TestServer { server, dir }
     }
 
@@ -47,10 +54,11 @@ impl TestServer {
         };
         tweak(&mut config);
         let now = chrono::Utc::now().timestamp_millis();
-        let server =
-            RunningServer::start_with_clock(config, lookout_server::clock::Clock::manual(now))
-                .await
-                .expect("server starts");
+        let server = Server::builder(config)
+            .clock(lookout_server::clock::Clock::manual(now))
+            .start()
+            .await
+            .expect("server starts");
         TestServer { server, dir }
     }
 
@@ -108,17 +116,15 @@ impl TestServer {
             .1
     }
 
+    /// A client of this server's REST API with `token`.
+    pub fn api_client(&self, token: &str) -> ApiClient {
+        ApiClient::new(self.server.base_url(), token)
+    }
+
     /// GET an API path with a token; returns status and JSON.
     pub async fn api(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
-        let resp = reqwest::Client::new()
-            .get(format!("{}{path}", self.server.base_url()))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("api request");
-        let status = resp.status().as_u16();
-        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-        (status, body)
+        let r = self.api_client(token).get(path).await;
+        (r.status.as_u16(), r.body)
     }
 
     /// Poll `check` until it returns Some, or panic after 30 s (the digest is asynchronous).
@@ -189,13 +195,14 @@ pub fn read_inbox(db: &Path) -> Vec<InboxRow> {
     stmt.query_map([], |r| {
         let stored: Vec<u8> = r.get(4)?;
         let encoding: String = r.get(5)?;
-        let codec = lookout_server::ingest::body::from_name(&encoding).expect("known encoding");
+        let codec =
+            lookout_protocol::codec::Encoding::from_name(&encoding).expect("known encoding");
         Ok(InboxRow {
             id: r.get(0)?,
             project_id: r.get(1)?,
             event_id: r.get(2)?,
             item_types: r.get(3)?,
-            envelope: lookout_server::ingest::body::decode(&stored, codec, 1 << 30)
+            envelope: lookout_protocol::codec::decode(&stored, codec, 1 << 30)
                 .expect("stored body decodes"),
             encoding,
         })

@@ -1,8 +1,11 @@
 //! The `lookout` binary: a thin shell over the `lookout_server` library.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod demo;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use lookout_server::Server;
 use lookout_server::config::{self, Config, Overrides};
 use lookout_server::store::Store;
 use std::path::PathBuf;
@@ -284,7 +287,7 @@ fn sandbox(listen: &str, faults: Option<&std::path::Path>, seed: u64) -> anyhow:
 }
 
 fn demo(mut config: Config, temp: bool, seed: u64) -> anyhow::Result<()> {
-    use lookout_server::demo::{Demo, DemoOptions, Printer};
+    use demo::{Demo, DemoOptions, Printer};
     use std::io::Write;
     let temp_dir = if temp {
         let dir = tempfile::Builder::new()
@@ -354,7 +357,12 @@ fn serve(config: Config) -> anyhow::Result<()> {
         for p in store.list_projects()? {
             println!("DSN for {}/{}: {}", p.org_slug, p.slug, p.dsn(&base));
         }
-        lookout_server::serve(config, store, listener, shutdown_signal()).await?;
+        let server = Server::builder(config)
+            .store(store)
+            .listener(listener)
+            .start()
+            .await?;
+        server.shutdown_on(shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -2,6 +2,7 @@
 //! projects and tokens beside a running server, SIGTERM drains, and no envelope that was
 //! answered 200 is lost to `kill -9`.
 
+#[path = "../../lookout-server/tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashSet;
