@@ -924,10 +924,9 @@ async fn counting_rules_are_answered_from_tag_and_user_rollups() {
 }
 
 /// An agent that ends its session cleanly is `stopped`: its heartbeat monitor waits for
-/// the next session instead of counting misses, and nothing fires; when it runs again and
-/// then goes silent, the miss alerts as before.
+/// the next check-in instead of counting misses, and nothing fires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cleanly_stopped_agent_raises_no_alarm_and_a_later_silence_still_does() {
+async fn a_cleanly_stopped_agent_raises_no_alarm() {
     let s = TestServer::start_manual().await;
     let token = s.token();
     let rx = Receiver::start().await;
@@ -996,26 +995,4 @@ async fn a_cleanly_stopped_agent_raises_no_alarm_and_a_later_silence_still_does(
         .api(&token, "/api/0/projects/default/default/issues/?query=")
         .await;
     assert!(issues.as_array().unwrap().is_empty(), "{issues:#}");
-
-    // It runs again, then goes silent: the miss alerts as for any agent.
-    let again = uuid::Uuid::new_v4().to_string();
-    let t1 = s.server.clock.now_ms() as f64 / 1000.0;
-    s.post_envelope(
-        &client,
-        envelope("session", &session(&again, "ag_calm", "ok", t1, true)),
-    )
-    .await;
-    s.post_envelope(&client, envelope("check_in", &beat()))
-        .await;
-    s.eventually("running again", || async {
-        (overview() == Some("healthy")).then_some(())
-    })
-    .await;
-    s.server.clock.advance(3 * 60_000);
-    s.server.tick().await;
-    s.eventually("silence alerts", || async {
-        let got = rx.matching("/webhook", "Agent crashed or hung (agent ag_calm)");
-        (!got.is_empty()).then_some(())
-    })
-    .await;
 }

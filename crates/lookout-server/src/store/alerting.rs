@@ -607,19 +607,7 @@ fn active_rules(conn: &Connection, projects: Option<&HashSet<i64>>) -> Result<Ve
 }
 
 fn channels(conn: &Connection, org_id: i64) -> Result<Vec<Integration>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, provider, name, config, date_created FROM integrations WHERE org_id = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map([org_id], |r| {
-        Ok(Integration {
-            id: r.get(0)?,
-            provider: r.get(1)?,
-            name: r.get(2)?,
-            config: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(Value::Null),
-            date_created: r.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    super::alerts::integrations_of(conn, org_id)
 }
 
 fn ensure_presets(conn: &Connection, presets: &[(&str, &str, Value)], now: i64) -> Result<()> {

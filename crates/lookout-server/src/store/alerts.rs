@@ -119,6 +119,23 @@ pub struct Alerts {
 
 const RULE_COLUMNS: &str = "r.id, r.project_id, p.slug, p.org_id, r.kind, r.name, r.spec, r.preset, r.date_created, r.date_modified";
 
+/// The channels of organisation `org_id`, oldest first.
+pub(super) fn integrations_of(conn: &Connection, org_id: i64) -> Result<Vec<Integration>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, provider, name, config, date_created FROM integrations WHERE org_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([org_id], |r| {
+        Ok(Integration {
+            id: r.get(0)?,
+            provider: r.get(1)?,
+            name: r.get(2)?,
+            config: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(Value::Null),
+            date_created: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub(super) fn rule_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRule> {
     Ok(StoredRule {
         id: r.get(0)?,
@@ -164,20 +181,7 @@ impl Alerts {
 
     /// Channels of an organisation.
     pub fn integrations(&self, org_id: i64) -> Result<Vec<Integration>> {
-        let conn = self.db.reader()?;
-        let mut stmt = conn.prepare(
-            "SELECT id, provider, name, config, date_created FROM integrations WHERE org_id = ?1 ORDER BY id",
-        )?;
-        let rows = stmt.query_map([org_id], |r| {
-            Ok(Integration {
-                id: r.get(0)?,
-                provider: r.get(1)?,
-                name: r.get(2)?,
-                config: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(Value::Null),
-                date_created: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        integrations_of(&*self.db.reader()?, org_id)
     }
 
     /// Add a channel (validated by the caller).
