@@ -185,10 +185,14 @@ async fn trade_failures_are_mailed_over_smtp() {
         })
         .collect();
     assert_eq!(critical.len(), 1, "{got:#?}");
+    // The title names the error type and what the trading fingerprint split on (the body is
+    // quoted-printable: long lines are folded, so the message is checked up to the fold).
     assert!(
         critical[0]
             .data
-            .contains("OrderRejected: leverage above the cap")
+            .contains("OrderRejected (BTC, order_placement): lev"),
+        "{}",
+        critical[0].data
     );
 
     let deliveries = s

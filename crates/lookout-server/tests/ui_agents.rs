@@ -175,7 +175,8 @@ async fn the_overview_tells_healthy_hung_crashed_and_silent_agents_apart() {
     .collect();
     assert_eq!(seen, want);
 
-    // ag_beat beats again and ends its session cleanly... and is healthy; the worst come first.
+    // ag_beat beats again and ends its session cleanly: it is stopped, not in trouble (issue
+    // 25: a clean end raises no alarm); the worst come first, the stopped last.
     let t1 = s.server.clock.now_ms();
     s.post_envelope(
         &client,
@@ -186,13 +187,13 @@ async fn the_overview_tells_healthy_hung_crashed_and_silent_agents_apart() {
     )
     .await;
     let rows = s
-        .eventually("ag_beat healthy again", || async {
+        .eventually("ag_beat stopped", || async {
             let rows = statuses(&s, &cookie).await;
             rows.iter()
-                .any(|(a, st)| a == "ag_beat" && st == "healthy")
+                .any(|(a, st)| a == "ag_beat" && st == "stopped")
                 .then_some(rows)
         })
         .await;
     let order: Vec<&str> = rows.iter().map(|(_, st)| st.as_str()).collect();
-    assert_eq!(order, ["crashed", "hung", "silent", "healthy"], "{rows:?}");
+    assert_eq!(order, ["crashed", "hung", "silent", "stopped"], "{rows:?}");
 }

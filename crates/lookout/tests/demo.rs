@@ -33,14 +33,27 @@ async fn the_demo_fires_and_delivers_every_preset_and_stops_cleanly() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
         .args(["demo", "--temp", "--listen", "127.0.0.1:0"])
         .env("LOOKOUT_LOG", "error")
+        // A user's shell may ask for backtraces; planned crashes still print one line.
+        .env("RUST_BACKTRACE", "1")
         .env_remove("LOOKOUT_ADMIN_PASSWORD")
         .env_remove("LOOKOUT_DATA_DIR")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("lookout demo starts");
     let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let errors = std::sync::Arc::clone(&errors);
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                errors.lock().expect("stderr lines").push(line);
+            }
+        });
+    }
     let (tx, mut lines) = mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
         let mut reader = BufReader::new(stdout).lines();
@@ -100,6 +113,27 @@ async fn the_demo_fires_and_delivers_every_preset_and_stops_cleanly() {
             .any(|l| l.contains("all six alert presets fired and were delivered")),
         "the demo says when the loop is complete"
     );
+    // Both planned crashes (escrow_domains, casino_kelly) happened by now: one line each,
+    // no backtrace, even with RUST_BACKTRACE=1.
+    {
+        let errors = errors.lock().expect("stderr lines");
+        let planned = errors
+            .iter()
+            .filter(|l| l.contains("planned panic:"))
+            .count();
+        assert!(
+            planned >= 2,
+            "one line per planned panic:\n{}",
+            errors.join("\n")
+        );
+        assert!(
+            !errors
+                .iter()
+                .any(|l| l.contains("stack backtrace") || l.contains("panicked at")),
+            "no backtrace for a planned panic:\n{}",
+            errors.join("\n")
+        );
+    }
 
     // The web UI shows the deliveries, to both channels, delivered.
     let ui = ui.expect("the demo prints the UI address");

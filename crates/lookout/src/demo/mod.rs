@@ -168,6 +168,7 @@ impl Demo {
     /// When the server, the sandbox or the receiver cannot start, or the server's API
     /// refuses a setup call.
     pub(crate) async fn start(options: DemoOptions, print: Printer) -> Result<Demo, DemoError> {
+        quiet_planned_panics();
         let started = Instant::now();
         let mut config = options.config;
         // The account: an explicit password wins; a fresh data directory gets a generated
@@ -383,4 +384,34 @@ mod tests {
         assert_eq!(a.len(), 16);
         assert_ne!(a, b);
     }
+}
+
+/// What the example agents' planned crashes say (`lookout_examples`' crash control).
+const PLANNED_CRASH: &str = "(simulated crash)";
+
+/// The demo's planned crashes print one line, whatever `RUST_BACKTRACE` says; any other
+/// panic goes to the default hook as before. Installed before the agents start, so the
+/// Sentry SDK's panic integration, which wraps the hook it finds, still reports every panic
+/// with its stack trace.
+fn quiet_planned_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            if message.contains(PLANNED_CRASH) {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("lookout demo: planned panic: {message}");
+                }
+            } else {
+                default(info);
+            }
+        }));
+    });
 }
