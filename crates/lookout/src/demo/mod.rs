@@ -374,18 +374,6 @@ async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_passwords_are_long_and_differ() {
-        let (a, b) = (generated_password(), generated_password());
-        assert_eq!(a.len(), 16);
-        assert_ne!(a, b);
-    }
-}
-
 /// What the example agents' planned crashes say (`lookout_examples`' crash control).
 const PLANNED_CRASH: &str = "(simulated crash)";
 
@@ -414,4 +402,16 @@ fn quiet_planned_panics() {
             }
         }));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_passwords_are_long_and_differ() {
+        let (a, b) = (generated_password(), generated_password());
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, b);
+    }
 }
