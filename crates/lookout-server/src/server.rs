@@ -364,6 +364,7 @@ impl ServerBuilder {
         if config.public_url.is_none() {
             config.public_url = Some(config.base_url(Some(addr)));
         }
+        store.set_last_base_url(&config.base_url(Some(addr)))?;
         let engine = engine(&config, &store, &clock);
         let ticks = tick_jobs(&store, &engine)?;
         let (stop, stopped) = oneshot::channel::<()>();

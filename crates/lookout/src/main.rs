@@ -186,7 +186,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Projects { command } => {
             let config = load_config(&cli.global)?;
             let store = open_store(&config)?;
-            let base = config.base_url(None);
+            // An address given here wins; else the one the server last started at; else the
+            // default, said so.
+            let explicit = cli.global.listen.is_some()
+                || std::env::var_os("LOOKOUT_LISTEN").is_some()
+                || config.public_url.is_some();
+            let base = match store.last_base_url()? {
+                Some(url) if !explicit => url,
+                last => {
+                    let base = config.base_url(None);
+                    if last.is_none() && !explicit {
+                        eprintln!(
+                            "DSNs assume {base}: the server has not started on this data directory yet (pass --listen or set public_url)"
+                        );
+                    }
+                    base
+                }
+            };
             match command {
                 ProjectsCommand::Create {
                     slug,

@@ -304,6 +304,15 @@ async fn cli_manages_projects_and_tokens_beside_a_running_server() {
         "{list}"
     );
     assert!(list.contains(&key_of(&dsn)));
+    // The DSNs name the address the server was started at (an ephemeral port here), not
+    // the default one: the server records its base URL when it starts.
+    let authority = base.trim_start_matches("http://").to_owned();
+    assert!(
+        list.lines()
+            .filter(|l| l.contains("http://"))
+            .all(|l| l.contains(&format!("@{authority}/"))),
+        "DSNs at {authority}: {list}"
+    );
 
     let tok = lookout()
         .args([

@@ -510,6 +510,11 @@ const MIGRATIONS: &[&str] = &[
         in_app_include TEXT NOT NULL DEFAULT '[]',
         in_app_exclude TEXT NOT NULL DEFAULT '[]'
     );
+    -- What the server last said about itself (the base URL SDKs reach it at).
+    CREATE TABLE server_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
     ",
 ];
 

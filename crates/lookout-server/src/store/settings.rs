@@ -123,3 +123,29 @@ impl Settings {
         Ok(())
     }
 }
+
+impl super::Store {
+    /// Remember the base URL the server answered at when it last started (`public_url`, or
+    /// the address it bound), so `lookout projects` prints DSNs that reach it.
+    pub fn set_last_base_url(&self, url: &str) -> Result<()> {
+        self.db.writer().execute(
+            "INSERT INTO server_meta (key, value) VALUES ('base_url', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [url],
+        )?;
+        Ok(())
+    }
+
+    /// The base URL of the server's last start on this store, if it ever started.
+    pub fn last_base_url(&self) -> Result<Option<String>> {
+        Ok(self
+            .db
+            .reader()?
+            .query_row(
+                "SELECT value FROM server_meta WHERE key = 'base_url'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+}
