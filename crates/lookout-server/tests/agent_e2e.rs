@@ -296,15 +296,17 @@ async fn the_agent_down_preset_fires_for_a_crashed_rust_agent_and_a_restart_reso
     })
     .await;
     s.eventually("both sessions digested", || async {
-        let db = rusqlite::Connection::open(s.db_path()).unwrap();
-        let n: i64 = db
-            .query_row(
-                "SELECT COUNT(*) FROM sessions WHERE status IN ('crashed', 'exited')",
-                [],
-                |r| r.get(0),
-            )
+        let agents = s
+            .server
+            .store
+            .agents()
+            .list("default", s.server.clock.now_ms())
             .unwrap();
-        (n == 2).then_some(())
+        let ended = agents
+            .iter()
+            .filter(|a| matches!(a.session_status.as_deref(), Some("crashed" | "exited")))
+            .count();
+        (ended == 2).then_some(())
     })
     .await;
     let down = |needle: &'static str| {

@@ -562,15 +562,14 @@ async fn an_agent_that_crashes_and_stays_down_for_60_s_alerts_and_a_restart_reso
     )
     .await;
     s.eventually("sessions digested", || async {
-        let db = rusqlite::Connection::open(s.db_path()).unwrap();
-        let n: i64 = db
-            .query_row(
-                "SELECT COUNT(*) FROM sessions WHERE status IN ('crashed', 'exited')",
-                [],
-                |r| r.get(0),
-            )
+        let agents = s
+            .server
+            .store
+            .agents()
+            .list("default", s.server.clock.now_ms())
             .unwrap();
-        (n == 2).then_some(())
+        let status = |id: &str| agents.iter().find(|a| a.agent_id == id).map(|a| a.status);
+        (status("7") == Some("crashed") && status("8") == Some("stopped")).then_some(())
     })
     .await;
     // Within the grace period: nothing.

@@ -186,9 +186,48 @@ async fn feed(s: &TestServer) {
     .expect("agents ran");
 }
 
-fn count(s: &TestServer, sql: &str) -> i64 {
-    let conn = rusqlite::Connection::open(s.db_path()).expect("db");
-    conn.query_row(sql, [], |r| r.get(0)).expect("count")
+/// What the store holds so far, through its repositories.
+struct Stored {
+    agents: usize,
+    crashed_agents: usize,
+    issue_ids: Vec<i64>,
+    events: i64,
+    transactions: usize,
+    incident_ids: Vec<i64>,
+}
+
+fn stored(s: &TestServer) -> Stored {
+    let store = &s.server.store;
+    let agents = store
+        .agents()
+        .list("default", s.server.clock.now_ms())
+        .expect("agents");
+    let reader = store.reader();
+    let project = reader.project("default", "default").expect("project");
+    let mut issues = reader
+        .issues(project.id, &[], None, 10_000, 0)
+        .expect("issues");
+    issues.sort_by_key(|i| i.id);
+    let alerts = store.alerts();
+    let org = alerts.org_id("default").expect("org");
+    let mut incident_ids: Vec<i64> = alerts
+        .incidents(org, None, 10_000)
+        .expect("incidents")
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    incident_ids.sort_unstable();
+    Stored {
+        agents: agents.len(),
+        crashed_agents: agents.iter().filter(|a| a.status == "crashed").count(),
+        events: issues.iter().map(|i| i.times_seen).sum(),
+        issue_ids: issues.iter().map(|i| i.id).collect(),
+        transactions: reader
+            .recent_transactions(project.id, 10_000)
+            .expect("transactions")
+            .len(),
+        incident_ids,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,13 +235,11 @@ async fn an_operator_walks_every_page_in_a_real_browser() {
     let s = TestServer::start_with(|c| c.admin_password = Some(PASSWORD.into())).await;
     feed(&s).await;
     s.eventually("agents, issues, traces and the crash digested", || async {
-        (count(&s, "SELECT COUNT(*) FROM agents") >= 2
-            && count(&s, "SELECT COUNT(*) FROM issues") >= 3
-            && count(&s, "SELECT COUNT(*) FROM events WHERE kind = 'transaction'") >= 6
-            && count(
-                &s,
-                "SELECT COUNT(*) FROM agents WHERE session_status = 'crashed'",
-            ) == 1)
+        let now = stored(&s);
+        (now.agents >= 2
+            && now.issue_ids.len() >= 3
+            && now.transactions >= 6
+            && now.crashed_agents == 1)
             .then_some(())
     })
     .await;
@@ -270,11 +307,13 @@ async fn an_operator_walks_every_page_in_a_real_browser() {
         .and_then(|id| id.parse().ok())
         .expect("issue id in the URL");
     assert_eq!(
-        count(
-            &s,
-            &format!("SELECT COUNT(*) FROM issues WHERE id = {issue_id} AND status = 'resolved'")
-        ),
-        1
+        s.server
+            .store
+            .reader()
+            .issue(issue_id)
+            .expect("issue")
+            .status,
+        "resolved"
     );
     // The chart drew lines for the pipeline and its stages, and the legend names them.
     let chart = &seen["chart"];
@@ -447,26 +486,13 @@ async fn hostile_event_content_stays_inert_on_every_page() {
     s.post_envelope(&client, env).await;
 
     s.eventually("hostile events digested and an incident opened", || async {
-        (count(
-            &s,
-            "SELECT COUNT(*) FROM events WHERE kind != 'transaction'",
-        ) >= 5
-            && count(&s, "SELECT COUNT(*) FROM events WHERE kind = 'transaction'") == 1
-            && count(&s, "SELECT COUNT(*) FROM incidents") >= 1)
-            .then_some(())
+        let now = stored(&s);
+        (now.events >= 5 && now.transactions == 1 && !now.incident_ids.is_empty()).then_some(())
     })
     .await;
-    let issue_ids: Vec<i64> = {
-        let conn = rusqlite::Connection::open(s.db_path()).expect("db");
-        let mut stmt = conn
-            .prepare("SELECT id FROM issues ORDER BY id")
-            .expect("stmt");
-        stmt.query_map([], |r| r.get(0))
-            .expect("rows")
-            .collect::<Result<_, _>>()
-            .expect("ids")
-    };
-    let incident: i64 = count(&s, "SELECT MIN(id) FROM incidents");
+    let now = stored(&s);
+    let issue_ids = now.issue_ids;
+    let incident: i64 = now.incident_ids[0];
     let mut pages: Vec<String> = [
         "/",
         "/issues",
