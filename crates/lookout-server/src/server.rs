@@ -259,9 +259,12 @@ async fn serve_until(
 ) -> Result<(), ServerError> {
     let (state, services) = start_state(config, store, clock, ticks, engine)?;
     let app = http::router::app(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     // Every handler is gone once serve returns; the digest holds the last inbox sender.
     let _ = services.retention.0.send(true);
     let _ = services.retention.1.await;

@@ -516,6 +516,14 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     ",
+    // Failed web UI logins per account and per client address, for throttling.
+    "
+    CREATE TABLE login_failures (
+        subject TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        locked_until INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Bring the main database up to date.

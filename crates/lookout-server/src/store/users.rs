@@ -22,6 +22,21 @@ pub struct UiSession {
     pub csrf: String,
 }
 
+/// Failed logins a subject gets before each further one locks it.
+pub const FREE_LOGIN_FAILURES: i64 = 5;
+/// The longest a subject is locked after a failed login.
+pub const MAX_LOGIN_DELAY_MS: i64 = 15 * 60_000;
+
+/// The throttling subject of an account.
+pub fn login_subject_user(username: &str) -> String {
+    format!("user:{}", username.trim().to_lowercase())
+}
+
+/// The throttling subject of a client address.
+pub fn login_subject_ip(ip: std::net::IpAddr) -> String {
+    format!("ip:{ip}")
+}
+
 /// Accounts and sessions of a data directory.
 #[derive(Debug, Clone)]
 pub struct Users {
@@ -58,6 +73,60 @@ impl Users {
             .query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))?)
     }
 
+    /// How long logins for any of `subjects` (`user:<name>`, `ip:<address>`) must still wait
+    /// at `now`, in ms; `None` when they may try.
+    pub fn login_locked(&self, subjects: &[String], now: i64) -> Result<Option<i64>> {
+        let conn = self.db.reader()?;
+        let mut stmt =
+            conn.prepare_cached("SELECT locked_until FROM login_failures WHERE subject = ?1")?;
+        let mut wait = None;
+        for s in subjects {
+            let until: Option<i64> = stmt.query_row([s], |r| r.get(0)).optional()?;
+            if let Some(until) = until.filter(|u| *u > now) {
+                wait = Some(wait.unwrap_or(0).max(until - now));
+            }
+        }
+        Ok(wait)
+    }
+
+    /// Count a failed login for each of `subjects` at `now`. From the
+    /// [`FREE_LOGIN_FAILURES`]th failure on, each locks its subject for twice as long as the
+    /// last (1 s, 2 s, 4 s … at most 15 minutes). Returns the most failures of any subject.
+    pub fn login_failed(&self, subjects: &[String], now: i64) -> Result<i64> {
+        let conn = self.db.writer();
+        let mut most = 0;
+        for s in subjects {
+            let failures: i64 = conn.query_row(
+                "INSERT INTO login_failures (subject, failures, locked_until) VALUES (?1, 1, 0)
+                 ON CONFLICT (subject) DO UPDATE SET failures = failures + 1
+                 RETURNING failures",
+                [s],
+                |r| r.get(0),
+            )?;
+            if failures >= FREE_LOGIN_FAILURES {
+                let exp = u32::try_from(failures - FREE_LOGIN_FAILURES)
+                    .unwrap_or(u32::MAX)
+                    .min(20);
+                let delay = 1_000i64.saturating_mul(1 << exp).min(MAX_LOGIN_DELAY_MS);
+                conn.execute(
+                    "UPDATE login_failures SET locked_until = ?2 WHERE subject = ?1",
+                    params![s, now + delay],
+                )?;
+            }
+            most = most.max(failures);
+        }
+        Ok(most)
+    }
+
+    /// Forget the failed logins of `subjects` (after a successful login).
+    pub fn login_succeeded(&self, subjects: &[String]) -> Result<()> {
+        let conn = self.db.writer();
+        for s in subjects {
+            conn.execute("DELETE FROM login_failures WHERE subject = ?1", [s])?;
+        }
+        Ok(())
+    }
+
     /// Create `username` or change its password. Ends the user's sessions.
     pub fn set_password(&self, username: &str, password: &str, now: i64) -> Result<()> {
         let username = username.trim();
@@ -81,6 +150,12 @@ impl Users {
         conn.execute(
             "DELETE FROM ui_sessions WHERE user_id = (SELECT id FROM users WHERE username = ?1)",
             [username],
+        )?;
+        // A new password (an operator's act) lifts the lock on the account and on every
+        // client address.
+        conn.execute(
+            "DELETE FROM login_failures WHERE subject = ?1 OR subject LIKE 'ip:%'",
+            [login_subject_user(username)],
         )?;
         Ok(())
     }

@@ -431,13 +431,81 @@ fn session_cookie(state: &AppState, value: &str, max_age: i64) -> String {
     )
 }
 
-async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+/// The client's address, when the server knows it (it serves with connect info).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// 429 with `Retry-After`, inside the login page's words.
+fn too_many_logins(wait_ms: i64) -> Response {
+    let secs = (wait_ms + 999) / 1000;
+    let body = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "Too many attempts · Lookout" } link rel="stylesheet" href="/ui/app.css"; }
+            body { main.narrow.login {
+                h1 { "Lookout" }
+                p.error id="login-locked" { "Too many failed logins. Try again in " (secs) " s." }
+                p { a href="/login" { "Back to the login" } }
+            } }
+        }
+    };
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, secs.to_string())],
+        body,
+    )
+        .into_response()
+}
+
+async fn login(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let users = state.store.users();
     let now = state.clock.now_ms();
     let next = safe_next(form.next.as_deref());
+    let mut subjects = vec![crate::store::users::login_subject_user(&form.username)];
+    subjects.extend(client.0.map(crate::store::users::login_subject_ip));
     let (name, password) = (form.username, form.password);
-    match blocking(move || users.login(&name, &password, now, SESSION_TTL_MS)).await {
-        Ok(Some(token)) => (
+    let (who, from) = (name.clone(), client.0);
+    let outcome = blocking(move || {
+        if let Some(wait) = users.login_locked(&subjects, now)? {
+            return Ok(Err(wait));
+        }
+        match users.login(&name, &password, now, SESSION_TTL_MS)? {
+            Some(token) => {
+                users.login_succeeded(&subjects)?;
+                Ok(Ok(Some(token)))
+            }
+            None => {
+                // Logged without the password: who, from where, how many times so far.
+                let failures = users.login_failed(&subjects, now)?;
+                tracing::warn!(user = %who, client = ?from, failures, "web UI login refused");
+                Ok(Ok(None))
+            }
+        }
+    })
+    .await;
+    match outcome {
+        Ok(Err(wait)) => {
+            tracing::warn!(client = ?client.0, "web UI login refused: too many failed attempts");
+            too_many_logins(wait)
+        }
+        Ok(Ok(Some(token))) => (
             [(
                 header::SET_COOKIE,
                 session_cookie(&state, &token, SESSION_TTL_MS / 1000),
@@ -445,8 +513,7 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Re
             Redirect::to(&next),
         )
             .into_response(),
-        Ok(None) => {
-            tracing::warn!("web UI login refused");
+        Ok(Ok(None)) => {
             Redirect::to(&format!("/login?failed=1&next={}", urlencode(&next))).into_response()
         }
         Err(e) => UiError::from(e).into_response(),
