@@ -424,17 +424,28 @@ sentry_sdk.flush(timeout=10)
             );
         }
     }
-    // Payloads are stored compressed, so grep them decoded too.
-    let conn = rusqlite::Connection::open(dir.join("lookout.db")).unwrap();
-    let mut stmt = conn.prepare("SELECT payload FROM events").unwrap();
-    let payloads: Vec<Vec<u8>> = stmt
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert!(payloads.len() >= 3);
-    for p in payloads {
-        let text = String::from_utf8(zstd::decode_all(&p[..]).unwrap()).unwrap();
+    // Payloads are stored compressed, so grep them decoded too, as the store returns them.
+    let store = lookout_server::store::Store::open(&dir).unwrap();
+    let reader = store.reader();
+    let project = reader.project("default", "default").unwrap();
+    let mut payloads = Vec::new();
+    for issue in reader.issues(project.id, &[], None, 1_000, 0).unwrap() {
+        for e in reader.issue_events(issue.id, 1_000, 0).unwrap() {
+            payloads.push(e.payload.to_string());
+        }
+    }
+    let filter = lookout_server::store::read::TransactionFilter::default();
+    for t in reader.transactions(project.id, &filter, 1_000).unwrap() {
+        payloads.push(
+            reader
+                .event(project.id, &t.event_id)
+                .unwrap()
+                .payload
+                .to_string(),
+        );
+    }
+    assert!(payloads.len() >= 3, "{} stored events", payloads.len());
+    for text in payloads {
         for needle in &needles {
             assert!(
                 !text.contains(needle),

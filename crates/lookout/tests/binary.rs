@@ -184,31 +184,38 @@ async fn acknowledged_envelopes_survive_kill_9() {
 
     // The digest was killed mid-batch too: it resumes where it stopped, and every stored
     // envelope becomes exactly one event, counted once on its issue.
-    let db = rusqlite::Connection::open(dir.path().join("lookout.db")).unwrap();
+    // Read through the store's repositories, as a second process on the data directory.
+    let store = lookout_server::store::Store::open(dir.path()).unwrap();
+    let reader = store.reader();
+    let project = reader.project("default", "default").unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    let digested = loop {
-        let n: i64 = db
-            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-            .unwrap();
-        if n as usize >= stored.len() || Instant::now() > deadline {
-            break n as usize;
+    let issues = loop {
+        let issues = reader.issues(project.id, &[], None, 100_000, 0).unwrap();
+        let seen: i64 = issues.iter().map(|i| i.times_seen).sum();
+        if seen as usize >= stored.len() || Instant::now() > deadline {
+            break issues;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    let times_seen: i64 = issues.iter().map(|i| i.times_seen).sum();
+    let mut events = Vec::new();
+    for issue in &issues {
+        events.extend(
+            reader
+                .issue_events(issue.id, 100_000, 0)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.event_id),
+        );
+    }
+    let distinct: std::collections::HashSet<&String> = events.iter().collect();
     assert_eq!(
-        digested,
+        events.len(),
         stored.len(),
         "every stored envelope digested once"
     );
-    let (distinct, times_seen): (i64, i64) = db
-        .query_row(
-            "SELECT (SELECT count(DISTINCT event_id) FROM events), (SELECT sum(times_seen) FROM issues)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
     assert_eq!(
-        (distinct as usize, times_seen as usize),
+        (distinct.len(), times_seen as usize),
         (stored.len(), stored.len()),
         "no duplicate event, no double count"
     );
