@@ -185,15 +185,11 @@ impl AlertEngine {
                 now,
                 public_url: &self.public_url,
             };
-            let mut channel_ids: HashMap<i64, Vec<i64>> = HashMap::new();
+            let mut channels = ChannelIds::default();
+            let of_org = |org| Ok(tx.channels(org)?.iter().map(|c| c.id).collect());
             let mut issue_rules: Vec<(&StoredRule, IssueRule)> = Vec::new();
             for r in rules.iter().filter(|r| r.kind == "issue") {
-                let ids = match channel_ids.entry(r.org_id) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(tx.channels(r.org_id)?.iter().map(|c| c.id).collect())
-                    }
-                };
+                let ids = channels.of(r.org_id, of_org)?;
                 if let Ok(parsed) = rules::parse_issue_rule(&r.spec, ids) {
                     issue_rules.push((r, parsed));
                 }
@@ -226,12 +222,7 @@ impl AlertEngine {
                 }
             }
             for r in due {
-                let ids = tx
-                    .channels(r.org_id)?
-                    .iter()
-                    .map(|c| c.id)
-                    .collect::<Vec<_>>();
-                let Some(rule) = parse_metric(r, &ids) else {
+                let Some(rule) = parse_metric(r, channels.of(r.org_id, of_org)?) else {
                     continue;
                 };
                 let values = metric_values(&tx.measurer(), now, r, &rule)?;
@@ -253,21 +244,14 @@ impl TickJob for AlertEngine {
         // Measure without the writer (the digest keeps writing meanwhile)…
         let snapshot = self.stage.states()?;
         let mut measured: Vec<Measured> = Vec::new();
-        for r in self
-            .stage
-            .rules(None)?
-            .into_iter()
-            .filter(|r| r.kind == "metric")
-        {
-            let ids = self.stage.channel_ids(r.org_id)?;
-            if let Some(rule) = parse_metric(&r, &ids) {
-                let values = self
-                    .stage
-                    .measure(|m| metric_values(m, now_ms, &r, &rule))?;
-                measured.push((r, rule, values));
-            }
+        for (r, rule) in metric_rules(&self.stage)? {
+            let values = self
+                .stage
+                .measure(|m| metric_values(m, now_ms, &r, &rule))?;
+            measured.push((r, rule, values));
         }
-        sync_rollup_keys(&self.stage)?;
+        // Every active metric rule was just parsed: the rollup keys follow from them.
+        set_rollup_keys(&self.stage, measured.iter().map(|(r, rule, _)| (r, rule)))?;
         // …then take it only to record the state changes, one step or tick at a time.
         let _one = self
             .running
@@ -290,15 +274,52 @@ impl TickJob for AlertEngine {
     }
 }
 
+/// The channel ids of each organisation, read once per evaluation.
+#[derive(Debug, Default)]
+struct ChannelIds(HashMap<i64, Vec<i64>>);
+
+impl ChannelIds {
+    /// The channel ids of `org`, from `read` the first time.
+    fn of(&mut self, org: i64, read: impl FnOnce(i64) -> Result<Vec<i64>>) -> Result<&[i64]> {
+        Ok(match self.0.entry(org) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(read(org)?),
+        })
+    }
+}
+
+/// Every active metric rule that still parses (a rule naming a channel that is gone is
+/// skipped, loudly), with its parsed form.
+fn metric_rules(stage: &AlertStage) -> Result<Vec<(StoredRule, MetricRule)>> {
+    let mut channels = ChannelIds::default();
+    let mut out = Vec::new();
+    for r in stage
+        .rules(None)?
+        .into_iter()
+        .filter(|r| r.kind == "metric")
+    {
+        if let Some(rule) = parse_metric(&r, channels.of(r.org_id, |org| stage.channel_ids(org))?) {
+            out.push((r, rule));
+        }
+    }
+    Ok(out)
+}
+
 /// Have the digest roll up exactly the tag keys the active metric rules count (per
-/// project). Run at start, on every tick, and after a rule is saved.
+/// project). Run at start and after a rule is saved; each tick does the same from the
+/// rules it has just parsed.
 pub fn sync_rollup_keys(stage: &AlertStage) -> Result<()> {
+    let rules = metric_rules(stage)?;
+    set_rollup_keys(stage, rules.iter().map(|(r, rule)| (r, rule)))
+}
+
+/// Make the rollup keys those `rules` count.
+fn set_rollup_keys<'a>(
+    stage: &AlertStage,
+    rules: impl Iterator<Item = (&'a StoredRule, &'a MetricRule)>,
+) -> Result<()> {
     let mut wanted = std::collections::BTreeSet::new();
-    for r in stage.rules(None)?.iter().filter(|r| r.kind == "metric") {
-        // Channels do not matter here; a rule whose actions no longer parse still counts.
-        let Ok(rule) = rules::parse_metric_rule(&r.spec, &stage.channel_ids(r.org_id)?) else {
-            continue;
-        };
+    for (r, rule) in rules {
         if let Ok(q) = RollupQuery::of(&rule.aggregate, &rule.query) {
             for key in q.tag_keys(&rule.aggregate) {
                 wanted.insert((r.project_id, key.to_owned()));

@@ -41,7 +41,8 @@ type UserKey = (i64, i64, String, String, String);
 /// One batch's tag and user rollups, summed in memory and written once.
 #[derive(Debug, Default)]
 pub(super) struct Rollups {
-    keys: HashSet<(i64, String)>,
+    /// The tag keys to roll up, per project.
+    keys: HashMap<i64, Vec<String>>,
     tags: HashMap<TagKey, i64>,
     users: HashSet<UserKey>,
 }
@@ -49,10 +50,12 @@ pub(super) struct Rollups {
 impl Rollups {
     /// Start a batch: the tag keys to roll up, per project.
     pub(super) fn load(tx: &Transaction<'_>) -> Result<Rollups> {
-        let keys = tx
-            .prepare_cached("SELECT project_id, key FROM rollup_keys")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+        let mut keys: HashMap<i64, Vec<String>> = HashMap::new();
+        let mut stmt = tx.prepare_cached("SELECT project_id, key FROM rollup_keys")?;
+        for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
+            let (project, key) = row?;
+            keys.entry(project).or_default().push(key);
+        }
         Ok(Rollups {
             keys,
             ..Rollups::default()
@@ -79,10 +82,7 @@ impl Rollups {
                 .or_default() += 1;
         };
         bump("", "");
-        for (project, key) in &self.keys {
-            if *project != s.project_id {
-                continue;
-            }
+        for key in self.keys.get(&s.project_id).into_iter().flatten() {
             let value = match key.as_str() {
                 "release" => s.release,
                 "transaction" => s.transaction,
