@@ -233,13 +233,6 @@ fn pipeline(n: u64, at: f64) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The value of metric `name` in a Prometheus text exposition.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn sustained_run(
     server: &lookout_server::RunningServer,
@@ -257,9 +250,7 @@ async fn sustained_run(
     )];
     let client = reqwest::Client::new();
     let metrics_url = format!("{}/metrics", server.base_url());
-    let digested = |text: &str| {
-        metric(text, "lookout_digested_rows_total").max(metric(text, "lookout_digested_rows"))
-    };
+    let digested = |text: &str| loadgen::metric(text, "lookout_digested_rows_total");
     // The last hour, full: 500 envelopes a minute, spread over each minute.
     let now = now_s();
     let fill: u64 = 60 * 500;
@@ -352,7 +343,7 @@ async fn sustained_run(
         if let Ok(r) = client.get(&metrics_url).send().await
             && let Ok(text) = r.text().await
         {
-            lags.push(metric(&text, "lookout_digest_lag_ms"));
+            lags.push(loadgen::metric(&text, "lookout_digest_lag_ms"));
         }
         tokio::time::sleep_until((start + Duration::from_millis(500)).into()).await;
     }

@@ -125,11 +125,7 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool, pace: Option
     }
     let metrics_url = format!("{}/metrics", server.base_url());
     // Sample the lag while sending and until the digest has caught up.
-    let metric = |text: &str, name: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
-    };
+    let metric = loadgen::metric;
     let counter = if gzip {
         "lookout_digested_events_total"
     } else {

@@ -176,12 +176,7 @@ async fn run(secs: u64, concurrency: usize, sync: Synchronous, paused: bool) {
         .text()
         .await
         .expect("metrics body");
-    let metric = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
-    };
+    let metric = |name: &str| loadgen::metric(&metrics, name);
     let commits = metric("lookout_inbox_commit_batch_size_count");
     let batch_mean = metric("lookout_inbox_commit_batch_size_sum") / commits.max(1.0);
     let commit_ms = 1000.0 * metric("lookout_inbox_commit_seconds_sum") / commits.max(1.0);

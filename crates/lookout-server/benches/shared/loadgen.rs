@@ -94,6 +94,13 @@ pub(crate) fn post(path: &str, headers: &[String], body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The value of metric `name` in the server's Prometheus text (`/metrics`); 0 when absent.
+pub(crate) fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The `p` quantile (0–1) of `sorted`, by the nearest rank; `None` when it is empty.
 pub(crate) fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
     let last = sorted.len().checked_sub(1)?;
