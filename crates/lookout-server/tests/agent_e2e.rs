@@ -296,12 +296,7 @@ async fn the_agent_down_preset_fires_for_a_crashed_rust_agent_and_a_restart_reso
     })
     .await;
     s.eventually("both sessions digested", || async {
-        let agents = s
-            .server
-            .store
-            .agents()
-            .list("default", s.server.clock.now_ms())
-            .unwrap();
+        let agents = s.agents();
         let ended = agents
             .iter()
             .filter(|a| matches!(a.session_status.as_deref(), Some("crashed" | "exited")))

@@ -562,12 +562,7 @@ async fn an_agent_that_crashes_and_stays_down_for_60_s_alerts_and_a_restart_reso
     )
     .await;
     s.eventually("sessions digested", || async {
-        let agents = s
-            .server
-            .store
-            .agents()
-            .list("default", s.server.clock.now_ms())
-            .unwrap();
+        let agents = s.agents();
         let status = |id: &str| agents.iter().find(|a| a.agent_id == id).map(|a| a.status);
         (status("7") == Some("crashed") && status("8") == Some("stopped")).then_some(())
     })
@@ -963,12 +958,7 @@ async fn a_cleanly_stopped_agent_raises_no_alarm() {
             .to_owned()
     };
     let overview = || {
-        let agents = s
-            .server
-            .store
-            .agents()
-            .list("default", s.server.clock.now_ms())
-            .unwrap();
+        let agents = s.agents();
         agents
             .iter()
             .find(|a| a.agent_id == "ag_calm")

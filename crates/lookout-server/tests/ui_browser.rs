@@ -198,10 +198,7 @@ struct Stored {
 
 fn stored(s: &TestServer) -> Stored {
     let store = &s.server.store;
-    let agents = store
-        .agents()
-        .list("default", s.server.clock.now_ms())
-        .expect("agents");
+    let agents = s.agents();
     let reader = store.reader();
     let project = reader.project("default", "default").expect("project");
     let mut issues = reader
