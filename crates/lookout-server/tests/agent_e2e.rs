@@ -352,3 +352,74 @@ async fn the_agent_down_preset_fires_for_a_crashed_rust_agent_and_a_restart_reso
     })
     .await;
 }
+
+/// An agent is the same agent on every path: one whose session carries no user id, and one
+/// whose author set a user id of their own, are both known by their `agent_id` tag, so a
+/// crash reaches `agent_down` under that id (as their events and heartbeat monitor name it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_down_names_the_agent_whatever_its_user_id() {
+    let s = TestServer::start_manual().await;
+    let token = s.token();
+    let (url, hooks) = webhook_receiver().await;
+    s.api_client(&token)
+        .post(
+            "/api/0/organizations/default/integrations/",
+            &serde_json::json!({"provider": "webhook", "name": "kill-switch", "config": {"url": url}}),
+        )
+        .await
+        .expect(201);
+
+    as_agent(s.dsn(), "ag_nouser", || {
+        // The session starts with no user on the scope: its updates carry no distinct id.
+        sentry::configure_scope(|scope| scope.set_user(None));
+        let session = AgentSession::start("ag_nouser", HealthOptions::new().heartbeats(false));
+        sentry::capture_event(panic_event());
+        session.end();
+    })
+    .await;
+    as_agent(s.dsn(), "ag_ownuser", || {
+        sentry::configure_scope(|scope| {
+            scope.set_user(Some(sentry::User {
+                id: Some("operator-7".into()),
+                ..Default::default()
+            }))
+        });
+        let session = AgentSession::start("ag_ownuser", HealthOptions::new().heartbeats(false));
+        sentry::capture_event(panic_event());
+        session.end();
+    })
+    .await;
+    s.eventually("both agents' crashed sessions digested", || async {
+        let agents = s.agents();
+        let crashed = |id: &str| {
+            agents
+                .iter()
+                .any(|a| a.agent_id == id && a.session_status.as_deref() == Some("crashed"))
+        };
+        (crashed("ag_nouser") && crashed("ag_ownuser")).then_some(())
+    })
+    .await;
+    assert!(
+        !s.agents().iter().any(|a| a.agent_id == "operator-7"),
+        "a user id is not an agent"
+    );
+
+    s.server.clock.advance(65_000);
+    s.server.tick().await;
+    let fired = s
+        .eventually("agent-down notifications for both agents", || async {
+            let got: Vec<String> = hooks
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|h| h.to_string())
+                .collect();
+            let has = |needle: &str| got.iter().any(|h| h.contains(needle));
+            (has("(agent ag_nouser)") && has("(agent ag_ownuser)")).then_some(got)
+        })
+        .await;
+    assert!(
+        !fired.iter().any(|h| h.contains("operator-7")),
+        "no alert names the user id: {fired:?}"
+    );
+}

@@ -747,8 +747,9 @@ fn latency_filter(rule: &MetricRule) -> (&'static str, Option<String>, Option<St
     }
 }
 
-/// Per agent: 1.0 when down. An agent is a session's distinct id (the agent library sets
-/// it to the agent id) or a heartbeat monitor `agent-<id>-heartbeat`.
+/// Per agent: 1.0 when down. An agent is known by its events' `agent_id` tag, its session's
+/// distinct id (the agent library sets it to the agent id) or its heartbeat monitor
+/// `agent-<id>-heartbeat`; the store resolves all three to the same id.
 fn agents_down(
     m: &Measurer<'_>,
     now: i64,
@@ -758,12 +759,10 @@ fn agents_down(
     let grace = grace_secs * 1000;
     let mut out: HashMap<String, f64> = HashMap::new();
     // The latest session of each agent seen in the last day.
-    for (did, status, updated) in m.latest_sessions(row.project_id, now - 86_400_000)? {
+    for (agent, status, updated) in m.latest_sessions(row.project_id, now - 86_400_000)? {
         let down = matches!(status.as_str(), "crashed" | "abnormal") && now - updated >= grace;
-        // The same agent id as its heartbeat monitor and the agents overview use.
-        let v = out
-            .entry(crate::store::agents::agent_of_did(&did).to_owned())
-            .or_insert(0.0);
+        // The same agent id as its events, its heartbeat monitor and the agents overview use.
+        let v = out.entry(agent).or_insert(0.0);
         if down {
             *v = 1.0;
         }

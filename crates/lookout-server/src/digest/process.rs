@@ -73,6 +73,11 @@ pub fn process_row_with(row: &InboxRow, in_app: &stacktrace::InAppRules, batch: 
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|d| d.with_timezone(&Utc));
     let header_event_id = env.event_id();
+    let (sessions_before, events_before, transactions_before) = (
+        batch.sessions.len(),
+        batch.events.len(),
+        batch.transactions.len(),
+    );
     for item in &env.items {
         let t = item.item_type();
         match t {
@@ -94,6 +99,28 @@ pub fn process_row_with(row: &InboxRow, in_app: &stacktrace::InAppRules, batch: 
             // Attachments, profiles, replays, metrics and unknown types are accepted and
             // not digested.
             _ => {}
+        }
+    }
+    tag_sessions_with_agent(batch, sessions_before, events_before, transactions_before);
+}
+
+/// Session updates name their agent by the `agent_id` tag of an event or transaction in the
+/// same envelope: the SDKs send a crash's session update with the crash event, so a crashed
+/// agent reaches `agent_down` and the agents overview under the same id as its events and
+/// heartbeat monitor, whether or not its user id was set (and whatever it was set to).
+fn tag_sessions_with_agent(batch: &mut Batch, sessions: usize, events: usize, transactions: usize) {
+    if batch.sessions.len() == sessions {
+        return;
+    }
+    let agent = batch.events[events..]
+        .iter()
+        .map(|e| &e.tags)
+        .chain(batch.transactions[transactions..].iter().map(|t| &t.tags))
+        .find_map(|tags| tags.iter().find(|(k, _)| k == "agent_id"))
+        .map(|(_, v)| v.clone());
+    if let Some(agent) = agent {
+        for s in &mut batch.sessions[sessions..] {
+            s.agent = Some(agent.clone());
         }
     }
 }
@@ -444,6 +471,7 @@ fn session_item(row: &InboxRow, batch: &mut Batch, payload: &[u8], received: Dat
         project_id: row.project_id,
         sid,
         did,
+        agent: None,
         init: v.get("init").and_then(Value::as_bool).unwrap_or(false),
         status,
         errors: v.get("errors").and_then(Value::as_i64).unwrap_or(0).max(0),

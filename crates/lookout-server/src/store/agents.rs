@@ -151,11 +151,19 @@ pub(super) fn apply(tx: &Transaction<'_>, batch: &Batch) -> Result<()> {
             s.last_error = Some(s.last_error.unwrap_or(0).max(e.timestamp_ms));
         }
     }
+    // The agent a session belongs to, as the sessions table resolved it (its events' tag,
+    // else its distinct id), also for an update that names neither.
+    let mut agent_of_session = tx.prepare_cached(
+        "SELECT agent FROM sessions WHERE project_id = ?1 AND sid = ?2 AND agent IS NOT NULL",
+    )?;
     for s in &batch.sessions {
-        let Some(did) = s.did.as_deref() else {
+        let Some(agent) = agent_of_session
+            .query_row(params![s.project_id, s.sid], |r| r.get::<_, String>(0))
+            .optional()?
+        else {
             continue;
         };
-        let agent = agent_of_did(did);
+        let agent = agent.as_str();
         let entry = agents.entry((s.project_id, agent.to_owned())).or_default();
         entry.touch(s.timestamp_ms);
         entry.release = Some(s.release.clone());
@@ -386,7 +394,7 @@ fn list(conn: &Connection, org: &str, now: i64) -> Result<Vec<AgentRow>> {
     )?;
     let mut sessions = conn.prepare_cached(
         "SELECT COUNT(*), COALESCE(SUM(status = 'crashed'), 0) FROM sessions
-         WHERE project_id = ?1 AND did = ?2 AND started >= ?3",
+         WHERE project_id = ?1 AND agent = ?2 AND started >= ?3",
     )?;
     let mut open = conn.prepare_cached(
         "SELECT COUNT(*) FROM issue_tags t JOIN issues i ON i.id = t.issue_id

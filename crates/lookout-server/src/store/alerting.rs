@@ -330,13 +330,14 @@ impl Measurer<'_> {
         Ok(stmt.query_row(rusqlite::params_from_iter(args), |r| r.get(0))?)
     }
 
-    /// The latest session of each distinct id of `project` updated since `since`:
-    /// (distinct id, status, last update ms).
+    /// The latest session of each agent of `project` updated since `since`: (agent id,
+    /// status, last update ms). A session's agent is the `agent_id` tag of the events it
+    /// travelled with, else the agent its distinct id names.
     pub fn latest_sessions(&self, project: i64, since: i64) -> Result<Vec<(String, String, i64)>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT did, status, updated FROM sessions s
-             WHERE project_id = ?1 AND did IS NOT NULL AND updated >= ?2
-               AND started = (SELECT MAX(started) FROM sessions s2 WHERE s2.project_id = s.project_id AND s2.did = s.did)",
+            "SELECT agent, status, updated FROM sessions s
+             WHERE project_id = ?1 AND agent IS NOT NULL AND updated >= ?2
+               AND started = (SELECT MAX(started) FROM sessions s2 WHERE s2.project_id = s.project_id AND s2.agent = s.agent)",
         )?;
         let rows = stmt.query_map(params![project, since], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))

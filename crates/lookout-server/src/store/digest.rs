@@ -559,9 +559,10 @@ fn apply_sessions(
         "SELECT status, counted_errored FROM sessions WHERE project_id = ?1 AND sid = ?2",
     )?;
     let mut put = tx.prepare_cached(
-        "INSERT INTO sessions (project_id, sid, did, release, environment, status, errors, started, updated, duration, counted_errored)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+        "INSERT INTO sessions (project_id, sid, did, release, environment, status, errors, started, updated, duration, counted_errored, agent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, COALESCE(?12, ?13))
          ON CONFLICT DO UPDATE SET status = excluded.status, errors = MAX(errors, excluded.errors),
+             agent = COALESCE(?12, agent, ?13),
              updated = excluded.updated, duration = COALESCE(excluded.duration, duration),
              counted_errored = MAX(counted_errored, excluded.counted_errored)",
     )?;
@@ -604,7 +605,9 @@ fn apply_sessions(
             s.started_ms,
             s.timestamp_ms,
             s.duration,
-            i64::from(errored_now)
+            i64::from(errored_now),
+            s.agent,
+            s.did.as_deref().map(super::agents::agent_of_did),
         ])?;
         rollup.execute(params![
             s.project_id,

@@ -112,6 +112,10 @@ pub struct SessionRecord {
     pub sid: String,
     /// Distinct id (user), if any.
     pub did: Option<String>,
+    /// The `agent_id` tag of an event or transaction that travelled in the same envelope
+    /// (the SDKs send a crash's session update with the crash event), if any. Takes
+    /// precedence over the agent the distinct id names.
+    pub agent: Option<String>,
     /// First update of this session.
     pub init: bool,
     /// ok, exited, crashed, abnormal, errored.

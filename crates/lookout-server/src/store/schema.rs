@@ -524,6 +524,15 @@ const MIGRATIONS: &[&str] = &[
         locked_until INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // The agent each session belongs to: the `agent_id` tag of the events it travelled
+    // with, else the agent its distinct id names (the agent library sets the user id to the
+    // agent id). Existing sessions take the agent their distinct id names.
+    "
+    ALTER TABLE sessions ADD COLUMN agent TEXT;
+    UPDATE sessions SET agent = CASE WHEN did LIKE 'id:%' THEN substr(did, 4) ELSE did END
+     WHERE did IS NOT NULL;
+    CREATE INDEX sessions_agent ON sessions (project_id, agent, started);
+    ",
 ];
 
 /// Bring the main database up to date.
