@@ -984,4 +984,39 @@ async fn a_cleanly_stopped_agent_raises_no_alarm() {
         .api(&token, "/api/0/projects/default/default/issues/?query=")
         .await;
     assert!(issues.as_array().unwrap().is_empty(), "{issues:#}");
+
+    // The agent comes back: a new session and a beat re-arm its heartbeat monitor, and its
+    // silence after that is a miss that alerts, as for any agent.
+    let last_beat = || {
+        s.agents()
+            .iter()
+            .find(|a| a.agent_id == "ag_calm")
+            .and_then(|a| a.last_heartbeat)
+    };
+    let stopped_beat = last_beat();
+    let sid = uuid::Uuid::new_v4().to_string();
+    let t1 = s.server.clock.now_ms() as f64 / 1000.0;
+    s.post_envelope(
+        &client,
+        envelope("session", &session(&sid, "ag_calm", "ok", t1, true)),
+    )
+    .await;
+    s.post_envelope(&client, envelope("check_in", &beat()))
+        .await;
+    // Both digested (a fresh beat and a running session) before time moves on.
+    s.eventually("the agent is back", || async {
+        (last_beat() > stopped_beat && overview().is_some_and(|st| st != "stopped")).then_some(())
+    })
+    .await;
+    s.server.clock.advance(3 * 60_000);
+    s.server.tick().await;
+    s.eventually("the restarted agent's silence is a miss", || async {
+        (agent_status().await == "missed_checkin").then_some(())
+    })
+    .await;
+    s.eventually("the silence alerts", || async {
+        s.server.tick().await;
+        (!rx.matching("/webhook", "ag_calm").is_empty()).then_some(())
+    })
+    .await;
 }

@@ -537,3 +537,41 @@ async fn hostile_event_content_stays_inert_on_every_page() {
 fn x0() -> String {
     "\"><b onmouseover=window.__pwned=true>".to_owned()
 }
+
+/// Password guessing through the login form in a real browser: five wrong guesses are
+/// answered as usual, then the form answers 429 with `Retry-After` and says how long to wait
+/// (even to the right password), and the owner gets in once the delay has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_in_the_browser_is_locked_out_then_the_owner_gets_in() {
+    let s = TestServer::start_with(|c| c.admin_password = Some(PASSWORD.into())).await;
+    let seen = drive(&s, "lockout", &[]).await;
+    let guesses = seen["guesses"].as_array().expect("guesses");
+    for (n, g) in guesses.iter().take(5).enumerate() {
+        assert_eq!(g["wrong"], true, "guess {n} is answered as usual: {g}");
+        assert!(g["locked"].is_null(), "guess {n}: {g}");
+    }
+    let sixth = &guesses[5];
+    assert_eq!(sixth["status"], 429, "{sixth}");
+    assert_eq!(sixth["retry_after"], "1", "{sixth}");
+    assert!(
+        sixth["locked"]
+            .as_str()
+            .is_some_and(|t| t.contains("Too many failed logins")),
+        "{sixth}"
+    );
+    assert_eq!(
+        seen["owner_during_lock"], 429,
+        "even the right password waits out the lock: {seen}"
+    );
+    let attempts = seen["owner_attempts"].as_array().expect("attempts");
+    assert!(
+        attempts.last() != Some(&Value::from(429)),
+        "the owner got in: {attempts:?}"
+    );
+    assert_eq!(seen["logged_in"], true, "{seen}");
+    assert_eq!(
+        seen["final_url"].as_str().map(|u| u.trim_end_matches('/')),
+        Some(s.server.base_url().trim_end_matches('/')),
+        "{seen}"
+    );
+}

@@ -215,10 +215,57 @@ def hostile(p):
     return results
 
 
+def lockout(p):
+    """Guess passwords as an attacker would through the login form, then log in as the
+    owner once the lock's delay has passed."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    out = {"guesses": []}
+    page.goto(BASE + "/login")
+    for n in range(6):
+        page.fill("#password", "guess-%d" % n)
+        with page.expect_navigation() as nav:
+            page.click("#login")
+        resp = nav.value
+        locked = page.locator("#login-locked")
+        out["guesses"].append({
+            "status": resp.status if resp else None,
+            "retry_after": resp.headers.get("retry-after") if resp else None,
+            "wrong": page.locator("#login-error").count() > 0,
+            "locked": locked.inner_text() if locked.count() else None,
+        })
+    shot(page, "locked")
+    # At once, the owner's right password, posted as the form posts it: refused too.
+    right = page.request.post(BASE + "/login", form={"username": "admin", "password": PASSWORD, "next": "/"},
+                              max_redirects=0)
+    out["owner_during_lock"] = right.status
+    page.click("text=Back to the login")
+    # Then through the form: refused while the lock lasts, let through once it is over
+    # (each refused attempt is answered at once; the lock's own delay is what is waited for).
+    attempts = []
+    for _ in range(100):
+        page.fill("#password", PASSWORD)
+        with page.expect_navigation() as nav:
+            page.click("#login")
+        resp = nav.value
+        attempts.append(resp.status if resp else None)
+        if "/login" not in page.url:
+            break
+        wait = int(resp.headers.get("retry-after", "1")) if resp else 1
+        page.click("text=Back to the login")
+        page.wait_for_timeout(min(wait, 5) * 250)
+    out["owner_attempts"] = attempts
+    out["final_url"] = page.url
+    out["logged_in"] = page.locator("header nav").count() > 0
+    shot(page, "after-lock")
+    browser.close()
+    return out
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if not os.path.exists(CHROMIUM):
         raise SystemExit("Chromium is missing at %s: run scripts/setup-test-env (Debian: apt-get install chromium)" % CHROMIUM)
     with sync_playwright() as p:
-        out = walk(p) if mode == "walk" else hostile(p)
+        out = {"walk": walk, "hostile": hostile, "lockout": lockout}[mode](p)
     print(json.dumps(out))
