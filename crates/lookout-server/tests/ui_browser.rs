@@ -312,14 +312,54 @@ async fn an_operator_walks_every_page_in_a_real_browser() {
             .status,
         "resolved"
     );
-    // The chart drew lines for the pipeline and its stages, and the legend names them.
+    // The charts: uPlot drew the pipeline and its stages at the page's full width; the
+    // legend names them and shows values under the cursor; a drag zooms; a legend click
+    // hides a series; a summary and a data table stand in for the canvas.
     let chart = &seen["chart"];
-    assert!(chart["width"].as_f64().unwrap_or(0.0) > 300.0, "{chart}");
-    assert!(chart["lines"].as_i64().unwrap_or(0) >= 2, "{chart}");
+    let (width, main_width) = (
+        chart["width"].as_f64().unwrap_or(0.0),
+        chart["main_width"].as_f64().unwrap_or(1.0),
+    );
+    assert!(width > 0.85 * main_width, "full width: {chart}");
     let legend = chart["legend"].to_string();
     for op in ["order.pipeline", "risk.check", "http.client"] {
         assert!(legend.contains(op), "{op} in the legend: {legend}");
     }
+    let values: Vec<String> = serde_json::from_value(chart["hover_values"].clone()).unwrap();
+    assert!(
+        values
+            .iter()
+            .any(|v| v.ends_with(" ms") || v.ends_with(" s")),
+        "hover values with units: {values:?}"
+    );
+    assert!(
+        values.iter().any(|v| v.ends_with("UTC")),
+        "the hovered time, in UTC: {values:?}"
+    );
+    let span = |k: &str| {
+        let v = &chart[k];
+        v[1].as_f64().unwrap_or(0.0) - v[0].as_f64().unwrap_or(0.0)
+    };
+    assert!(
+        span("x_zoomed") > 0.0 && span("x_zoomed") < 0.6 * span("x_before"),
+        "a drag zooms in: {chart}"
+    );
+    assert_eq!(
+        chart["risk_off"], true,
+        "a legend click hides its series: {chart}"
+    );
+    assert!(
+        chart["aria"]
+            .as_str()
+            .is_some_and(|a| a.contains("highest") && a.contains("series")),
+        "{chart}"
+    );
+    assert!(chart["table_rows"].as_i64().unwrap_or(0) >= 1, "{chart}");
+    assert_eq!(
+        chart["others"],
+        serde_json::json!([1, 1]),
+        "throughput and error-rate charts: {chart}"
+    );
     assert!(seen["transactions"].to_string().contains("order.pipeline"));
     // The waterfall: the pipeline and its stages, bars of visible width.
     let ops = seen["waterfall_ops"].to_string();

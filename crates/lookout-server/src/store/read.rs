@@ -661,6 +661,19 @@ pub struct TransactionRow {
     pub environment: Option<String>,
 }
 
+/// One minute of a latency series: runs, failed runs, and their latency sketch.
+#[derive(Debug, Clone)]
+pub struct LatencyMinute {
+    /// The minute's start (ms since the epoch).
+    pub minute: i64,
+    /// Transactions or spans that ended in it.
+    pub count: i64,
+    /// Of those, the ones whose status is a failure.
+    pub errors: i64,
+    /// Their latencies, mergeable with other minutes'.
+    pub sketch: DDSketch,
+}
+
 /// Which latency sketches [`Reader::latency_sketches`] reads.
 #[derive(Debug, Clone, Copy)]
 pub enum SketchSeries<'a> {
@@ -715,35 +728,45 @@ impl Reader {
         Ok(out)
     }
 
-    /// The per-minute latency sketches of one series of `project_id` since `since_ms`:
-    /// (minute, sketch).
+    /// The per-minute latency rollups of one series of `project_id` since `since_ms`: how
+    /// many ran, how many failed, and their merged latency sketch, per minute.
     pub fn latency_sketches(
         &self,
         project_id: i64,
         series: SketchSeries<'_>,
         since_ms: i64,
-    ) -> Result<Vec<(i64, DDSketch)>> {
+    ) -> Result<Vec<LatencyMinute>> {
         let conn = self.db.reader()?;
         let from_minute = since_ms - since_ms.rem_euclid(60_000);
         let (sql, op) = match series {
             SketchSeries::SpanOp(op) => (
-                "SELECT minute, sketch FROM rollup_latency WHERE project_id = ?1 AND kind = 'span' AND name = ?2 AND op = ?2 AND minute >= ?3",
+                "SELECT minute, count, errors, sketch FROM rollup_latency WHERE project_id = ?1 AND kind = 'span' AND name = ?2 AND op = ?2 AND minute >= ?3",
                 op,
             ),
             SketchSeries::TransactionOp(op) => (
-                "SELECT minute, sketch FROM rollup_latency WHERE project_id = ?1 AND kind = 'transaction' AND op = ?2 AND minute >= ?3",
+                "SELECT minute, count, errors, sketch FROM rollup_latency WHERE project_id = ?1 AND kind = 'transaction' AND op = ?2 AND minute >= ?3",
                 op,
             ),
         };
         let mut stmt = conn.prepare_cached(sql)?;
         let rows = stmt.query_map(rusqlite::params![project_id, op, from_minute], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (minute, bytes) = row?;
-            if let Ok(s) = DDSketch::from_bytes(&bytes) {
-                out.push((minute, s));
+            let (minute, count, errors, bytes) = row?;
+            if let Ok(sketch) = DDSketch::from_bytes(&bytes) {
+                out.push(LatencyMinute {
+                    minute,
+                    count,
+                    errors,
+                    sketch,
+                });
             }
         }
         Ok(out)

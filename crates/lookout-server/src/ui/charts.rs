@@ -1,14 +1,11 @@
-//! Charts as inline SVG, drawn by `plotters`. Only numbers reach the chart library (axis
-//! labels are formatted from them here); series names, which come from events, are shown
-//! in an HTML legend where the page escapes them.
+//! Charts. Time series are drawn in the browser by uPlot (from the npm registry, see
+//! `build.rs`) from data the page carries in an attribute, with a text summary and a data
+//! table beside them; sparklines in lists are small inline SVGs drawn here by `plotters`.
 
+use maud::{Markup, html};
 use plotters::prelude::*;
-
-/// The colour of series `i`, as CSS, matching the line the chart draws.
-pub(super) fn color_css(i: usize) -> String {
-    let RGBAColor(r, g, b, _) = Palette99::pick(i).to_rgba();
-    format!("rgb({r},{g},{b})")
-}
+use serde_json::json;
+use std::collections::{BTreeSet, HashMap};
 
 fn hhmm(ms: &i64) -> String {
     chrono::DateTime::from_timestamp_millis(*ms)
@@ -16,55 +13,145 @@ fn hhmm(ms: &i64) -> String {
         .unwrap_or_default()
 }
 
-/// Lines over time: x in ms since the epoch from `from` to `to`, y in `unit`. Returns the
-/// SVG text, or an empty string when drawing failed.
-pub(super) fn lines(
-    series: &[Vec<(i64, f64)>],
-    from: i64,
-    to: i64,
-    unit: &str,
-    w: u32,
-    h: u32,
-) -> String {
-    let mut svg = String::new();
-    let ymax = series
-        .iter()
-        .flatten()
-        .map(|p| p.1)
-        .fold(0.0_f64, f64::max)
-        .max(1.0)
-        * 1.1;
-    let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
-        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(28)
-            .y_label_area_size(64)
-            .build_cartesian_2d(from..to.max(from + 1), 0.0..ymax)?;
-        chart
-            .configure_mesh()
-            .x_labels(8)
-            .y_labels(6)
-            .x_label_formatter(&hhmm)
-            .y_label_formatter(&|v| format!("{v:.0} {unit}"))
-            .light_line_style(RGBColor(238, 238, 238))
-            .draw()?;
-        for (i, points) in series.iter().enumerate() {
-            let color = Palette99::pick(i);
-            chart.draw_series(LineSeries::new(
-                points.iter().copied(),
-                color.stroke_width(2),
-            ))?;
-            chart.draw_series(points.iter().map(|p| Circle::new(*p, 2, color.filled())))?;
+/// What the values of a chart measure: how the axis, the hover values and the data table
+/// print them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unit {
+    /// Durations in milliseconds (shown as ms or s).
+    Ms,
+    /// Percentages, 0 to 100.
+    Percent,
+    /// Counts per minute.
+    PerMinute,
+}
+
+impl Unit {
+    fn key(self) -> &'static str {
+        match self {
+            Unit::Ms => "ms",
+            Unit::Percent => "percent",
+            Unit::PerMinute => "per_minute",
         }
-        root.present()?;
-        Ok(())
-    })();
-    if drawn.is_err() {
-        return String::new();
     }
-    svg
+
+    fn label(self) -> &'static str {
+        match self {
+            Unit::Ms => "milliseconds",
+            Unit::Percent => "percent",
+            Unit::PerMinute => "per minute",
+        }
+    }
+
+    /// A value as the page prints it (`charts.js` prints hover values the same way).
+    pub(super) fn format(self, v: f64) -> String {
+        match self {
+            Unit::Ms if v >= 1000.0 => format!("{:.2} s", v / 1000.0),
+            Unit::Ms if v >= 10.0 => format!("{v:.0} ms"),
+            Unit::Ms => format!("{v:.1} ms"),
+            Unit::Percent => format!("{v:.1} %"),
+            Unit::PerMinute if v.fract() == 0.0 => format!("{v:.0}/min"),
+            Unit::PerMinute => format!("{v:.1}/min"),
+        }
+    }
+}
+
+/// One chart of values over time. The browser draws it with uPlot (`charts.js`): hover
+/// values, drag to zoom (double-click to reset), a legend whose entries toggle their series,
+/// axis units, times in UTC, the page's full width. Readers without a canvas get a summary
+/// (`aria-label`) and the data as a table.
+#[derive(Debug, Clone)]
+pub(super) struct TimeSeries<'a> {
+    /// The element id (also the page's anchor for the chart).
+    pub(super) id: &'a str,
+    /// What the chart shows, as its caption.
+    pub(super) title: &'a str,
+    /// The unit of every series.
+    pub(super) unit: Unit,
+    /// The window shown (ms since the epoch), whatever part of it has data.
+    pub(super) from: i64,
+    /// The window's end (ms).
+    pub(super) to: i64,
+    /// Named series of (bucket start in ms since the epoch, value). Names may come from
+    /// events: they reach the page escaped, and the chart library sets them as text.
+    pub(super) series: Vec<(String, Vec<(i64, f64)>)>,
+}
+
+/// The chart's markup: a figure with its caption, the canvas host carrying the data as JSON
+/// in an attribute (no inline script, as the CSP wants), and the data table.
+pub(super) fn time_series(chart: &TimeSeries<'_>) -> Markup {
+    let xs: Vec<i64> = chart
+        .series
+        .iter()
+        .flat_map(|(_, pts)| pts.iter().map(|p| p.0))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let columns: Vec<Vec<Option<f64>>> = chart
+        .series
+        .iter()
+        .map(|(_, pts)| {
+            let by_x: HashMap<i64, f64> = pts.iter().copied().collect();
+            xs.iter().map(|x| by_x.get(x).copied()).collect()
+        })
+        .collect();
+    let spec = json!({
+        "unit": chart.unit.key(),
+        "from": chart.from / 1000,
+        "to": chart.to / 1000,
+        "x": xs.iter().map(|x| x / 1000).collect::<Vec<_>>(),
+        "series": chart.series.iter().zip(&columns).map(|((name, _), values)| json!({
+            "label": name,
+            "values": values,
+        })).collect::<Vec<_>>(),
+    });
+    html! {
+        figure.chart id=(chart.id) {
+            figcaption {
+                strong { (chart.title) }
+                span.muted { " · " (chart.unit.label()) ", times in UTC · drag across to zoom, double-click to reset, click a legend entry to hide or show its series" }
+            }
+            div.chart-canvas data-chart=(spec.to_string()) role="img" aria-label=(summarise(chart, &xs)) {}
+            details.chart-data {
+                summary { "Data as a table" }
+                div.table-wrap { table.grid {
+                    thead { tr { th { "Time (UTC)" } @for (name, _) in &chart.series { th.num { (super::clip(name, 60)) } } } }
+                    tbody { @for (i, x) in xs.iter().enumerate() {
+                        tr { td { (hhmm(x)) } @for col in &columns {
+                            td.num { @match col[i] { Some(v) => (chart.unit.format(v)), None => "–" } }
+                        } }
+                    } }
+                } }
+            }
+        }
+    }
+}
+
+/// The text alternative: what the chart shows and its highest point, in words.
+fn summarise(chart: &TimeSeries<'_>, xs: &[i64]) -> String {
+    let (Some(first), Some(last)) = (xs.first(), xs.last()) else {
+        return format!("{}: no data", chart.title);
+    };
+    let mut out = format!(
+        "{}: {} series from {} to {} UTC",
+        chart.title,
+        chart.series.len(),
+        hhmm(first),
+        hhmm(last)
+    );
+    let top = chart
+        .series
+        .iter()
+        .flat_map(|(name, pts)| pts.iter().map(move |p| (name, p)))
+        .max_by(|a, b| a.1.1.total_cmp(&b.1.1));
+    if let Some((name, (at, v))) = top {
+        out.push_str(&format!(
+            "; highest {} ({}, at {})",
+            chart.unit.format(*v),
+            super::clip(name, 60),
+            hhmm(at)
+        ));
+    }
+    out
 }
 
 /// A sparkline of counts per bucket (no axes), for lists.
@@ -95,4 +182,44 @@ pub(super) fn sparkline(counts: &[i64], w: u32, h: u32) -> String {
         return String::new();
     }
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_aligned_on_one_time_axis_and_summarised() {
+        let chart = TimeSeries {
+            id: "c",
+            title: "p99 per stage",
+            unit: Unit::Ms,
+            from: 0,
+            to: 240_000,
+            series: vec![
+                ("risk.check".into(), vec![(60_000, 12.0), (120_000, 2500.0)]),
+                ("<b>x</b>".into(), vec![(120_000, 3.0), (180_000, 4.0)]),
+            ],
+        };
+        let html = time_series(&chart).into_string();
+        // One x axis (seconds) for both series, gaps as null.
+        assert!(html.contains("&quot;x&quot;:[60,120,180]"), "{html}");
+        assert!(html.contains("[12.0,2500.0,null]"), "{html}");
+        assert!(html.contains("[null,3.0,4.0]"), "{html}");
+        // Names from events stay text, in the attribute and in the table.
+        assert!(!html.contains("<b>x</b>"), "{html}");
+        assert!(
+            html.contains("highest 2.50 s (risk.check, at 00:02)"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn units_print_for_reading() {
+        assert_eq!(Unit::Ms.format(2512.0), "2.51 s");
+        assert_eq!(Unit::Ms.format(42.4), "42 ms");
+        assert_eq!(Unit::Ms.format(1.25), "1.2 ms");
+        assert_eq!(Unit::Percent.format(40.55), "40.5 %");
+        assert_eq!(Unit::PerMinute.format(12.0), "12/min");
+    }
 }

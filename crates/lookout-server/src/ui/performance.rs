@@ -2,7 +2,7 @@
 //! `order.pipeline` over time, and the waterfall of one trace.
 
 use super::issues::{pick_project, project_select};
-use super::{Page, Viewer, charts, clip, empty, layout, ms, pct, raw, urlencode, when};
+use super::{Page, Viewer, charts, clip, empty, layout, ms, pct, urlencode, when};
 use crate::http::state::AppState;
 use crate::services::blocking;
 use crate::store::read::{LatencySummary, SketchSeries, SpanRow};
@@ -31,6 +31,14 @@ const STAGES: &[&str] = &[
 ];
 const PIPELINE: &str = "order.pipeline";
 
+/// The pipeline's and each stage's figures per bucket, one series per stage.
+#[derive(Debug, Default)]
+struct StageSeries {
+    latency: Vec<(String, Vec<(i64, f64)>)>,
+    throughput: Vec<(String, Vec<(i64, f64)>)>,
+    error_rate: Vec<(String, Vec<(i64, f64)>)>,
+}
+
 #[derive(Debug, Deserialize)]
 struct PerfQuery {
     project: Option<String>,
@@ -52,8 +60,8 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
         let (all, (pid, slug)) = pick_project(&reader, wanted.as_deref())?;
         let summaries: Vec<LatencySummary> =
             reader.latency(pid, "transaction", since, now + 60_000)?;
-        // (series name, bucket) → merged sketch
-        let mut merged: BTreeMap<(String, i64), DDSketch> = BTreeMap::new();
+        // (series name, bucket) → runs, failures and merged sketch
+        let mut merged: BTreeMap<(String, i64), (i64, i64, DDSketch)> = BTreeMap::new();
         let from_minute = since - since.rem_euclid(60_000);
         for op in std::iter::once(PIPELINE).chain(STAGES.iter().copied()) {
             // Stage spans are keyed by op; pipeline transactions by op, whatever the agent
@@ -63,34 +71,52 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
             } else {
                 SketchSeries::SpanOp(op)
             };
-            for (minute, sketch) in reader.latency_sketches(pid, which, since)? {
-                let b = minute - (minute - from_minute).rem_euclid(bucket);
-                merged.entry((op.to_owned(), b)).or_default().merge(&sketch);
+            for m in reader.latency_sketches(pid, which, since)? {
+                let b = m.minute - (m.minute - from_minute).rem_euclid(bucket);
+                let e = merged.entry((op.to_owned(), b)).or_default();
+                e.0 += m.count;
+                e.1 += m.errors;
+                e.2.merge(&m.sketch);
             }
         }
-        let mut series: Vec<(String, Vec<(i64, f64)>)> = Vec::new();
+        let mut series = StageSeries::default();
+        let per_minute = bucket as f64 / 60_000.0;
         for name in std::iter::once(PIPELINE).chain(STAGES.iter().copied()) {
-            let points: Vec<(i64, f64)> = merged
+            let buckets: Vec<_> = merged
                 .range((name.to_owned(), i64::MIN)..=(name.to_owned(), i64::MAX))
-                .filter_map(|((_, b), s)| s.quantile(quantile).map(|v| (*b, v)))
+                .map(|((_, b), v)| (*b, v))
                 .collect();
-            if !points.is_empty() {
-                series.push((name.to_owned(), points));
+            if buckets.is_empty() {
+                continue;
             }
+            series.latency.push((
+                name.to_owned(),
+                buckets
+                    .iter()
+                    .filter_map(|(b, (_, _, s))| s.quantile(quantile).map(|v| (*b, v)))
+                    .collect(),
+            ));
+            series.throughput.push((
+                name.to_owned(),
+                buckets
+                    .iter()
+                    .map(|(b, (n, _, _))| (*b, *n as f64 / per_minute))
+                    .collect(),
+            ));
+            series.error_rate.push((
+                name.to_owned(),
+                buckets
+                    .iter()
+                    .filter(|(_, (n, _, _))| *n > 0)
+                    .map(|(b, (n, e, _))| (*b, *e as f64 * 100.0 / *n as f64))
+                    .collect(),
+            ));
         }
         let recent = reader.recent_transactions(pid, 25)?;
         Ok((all, slug, summaries, series, recent))
     })
     .await?;
     let qlabel = format!("p{}", (quantile * 100.0).round());
-    let svg = charts::lines(
-        &series.iter().map(|s| s.1.clone()).collect::<Vec<_>>(),
-        since,
-        now,
-        "ms",
-        900,
-        300,
-    );
     let body = html! {
         div.page-head { h1 { "Performance" } }
         form.filters method="get" action="/performance" {
@@ -103,16 +129,34 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
             } }
             button type="submit" { "Show" }
         }
-        h2 { "order.pipeline: " (qlabel) " latency per stage" }
-        @if series.is_empty() {
+        h2 { "order.pipeline, stage by stage" }
+        @if series.latency.is_empty() {
             (empty("No order.pipeline transaction in this window."))
         } @else {
-            figure.chart id="stage-chart" {
-                (raw(svg))
-                figcaption.legend { @for (i, (name, _)) in series.iter().enumerate() {
-                    span.legend-item { span.swatch style=(format!("background:{}", charts::color_css(i))) {} (name) }
-                } }
-            }
+            (charts::time_series(&charts::TimeSeries {
+                id: "stage-chart",
+                title: &format!("{qlabel} latency per stage"),
+                unit: charts::Unit::Ms,
+                from: since,
+                to: now,
+                series: series.latency,
+            }))
+            (charts::time_series(&charts::TimeSeries {
+                id: "throughput-chart",
+                title: "Throughput per stage",
+                unit: charts::Unit::PerMinute,
+                from: since,
+                to: now,
+                series: series.throughput,
+            }))
+            (charts::time_series(&charts::TimeSeries {
+                id: "error-rate-chart",
+                title: "Error rate per stage (failed spans and transactions)",
+                unit: charts::Unit::Percent,
+                from: since,
+                to: now,
+                series: series.error_rate,
+            }))
         }
         h2 { "Transactions" }
         @if summaries.is_empty() { (empty("No transaction in this window.")) } @else {

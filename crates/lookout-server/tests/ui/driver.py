@@ -93,13 +93,39 @@ def walk_pages(page, browser):
     shot(page, "04-resolved")
     # Performance: a chart with data, then a trace waterfall.
     page.click("header nav >> text=Performance")
-    chart = page.locator("#stage-chart svg")
-    expect(chart).to_be_visible()
-    box = chart.bounding_box()
+    host = page.locator("#stage-chart .chart-canvas")
+    expect(page.locator("#stage-chart .uplot canvas")).to_be_visible()
+    box = host.bounding_box()
+    main_box = page.locator("main").bounding_box()
+    legend = page.locator("#stage-chart .u-legend .u-series")
+    scale = "(() => { const u = document.querySelector('#stage-chart .chart-canvas').uplot; return [u.scales.x.min, u.scales.x.max]; })()"
+    before = page.evaluate(scale)
+    # Hover: the legend shows the values under the cursor.
+    over = page.locator("#stage-chart .u-over")
+    ob = over.bounding_box()
+    page.mouse.move(ob["x"] + ob["width"] * 0.5, ob["y"] + ob["height"] * 0.5)
+    hover_values = page.locator("#stage-chart .u-legend .u-value").all_inner_texts()
+    # Zoom: drag across the middle third.
+    page.mouse.move(ob["x"] + ob["width"] * 0.3, ob["y"] + ob["height"] * 0.5)
+    page.mouse.down()
+    page.mouse.move(ob["x"] + ob["width"] * 0.6, ob["y"] + ob["height"] * 0.5, steps=5)
+    page.mouse.up()
+    zoomed = page.evaluate(scale)
+    # Toggle: a click on a legend entry hides its series.
+    risk = legend.filter(has_text="risk.check").first
+    risk.click()
+    risk_off = "u-off" in (risk.get_attribute("class") or "")
+    shot(page, "05-performance")
     seen["chart"] = {
-        "width": box["width"], "height": box["height"],
-        "lines": page.locator("#stage-chart svg polyline, #stage-chart svg path").count(),
-        "legend": page.locator("#stage-chart .legend-item").all_inner_texts(),
+        "width": box["width"], "main_width": main_box["width"], "height": box["height"],
+        "legend": page.locator("#stage-chart .u-legend .u-series .u-label").all_inner_texts(),
+        "hover_values": hover_values,
+        "x_before": before, "x_zoomed": zoomed,
+        "risk_off": risk_off,
+        "aria": host.get_attribute("aria-label"),
+        "y_ticks": page.locator("#stage-chart .chart-canvas").evaluate("h => h.uplot.axes[1].values ? 'fn' : 'none'"),
+        "others": [page.locator(sel + " .uplot canvas").count() for sel in ("#throughput-chart", "#error-rate-chart")],
+        "table_rows": page.locator("#stage-chart details.chart-data tbody tr").count(),
     }
     seen["transactions"] = page.locator("#transactions tbody tr").all_inner_texts()
     shot(page, "05-performance")
@@ -180,7 +206,9 @@ HOSTILE_DOM = """() => {
     }
   }
   for (const s of document.querySelectorAll('script')) {
-    if (!s.src || !s.src.endsWith('/ui/app.js')) bad.push('script ' + (s.src || 'inline'));
+    // Only the UI's own scripts, from this server.
+    const own = ['/ui/app.js', '/ui/charts.js', '/ui/vendor/uplot.js'].map((p) => location.origin + p);
+    if (!s.src || !own.includes(s.src)) bad.push('script ' + (s.src || 'inline'));
   }
   for (const el of document.querySelectorAll('iframe, object, embed, base, meta[http-equiv=refresh], form[action^="http"]')) bad.push(el.tagName);
   return {bad, pwned: window.__pwned === true, h1: (document.querySelector('h1') || {}).innerText || null};

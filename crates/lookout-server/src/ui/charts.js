@@ -1,0 +1,137 @@
+// Lookout's charts: every element with a `data-chart` attribute (written by ui/charts.rs)
+// becomes an interactive uPlot chart: hover values in the legend, drag across to zoom,
+// double-click to reset, click a legend entry to hide or show its series, times in UTC.
+// uPlot (from the npm registry, served at /ui/vendor/) is loaded only by pages that have a
+// chart. Series names come from events: uPlot sets them as text, never as markup.
+"use strict";
+(() => {
+  const HEIGHT = 300;
+  // Distinguishable on white and for the common colour-vision deficiencies (Okabe–Ito).
+  const COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"];
+  const FORMAT = {
+    ms: (v) => (v >= 1000 ? (v / 1000).toFixed(2) + " s" : v >= 10 ? v.toFixed(0) + " ms" : v.toFixed(1) + " ms"),
+    percent: (v) => v.toFixed(1) + " %",
+    per_minute: (v) => (Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1)) + "/min",
+  };
+  const AXIS = { ms: "Latency", percent: "Error rate", per_minute: "Throughput" };
+  let loading = null;
+
+  function loadLibrary() {
+    if (window.uPlot) return Promise.resolve();
+    if (!loading) {
+      loading = new Promise((resolve, reject) => {
+        const css = document.createElement("link");
+        css.rel = "stylesheet";
+        css.href = "/ui/vendor/uplot.css";
+        document.head.appendChild(css);
+        const js = document.createElement("script");
+        js.src = "/ui/vendor/uplot.js";
+        js.onload = resolve;
+        js.onerror = () => reject(new Error("the chart library did not load"));
+        document.head.appendChild(js);
+      });
+    }
+    return loading;
+  }
+
+  function two(n) {
+    return (n < 10 ? "0" : "") + n;
+  }
+
+  function utc(secs) {
+    const d = new Date(secs * 1000);
+    return d.getUTCFullYear() + "-" + two(d.getUTCMonth() + 1) + "-" + two(d.getUTCDate()) + " " +
+      two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + " UTC";
+  }
+
+  function draw(host) {
+    if (host.dataset.drawn) return;
+    host.dataset.drawn = "1";
+    let spec;
+    try {
+      spec = JSON.parse(host.getAttribute("data-chart"));
+    } catch (e) {
+      return;
+    }
+    const fmt = FORMAT[spec.unit] || ((v) => String(v));
+    const opts = {
+      width: Math.max(320, host.clientWidth),
+      height: HEIGHT,
+      tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+      cursor: { drag: { x: true, y: false, setScale: true } },
+      legend: { live: true },
+      scales: { x: { time: true } },
+      axes: [
+        {
+          label: "Time (UTC)",
+          labelSize: 20,
+          font: "13px system-ui, sans-serif",
+          labelFont: "13px system-ui, sans-serif",
+          // 24-hour UTC times; dates too once the visible range spans days.
+          values: (u, splits) => {
+            const span = u.scales.x.max - u.scales.x.min;
+            return splits.map((v) => {
+              if (v == null) return "";
+              const d = new Date(v * 1000);
+              const day = two(d.getUTCMonth() + 1) + "-" + two(d.getUTCDate());
+              const hm = two(d.getUTCHours()) + ":" + two(d.getUTCMinutes());
+              return span > 3 * 86400 ? day : span > 86400 ? day + " " + hm : hm;
+            });
+          },
+        },
+        {
+          label: AXIS[spec.unit] || "",
+          labelSize: 20,
+          size: 80,
+          font: "13px system-ui, sans-serif",
+          labelFont: "13px system-ui, sans-serif",
+          values: (u, vals) => vals.map((v) => (v == null ? "" : fmt(v))),
+        },
+      ],
+      series: [{ label: "Time", value: (u, v) => (v == null ? "–" : utc(v)) }].concat(
+        spec.series.map((s, i) => ({
+          label: s.label,
+          stroke: COLORS[i % COLORS.length],
+          width: 2,
+          spanGaps: false,
+          points: { show: true, size: 5 },
+          value: (u, v) => (v == null ? "–" : fmt(v)),
+        })),
+      ),
+    };
+    // The whole window the page asked for, even where it has no data: its two ends are
+    // points without values. A drag zooms in; a double-click comes back to the window.
+    const ends = (vals, a, b) => [a].concat(vals, [b]);
+    const lo = spec.x.length ? Math.min(spec.from, spec.x[0]) : spec.from;
+    const hi = spec.x.length ? Math.max(spec.to, spec.x[spec.x.length - 1]) : spec.to;
+    const data = [ends(spec.x, lo, hi)].concat(spec.series.map((s) => ends(s.values, null, null)));
+    const plot = new window.uPlot(opts, data, host);
+    host.uplot = plot;
+    if (window.ResizeObserver) {
+      new ResizeObserver(() => {
+        const w = Math.max(320, host.clientWidth);
+        if (w !== plot.width) plot.setSize({ width: w, height: HEIGHT });
+      }).observe(host);
+    }
+  }
+
+  function render(root) {
+    const hosts = root.querySelectorAll ? root.querySelectorAll("[data-chart]") : [];
+    if (!hosts.length) return;
+    loadLibrary().then(() => hosts.forEach(draw), (e) => {
+      for (const h of hosts) h.textContent = e.message + "; the data table below has the figures.";
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    render(document);
+    // Regions replaced in place by live updates bring new charts with them.
+    new MutationObserver((changes) => {
+      for (const c of changes) {
+        for (const n of c.addedNodes) {
+          if (n.nodeType === 1) render(n.matches("[data-chart]") ? n.parentNode : n);
+        }
+      }
+    }).observe(document.body, { childList: true, subtree: true });
+  });
+})();
