@@ -38,6 +38,7 @@ const JS: &str = include_str!("app.js");
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(agents::page))
+        .route("/agents/{agent_id}", get(agents::agent_page))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/ui/app.css", get(css))
