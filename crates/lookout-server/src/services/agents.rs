@@ -757,14 +757,20 @@ pub fn timeline(d: &AgentDetail, limit: usize) -> Vec<Entry> {
     }
     for i in &d.incidents {
         let link = Some(format!("/alerts/incidents/{}", i.id));
+        // An issue alert fires once; a metric alert opens, and later resolves.
+        let fired = i.status == "fired";
         out.push(Entry {
             at: i.opened_at,
             kind: EntryKind::AlertOpened,
-            text: format!("alert {}: {}", i.severity, i.title),
+            text: if fired {
+                format!("alert fired: {}", i.title)
+            } else {
+                format!("alert opened ({}): {}", i.severity, i.title)
+            },
             link: link.clone(),
             failed: false,
         });
-        if let Some(closed) = i.closed_at {
+        if let Some(closed) = i.closed_at.filter(|_| !fired) {
             out.push(Entry {
                 at: closed,
                 kind: EntryKind::AlertResolved,
