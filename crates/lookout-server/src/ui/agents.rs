@@ -86,7 +86,7 @@ fn overview_table(rows: &[AgentHealth], now: i64) -> Markup {
                         }
                         td { @match a.last_heartbeat {
                                 Some(t) => { (ago(t, now)) @if let Some(h) = &a.heartbeat_status { span.muted { " (" (h) ")" } } },
-                                None => { span.muted { "no heartbeat monitor · seen " (ago(a.last_seen, now)) } },
+                                None => { "seen " (ago(a.last_seen, now)) br; span.muted { "no heartbeat monitor" } },
                         } }
                         td { (clip(a.strategy.as_deref().unwrap_or("–"), 40)) br;
                              @if let Some(r) = &a.release { a.muted href="/releases" { (clip(r, 40)) } } @else { span.muted { "–" } } }
@@ -331,7 +331,8 @@ fn agent_body(p: &AgentPage, period: &str, since: i64, bucket: i64, now: i64) ->
                             tbody { @for i in &d.issues {
                                 tr {
                                     td { a.issue-title href=(format!("/issues/{}", i.id)) { (clip(&i.title, 120)) }
-                                         br; span.muted { (i.short_id) " · " span class=(format!("level {}", i.level)) { (i.level) } " · " (clip(&i.culprit, 80)) } }
+                                         br; span.muted { (i.short_id) " · " span class=(format!("level {}", i.level)) { (i.level) }
+                                             @if !i.culprit.is_empty() { " · " (clip(&i.culprit, 80)) } } }
                                     td.num { (i.events) }
                                     td { (ago(i.last_seen, now)) }
                                 }

@@ -41,7 +41,8 @@ def send_error(agent, message):
     """An error from the official Python SDK, in a process of its own."""
     script = (
         "import sentry_sdk, sys\n"
-        "sentry_sdk.init(dsn=sys.argv[1], default_integrations=False)\n"
+        "sentry_sdk.init(dsn=sys.argv[1], default_integrations=False,\n"
+        "                release=sys.argv[2] + '@2.0.0', environment='paper')\n"
         "sentry_sdk.set_tag('agent_id', sys.argv[2])\n"
         "sentry_sdk.capture_message(sys.argv[3], level='error')\n"
         "sentry_sdk.flush(10)\n"
