@@ -803,7 +803,7 @@ pub fn timeline(d: &AgentDetail, limit: usize) -> Vec<Entry> {
             failed,
         });
     }
-    out.sort_by(|a, b| b.at.cmp(&a.at));
+    out.sort_by_key(|e| std::cmp::Reverse(e.at));
     out.truncate(limit);
     out
 }
@@ -859,19 +859,21 @@ fn bucket_of(minute: i64, since: i64, bucket_ms: i64) -> i64 {
 /// then stages by op.
 pub fn stage_series(d: &AgentDetail, since: i64, bucket_ms: i64) -> Vec<StageSeries> {
     let bucket_ms = bucket_ms.max(60_000);
-    let mut by_op: BTreeMap<&str, (DDSketch, i64, i64, BTreeMap<i64, (DDSketch, i64, i64)>)> =
-        BTreeMap::new();
+    // Sketch, runs, failed runs: for the whole period, and per bucket.
+    type Acc = (DDSketch, i64, i64);
+    let mut by_op: BTreeMap<&str, (Acc, BTreeMap<i64, Acc>)> = BTreeMap::new();
     for row in &d.stages {
-        let e = by_op.entry(&row.op).or_default();
-        e.0.merge(&row.sketch);
-        e.1 += row.count;
-        e.2 += row.failed;
-        let b =
-            e.3.entry(bucket_of(row.minute, since, bucket_ms))
-                .or_default();
-        b.0.merge(&row.sketch);
-        b.1 += row.count;
-        b.2 += row.failed;
+        let (whole, buckets) = by_op.entry(&row.op).or_default();
+        for acc in [
+            whole,
+            buckets
+                .entry(bucket_of(row.minute, since, bucket_ms))
+                .or_default(),
+        ] {
+            acc.0.merge(&row.sketch);
+            acc.1 += row.count;
+            acc.2 += row.failed;
+        }
     }
     let bucket = |start, sk: &DDSketch, count, failed| StageBucket {
         start,
@@ -883,7 +885,7 @@ pub fn stage_series(d: &AgentDetail, since: i64, bucket_ms: i64) -> Vec<StageSer
     };
     let mut out: Vec<StageSeries> = by_op
         .into_iter()
-        .map(|(op, (sk, count, failed, buckets))| StageSeries {
+        .map(|(op, ((sk, count, failed), buckets))| StageSeries {
             op: op.to_owned(),
             total: bucket(since, &sk, count, failed),
             buckets: buckets
@@ -1007,7 +1009,7 @@ pub fn decisions(d: &AgentDetail, limit: usize) -> Vec<Decision> {
             });
         }
     }
-    out.sort_by(|a, b| b.at.cmp(&a.at));
+    out.sort_by_key(|e| std::cmp::Reverse(e.at));
     out.truncate(limit);
     out
 }
