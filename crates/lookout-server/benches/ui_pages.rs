@@ -211,9 +211,26 @@ fn fill(db: &std::path::Path, events: i64, now: i64) -> rusqlite::Result<()> {
                 s.add(20.0 + f64::from(v));
             }
             tx.execute(
-                "INSERT INTO agent_minutes (project_id, agent_id, minute, events, errors, cycles, failed_cycles, sketch) VALUES (1, ?1, ?2, 12, 2, 10, 1, ?3)",
+                "INSERT INTO agent_minutes (project_id, agent_id, minute, events, errors, cycles, failed_cycles, sketch,
+                                            transactions, failed_transactions, risk_rejected)
+                 VALUES (1, ?1, ?2, 12, 2, 10, 1, ?3, 10, 1, 1)",
                 params![agent, (now - now.rem_euclid(60_000)) - m * 60_000, s.to_bytes()],
             )?;
+        }
+        // A day of its pipelines' stages per minute (the agent page's default window).
+        let mut s = DDSketch::new();
+        for v in 0..10 {
+            s.add(20.0 + f64::from(v));
+        }
+        let bytes = s.to_bytes();
+        let mut stage = tx.prepare_cached(
+            "INSERT INTO agent_stage_minutes (project_id, agent_id, op, minute, count, failed, sketch) VALUES (1, ?1, ?2, ?3, 10, 1, ?4)",
+        )?;
+        for m in 0..1440 {
+            let minute = (now - now.rem_euclid(60_000)) - m * 60_000;
+            for op in std::iter::once("order.pipeline").chain(STAGES) {
+                stage.execute(params![agent, op, minute, bytes])?;
+            }
         }
         for sn in 0..200 {
             tx.execute(
@@ -289,6 +306,8 @@ async fn main() {
     let trace = format!("{:032x}", 9);
     let pages = [
         "/".to_owned(),
+        "/agents/ag_7".to_owned(),
+        "/agents/ag_7?period=7d".to_owned(),
         "/issues".to_owned(),
         "/issues?query=agent_id%3Aag_7&asset=BTC".to_owned(),
         "/issues/1".to_owned(),

@@ -80,6 +80,7 @@ fn sweep(db: &Db, config: &RetentionConfig, now_ms: i64) -> Result<Swept> {
         "rollup_users",
         "client_reports",
         "agent_minutes",
+        "agent_stage_minutes",
     ] {
         conn.execute(&format!("DELETE FROM {table} WHERE minute < ?1"), [cutoff])?;
     }

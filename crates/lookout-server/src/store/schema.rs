@@ -533,6 +533,25 @@ const MIGRATIONS: &[&str] = &[
      WHERE did IS NOT NULL;
     CREATE INDEX sessions_agent ON sessions (project_id, agent, started);
     ",
+    // Agent health (issue 22): per agent and minute, transactions and failed ones (the error
+    // rate's denominator and numerator) and order pipelines a risk check rejected; per agent,
+    // op and minute, the latency of its order pipelines' stages.
+    "
+    ALTER TABLE agent_minutes ADD COLUMN transactions INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE agent_minutes ADD COLUMN failed_transactions INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE agent_minutes ADD COLUMN risk_rejected INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE agent_stage_minutes (
+        project_id INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        op TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        sketch BLOB NOT NULL,
+        PRIMARY KEY (project_id, agent_id, op, minute)
+    ) WITHOUT ROWID;
+    CREATE INDEX agent_stage_minutes_time ON agent_stage_minutes (minute);
+    ",
 ];
 
 /// Bring the main database up to date.

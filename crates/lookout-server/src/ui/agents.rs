@@ -1,58 +1,424 @@
-//! The landing page: every agent with its health at a glance.
+//! The landing page: every agent with its health at a glance, troubled agents first, each
+//! with the reasons for its status; and one page per agent (`/agents/{agent_id}`): its
+//! timeline, open issues, pipelines and latest decisions. Both update in place (`data-live`
+//! regions, refreshed by `app.js`).
 
-use super::{Page, Viewer, ago, clip, empty, layout, ms, pct, urlencode};
+use super::{Page, Viewer, ago, charts, clip, empty, layout, ms, pct, urlencode, when};
 use crate::http::state::AppState;
-use axum::extract::State;
-use maud::html;
+use crate::services::agents::{
+    AgentHealth, AgentPage, EntryKind, Reason, ReasonKind, Status, decisions, ms_text,
+    outcome_series, pct_text, stage_series, timeline,
+};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+/// Seconds between two in-place refreshes of the agents' pages.
+const LIVE_EVERY_SECS: &str = "10";
+
+/// The link to an agent's page.
+pub(super) fn agent_href(agent_id: &str) -> String {
+    format!("/agents/{}", urlencode(agent_id))
+}
+
+fn reasons_list(a: &AgentHealth) -> Markup {
+    html! {
+        @if !a.reasons.is_empty() {
+            ul.reasons { @for r in &a.reasons { (reason_item(r)) } }
+        }
+    }
+}
+
+fn reason_item(r: &Reason) -> Markup {
+    let class = match r.kind {
+        ReasonKind::Lifecycle => "reason lifecycle",
+        ReasonKind::Alert => "reason alert",
+        _ => "reason",
+    };
+    html! {
+        li class=(class) title=(r.detail) {
+            @match r.incident_id {
+                Some(id) => a href=(format!("/alerts/incidents/{id}")) { (clip(&r.text, 160)) },
+                None => (clip(&r.text, 160)),
+            }
+        }
+    }
+}
+
+/// A figure, marked when outside its threshold (in words, not only in colour).
+fn figure(text: String, over: bool, threshold: &str, title: String) -> Markup {
+    html! {
+        @if over {
+            td.num.over title=(title) { (text) span.flag { " ▲ over " (threshold) } }
+        } @else {
+            td.num title=(title) { (text) }
+        }
+    }
+}
+
+fn overview_table(rows: &[AgentHealth], now: i64) -> Markup {
+    let count = |s: Status| rows.iter().filter(|a| a.status == s.as_str()).count();
+    html! {
+        div.summary id="agent-summary" {
+            @for s in Status::ALL {
+                span class=(format!("pill {}", s.as_str())) { (count(s)) " " (s.as_str()) }
+            }
+        }
+        @if rows.is_empty() {
+            (empty("No agent has reported yet. Point an agent's DSN at this server (see the README) and it appears here within seconds."))
+        } @else {
+            div.table-scroll {
+            table.grid.agents-table id="agents" {
+                thead { tr {
+                    th { "Agent" } th { "Status and why" } th { "Last heartbeat" } th { "Strategy · release" }
+                    th.num { "Crash-free (24 h)" } th.num { "Error rate (1 h)" } th.num { "p99 order.pipeline (1 h)" }
+                    th.num { "Risk rejections (1 h)" } th { "Top open issue" }
+                } }
+                tbody { @for a in rows {
+                    tr class=(format!("agent status-{}", a.status)) data-agent=(a.agent_id) {
+                        td { a.agent-link href=(agent_href(&a.agent_id)) { (clip(&a.agent_id, 60)) }
+                             @if a.project_slug != "default" { span.muted { " · " (a.project_slug) } } }
+                        td.status-cell {
+                            span class=(format!("pill {}", a.status)) { (a.status) }
+                            (reasons_list(a))
+                        }
+                        td { @match a.last_heartbeat {
+                                Some(t) => { (ago(t, now)) @if let Some(h) = &a.heartbeat_status { span.muted { " (" (h) ")" } } },
+                                None => { "seen " (ago(a.last_seen, now)) br; span.muted { "no heartbeat monitor" } },
+                        } }
+                        td { (clip(a.strategy.as_deref().unwrap_or("–"), 40)) br;
+                             @if let Some(r) = &a.release { a.muted href="/releases" { (clip(r, 40)) } } @else { span.muted { "–" } } }
+                        td.num { (pct(a.crash_free)) }
+                        (figure(
+                            a.error_rate().map(pct_text).unwrap_or_else(|| "–".into()),
+                            a.error_rate_over(),
+                            &pct_text(a.thresholds.error_rate_pct.value),
+                            format!("{} of {} transactions failed, {} error events; {}",
+                                a.failed_transactions_1h, a.transactions_1h, a.errors_1h, a.thresholds.error_rate_pct.source()),
+                        ))
+                        (figure(
+                            a.p99_ms.map(ms_text).unwrap_or_else(|| "–".into()),
+                            a.p99_over(),
+                            &ms_text(a.thresholds.p99_ms.value),
+                            format!("{} runs, {} failed; {}", a.cycles_1h, a.failed_cycles_1h, a.thresholds.p99_ms.source()),
+                        ))
+                        (figure(
+                            a.risk_rejected_rate().map(pct_text).unwrap_or_else(|| "–".into()),
+                            a.risk_over(),
+                            &pct_text(a.thresholds.risk_rejected_pct.value),
+                            format!("{} of {} order pipelines; {}", a.risk_rejected_1h, a.cycles_1h, a.thresholds.risk_rejected_pct.source()),
+                        ))
+                        td.top-issue {
+                            @match &a.top_issue {
+                                Some(t) => {
+                                    a href=(format!("/issues/{}", t.id)) title=(t.title) { (clip(&t.title, 70)) }
+                                    br;
+                                    span.muted { (t.short_id) " · " (t.events) " events" }
+                                    @if a.open_issues > 1 {
+                                        " · " a href=(format!("/issues?query={}", urlencode(&format!("is:unresolved agent_id:{}", a.agent_id)))) {
+                                            (a.open_issues) " open"
+                                        }
+                                    }
+                                },
+                                None => span.muted { "none open" },
+                            }
+                        }
+                    }
+                } }
+            }
+            }
+        }
+    }
+}
 
 /// Agents overview.
 pub(super) async fn page(State(state): State<AppState>, viewer: Viewer) -> Page {
     let now = state.clock.now_ms();
     let rows = crate::services::agents::overview(&state.store, "default", now).await?;
-    let count = |s: &str| rows.iter().filter(|a| a.status == s).count();
     let body = html! {
         div.page-head {
             h1 { "Agents" }
-            // Reloaded by app.js every 15 s while the tab is visible.
-            span.muted data-autorefresh="15" { "Updated " (super::when(now)) " UTC · refreshes every 15 s" }
-        }
-        div.summary id="agent-summary" {
-            span.pill.healthy { (count("healthy")) " healthy" }
-            span.pill.hung { (count("hung")) " hung" }
-            span.pill.crashed { (count("crashed")) " crashed" }
-            span.pill.silent { (count("silent")) " silent" }
-            span.pill.stopped { (count("stopped")) " stopped" }
-        }
-        @if rows.is_empty() {
-            (empty("No agent has reported yet. Point an agent's DSN at this server (see the README) and it appears here within seconds."))
-        } @else {
-            table.grid id="agents" {
-                thead { tr {
-                    th { "Agent" } th { "Status" } th { "Last heartbeat" } th { "Strategy" } th { "Release" }
-                    th.num { "Crash-free (24 h)" } th.num { "Error rate (1 h)" } th.num { "p99 order.pipeline (1 h)" } th.num { "Open issues" }
-                } }
-                tbody { @for a in &rows {
-                    tr class=(format!("agent status-{}", a.status)) {
-                        td { a href=(format!("/issues?query={}", urlencode(&format!("agent_id:{}", a.agent_id)))) { (clip(&a.agent_id, 60)) }
-                             @if a.project_slug != "default" { span.muted { " · " (a.project_slug) } } }
-                        td { span class=(format!("pill {}", a.status)) { (a.status) }
-                             @if let Some(s) = &a.session_status { span.muted title="latest session" { " " (s) } } }
-                        td { @match a.last_heartbeat {
-                                Some(t) => { (ago(t, now)) @if let Some(h) = &a.heartbeat_status { span.muted { " (" (h) ")" } } },
-                                None => { span.muted { "no heartbeat monitor · seen " (ago(a.last_seen, now)) } },
-                        } }
-                        td { (clip(a.strategy.as_deref().unwrap_or("–"), 40)) }
-                        td { @if let Some(r) = &a.release { a href="/releases" { (clip(r, 40)) } } @else { "–" } }
-                        td.num { (pct(a.crash_free)) }
-                        td.num title=(format!("{} errors in {} events", a.errors_1h, a.events_1h)) { (pct(a.error_rate())) }
-                        td.num title=(format!("{} runs, {} failed", a.cycles_1h, a.failed_cycles_1h)) { (ms(a.p99_ms)) }
-                        td.num { @if a.open_issues > 0 {
-                            a href=(format!("/issues?query={}", urlencode(&format!("is:unresolved agent_id:{}", a.agent_id)))) { (a.open_issues) }
-                        } @else { "0" } }
-                    }
-                } }
+            span.muted id="agents-updated" data-live=(LIVE_EVERY_SECS) {
+                "Updated " (when(now)) " UTC · updates in place every " (LIVE_EVERY_SECS) " s"
             }
+        }
+        div id="agents-live" data-live=(LIVE_EVERY_SECS) { (overview_table(&rows, now)) }
+        p.muted.thresholds-note {
+            "An agent is degraded when a figure of the last hour is above its threshold (from the project's metric alert rules, else "
+            (pct_text(crate::services::agents::DEFAULT_ERROR_RATE_PCT)) " errors, "
+            (ms_text(crate::services::agents::DEFAULT_P99_MS)) " p99, "
+            (pct_text(crate::services::agents::DEFAULT_RISK_REJECTED_PCT)) " risk rejections), a cron missed or failed, or an alert about it is firing. "
+            "The error rate is the share of its transactions that failed: an agent that sends none has none."
         }
     };
     Ok(layout(&viewer, "agents", "Agents", body))
+}
+
+/// `?period=` of the agent page.
+#[derive(Debug, Deserialize)]
+pub(super) struct AgentQuery {
+    period: Option<String>,
+}
+
+const PERIODS: [(&str, i64, i64); 4] = [
+    ("1h", 3_600_000, 5 * 60_000),
+    ("6h", 6 * 3_600_000, 30 * 60_000),
+    ("24h", 24 * 3_600_000, 3_600_000),
+    ("7d", 7 * 24 * 3_600_000, 6 * 3_600_000),
+];
+
+/// 404 inside the app's layout.
+fn not_found(viewer: &Viewer, what: &str) -> Response {
+    let body = html! {
+        div.page-head { h1 { "Not found" } }
+        p.error id="not-found" { (what) }
+        p { a href="/" { "Back to the agents" } }
+    };
+    (
+        StatusCode::NOT_FOUND,
+        layout(viewer, "agents", "Not found", body),
+    )
+        .into_response()
+}
+
+/// One agent's page.
+pub(super) async fn agent_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(agent_id): Path<String>,
+    Query(q): Query<AgentQuery>,
+) -> Result<Response, super::UiError> {
+    let period = q.period.as_deref().unwrap_or("24h");
+    let Some(&(period, span, bucket)) = PERIODS.iter().find(|p| p.0 == period) else {
+        return Err(super::UiError::BadRequest(format!(
+            "unknown period {:?}: use one of 1h, 6h, 24h, 7d",
+            clip(period, 20)
+        )));
+    };
+    let now = state.clock.now_ms();
+    let since = {
+        let t = now - span;
+        t - t.rem_euclid(60_000)
+    };
+    let Some(page) =
+        crate::services::agents::agent(&state.store, "default", &agent_id, since, now).await?
+    else {
+        return Ok(not_found(
+            &viewer,
+            &format!(
+                "No agent {:?} has reported to this server.",
+                clip(&agent_id, 120)
+            ),
+        ));
+    };
+    let body = agent_body(&page, period, since, bucket, now);
+    let title = format!("Agent {}", clip(&agent_id, 60));
+    Ok(layout(&viewer, "agents", &title, body).into_response())
+}
+
+fn entry_class(kind: EntryKind, failed: bool) -> String {
+    let mut c = format!("entry entry-{}", kind.label());
+    if kind.bad() || failed {
+        c.push_str(" bad");
+    }
+    c
+}
+
+fn agent_body(p: &AgentPage, period: &str, since: i64, bucket: i64, now: i64) -> Markup {
+    let a = &p.health;
+    let d = &p.detail;
+    let entries = timeline(d, 100);
+    let stages = stage_series(d, since, bucket);
+    let outcomes = outcome_series(d, since, now, bucket);
+    let decided = decisions(d, 30);
+    // One series per stage, for each of latency, throughput and error rate.
+    let per_stage = |value: &dyn Fn(&crate::services::agents::StageBucket) -> Option<f64>| {
+        stages
+            .iter()
+            .map(|s| {
+                (
+                    s.op.clone(),
+                    s.buckets
+                        .iter()
+                        .filter_map(|b| value(b).map(|v| (b.start, v)))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, pts)| !pts.is_empty())
+            .collect::<Vec<_>>()
+    };
+    let per_minute = bucket as f64 / 60_000.0;
+    let latency = per_stage(&|b| b.p99);
+    let throughput = per_stage(&|b| (b.count > 0).then(|| b.count as f64 / per_minute));
+    let error_rate =
+        per_stage(&|b| (b.count > 0).then(|| b.failed as f64 * 100.0 / b.count as f64));
+    let href = agent_href(&a.agent_id);
+    html! {
+        p.crumbs { a href="/" { "Agents" } " / " }
+        div.page-head {
+            h1 id="agent-title" { (clip(&a.agent_id, 120)) }
+            span.muted id="agent-updated" data-live=(LIVE_EVERY_SECS) { "Updated " (when(now)) " UTC" }
+        }
+        div id="agent-health" data-live=(LIVE_EVERY_SECS) {
+            div.agent-status {
+                span id="agent-status" class=(format!("pill {}", a.status)) { (a.status) }
+                span.muted {
+                    " project " (a.project_slug)
+                    @if let Some(s) = &a.strategy { " · strategy " (clip(s, 60)) }
+                    @if let Some(r) = &a.release { " · release " (clip(r, 60)) }
+                    @if let Some(e) = &a.environment { " · " (clip(e, 40)) }
+                    " · first seen " (ago(a.first_seen, now)) " · last seen " (ago(a.last_seen, now))
+                }
+            }
+            @if a.reasons.is_empty() {
+                p.muted id="agent-reasons" { "Nothing outside its thresholds in the last hour." }
+            } @else {
+                ul.reasons id="agent-reasons" { @for r in &a.reasons { (reason_item(r)) } }
+            }
+            div.table-scroll {
+            table.grid.figures id="agent-figures" {
+                thead { tr {
+                    th.num { "Crash-free (24 h)" } th.num { "Error rate (1 h)" } th.num { "p99 order.pipeline (1 h)" }
+                    th.num { "Risk rejections (1 h)" } th.num { "Errors (1 h)" } th.num { "Open issues" }
+                } }
+                tbody { tr {
+                    td.num { (pct(a.crash_free)) }
+                    (figure(a.error_rate().map(pct_text).unwrap_or_else(|| "–".into()), a.error_rate_over(),
+                        &pct_text(a.thresholds.error_rate_pct.value),
+                        format!("{} of {} transactions failed; {}", a.failed_transactions_1h, a.transactions_1h, a.thresholds.error_rate_pct.source())))
+                    (figure(a.p99_ms.map(ms_text).unwrap_or_else(|| "–".into()), a.p99_over(),
+                        &ms_text(a.thresholds.p99_ms.value),
+                        format!("{} runs; {}", a.cycles_1h, a.thresholds.p99_ms.source())))
+                    (figure(a.risk_rejected_rate().map(pct_text).unwrap_or_else(|| "–".into()), a.risk_over(),
+                        &pct_text(a.thresholds.risk_rejected_pct.value),
+                        format!("{} of {} order pipelines; {}", a.risk_rejected_1h, a.cycles_1h, a.thresholds.risk_rejected_pct.source())))
+                    td.num { (a.errors_1h) }
+                    td.num { (a.open_issues) }
+                } }
+            }
+            }
+        }
+        div.agent-columns {
+            section {
+                h2 { "Timeline" }
+                div id="agent-timeline-live" data-live=(LIVE_EVERY_SECS) {
+                    @if entries.is_empty() {
+                        (empty("No session, deploy, alert or check-in yet."))
+                    } @else {
+                        ol.timeline.agent-timeline id="agent-timeline" { @for e in &entries {
+                            li class=(entry_class(e.kind, e.failed)) data-at=(e.at) {
+                                span.time title=(when(e.at)) { (ago(e.at, now)) }
+                                span.mark { (e.kind.label()) }
+                                @match &e.link {
+                                    Some(l) => a href=(l) { (clip(&e.text, 200)) },
+                                    None => span { (clip(&e.text, 200)) },
+                                }
+                            }
+                        } }
+                    }
+                }
+            }
+            section {
+                h2 { "Open issues" }
+                div id="agent-issues-live" data-live=(LIVE_EVERY_SECS) {
+                    @if d.issues.is_empty() {
+                        (empty("No open issue."))
+                    } @else {
+                        table.grid id="agent-issues" {
+                            thead { tr { th { "Issue" } th.num { "Events" } th { "Last seen" } } }
+                            tbody { @for i in &d.issues {
+                                tr {
+                                    td { a.issue-title href=(format!("/issues/{}", i.id)) { (clip(&i.title, 120)) }
+                                         br; span.muted { (i.short_id) " · " span class=(format!("level {}", i.level)) { (i.level) }
+                                             @if !i.culprit.is_empty() { " · " (clip(&i.culprit, 80)) } } }
+                                    td.num { (i.events) }
+                                    td { (ago(i.last_seen, now)) }
+                                }
+                            } }
+                        }
+                    }
+                }
+                h2 { "Latest decisions" }
+                div id="agent-decisions-live" data-live=(LIVE_EVERY_SECS) {
+                    @if decided.is_empty() {
+                        (empty("No decision breadcrumb (trade.signal, trade.risk, trade.api, trade.position) on its latest events."))
+                    } @else {
+                        ol.timeline id="agent-decisions" { @for c in &decided {
+                            @let kind = c.category.trim_start_matches("trade.");
+                            li class=(format!("crumb-{}", match kind { "signal" => "signal", "risk" => "risk", "api" => "http", _ => "trade" })) {
+                                span.time { @match c.at { Some(t) => (ago(t, now)), None => "–" } }
+                                span.mark { (clip(kind, 20)) }
+                                span.msg { (clip(&c.message, 300)) }
+                                @if !c.data.is_empty() {
+                                    span.data { @for (k, v) in c.data.iter().take(8) { span.kv { (clip(k, 40)) "=" (clip(v, 80)) " " } } }
+                                }
+                                @if let Some(issue) = c.issue_id {
+                                    a.muted href=(format!("/issues/{issue}")) { "event" }
+                                }
+                            }
+                        } }
+                    }
+                }
+            }
+        }
+        h2 { "Pipelines" }
+        form.filters method="get" action=(href) {
+            label { "Window " select name="period" {
+                @for (p, _, _) in PERIODS { option value=(p) selected[p == period] { (p) } }
+            } }
+            button type="submit" { "Show" }
+        }
+        div id="agent-pipelines-live" data-live=(LIVE_EVERY_SECS) {
+            @if stages.is_empty() {
+                (empty("No order.pipeline transaction of this agent in this window."))
+            } @else {
+                (charts::time_series(&charts::TimeSeries {
+                    id: "agent-stage-chart",
+                    title: "p99 latency per stage",
+                    unit: charts::Unit::Ms,
+                    from: since,
+                    to: now,
+                    series: latency,
+                }))
+                (charts::time_series(&charts::TimeSeries {
+                    id: "agent-throughput-chart",
+                    title: "Throughput per stage",
+                    unit: charts::Unit::PerMinute,
+                    from: since,
+                    to: now,
+                    series: throughput,
+                }))
+                (charts::time_series(&charts::TimeSeries {
+                    id: "agent-error-rate-chart",
+                    title: "Error rate per stage",
+                    unit: charts::Unit::Percent,
+                    from: since,
+                    to: now,
+                    series: error_rate,
+                }))
+                div.table-scroll {
+                table.grid id="agent-stages" {
+                    thead { tr { th { "Stage" } th.num { "Runs" } th.num { "Failed" } th.num { "p50" } th.num { "p95" } th.num { "p99" } } }
+                    tbody { @for s in &stages {
+                        tr { td { code { (clip(&s.op, 80)) } } td.num { (s.total.count) } td.num { (s.total.failed) }
+                             td.num { (ms(s.total.p50)) } td.num { (ms(s.total.p95)) } td.num { (ms(s.total.p99)) } }
+                    } }
+                }
+                }
+                h3 { "Outcomes over time" }
+                div.table-scroll {
+                table.grid id="agent-outcomes" {
+                    thead { tr { th { "From (UTC)" } th.num { "Ok" } th.num { "Failed" } th.num { "Rejected by risk" } th.num { "Error events" } } }
+                    tbody { @for o in outcomes.iter().rev().filter(|o| o.ok + o.failed + o.errors > 0) {
+                        tr { td { (when(o.start)) } td.num { (o.ok) }
+                             td.num { @if o.failed > 0 { span.error { (o.failed) } } @else { "0" } }
+                             td.num { (o.risk_rejected) } td.num { (o.errors) } }
+                    } }
+                }
+                }
+            }
+        }
+    }
 }

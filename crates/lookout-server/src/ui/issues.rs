@@ -174,7 +174,7 @@ async fn list(State(state): State<AppState>, viewer: Viewer, Query(f): Query<Fil
         @if issues.is_empty() {
             (empty("No issue matches."))
         } @else {
-            table.grid id="issues" {
+            table.grid id="issues" data-live="15" {
                 thead { tr { th { "Issue" } th { "Level" } th { "Last seen" } th.num { "Events" } th.num { "Agents" } th { "24 h" } } }
                 tbody { @for (i, spark) in issues.iter().zip(&sparks) {
                     tr.issue {

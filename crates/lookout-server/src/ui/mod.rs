@@ -42,6 +42,7 @@ const UPLOT_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/uPlot.min.css"))
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(agents::page))
+        .route("/agents/{agent_id}", get(agents::agent_page))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/ui/app.css", get(css))

@@ -100,12 +100,13 @@ impl TestServer {
     }
 
     /// The agents overview of the default organisation, now by the server's clock.
-    pub fn agents(&self) -> Vec<lookout_server::store::agents::AgentRow> {
-        self.server
-            .store
-            .agents()
-            .list("default", self.server.clock.now_ms())
-            .expect("agents overview")
+    pub fn agents(&self) -> Vec<lookout_server::services::agents::AgentHealth> {
+        lookout_server::services::agents::overview_now(
+            &self.server.store,
+            "default",
+            self.server.clock.now_ms(),
+        )
+        .expect("agents overview")
     }
 
     pub fn db_path(&self) -> PathBuf {
