@@ -1428,7 +1428,7 @@ fn issue_body(f: &Fields, channels: &[Integration], errors: &mut FieldErrors) ->
                     true,
                 );
                 if let Some(v) = value
-                    && (v < 1.0 || v > 10_080.0 || v.fract() != 0.0)
+                    && (!(1.0..=10_080.0).contains(&v) || v.fract() != 0.0)
                 {
                     errors.add(
                         "cond-deploy-minutes",

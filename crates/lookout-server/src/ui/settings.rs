@@ -57,8 +57,11 @@ const FLASH_TTL_MS: i64 = 5 * 60_000;
 /// A new API token waiting to be shown once: (expires at, token name, token), by the CSRF
 /// token of the session that created it (secret, one per login). In memory: a restart
 /// forgets it, which only means the operator creates another token.
-static NEW_TOKENS: LazyLock<Mutex<HashMap<String, (i64, String, String)>>> =
+static NEW_TOKENS: LazyLock<Mutex<HashMap<String, NewToken>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// (expires at, token name, token).
+type NewToken = (i64, String, String);
 
 fn flash_put(session: &str, now: i64, name: String, token: String) {
     let mut map = NEW_TOKENS.lock().unwrap_or_else(|e| e.into_inner());
