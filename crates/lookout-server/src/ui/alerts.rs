@@ -603,6 +603,9 @@ async fn incident(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
             dt { "Resolved" }
             dd id="incident-resolved" {
                 @match i.closed_at {
+                    Some(t) if i.issue_id.is_some() && t == i.opened_at => {
+                        "closed when sent: an issue alert notifies once; the issue itself stays open on its page"
+                    }
                     Some(t) => { (when(t)) " UTC · after " (minutes_words(((t - i.opened_at).max(0) / 60_000).max(1))) }
                     None => { "not yet (open for " (minutes_words(((now - i.opened_at).max(0) / 60_000).max(1))) ")" }
                 }
