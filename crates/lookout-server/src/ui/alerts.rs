@@ -1295,6 +1295,11 @@ fn issue_fields_of(spec: &Value, channels: &[Integration]) -> (Fields, bool) {
             _ => whole = false,
         }
     }
+    if !f.contains_key("filter_level") {
+        // What the level filter offers when ticked: at least error.
+        f.insert("filter_level_match".into(), "gte".into());
+        f.insert("filter_level_value".into(), "error".into());
+    }
     f.insert("tag_rows".into(), (tags + SPARE_TAG_ROWS).to_string());
     f.insert("attr_rows".into(), (attrs + 1).to_string());
     for a in spec

@@ -64,7 +64,37 @@ pub(super) fn lines(
     if drawn.is_err() {
         return String::new();
     }
-    svg
+    let peak = series
+        .iter()
+        .flatten()
+        .map(|p| p.1)
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    let summary = format!(
+        "Line chart of {} series from {} to {} UTC{}; the legend names the series.",
+        series.len(),
+        hhmm(&from),
+        hhmm(&to),
+        peak.map_or_else(String::new, |p| format!(", highest value {p:.0} {unit}"))
+    );
+    labelled(svg, &summary)
+}
+
+/// The chart as an image with a text alternative (`role="img"`, `aria-label`) for screen
+/// readers. `label` is escaped.
+fn labelled(svg: String, label: &str) -> String {
+    let label = label
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    match svg.find("<svg") {
+        Some(at) => format!(
+            "{}<svg role=\"img\" aria-label=\"{label}\"{}",
+            &svg[..at],
+            &svg[at + 4..]
+        ),
+        None => svg,
+    }
 }
 
 /// A sparkline of counts per bucket (no axes), for lists.
@@ -94,5 +124,33 @@ pub(super) fn sparkline(counts: &[i64], w: u32, h: u32) -> String {
     if drawn.is_err() {
         return String::new();
     }
-    svg
+    let total: i64 = counts.iter().sum();
+    let peak = counts.iter().copied().max().unwrap_or(0);
+    labelled(
+        svg,
+        &format!(
+            "Events over time: {total} in all, at most {peak} in one of {} intervals.",
+            counts.len()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_carry_a_text_alternative() {
+        let svg = sparkline(&[1, 4, 2], 120, 28);
+        assert!(
+            svg.contains(r#"<svg role="img" aria-label="Events over time: 7 in all, at most 4 in one of 3 intervals.""#),
+            "{svg}"
+        );
+        let svg = lines(&[vec![(0, 5.0), (60_000, 12.0)]], 0, 60_000, "ms", 400, 200);
+        assert!(
+            svg.contains(r#"aria-label="Line chart of 1 series from 00:00 to 00:01 UTC, highest value 12 ms; the legend names the series.""#),
+            "{}",
+            &svg[..200.min(svg.len())]
+        );
+    }
 }
