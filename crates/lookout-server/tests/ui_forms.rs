@@ -106,7 +106,7 @@ fn margin(asset: &str) -> TradingError {
         TradingErrorKind::InsufficientMargin,
         "margin below maintenance",
     )
-    .with_trading(asset, "buy", &format!("ord_m_{asset}"), None)
+    .with_trading(asset, "buy", format!("ord_m_{asset}"), None)
     .with_phase(Phase::Sizing)
 }
 

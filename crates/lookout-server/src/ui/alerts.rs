@@ -861,13 +861,60 @@ fn name_field(value: &str, errors: &FieldErrors, hint: &str) -> Markup {
     }
 }
 
+/// How the error summary names field `id`.
+fn field_label(id: &str) -> String {
+    let row = |prefix: &str| {
+        id.strip_prefix(prefix)
+            .and_then(|n| n.parse::<usize>().ok())
+            .map(|n| n + 1)
+    };
+    match id {
+        "rule-name" => "Name".into(),
+        "project" => "Project".into(),
+        "aggregate" => "Measure (aggregate)".into(),
+        "query" => "Events matching (query)".into(),
+        "time-window" => "Window (timeWindow)".into(),
+        "threshold" => "Threshold".into(),
+        "resolve" => "Resolve threshold".into(),
+        "actions" => "Notify (actions)".into(),
+        "conditions" => "Conditions".into(),
+        "filters" => "Filters".into(),
+        "frequency" => "Notification interval (frequency)".into(),
+        "spec" => "Sentry JSON".into(),
+        "filter-level" => "Level filter".into(),
+        "filter-age" => "Issue age filter".into(),
+        "filter-occ" => "Occurrences filter".into(),
+        other => {
+            if let Some(n) = row("tag-key-").or_else(|| row("tag-value-")) {
+                format!("Tag filter {n}")
+            } else if let Some(n) = row("attr-value-") {
+                format!("Attribute filter {n}")
+            } else if let Some(key) = other.strip_prefix("cond-") {
+                format!(
+                    "Condition {}",
+                    key.trim_end_matches("-value")
+                        .trim_end_matches("-minutes")
+                        .replace('_', " ")
+                )
+            } else {
+                other.to_owned()
+            }
+        }
+    }
+}
+
+/// The error summary above a refused form: each error, linked to its field.
 fn errors_banner(errors: &FieldErrors) -> Markup {
     html! {
         @if !errors.is_empty() {
-            div.form-errors id="form-error" role="alert" {
-                p { "Nothing was saved: "
-                    @if errors.by_field.is_empty() { "see below." } @else { "see the fields marked below." } }
-                @for g in &errors.general { p { (g) } }
+            div.form-errors id="form-error" role="alert" tabindex="-1" {
+                p { strong { "Nothing was saved." } " Fix what is marked:" }
+                ul {
+                    @for (field, msgs) in &errors.by_field {
+                        li { a href=(format!("#{field}")) { (field_label(field)) } ": " (msgs.join(" ")) }
+                    }
+                    @for g in &errors.general { li { (g) } }
+                }
             }
         }
     }
@@ -1946,9 +1993,7 @@ async fn save(
                 .await
         };
         match saved {
-            Ok(rule) => {
-                return Ok(Redirect::to(&format!("/alerts#rule-{}", rule.id)).into_response());
-            }
+            Ok(_) => return Ok(Redirect::to("/alerts").into_response()),
             Err(ServiceError::Fields(v)) => {
                 if json_mode {
                     let mut e = FieldErrors::default();
