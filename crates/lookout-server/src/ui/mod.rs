@@ -727,3 +727,157 @@ async fn logout(
 pub fn raw(s: String) -> Markup {
     PreEscaped(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::http::state::AppState;
+    use crate::store::Store;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use http_body_util::BodyExt;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    fn app(dir: &tempfile::TempDir) -> (axum::Router, Arc<Store>) {
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        store.ensure_default_project().unwrap();
+        let state = AppState::new(config, Arc::clone(&store), crate::clock::Clock::System);
+        (crate::http::router::app(state), store)
+    }
+
+    async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String, String) {
+        let res = app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let kind = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let location = res
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        (status, kind, location.unwrap_or(text))
+    }
+
+    fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
+        let mut req = Request::get(path);
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        req.body(Body::empty()).unwrap()
+    }
+
+    fn login_form(body: &str) -> Request<Body> {
+        Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn unknown_addresses_are_pages_of_the_app_but_the_api_keeps_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, store) = app(&dir);
+        // Anonymous: the navigation, a way to log in, the address escaped.
+        let (status, kind, body) = send(&app, get("/nope%3Cb%3E", None)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(kind.starts_with("text/html"), "{kind}");
+        assert!(body.contains(r#"<nav aria-label="Main">"#), "{body}");
+        assert!(
+            body.contains("There is no page at /nope%3Cb%3E.")
+                || body.contains("There is no page at /nope&lt;b&gt;."),
+            "{body}"
+        );
+        assert!(body.contains(r#"href="/login""#), "{body}");
+        // The REST API answers in JSON, as Sentry's.
+        let (status, kind, body) = send(&app, get("/api/0/nope/", None)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(kind.starts_with("application/json"), "{kind}");
+        assert!(body.contains("\"detail\""), "{body}");
+        // Logged in: an id that is not a number is a missing page, with the user shown.
+        let now = chrono::Utc::now().timestamp_millis();
+        store
+            .users()
+            .set_password("admin", "a-long-password", now)
+            .unwrap();
+        let (status, _, location) = send(
+            &app,
+            login_form("username=admin&password=a-long-password&next=/"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(location, "/");
+        let res = app
+            .clone()
+            .oneshot(login_form("username=admin&password=a-long-password&next=/"))
+            .await
+            .unwrap();
+        let cookie = res
+            .headers()
+            .get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .unwrap()
+            .to_owned();
+        let (status, _, body) = send(&app, get("/issues/abc", Some(&cookie))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("There is no page at /issues/abc."), "{body}");
+        assert!(
+            body.contains(r#"<span class="user">admin</span>"#),
+            "{body}"
+        );
+        assert!(body.contains(r#"id="error-page""#), "{body}");
+        // A form without its fields: a 400 page in words, not axum's plain text.
+        let req = Request::post("/alerts/rules/1/delete")
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("nothing=here"))
+            .unwrap();
+        let (status, kind, body) = send(&app, req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(kind.starts_with("text/html"), "{kind}");
+        assert!(body.contains("incomplete or malformed"), "{body}");
+        // The navigation marks the page it is on.
+        let (_, _, body) = send(&app, get("/alerts", Some(&cookie))).await;
+        assert!(
+            body.contains(r#"<a class="active" href="/alerts" aria-current="page">"#)
+                || body.contains(r#"href="/alerts" class="active" aria-current="page""#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r##"<a class="skip-link" href="#main">"##),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_login_field_is_named_and_the_user_name_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, _) = app(&dir);
+        let (status, _, location) = send(
+            &app,
+            login_form("username=ops%20lead&password=&next=/alerts"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(
+            location,
+            "/login?failed=password&user=ops%20lead&next=%2Falerts"
+        );
+        let (_, _, body) = send(&app, get(&location, None)).await;
+        assert!(body.contains(r#"id="password-error""#), "{body}");
+        assert!(body.contains(r#"value="ops lead""#), "{body}");
+        let (_, _, location) = send(&app, login_form("username=&password=x")).await;
+        assert!(location.starts_with("/login?failed=user"), "{location}");
+    }
+}
