@@ -6,7 +6,7 @@
 //! parsed into these types when evaluated. Validation errors come back in Django REST
 //! framework's shape, camelCase keys: `{"aggregate": ["This field is required."]}`.
 
-use crate::store::read::{Term, parse_query};
+use crate::store::read::{Term, parse_query_checked};
 use serde_json::{Map, Value, json};
 
 /// Condition and filter ids (Sentry's Python paths) and our own additions.
@@ -534,6 +534,16 @@ pub fn parse_issue_rule(body: &Value, integration_ids: &[i64]) -> Result<IssueRu
                     ids::REGRESSION => Some(Condition::Regression),
                     ids::EVENT_FREQUENCY | ids::UNIQUE_USERS | ids::PERCENT_SESSIONS => {
                         match (num(c.get("value")), interval()) {
+                            (Some(value), Some(_))
+                                if id == ids::PERCENT_SESSIONS
+                                    && !(0.0..=100.0).contains(&value) =>
+                            {
+                                errors.add(
+                                    "conditions",
+                                    format!("{id}: the percentage must be between 0 and 100 (got {value})."),
+                                );
+                                None
+                            }
                             (Some(value), Some(interval_ms)) if value >= 0.0 => Some(match id {
                                 ids::EVENT_FREQUENCY => {
                                     Condition::EventFrequency { value, interval_ms }
@@ -655,20 +665,23 @@ pub fn parse_issue_rule(body: &Value, integration_ids: &[i64]) -> Result<IssueRu
                     _ => None,
                 };
                 match (num(f.get("value")), unit, newer) {
-                    (Some(v), Some(unit), Some(newer)) => Some(Filter::Age {
+                    (Some(v), Some(unit), Some(newer)) if v >= 0.0 => Some(Filter::Age {
                         newer,
                         age_ms: (v * f64::from(unit)) as i64,
                     }),
                     _ => {
-                        errors.add("filters", "AgeComparisonFilter needs comparison_type (older, newer), value and time (minute, hour, day, week).");
+                        errors.add("filters", "AgeComparisonFilter needs comparison_type (older, newer), a value of 0 or more and time (minute, hour, day, week).");
                         None
                     }
                 }
             }
             ids::OCCURRENCES => match num(f.get("value")) {
-                Some(v) => Some(Filter::Occurrences { value: v as i64 }),
-                None => {
-                    errors.add("filters", "IssueOccurrencesFilter needs a value.");
+                Some(v) if v >= 0.0 => Some(Filter::Occurrences { value: v as i64 }),
+                _ => {
+                    errors.add(
+                        "filters",
+                        "IssueOccurrencesFilter needs a value of 0 or more.",
+                    );
                     None
                 }
             },
@@ -704,7 +717,9 @@ pub fn parse_issue_rule(body: &Value, integration_ids: &[i64]) -> Result<IssueRu
     })
 }
 
-fn parse_aggregate(s: &str) -> Option<Aggregate> {
+/// Parse a metric alert's aggregate (`p99(transaction.duration)`, `error_rate()`, …);
+/// `None` when Lookout cannot measure it.
+pub fn parse_aggregate(s: &str) -> Option<Aggregate> {
     let s = s.split(" AS ").next().unwrap_or(s).trim();
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
     let (func, arg) = s.strip_suffix(')')?.split_once('(')?;
@@ -810,7 +825,13 @@ pub fn parse_metric_rule(body: &Value, integration_ids: &[i64]) -> Result<Metric
             String::new()
         }
     };
-    let query = parse_query(&query_text);
+    let query = match parse_query_checked(&query_text) {
+        Ok(q) => q,
+        Err(e) => {
+            errors.add("query", format!("Invalid query: {e}."));
+            Vec::new()
+        }
+    };
     if let Some(Aggregate::Percentile { .. } | Aggregate::Avg { .. } | Aggregate::FailureRate) =
         &aggregate
     {
@@ -929,6 +950,22 @@ pub fn parse_metric_rule(body: &Value, integration_ids: &[i64]) -> Result<Metric
             }
         }
     }
+    if let Some(a) = &aggregate {
+        let bounds = ThresholdBounds::of(a);
+        for (i, t) in triggers.iter().enumerate() {
+            for (what, v) in [
+                ("alert threshold", Some(t.alert_threshold)),
+                ("resolve threshold", t.resolve_threshold),
+            ] {
+                if let Some(m) = v.and_then(|v| bounds.refuse(v)) {
+                    errors.add("triggers", format!("Trigger {}: the {what} {m}", i + 1));
+                }
+            }
+        }
+        if let Some(m) = resolve_threshold.and_then(|v| bounds.refuse(v)) {
+            errors.add("resolveThreshold", format!("The resolve threshold {m}"));
+        }
+    }
     if let [critical, warning] = triggers.as_slice() {
         let wrong = match threshold_type {
             ThresholdType::Above => warning.alert_threshold > critical.alert_threshold,
@@ -977,6 +1014,57 @@ pub fn parse_metric_rule(body: &Value, integration_ids: &[i64]) -> Result<Metric
         environment,
         dataset,
     })
+}
+
+/// The values a metric alert's thresholds may take, and their unit: what the aggregate can
+/// measure (a latency is never negative, a percentage never above 100).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThresholdBounds {
+    /// Smallest meaningful threshold.
+    pub min: f64,
+    /// Largest, if bounded.
+    pub max: Option<f64>,
+    /// The unit the aggregate is measured in (`ms`, `%`, `events`, `users`, `agents`, or
+    /// empty for a ratio).
+    pub unit: &'static str,
+}
+
+impl ThresholdBounds {
+    /// The bounds of `a`'s thresholds.
+    pub fn of(a: &Aggregate) -> ThresholdBounds {
+        let (max, unit) = match a {
+            Aggregate::Percentile { .. } | Aggregate::Avg { .. } => (None, "ms"),
+            Aggregate::ErrorRate
+            | Aggregate::TagRatio { .. }
+            | Aggregate::CrashFreeSessions
+            | Aggregate::CrashFreeUsers => (Some(100.0), "%"),
+            Aggregate::FailureRate => (Some(1.0), ""),
+            Aggregate::Count => (None, "events"),
+            Aggregate::CountUniqueUsers => (None, "users"),
+            Aggregate::AgentDown { .. } => (None, "agents"),
+        };
+        ThresholdBounds {
+            min: 0.0,
+            max,
+            unit,
+        }
+    }
+
+    /// Why `v` is not a meaningful threshold (completing "the threshold …"), or `None`.
+    pub fn refuse(&self, v: f64) -> Option<String> {
+        let unit = if self.unit.is_empty() {
+            String::new()
+        } else if self.unit == "%" {
+            " %".to_owned()
+        } else {
+            format!(" {}", self.unit)
+        };
+        let out = !v.is_finite() || v < self.min || self.max.is_some_and(|m| v > m);
+        out.then(|| match self.max {
+            Some(max) => format!("must be between {} and {max}{unit} (got {v})", self.min),
+            None => format!("must be {}{unit} or more (got {v})", self.min),
+        })
+    }
 }
 
 /// What a counting aggregate (`count()`, `count_unique(user)`, `error_rate()`,

@@ -14,7 +14,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(ingest::routes())
         .merge(crate::api::routes())
-        .merge(crate::ui::routes())
+        .merge(crate::ui::routes(state.clone()))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)

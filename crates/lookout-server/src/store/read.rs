@@ -162,6 +162,87 @@ pub fn parse_query(q: &str) -> Vec<Term> {
     terms
 }
 
+/// Why a search query does not parse, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryError {
+    /// 1-based column (in characters) of the fault.
+    pub column: usize,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at column {}", self.message, self.column)
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+/// [`parse_query`], refusing what it would silently read as free text: `key:` without a
+/// value (`trade.asset:`), `:value` without a key, a lone `!`, and a quote never closed.
+/// The error says where (for forms that store a query: alert rules).
+pub fn parse_query_checked(q: &str) -> std::result::Result<Vec<Term>, QueryError> {
+    let chars: Vec<char> = q.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        while i < chars.len() && chars[i].is_whitespace() {
+            i += 1;
+        }
+        if i >= chars.len() {
+            break;
+        }
+        let start = i;
+        let mut quoted_at = None;
+        let mut colon = None;
+        while i < chars.len() {
+            let c = chars[i];
+            if c == '"' {
+                quoted_at = if quoted_at.is_some() { None } else { Some(i) };
+            } else if c.is_whitespace() && quoted_at.is_none() {
+                break;
+            } else if c == ':' && colon.is_none() && quoted_at.is_none() {
+                colon = Some(i);
+            }
+            i += 1;
+        }
+        if let Some(at) = quoted_at {
+            return Err(QueryError {
+                column: at + 1,
+                message: "the quote opened here is never closed".into(),
+            });
+        }
+        let token: String = chars[start..i].iter().collect();
+        let key_start = if chars[start] == '!' {
+            start + 1
+        } else {
+            start
+        };
+        if key_start == i {
+            return Err(QueryError {
+                column: start + 1,
+                message: "expected a search term after `!`".into(),
+            });
+        }
+        if let Some(c) = colon {
+            let value: String = chars[c + 1..i].iter().filter(|ch| **ch != '"').collect();
+            if c == key_start {
+                return Err(QueryError {
+                    column: c + 1,
+                    message: format!("expected a key before `{token}`"),
+                });
+            }
+            if value.is_empty() {
+                return Err(QueryError {
+                    column: c + 1,
+                    message: format!("expected a value after `{token}`"),
+                });
+            }
+        }
+    }
+    Ok(parse_query(q))
+}
+
 /// A tag key and its values with their counts, most frequent first.
 pub type TagValues = (String, Vec<(String, i64)>);
 

@@ -69,7 +69,7 @@ fn overview_table(rows: &[AgentHealth], now: i64) -> Markup {
         @if rows.is_empty() {
             (empty("No agent has reported yet. Point an agent's DSN at this server (see the README) and it appears here within seconds."))
         } @else {
-            div.table-scroll {
+            div.table-scroll tabindex="0" role="region" aria-label="Agents and their health" {
             table.grid.agents-table id="agents" {
                 thead { tr {
                     th { "Agent" } th { "Status and why" } th { "Last heartbeat" } th { "Strategy · release" }
@@ -277,7 +277,7 @@ fn agent_body(p: &AgentPage, period: &str, since: i64, bucket: i64, now: i64) ->
             } @else {
                 ul.reasons id="agent-reasons" { @for r in &a.reasons { (reason_item(r)) } }
             }
-            div.table-scroll {
+            div.table-scroll tabindex="0" role="region" aria-label="The agent's figures" {
             table.grid.figures id="agent-figures" {
                 thead { tr {
                     th.num { "Crash-free (24 h)" } th.num { "Error rate (1 h)" } th.num { "p99 order.pipeline (1 h)" }
@@ -398,7 +398,7 @@ fn agent_body(p: &AgentPage, period: &str, since: i64, bucket: i64, now: i64) ->
                     to: now,
                     series: error_rate,
                 }))
-                div.table-scroll {
+                div.table-scroll tabindex="0" role="region" aria-label="Pipeline stages" {
                 table.grid id="agent-stages" {
                     thead { tr { th { "Stage" } th.num { "Runs" } th.num { "Failed" } th.num { "p50" } th.num { "p95" } th.num { "p99" } } }
                     tbody { @for s in &stages {
@@ -408,7 +408,7 @@ fn agent_body(p: &AgentPage, period: &str, since: i64, bucket: i64, now: i64) ->
                 }
                 }
                 h3 { "Outcomes over time" }
-                div.table-scroll {
+                div.table-scroll tabindex="0" role="region" aria-label="Outcomes over time" {
                 table.grid id="agent-outcomes" {
                     thead { tr { th { "From (UTC)" } th.num { "Ok" } th.num { "Failed" } th.num { "Rejected by risk" } th.num { "Error events" } } }
                     tbody { @for o in outcomes.iter().rev().filter(|o| o.ok + o.failed + o.errors > 0) {

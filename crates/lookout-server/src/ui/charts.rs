@@ -113,7 +113,7 @@ pub(super) fn time_series(chart: &TimeSeries<'_>) -> Markup {
             div.chart-canvas data-chart=(spec.to_string()) role="img" aria-label=(summarise(chart, &xs)) {}
             details.chart-data {
                 summary { "Data as a table" }
-                div.table-wrap { table.grid {
+                div.table-wrap tabindex="0" { table.grid {
                     thead { tr { th { "Time (UTC)" } @for (name, _) in &chart.series { th.num { (super::clip(name, 60)) } } } }
                     tbody { @for (i, x) in xs.iter().enumerate() {
                         tr { td { (hhmm(x)) } @for col in &columns {

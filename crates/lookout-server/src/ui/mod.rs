@@ -38,8 +38,9 @@ const CHARTS_JS: &str = include_str!("charts.js");
 const UPLOT_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/uPlot.iife.min.js"));
 const UPLOT_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/uPlot.min.css"));
 
-/// The UI's routes.
-pub fn routes() -> Router<AppState> {
+/// The UI's routes. `state` serves the error pages' middleware, which reads the session to
+/// draw the navigation around a 4xx/5xx page.
+pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(agents::page))
         .route("/agents/{agent_id}", get(agents::agent_page))
@@ -59,6 +60,8 @@ pub fn routes() -> Router<AppState> {
         .merge(alerts::routes())
         .merge(settings::routes())
         .route("/crons", get(releases::crons))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state, in_app_errors))
         .layer(axum::middleware::map_response(security_headers))
         // Pages and assets travel compressed to browsers that accept it (the chart library
         // is 51 KB as is, 22 KB gzipped); event streams are left alone.
@@ -263,29 +266,153 @@ pub fn fields_text(v: &serde_json::Value) -> String {
     }
 }
 
-impl IntoResponse for UiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
+impl UiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
             UiError::NotFound(_) => StatusCode::NOT_FOUND,
             UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             UiError::Csrf => StatusCode::FORBIDDEN,
+            UiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// What a failed UI response says, for [`in_app_errors`] to draw inside the app's frame.
+#[derive(Debug, Clone)]
+struct Failure(String);
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
             UiError::Internal(m) => {
                 tracing::error!(error = %m, "web UI error");
-                StatusCode::INTERNAL_SERVER_ERROR
+                // The detail is in the log; the page does not show internals.
+                "Something went wrong on the server; the error was logged. Try again, or \
+                 look at the server's log."
+                    .to_owned()
             }
+            other => other.to_string(),
         };
-        let body = html! {
-            (DOCTYPE)
-            html lang="en" {
-                head { meta charset="utf-8"; title { "Lookout: error" } link rel="stylesheet" href="/ui/app.css"; }
-                body { main.narrow {
-                    h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
-                    p.error { (self.to_string()) }
-                    p { a href="/" { "Back to the agents" } }
-                } }
-            }
-        };
-        (status, body).into_response()
+        // A bare page; the middleware replaces it with the full frame (navigation, user).
+        let mut res = error_page(None, status, &message);
+        res.extensions_mut().insert(Failure(message));
+        res
+    }
+}
+
+/// A 4xx/5xx page inside the app: the navigation (and the user, when `viewer` is known),
+/// the status in words and `message`.
+pub fn error_page(viewer: Option<&Viewer>, status: StatusCode, message: &str) -> Response {
+    let heading = match status {
+        StatusCode::NOT_FOUND => "Page not found",
+        StatusCode::FORBIDDEN => "Not allowed",
+        StatusCode::METHOD_NOT_ALLOWED => "Not available here",
+        s if s.is_server_error() => "Something went wrong",
+        _ => "This request could not be handled",
+    };
+    let body = html! {
+        section.error-page id="error-page" data-status=(status.as_u16()) {
+            h1 { (heading) }
+            p.error-code.muted { "Error " (status.as_u16()) " · " (status.canonical_reason().unwrap_or("")) }
+            p.error id="error-message" { (message) }
+            p { a href="/" { "Go to the agents" } " · " a href="/issues" { "Open issues" } " · " a href="/alerts" { "Alerts" } }
+        }
+    };
+    (status, frame(viewer, "", heading, body)).into_response()
+}
+
+/// The unknown-address fallback: an in-app 404 page, or, under `/api/`, the REST API's
+/// JSON error (its clients read `detail`).
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"detail": "The requested resource does not exist"})),
+        )
+            .into_response();
+    }
+    UiError::NotFound(format!("There is no page at {}.", clip(uri.path(), 120))).into_response()
+}
+
+/// Draws every failed UI response inside the app's frame: the pages' own errors
+/// ([`UiError`]) and axum's plain-text rejections (an id that is not a number, a form that
+/// lacks a field, a method the address does not take). `/api/` keeps its JSON.
+async fn in_app_errors(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path().to_owned();
+    let token = cookie_token(req.headers());
+    let res = next.run(req).await;
+    let status = res.status();
+    if path.starts_with("/api/") || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let html = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    let (status, message) = match res.extensions().get::<Failure>() {
+        Some(Failure(m)) => (status, m.clone()),
+        None if html => return res,
+        None => {
+            let text = axum::body::to_bytes(res.into_body(), 4096)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            rejection_words(status, &path, &text)
+        }
+    };
+    let viewer = match token {
+        Some(token) => {
+            let users = state.store.users();
+            let now = state.clock.now_ms();
+            blocking(move || users.session(&token, now))
+                .await
+                .ok()
+                .flatten()
+                .map(|session| Viewer { session })
+        }
+        None => None,
+    };
+    error_page(viewer.as_ref(), status, &message)
+}
+
+/// An axum rejection (plain text) in the operator's words: an address whose id does not
+/// parse is a page that does not exist.
+fn rejection_words(status: StatusCode, path: &str, text: &str) -> (StatusCode, String) {
+    let path = clip(path, 120);
+    match status {
+        StatusCode::BAD_REQUEST if text.starts_with("Invalid URL") => (
+            StatusCode::NOT_FOUND,
+            format!("There is no page at {path}."),
+        ),
+        StatusCode::NOT_FOUND => (
+            StatusCode::NOT_FOUND,
+            format!("There is no page at {path}."),
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "{path} does not take this kind of request; open it from the app's links and forms."
+            ),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::UNPROCESSABLE_ENTITY => (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The form sent to {path} was incomplete or malformed: {}. Reload the page and try again.",
+                clip(text.trim(), 200)
+            ),
+        ),
+        s if s.is_server_error() => (
+            s,
+            "Something went wrong on the server; the error was logged.".to_owned(),
+        ),
+        s => (s, clip(text.trim(), 300)),
     }
 }
 
@@ -308,15 +435,23 @@ pub fn urlencode(s: &str) -> String {
 
 /// The page frame: navigation, the user, logout.
 pub fn layout(viewer: &Viewer, active: &str, title: &str, body: Markup) -> Markup {
-    let nav = [
-        ("agents", "/", "Agents"),
-        ("issues", "/issues", "Issues"),
-        ("performance", "/performance", "Performance"),
-        ("releases", "/releases", "Releases"),
-        ("crons", "/crons", "Crons"),
-        ("alerts", "/alerts", "Alerts"),
-        ("settings", "/settings", "Settings"),
-    ];
+    frame(Some(viewer), active, title, body)
+}
+
+/// The navigation's entries: (key pages pass to [`layout`], address, label).
+const NAV: &[(&str, &str, &str)] = &[
+    ("agents", "/", "Agents"),
+    ("issues", "/issues", "Issues"),
+    ("performance", "/performance", "Performance"),
+    ("releases", "/releases", "Releases"),
+    ("crons", "/crons", "Crons"),
+    ("alerts", "/alerts", "Alerts"),
+    ("settings", "/settings", "Settings"),
+];
+
+/// [`layout`] for pages that may have no logged-in viewer (the error pages): the navigation
+/// always, the user and the logout button when there is one.
+fn frame(viewer: Option<&Viewer>, active: &str, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -329,18 +464,24 @@ pub fn layout(viewer: &Viewer, active: &str, title: &str, body: Markup) -> Marku
                 script src="/ui/charts.js" defer {}
             }
             body {
+                a.skip-link href="#main" { "Skip to content" }
                 header.top {
                     a.brand href="/" { "Lookout" }
-                    nav { @for (key, href, label) in nav {
-                        a href=(href) class=(if key == active { "active" } else { "" }) { (label) }
+                    nav aria-label="Main" { @for (key, href, label) in NAV {
+                        a href=(href) class=(if *key == active { "active" } else { "" })
+                            aria-current=[(*key == active).then_some("page")] { (label) }
                     } }
-                    form.logout method="post" action="/logout" {
-                        input type="hidden" name="csrf" value=(viewer.csrf());
-                        span.user { (viewer.session.username) }
-                        button type="submit" { "Log out" }
+                    @if let Some(viewer) = viewer {
+                        form.logout method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(viewer.csrf());
+                            span.user { (viewer.session.username) }
+                            button type="submit" { "Log out" }
+                        }
+                    } @else {
+                        a.login-link href="/login" { "Log in" }
                     }
                 }
-                main { (body) }
+                main id="main" tabindex="-1" { (body) }
             }
         }
     }
@@ -386,6 +527,16 @@ pub fn csrf_field(viewer: &Viewer) -> Markup {
     html! { input type="hidden" name="csrf" value=(viewer.csrf()); }
 }
 
+/// The error shown beside form field `id` (`id-error`, for the input's
+/// `aria-describedby`), or nothing.
+pub fn field_error_slot(id: &str, error: Option<&str>) -> Markup {
+    html! {
+        @if let Some(e) = error {
+            span.field-error id=(format!("{id}-error")) role="alert" { (e) }
+        }
+    }
+}
+
 /// An empty-state line.
 pub fn empty(text: &str) -> Markup {
     html! { p.empty { (text) } }
@@ -405,7 +556,10 @@ pub fn clip(s: &str, max: usize) -> String {
 #[derive(Debug, Deserialize)]
 struct LoginQuery {
     next: Option<String>,
+    /// `1`: wrong name or password; `user`/`password`: that field was empty.
     failed: Option<String>,
+    /// The user name the operator typed (kept after a failed attempt).
+    user: Option<String>,
 }
 
 /// Only same-site paths, never `//host` or a scheme.
@@ -437,11 +591,20 @@ async fn login_page(State(state): State<AppState>, Query(q): Query<LoginQuery>) 
                         code { "lookout users set-password" } "."
                     }
                 }
-                @if q.failed.is_some() { p.error id="login-error" { "Wrong user name or password." } }
-                form method="post" action="/login" {
+                @if q.failed.as_deref() == Some("1") { p.error id="login-error" role="alert" { "Wrong user name or password." } }
+                form method="post" action="/login" novalidate {
                     input type="hidden" name="next" value=(safe_next(q.next.as_deref()));
-                    label { "User" input id="username" name="username" autocomplete="username" value="admin" required; }
-                    label { "Password" input id="password" type="password" name="password" autocomplete="current-password" required; }
+                    (field_error_slot("username", (q.failed.as_deref() == Some("user")).then_some("Enter your user name.")))
+                    label for="username" { "User" }
+                    input id="username" name="username" autocomplete="username" maxlength="200"
+                        value=(clip(q.user.as_deref().unwrap_or("admin"), 200)) required
+                        aria-invalid=[(q.failed.as_deref() == Some("user")).then_some("true")]
+                        aria-describedby=[(q.failed.as_deref() == Some("user")).then_some("username-error")];
+                    (field_error_slot("password", (q.failed.as_deref() == Some("password")).then_some("Enter your password.")))
+                    label for="password" { "Password" }
+                    input id="password" type="password" name="password" autocomplete="current-password" required
+                        aria-invalid=[(q.failed.as_deref() == Some("password")).then_some("true")]
+                        aria-describedby=[(q.failed.as_deref() == Some("password")).then_some("password-error")];
                     button id="login" type="submit" { "Log in" }
                 }
             } }
@@ -451,7 +614,9 @@ async fn login_page(State(state): State<AppState>, Query(q): Query<LoginQuery>) 
 
 #[derive(Debug, Deserialize)]
 struct LoginForm {
+    #[serde(default)]
     username: String,
+    #[serde(default)]
     password: String,
     next: Option<String>,
 }
@@ -515,6 +680,21 @@ async fn login(
     let users = state.store.users();
     let now = state.clock.now_ms();
     let next = safe_next(form.next.as_deref());
+    let back = |failed: &str| {
+        Redirect::to(&format!(
+            "/login?failed={failed}&user={}&next={}",
+            urlencode(&clip(form.username.trim(), 200)),
+            urlencode(&next)
+        ))
+        .into_response()
+    };
+    if form.username.trim().is_empty() {
+        return back("user");
+    }
+    if form.password.is_empty() {
+        return back("password");
+    }
+    let failed_again = back("1");
     let mut subjects = vec![crate::store::users::login_subject_user(&form.username)];
     subjects.extend(client.0.map(crate::store::users::login_subject_ip));
     let (name, password) = (form.username, form.password);
@@ -550,9 +730,7 @@ async fn login(
             Redirect::to(&next),
         )
             .into_response(),
-        Ok(Ok(None)) => {
-            Redirect::to(&format!("/login?failed=1&next={}", urlencode(&next))).into_response()
-        }
+        Ok(Ok(None)) => failed_again,
         Err(e) => UiError::from(e).into_response(),
     }
 }
@@ -585,4 +763,154 @@ async fn logout(
 /// Raw, already-safe markup (SVG produced by the chart library from numbers only).
 pub fn raw(s: String) -> Markup {
     PreEscaped(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::http::state::AppState;
+    use crate::store::Store;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use http_body_util::BodyExt;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    fn app(dir: &tempfile::TempDir) -> (axum::Router, Arc<Store>) {
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        store.ensure_default_project().unwrap();
+        let state = AppState::new(config, Arc::clone(&store), crate::clock::Clock::System);
+        (crate::http::router::app(state), store)
+    }
+
+    async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String, String) {
+        let res = app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let kind = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let location = res
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        (status, kind, location.unwrap_or(text))
+    }
+
+    fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
+        let mut req = Request::get(path);
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        req.body(Body::empty()).unwrap()
+    }
+
+    fn login_form(body: &str) -> Request<Body> {
+        Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn unknown_addresses_are_pages_of_the_app_but_the_api_keeps_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, store) = app(&dir);
+        // Anonymous: the navigation, a way to log in, the address escaped.
+        let (status, kind, body) = send(&app, get("/nope%3Cb%3E", None)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(kind.starts_with("text/html"), "{kind}");
+        assert!(body.contains(r#"<nav aria-label="Main">"#), "{body}");
+        assert!(body.contains("There is no page at /nope%3Cb%3E."), "{body}");
+        assert!(body.contains(r#"href="/login""#), "{body}");
+        // The REST API answers in JSON, as Sentry's.
+        let (status, kind, body) = send(&app, get("/api/0/nope/", None)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(kind.starts_with("application/json"), "{kind}");
+        assert!(body.contains("\"detail\""), "{body}");
+        // Logged in: an id that is not a number is a missing page, with the user shown.
+        let now = chrono::Utc::now().timestamp_millis();
+        store
+            .users()
+            .set_password("admin", "a-long-password", now)
+            .unwrap();
+        let (status, _, location) = send(
+            &app,
+            login_form("username=admin&password=a-long-password&next=/"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(location, "/");
+        let res = app
+            .clone()
+            .oneshot(login_form("username=admin&password=a-long-password&next=/"))
+            .await
+            .unwrap();
+        let cookie = res
+            .headers()
+            .get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .unwrap()
+            .to_owned();
+        let (status, _, body) = send(&app, get("/issues/abc", Some(&cookie))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("There is no page at /issues/abc."), "{body}");
+        assert!(
+            body.contains(r#"<span class="user">admin</span>"#),
+            "{body}"
+        );
+        assert!(body.contains(r#"id="error-page""#), "{body}");
+        // A form without its fields: a 400 page in words, not axum's plain text.
+        let req = Request::post("/alerts/rules/1/delete")
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("nothing=here"))
+            .unwrap();
+        let (status, kind, body) = send(&app, req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(kind.starts_with("text/html"), "{kind}");
+        assert!(body.contains("incomplete or malformed"), "{body}");
+        // The navigation marks the page it is on.
+        let (_, _, body) = send(&app, get("/alerts", Some(&cookie))).await;
+        assert!(
+            body.contains(r#"<a class="active" href="/alerts" aria-current="page">"#)
+                || body.contains(r#"href="/alerts" class="active" aria-current="page""#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r##"<a class="skip-link" href="#main">"##),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_login_field_is_named_and_the_user_name_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, _) = app(&dir);
+        let (status, _, location) = send(
+            &app,
+            login_form("username=ops%20lead&password=&next=/alerts"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(
+            location,
+            "/login?failed=password&user=ops%20lead&next=%2Falerts"
+        );
+        let (_, _, body) = send(&app, get(&location, None)).await;
+        assert!(body.contains(r#"id="password-error""#), "{body}");
+        assert!(body.contains(r#"value="ops lead""#), "{body}");
+        let (_, _, location) = send(&app, login_form("username=&password=x")).await;
+        assert!(location.starts_with("/login?failed=user"), "{location}");
+    }
 }
