@@ -113,6 +113,20 @@ impl Health {
         Ok(rows)
     }
 
+    /// Adoption of `release` since `since_ms`: (its sessions, every release's sessions)
+    /// over every project, from the per-minute rollups (one query).
+    pub fn adoption(&self, release: &str, since_ms: i64) -> Result<(i64, i64)> {
+        let conn = self.db.reader()?;
+        Ok(conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(CASE WHEN release = ?1 THEN init ELSE 0 END), 0), COALESCE(SUM(init), 0)
+                 FROM rollup_sessions WHERE minute >= ?2",
+            )?
+            .query_row(params![release, since_ms - since_ms.rem_euclid(60_000)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?)
+    }
+
     /// Totals of `release` over every project, environment and minute.
     pub fn totals(&self, release: &str) -> Result<ReleaseTotals> {
         let conn = self.db.reader()?;

@@ -10,6 +10,8 @@ mod agents;
 mod alerts;
 mod charts;
 mod issues;
+mod missing;
+mod monitors;
 mod performance;
 mod releases;
 mod settings;
@@ -47,7 +49,7 @@ pub fn routes() -> Router<AppState> {
         .merge(releases::routes())
         .merge(alerts::routes())
         .merge(settings::routes())
-        .route("/crons", get(releases::crons))
+        .merge(monitors::routes())
         .layer(axum::middleware::map_response(security_headers))
 }
 
