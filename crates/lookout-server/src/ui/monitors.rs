@@ -80,13 +80,18 @@ fn dots(checks: &[CheckInRow]) -> Markup {
 fn schedule_text(config: &serde_json::Value) -> String {
     match MonitorConfig::parse(config).map(|c| c.schedule) {
         Ok(Schedule::Crontab(c)) => c,
-        Ok(Schedule::Interval(n, unit)) => format!("every {n} {unit}"),
+        Ok(Schedule::Interval(1, unit)) => format!("every {unit}"),
+        Ok(Schedule::Interval(n, unit)) => format!("every {n} {unit}s"),
         Err(_) => match config.get("schedule") {
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
             None => String::new(),
         },
     }
+}
+
+fn plural(n: i64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// A check-in's duration for reading.
@@ -140,8 +145,8 @@ async fn monitor_page(state: AppState, viewer: &Viewer, slug: String) -> Page {
             @if let Some(c) = &cfg {
                 div { dt { "Grace" } dd { (c.checkin_margin) " min" } }
                 div { dt { "Longest run" } dd { (c.max_runtime) " min" } }
-                div { dt { "Opens an issue after" } dd { (c.failure_issue_threshold) " failures" } }
-                div { dt { "Resolves after" } dd { (c.recovery_threshold) " successes" } }
+                div { dt { "Opens an issue after" } dd { (plural(c.failure_issue_threshold, "failure", "failures")) } }
+                div { dt { "Resolves after" } dd { (plural(c.recovery_threshold, "success", "successes")) } }
             }
             div { dt { "Project" } dd { (clip(&m.project_slug, 60)) } }
             div { dt { "Created" } dd { (ago(m.date_created, now)) } }

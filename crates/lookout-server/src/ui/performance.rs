@@ -295,16 +295,26 @@ async fn trace_page(state: AppState, viewer: &Viewer, trace_id: String, tq: Trac
                         @for t in &ticks {
                             span.tick style=(format!("left:{:.3}%", at(start_ms + t))) { (tick_label(*t)) }
                         }
-                        @for e in &errors {
-                            @let left = at(e.timestamp as f64);
-                            @match issue_href(e) {
-                                Some(href) => { a.error-mark href=(href) style=(format!("left:{left:.3}%")) title=(format!("{} at +{}", clip(&e.title, 120), ms(Some(e.timestamp as f64 - start_ms)))) { "!" } },
-                                None => {},
-                            }
-                        }
                     }
                     div.span-dur role="columnheader" { "Duration" }
                     div.span-status role="columnheader" { "Status" }
+                }
+                @if !errors.is_empty() {
+                    div.span-row.errors-row role="row" {
+                        div.span-label role="cell" { span.error { "Errors (" (errors.len()) ")" } }
+                        div.span-track role="cell" {
+                            @for e in &errors {
+                                @let left = at(e.timestamp as f64);
+                                @let label = format!("{} at +{}", clip(&e.title, 120), ms(Some(e.timestamp as f64 - start_ms)));
+                                @match issue_href(e) {
+                                    Some(href) => { a.error-mark href=(href) style=(format!("left:{left:.3}%")) title=(label) aria-label=(label) { "!" } },
+                                    None => { span.error-mark style=(format!("left:{left:.3}%")) title=(label) { "!" } },
+                                }
+                            }
+                        }
+                        div.span-dur role="cell" {}
+                        div.span-status role="cell" {}
+                    }
                 }
                 @for (d, s) in &rows {
                     @let left = at(s.start_timestamp * 1000.0);
@@ -313,7 +323,8 @@ async fn trace_page(state: AppState, viewer: &Viewer, trace_id: String, tq: Trac
                     @let failed = status != "ok";
                     div class=(if failed { "span-row failed" } else { "span-row" }) role="row" data-span-id=(clip(&s.span_id, 32)) {
                         div.span-label role="cell" style=(format!("padding-left:{}em", *d as f64 * 1.2)) title=(clip(s.description.as_deref().unwrap_or(&s.op), 300)) {
-                            span.op { (clip(&s.op, 60)) } " " span.desc { (clip(s.description.as_deref().unwrap_or(""), 120)) }
+                            span.op { (clip(&s.op, 60)) }
+                            @if let Some(desc) = s.description.as_deref().filter(|d| !d.is_empty() && *d != s.op) { " " span.desc { (clip(desc, 120)) } }
                         }
                         div.span-track role="cell" {
                             @for t in ticks.iter().skip(1) { span.grid style=(format!("left:{:.3}%", at(start_ms + t))) {} }
