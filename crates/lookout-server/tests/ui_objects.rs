@@ -184,12 +184,17 @@ async fn drive(s: &TestServer, env: &[(&str, String)]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("driver output is not JSON ({e}): {stdout}"))
+    serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("driver output is not JSON ({e}): {stdout}"))
 }
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -215,21 +220,32 @@ async fn issue_page_shows_the_cause_first_and_every_object_has_a_page() {
 
     let store = s.server.store.clone();
     let (issue_id, trace_id) = s
-        .eventually("the error, its trace, the check-ins and the trading errors digested", || {
-            let store = store.clone();
-            async move {
-                let reader = store.reader();
-                let project = reader.project("default", "default").ok()?;
-                let issues = reader.issues(project.id, &[], None, 100, 0).ok()?;
-                let py = issues.iter().find(|i| i.title.contains("JSONDecodeError"))?;
-                let rejected = issues.iter().filter(|i| i.title.contains("leverage above the cap")).count();
-                let event = reader.issue_events(py.id, 1, 0).ok()?.into_iter().next()?;
-                let trace = event.payload["contexts"]["trace"]["trace_id"].as_str()?.to_owned();
-                let spans = reader.trace(project.id, &trace).ok()?;
-                let checks = store.monitors().check_ins("default", MONITOR, 10).ok()?;
-                (rejected == 2 && spans.len() >= 5 && checks.len() == 3).then_some((py.id, trace))
-            }
-        })
+        .eventually(
+            "the error, its trace, the check-ins and the trading errors digested",
+            || {
+                let store = store.clone();
+                async move {
+                    let reader = store.reader();
+                    let project = reader.project("default", "default").ok()?;
+                    let issues = reader.issues(project.id, &[], None, 100, 0).ok()?;
+                    let py = issues
+                        .iter()
+                        .find(|i| i.title.contains("JSONDecodeError"))?;
+                    let rejected = issues
+                        .iter()
+                        .filter(|i| i.title.contains("leverage above the cap"))
+                        .count();
+                    let event = reader.issue_events(py.id, 1, 0).ok()?.into_iter().next()?;
+                    let trace = event.payload["contexts"]["trace"]["trace_id"]
+                        .as_str()?
+                        .to_owned();
+                    let spans = reader.trace(project.id, &trace).ok()?;
+                    let checks = store.monitors().check_ins("default", MONITOR, 10).ok()?;
+                    (rejected == 2 && spans.len() >= 5 && checks.len() == 3)
+                        .then_some((py.id, trace))
+                }
+            },
+        )
         .await;
 
     let seen = drive(
@@ -244,35 +260,90 @@ async fn issue_page_shows_the_cause_first_and_every_object_has_a_page() {
     let show = serde_json::to_string_pretty(&seen).unwrap_or_default();
 
     // The exception with its frames: the agent's own shown, the standard library's folded.
-    assert!(seen["exception"].as_str().unwrap_or("").contains("JSONDecodeError"), "{show}");
+    assert!(
+        seen["exception"]
+            .as_str()
+            .unwrap_or("")
+            .contains("JSONDecodeError"),
+        "{show}"
+    );
     let app = strings(&seen["app_frames"]);
     assert!(app.len() >= 2, "{show}");
     // Newest first: the frame that called into json comes before its caller.
-    assert!(app[0].contains("parse_fill") && app.iter().any(|f| f.contains("place_order")), "{show}");
+    assert!(
+        app[0].contains("parse_fill") && app.iter().any(|f| f.contains("place_order")),
+        "{show}"
+    );
     assert_eq!(seen["app_frames_visible"], true, "{show}");
     assert!(seen["lib_runs"].as_u64().unwrap_or(0) >= 1, "{show}");
-    assert!(seen["lib_open"].as_array().is_some_and(|a| a.iter().all(|o| o == false)), "{show}");
+    assert!(
+        seen["lib_open"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|o| o == false)),
+        "{show}"
+    );
     assert_eq!(seen["lib_frames_visible_before"], 0, "{show}");
-    assert!(seen["lib_frames_visible_after"].as_u64().unwrap_or(0) >= 1, "{show}");
+    assert!(
+        seen["lib_frames_visible_after"].as_u64().unwrap_or(0) >= 1,
+        "{show}"
+    );
     // The cause is above the fold at 1400x900.
-    for key in ["exception_bottom", "first_app_frame_bottom", "failing_summary_bottom"] {
+    for key in [
+        "exception_bottom",
+        "first_app_frame_bottom",
+        "failing_summary_bottom",
+    ] {
         let y = seen["fold"][key].as_f64().unwrap_or(f64::MAX);
         assert!(y <= 900.0, "{key} at {y} px, below the fold: {show}");
     }
     // Breadcrumbs: newest first, 20 shown, the other 92 behind one click.
     assert_eq!(seen["crumbs_shown"], 20, "{show}");
-    assert!(seen["first_crumb"].as_str().unwrap_or("").contains("crumb last"), "{show}");
-    assert!(seen["second_crumb"].as_str().unwrap_or("").contains("POST /v1/trade/open -> 400"), "{show}");
+    assert!(
+        seen["first_crumb"]
+            .as_str()
+            .unwrap_or("")
+            .contains("crumb last"),
+        "{show}"
+    );
+    assert!(
+        seen["second_crumb"]
+            .as_str()
+            .unwrap_or("")
+            .contains("POST /v1/trade/open -> 400"),
+        "{show}"
+    );
     assert_eq!(seen["older_total"], 112 - 20, "{show}");
     assert_eq!(seen["older_visible_before"], 0, "{show}");
     assert_eq!(seen["older_visible_after"], 92, "{show}");
-    assert!(seen["last_crumb"].as_str().unwrap_or("").contains("crumb 0"), "{show}");
+    assert!(
+        seen["last_crumb"]
+            .as_str()
+            .unwrap_or("")
+            .contains("crumb 0"),
+        "{show}"
+    );
     // The failing HTTP call is marked, once, and summarised with the cause.
     assert_eq!(seen["failing_calls"], 1, "{show}");
-    assert!(seen["failing_call"].as_str().unwrap_or("").contains("failed call"), "{show}");
-    assert!(seen["failing_summary"].as_str().unwrap_or("").contains("HTTP 400"), "{show}");
+    assert!(
+        seen["failing_call"]
+            .as_str()
+            .unwrap_or("")
+            .contains("failed call"),
+        "{show}"
+    );
+    assert!(
+        seen["failing_summary"]
+            .as_str()
+            .unwrap_or("")
+            .contains("HTTP 400"),
+        "{show}"
+    );
     // The category filter.
-    assert_eq!(strings(&seen["filtered_categories"]), vec!["http".to_owned()], "{show}");
+    assert_eq!(
+        strings(&seen["filtered_categories"]),
+        vec!["http".to_owned()],
+        "{show}"
+    );
     assert_eq!(seen["filtered_visible"], 20, "{show}");
     assert_eq!(seen["filtered_failing"], 1, "{show}");
     // Trading numbers for reading.
@@ -288,19 +359,49 @@ async fn issue_page_shows_the_cause_first_and_every_object_has_a_page() {
     let ops = strings(&seen["waterfall_ops"]);
     assert_eq!(
         ops,
-        ["order.pipeline", "signal.validate", "risk.check", "order.size", "http.client"],
+        [
+            "order.pipeline",
+            "signal.validate",
+            "risk.check",
+            "order.size",
+            "http.client"
+        ],
         "{show}"
     );
-    let lefts: Vec<f64> = seen["waterfall_lefts"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
-    assert!(lefts.windows(2).all(|w| w[0] <= w[1] + 0.5), "bars start in order: {show}");
-    assert!(lefts.last() > lefts.get(1), "later stages start further right: {show}");
+    let lefts: Vec<f64> = seen["waterfall_lefts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    assert!(
+        lefts.windows(2).all(|w| w[0] <= w[1] + 0.5),
+        "bars start in order: {show}"
+    );
+    assert!(
+        lefts.last() > lefts.get(1),
+        "later stages start further right: {show}"
+    );
     let statuses = strings(&seen["waterfall_status"]);
-    assert_eq!(statuses.last().map(String::as_str), Some("invalid_argument"), "{show}");
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("invalid_argument"),
+        "{show}"
+    );
     assert_eq!(statuses[1], "ok", "{show}");
     assert!(strings(&seen["ruler_ticks"]).len() >= 3, "{show}");
-    assert!(strings(&seen["trace_errors"]).iter().any(|e| e.contains("JSONDecodeError")), "{show}");
+    assert!(
+        strings(&seen["trace_errors"])
+            .iter()
+            .any(|e| e.contains("JSONDecodeError")),
+        "{show}"
+    );
     assert!(seen["error_marks"].as_u64().unwrap_or(0) >= 1, "{show}");
-    assert!(seen["error_link_lands_on"].as_str().unwrap_or("").ends_with(&format!("/issues/{issue_id}")), "{show}");
+    assert!(
+        seen["error_link_lands_on"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with(&format!("/issues/{issue_id}")),
+        "{show}"
+    );
     assert_eq!(seen["trace_768_overflow"], false, "{show}");
     let _ = trace_id;
 
@@ -308,41 +409,105 @@ async fn issue_page_shows_the_cause_first_and_every_object_has_a_page() {
     let list = seen["list"].as_array().cloned().unwrap_or_default();
     let chips_of = |asset: &str| -> Vec<String> {
         list.iter()
-            .filter(|r| r["title"].as_str().is_some_and(|t| t.contains("leverage above the cap")))
+            .filter(|r| {
+                r["title"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("leverage above the cap"))
+            })
             .map(|r| strings(&r["chips"]))
             .find(|c| c.iter().any(|x| x == &format!("asset {asset}")))
             .unwrap_or_default()
     };
     for asset in ["BTC", "ETH"] {
         let chips = chips_of(asset);
-        assert!(chips.iter().any(|c| c == "phase confirmation"), "{asset}: {chips:?} {show}");
+        assert!(
+            chips.iter().any(|c| c == "phase confirmation"),
+            "{asset}: {chips:?} {show}"
+        );
     }
 
     // Performance → a transaction's latest runs → its trace.
-    assert_eq!(seen["perf_transaction"], "Order Pipeline: BTC buy", "{show}");
-    assert!(strings(&seen["perf_recent_names"]).iter().all(|n| n == "Order Pipeline: BTC buy"), "{show}");
-    assert_eq!(strings(&seen["perf_trace_ops"]).first().map(String::as_str), Some("order.pipeline"), "{show}");
+    assert_eq!(
+        seen["perf_transaction"], "Order Pipeline: BTC buy",
+        "{show}"
+    );
+    assert!(
+        strings(&seen["perf_recent_names"])
+            .iter()
+            .all(|n| n == "Order Pipeline: BTC buy"),
+        "{show}"
+    );
+    assert_eq!(
+        strings(&seen["perf_trace_ops"]).first().map(String::as_str),
+        Some("order.pipeline"),
+        "{show}"
+    );
 
     // The release page: its deploy, its health, its new issue; linked from the issue.
-    assert!(seen["release_url"].as_str().unwrap_or("").contains("/releases/py-agent%403.1.0"), "{show}");
+    assert!(
+        seen["release_url"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/releases/py-agent%403.1.0"),
+        "{show}"
+    );
     let deploys = strings(&seen["deploys"]);
-    assert!(deploys.len() == 1 && deploys[0].contains("production") && deploys[0].contains("deploy-42"), "{show}");
-    assert!(strings(&seen["new_issues"]).iter().any(|t| t.contains("JSONDecodeError")), "{show}");
+    assert!(
+        deploys.len() == 1 && deploys[0].contains("production") && deploys[0].contains("deploy-42"),
+        "{show}"
+    );
+    assert!(
+        strings(&seen["new_issues"])
+            .iter()
+            .any(|t| t.contains("JSONDecodeError")),
+        "{show}"
+    );
     assert_eq!(seen["crash_free"], "100.0 %", "{show}");
-    assert!(seen["adoption"].as_str().unwrap_or("").starts_with("100.0 %"), "{show}");
+    assert!(
+        seen["adoption"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("100.0 %"),
+        "{show}"
+    );
     assert_eq!(seen["release_from_issue"], seen["release_url"], "{show}");
     assert_eq!(seen["release_768_overflow"], false, "{show}");
 
     // The monitor page: schedule and check-ins newest first with durations and status.
-    assert!(seen["monitor_url"].as_str().unwrap_or("").ends_with("/crons/rebalance"), "{show}");
+    assert!(
+        seen["monitor_url"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("/crons/rebalance"),
+        "{show}"
+    );
     assert_eq!(seen["monitor_schedule"], "every 5 minutes", "{show}");
     let checks = seen["check_ins"].as_array().cloned().unwrap_or_default();
     assert_eq!(checks.len(), 3, "{show}");
     let cell = |r: usize, c: usize| checks[r][c].as_str().unwrap_or("").to_owned();
-    assert_eq!((cell(0, 1), cell(0, 2)), ("error".into(), "1.50 s".into()), "{show}");
-    assert_eq!((cell(1, 1), cell(1, 2)), ("ok".into(), "2.50 s".into()), "{show}");
-    assert_eq!((cell(2, 1), cell(2, 2)), ("ok".into(), "2.00 s".into()), "{show}");
+    assert_eq!(
+        (cell(0, 1), cell(0, 2)),
+        ("error".into(), "1.50 s".into()),
+        "{show}"
+    );
+    assert_eq!(
+        (cell(1, 1), cell(1, 2)),
+        ("ok".into(), "2.50 s".into()),
+        "{show}"
+    );
+    assert_eq!(
+        (cell(2, 1), cell(2, 2)),
+        ("ok".into(), "2.00 s".into()),
+        "{show}"
+    );
     assert_eq!(seen["monitor_768_overflow"], false, "{show}");
+
+    // A release the agent library named (no deploy) has its page, with its two new issues.
+    let sr = &seen["seen_release"];
+    assert_eq!(sr["status"], 200, "{show}");
+    assert_eq!(sr["title"], "Release vol-arb@2.0.0", "{show}");
+    assert_eq!(sr["new_issues"], 2, "{show}");
+    assert_eq!(sr["deploys"], 0, "{show}");
 
     // Unknown objects: a 404 inside the app, its navigation kept.
     for (path, page) in seen["missing"].as_object().cloned().unwrap_or_default() {
@@ -350,6 +515,10 @@ async fn issue_page_shows_the_cause_first_and_every_object_has_a_page() {
         assert_eq!(page["heading"], "Not found", "{path}: {show}");
         assert!(page["nav"].as_u64().unwrap_or(0) >= 5, "{path}: {show}");
     }
-    assert_eq!(seen["missing"].as_object().map(|m| m.len()), Some(5), "{show}");
+    assert_eq!(
+        seen["missing"].as_object().map(|m| m.len()),
+        Some(5),
+        "{show}"
+    );
     assert_eq!(seen["page_errors"], json!([]), "{show}");
 }

@@ -577,7 +577,9 @@ fn round_sig(f: f64) -> String {
 /// Thousands separators on the integer part of a formatted number.
 fn group(t: &str) -> String {
     let (sign, rest) = t.strip_prefix('-').map_or(("", t), |r| ("-", r));
-    let (int, frac) = rest.split_once('.').map_or((rest, None), |(a, b)| (a, Some(b)));
+    let (int, frac) = rest
+        .split_once('.')
+        .map_or((rest, None), |(a, b)| (a, Some(b)));
     if int.len() <= 4 {
         return t.to_owned();
     }
@@ -801,4 +803,95 @@ async fn set_status(
     let store = state.store.clone();
     blocking(move || store.set_issue_status(id, &status)).await?;
     Ok(Redirect::to(&format!("/issues/{id}")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn trading_numbers_are_rounded_for_reading() {
+        let r = |k: &str, v: Value| readable(k, &v).0;
+        assert_eq!(r("last_price", json!(97_123.456_789_123)), "97,123.46");
+        assert_eq!(r("price", json!(1.234_567_89)), "1.23457");
+        assert_eq!(r("signal_z", json!(0.000_123_456_789)), "0.000123457");
+        assert_eq!(r("size", json!(0.5)), "0.5");
+        assert_eq!(r("drawdown_pct", json!(4.126_75)), "4.13 %");
+        assert_eq!(r("open_positions", json!(1_234_567)), "1,234,567");
+        assert_eq!(r("pnl", json!(-12_345.678)), "-12,345.68");
+        assert_eq!(r("price", json!("97000.123456789")), "97,000.12");
+        assert_eq!(r("asset", json!("BTC")), "BTC");
+        assert_eq!(r("order_id", json!("1234")), "1234");
+        // The value as sent stays available (the tooltip).
+        assert_eq!(readable("p", &json!(1.234_567_89)).1, "1.23456789");
+    }
+
+    #[test]
+    fn the_failing_call_is_the_one_with_the_events_status_else_the_latest_failure() {
+        let http = |status: i64| json!({"category": "http", "type": "http", "data": {"status_code": status}});
+        let crumbs = vec![
+            http(500),
+            http(400),
+            http(200),
+            json!({"category": "trade.signal"}),
+        ];
+        assert_eq!(failing_call(&crumbs, Some(500)), Some(0));
+        assert_eq!(failing_call(&crumbs, None), Some(1));
+        assert_eq!(failing_call(&crumbs, Some(200)), Some(1));
+        assert_eq!(failing_call(&crumbs[2..], None), None);
+        // Status as text, as some SDKs send it.
+        let text = vec![json!({"category": "http", "data": {"status_code": "503"}})];
+        assert_eq!(failing_call(&text, None), Some(0));
+    }
+
+    #[test]
+    fn frames_fold_into_runs() {
+        let f = |app: bool| json!({"function": "f", "in_app": app});
+        let frames = [f(false), f(true), f(true), f(false), f(false)];
+        let refs: Vec<&Value> = frames.iter().collect();
+        let got: Vec<(bool, usize)> = runs(&refs).iter().map(|(a, r)| (*a, r.len())).collect();
+        assert_eq!(got, vec![(false, 1), (true, 2), (false, 2)]);
+    }
+
+    #[test]
+    fn chips_name_what_split_an_issue() {
+        let issue = IssueRow {
+            id: 1,
+            project: crate::store::read::ProjectRef {
+                id: 1,
+                slug: "default".into(),
+                org_slug: "default".into(),
+            },
+            short_seq: 1,
+            title: "OrderRejected (ETH, confirmation): no".into(),
+            culprit: String::new(),
+            level: "error".into(),
+            kind: "error".into(),
+            metadata: json!({"type": "OrderRejected", "fingerprint": ["OrderRejected", "ETH", "confirmation", "<b>x</b>"]}).to_string(),
+            status: "unresolved".into(),
+            first_seen: 0,
+            last_seen: 0,
+            times_seen: 1,
+            user_count: 0,
+            first_release: None,
+        };
+        let tags = vec![
+            ("trade.asset".to_owned(), "ETH".to_owned()),
+            ("trade.phase".to_owned(), "confirmation".to_owned()),
+        ];
+        assert_eq!(
+            split_chips(&issue, &tags),
+            vec![
+                (Some("asset".into()), "ETH".into()),
+                (Some("phase".into()), "confirmation".into()),
+                (None, "<b>x</b>".into()),
+            ]
+        );
+        let plain = IssueRow {
+            metadata: "{}".into(),
+            ..issue
+        };
+        assert!(split_chips(&plain, &tags).is_empty());
+    }
 }

@@ -103,7 +103,11 @@ fn duration(d: Option<f64>) -> String {
     }
 }
 
-async fn monitor(State(state): State<AppState>, viewer: Viewer, Path(slug): Path<String>) -> Response {
+async fn monitor(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(slug): Path<String>,
+) -> Response {
     let page = monitor_page(state, &viewer, slug).await;
     super::missing::or_404(&viewer, "crons", ("/crons", "Back to the monitors"), page)
 }

@@ -213,22 +213,37 @@ async fn trace(
     Query(tq): Query<TraceQuery>,
 ) -> axum::response::Response {
     let page = trace_page(state, &viewer, trace_id, tq).await;
-    super::missing::or_404(&viewer, "performance", ("/performance", "Back to performance"), page)
+    super::missing::or_404(
+        &viewer,
+        "performance",
+        ("/performance", "Back to performance"),
+        page,
+    )
 }
 
 async fn trace_page(state: AppState, viewer: &Viewer, trace_id: String, tq: TraceQuery) -> Page {
     if trace_id.is_empty() || trace_id.len() > 64 {
-        return Err(super::UiError::NotFound(format!("trace {}", clip(&trace_id, 64))));
+        return Err(super::UiError::NotFound(format!(
+            "trace {}",
+            clip(&trace_id, 64)
+        )));
     }
     let reader = state.reader.clone();
     let tid = trace_id.clone();
     let (slug, spans, errors): (String, Vec<SpanRow>, Vec<TraceError>) = blocking(move || {
         let (_, (pid, slug)) = pick_project(&reader, tq.project.as_deref())?;
-        Ok((slug, reader.trace(pid, &tid)?, reader.trace_errors(pid, &tid)?))
+        Ok((
+            slug,
+            reader.trace(pid, &tid)?,
+            reader.trace_errors(pid, &tid)?,
+        ))
     })
     .await?;
     if spans.is_empty() && errors.is_empty() {
-        return Err(super::UiError::NotFound(format!("trace {}", clip(&trace_id, 64))));
+        return Err(super::UiError::NotFound(format!(
+            "trace {}",
+            clip(&trace_id, 64)
+        )));
     }
     // The window: every span, and every error of the trace.
     let start_ms = spans
@@ -260,9 +275,7 @@ async fn trace_page(state: AppState, viewer: &Viewer, trace_id: String, tq: Trac
         .iter()
         .filter(|s| s.status.as_deref().is_some_and(|st| st != "ok"))
         .count();
-    let issue_href = |e: &TraceError| {
-        e.issue_id.map(|i| format!("/issues/{i}"))
-    };
+    let issue_href = |e: &TraceError| e.issue_id.map(|i| format!("/issues/{i}"));
     let body = html! {
         div.page-head {
             h1 { "Trace " code { (clip(&trace_id, 64)) } }
@@ -338,4 +351,23 @@ async fn trace_page(state: AppState, viewer: &Viewer, trace_id: String, tq: Trac
         }
     };
     Ok(layout(viewer, "performance", "Trace", body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ruler_ticks_are_round() {
+        assert_eq!(ruler_ticks(43.0), vec![0.0, 10.0, 20.0, 30.0, 40.0]);
+        assert_eq!(
+            ruler_ticks(2_500.0),
+            vec![0.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0]
+        );
+        assert_eq!(ruler_ticks(0.0), vec![0.0]);
+        assert!(ruler_ticks(f64::NAN).len() == 1);
+        assert_eq!(tick_label(1500.0), "1.5 s");
+        assert_eq!(tick_label(20.0), "20 ms");
+        assert_eq!(tick_label(0.5), "500 µs");
+    }
 }

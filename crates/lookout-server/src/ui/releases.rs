@@ -85,7 +85,12 @@ async fn release(
     Path(version): Path<String>,
 ) -> Response {
     let page = release_page(state, &viewer, version).await;
-    super::missing::or_404(&viewer, "releases", ("/releases", "Back to the releases"), page)
+    super::missing::or_404(
+        &viewer,
+        "releases",
+        ("/releases", "Back to the releases"),
+        page,
+    )
 }
 
 async fn release_page(state: AppState, viewer: &Viewer, version: String) -> Page {

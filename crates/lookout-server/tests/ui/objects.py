@@ -177,6 +177,18 @@ def monitor(page, seen):
     page.set_viewport_size({"width": 1400, "height": 900})
 
 
+def seen_release(page, seen):
+    """A release named only by events (never created through the API) has a page too."""
+    resp = page.goto(BASE + "/releases/vol-arb%402.0.0")
+    seen["seen_release"] = {
+        "status": resp.status,
+        "title": page.inner_text("#release-title"),
+        "head": page.inner_text(".page-head .muted"),
+        "new_issues": page.locator("#new-issues a.issue-title").count(),
+        "deploys": page.locator("#deploys").count(),
+    }
+
+
 def missing(page, seen):
     out = {}
     for path in ["/releases/no-such-release", "/crons/no-such-monitor",
@@ -205,6 +217,7 @@ def main():
             performance(page, seen)
             release(page, seen)
             monitor(page, seen)
+            seen_release(page, seen)
             missing(page, seen)
         except Exception:
             shot(page, "failure")
