@@ -289,14 +289,21 @@ fn crumb_kind(b: &Value) -> &'static str {
     }
 }
 
-fn crumb_time(b: &Value) -> String {
-    match b.get("timestamp") {
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .map(|f| when((f * 1000.0) as i64))
-            .unwrap_or_default(),
-        Some(Value::String(t)) => clip(t, 40),
-        _ => String::new(),
+/// A breadcrumb's time: (`HH:MM:SS.mmm`, the full UTC date for its tooltip).
+fn crumb_time(b: &Value) -> (String, String) {
+    let ms = match b.get("timestamp") {
+        Some(Value::Number(n)) => n.as_f64().map(|f| (f * 1000.0) as i64),
+        Some(Value::String(t)) => chrono::DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|d| d.timestamp_millis()),
+        _ => None,
+    };
+    match ms.and_then(chrono::DateTime::from_timestamp_millis) {
+        Some(d) => (
+            d.format("%H:%M:%S%.3f").to_string(),
+            format!("{} UTC", d.format("%Y-%m-%d %H:%M:%S%.3f")),
+        ),
+        None => (String::new(), String::new()),
     }
 }
 
@@ -469,7 +476,8 @@ fn crumb_item(b: &Value, failing: bool) -> Markup {
         li class=(format!("crumb crumb-{kind}{}", if failing { " failing-call" } else { "" }))
            id=[failing.then_some("failing-call")] data-category=(cat) {
             span.mark { (kind) }
-            span.time { (crumb_time(b)) }
+            @let (time, full) = crumb_time(b);
+            span.time title=(full) { (time) }
             span.cat { (cat) }
             @if failing { span.pill.error { "failed call" } }
             @if let Some(l) = b.get("level").and_then(Value::as_str) { span class=(format!("level {}", clip(l, 10))) { (clip(l, 10)) } }
