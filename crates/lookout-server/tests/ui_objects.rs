@@ -463,6 +463,19 @@ async fn issue_page_shows_the_cause_first_and_every_object_has_a_page() {
         "{show}"
     );
     assert_eq!(seen["crash_free"], "100.0 %", "{show}");
+    // The list shows the same health: 1 session, 100 % crash free, 1 deploy, 1 new issue.
+    let row = strings(&seen["release_row"]);
+    assert_eq!(row.len(), 8, "{show}");
+    assert_eq!(
+        (
+            row[3].as_str(),
+            row[4].as_str(),
+            row[5].as_str(),
+            row[7].as_str()
+        ),
+        ("1", "1", "100.0 %", "1"),
+        "{show}"
+    );
     assert!(
         seen["adoption"]
             .as_str()

@@ -127,6 +127,45 @@ impl Health {
             })?)
     }
 
+    /// [`Health::totals`] of every release at once (two queries for a whole list):
+    /// release → totals. Releases without a session are absent.
+    pub fn totals_by_release(&self) -> Result<std::collections::HashMap<String, ReleaseTotals>> {
+        let conn = self.db.reader()?;
+        let mut out: std::collections::HashMap<String, ReleaseTotals> =
+            std::collections::HashMap::new();
+        let mut sessions = conn.prepare_cached(
+            "SELECT release, COALESCE(SUM(init), 0), COALESCE(SUM(crashed), 0) FROM rollup_sessions GROUP BY release",
+        )?;
+        for row in sessions.query_map([], |x| {
+            Ok((
+                x.get::<_, String>(0)?,
+                x.get::<_, i64>(1)?,
+                x.get::<_, i64>(2)?,
+            ))
+        })? {
+            let (release, n, crashed) = row?;
+            let t = out.entry(release).or_default();
+            t.sessions = n;
+            t.crashed = crashed;
+        }
+        let mut users = conn.prepare_cached(
+            "SELECT release, COUNT(*), COALESCE(SUM(crashed > 0), 0) FROM session_users GROUP BY release",
+        )?;
+        for row in users.query_map([], |x| {
+            Ok((
+                x.get::<_, String>(0)?,
+                x.get::<_, i64>(1)?,
+                x.get::<_, i64>(2)?,
+            ))
+        })? {
+            let (release, n, crashed) = row?;
+            let t = out.entry(release).or_default();
+            t.users = n;
+            t.users_crashed = crashed;
+        }
+        Ok(out)
+    }
+
     /// Totals of `release` over every project, environment and minute.
     pub fn totals(&self, release: &str) -> Result<ReleaseTotals> {
         let conn = self.db.reader()?;

@@ -22,17 +22,18 @@ async fn releases(State(state): State<AppState>, viewer: Viewer) -> Page {
     let store = state.store.clone();
     let now = state.clock.now_ms();
     let rows = blocking(move || {
-        let health = store.health();
-        let mut out = Vec::new();
-        for r in store
+        // One read for every release's health, not one per row.
+        let mut totals = store.health().totals_by_release()?;
+        let out: Vec<_> = store
             .releases()
             .list_with_seen("default")?
             .into_iter()
             .take(200)
-        {
-            let totals = health.totals(&r.version)?;
-            out.push((r, totals));
-        }
+            .map(|r| {
+                let t = totals.remove(&r.version).unwrap_or_default();
+                (r, t)
+            })
+            .collect();
         Ok(out)
     })
     .await?;

@@ -140,6 +140,8 @@ def performance(page, seen):
 
 def release(page, seen):
     page.goto(BASE + "/releases")
+    row = page.locator("#releases tbody tr", has=page.locator("a.release-link", has_text=RELEASE))
+    seen["release_row"] = [c.inner_text() for c in row.locator("td").all()]
     page.locator("#releases a.release-link", has_text=RELEASE).click()
     expect(page.locator("#release-title")).to_be_visible()
     seen["release_url"] = page.url
