@@ -754,7 +754,13 @@ async fn detail_page(state: AppState, viewer: &Viewer, id: i64, q: DetailQuery) 
                     }
                     (breadcrumbs(&p, only, issue.id, nth))
                     @if let Some(t) = p.get("tags").and_then(Value::as_object) { h2 { "Tags of this event" } (kv_table(t)) }
-                    @for (name, ctx) in &other_contexts { h3 { "Context: " (clip(name, 60)) } (kv_table(ctx)) }
+                    @for (name, ctx) in &other_contexts {
+                        h3 { "Context: " (clip(name, 60)) }
+                        @if name == "trace" && trace_href.is_some() {
+                            p { a href=[trace_href.as_deref()] { "Open this trace's waterfall →" } }
+                        }
+                        (kv_table(ctx))
+                    }
                 } @else {
                     (empty("No stored event (retention may have removed them)."))
                 }
