@@ -300,7 +300,7 @@ async fn main() {
         // console-objects: the object pages.
         "/issues/1?crumbs=http".to_owned(),
         "/releases/bot%401.3".to_owned(),
-        "/performance?period=7d&transaction=Order%20Pipeline%3A%20BTC%20buy".to_owned(),
+        "/performance?transaction=Order%20Pipeline%3A%20BTC%20buy".to_owned(),
         "/crons".to_owned(),
         "/alerts".to_owned(),
         "/settings".to_owned(),
