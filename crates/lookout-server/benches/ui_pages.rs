@@ -316,6 +316,10 @@ async fn main() {
         "/performance?period=24h".to_owned(),
         format!("/performance/traces/{trace}"),
         "/releases".to_owned(),
+        // console-objects: the object pages.
+        "/issues/1?crumbs=http".to_owned(),
+        "/releases/bot%401.3".to_owned(),
+        "/performance?transaction=Order%20Pipeline%3A%20BTC%20buy".to_owned(),
         "/crons".to_owned(),
         "/alerts".to_owned(),
         "/settings".to_owned(),

@@ -274,7 +274,8 @@ async fn an_operator_walks_every_page_in_a_real_browser() {
     );
     let trading = seen["trading_context"].as_str().unwrap_or("");
     assert!(
-        trading.contains("portfolio_value_usd") && trading.contains("10250.5"),
+        // Numbers for reading: grouped thousands (the sent value stays in the tooltip).
+        trading.contains("portfolio_value_usd") && trading.contains("10,250.5"),
         "{trading}"
     );
     let marks: Vec<String> = seen["breadcrumb_marks"]

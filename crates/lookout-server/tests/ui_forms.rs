@@ -147,6 +147,15 @@ async fn feed(s: &TestServer) {
                     .with_trading("ETH", "buy", "ord_x", None)
                     .with_phase(Phase::Confirmation),
             );
+            // A cron job, so the monitor pages have one to show.
+            let monitor = lookout_agent::cron::CronMonitor::interval(
+                "forms-recalibrate",
+                5,
+                sentry::protocol::MonitorIntervalUnit::Minute,
+            )
+            .expect("monitor");
+            let ran: Result<(), std::io::Error> = monitor.run(|| Ok(()));
+            ran.expect("cron job");
             drop(session);
         });
         let client = hub.client().expect("client");

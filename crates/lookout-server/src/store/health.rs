@@ -113,6 +113,59 @@ impl Health {
         Ok(rows)
     }
 
+    /// Adoption of `release` since `since_ms`: (its sessions, every release's sessions)
+    /// over every project, from the per-minute rollups (one query).
+    pub fn adoption(&self, release: &str, since_ms: i64) -> Result<(i64, i64)> {
+        let conn = self.db.reader()?;
+        Ok(conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(CASE WHEN release = ?1 THEN init ELSE 0 END), 0), COALESCE(SUM(init), 0)
+                 FROM rollup_sessions WHERE minute >= ?2",
+            )?
+            .query_row(params![release, since_ms - since_ms.rem_euclid(60_000)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?)
+    }
+
+    /// [`Health::totals`] of every release at once (two queries for a whole list):
+    /// release → totals. Releases without a session are absent.
+    pub fn totals_by_release(&self) -> Result<std::collections::HashMap<String, ReleaseTotals>> {
+        let conn = self.db.reader()?;
+        let mut out: std::collections::HashMap<String, ReleaseTotals> =
+            std::collections::HashMap::new();
+        let mut sessions = conn.prepare_cached(
+            "SELECT release, COALESCE(SUM(init), 0), COALESCE(SUM(crashed), 0) FROM rollup_sessions GROUP BY release",
+        )?;
+        for row in sessions.query_map([], |x| {
+            Ok((
+                x.get::<_, String>(0)?,
+                x.get::<_, i64>(1)?,
+                x.get::<_, i64>(2)?,
+            ))
+        })? {
+            let (release, n, crashed) = row?;
+            let t = out.entry(release).or_default();
+            t.sessions = n;
+            t.crashed = crashed;
+        }
+        let mut users = conn.prepare_cached(
+            "SELECT release, COUNT(*), COALESCE(SUM(crashed > 0), 0) FROM session_users GROUP BY release",
+        )?;
+        for row in users.query_map([], |x| {
+            Ok((
+                x.get::<_, String>(0)?,
+                x.get::<_, i64>(1)?,
+                x.get::<_, i64>(2)?,
+            ))
+        })? {
+            let (release, n, crashed) = row?;
+            let t = out.entry(release).or_default();
+            t.users = n;
+            t.users_crashed = crashed;
+        }
+        Ok(out)
+    }
+
     /// Totals of `release` over every project, environment and minute.
     pub fn totals(&self, release: &str) -> Result<ReleaseTotals> {
         let conn = self.db.reader()?;

@@ -953,6 +953,112 @@ impl Reader {
     }
 }
 
+/// An error event of a trace, as the waterfall links it.
+#[derive(Debug, Clone)]
+pub struct TraceError {
+    /// The event id the SDK chose (32 hex digits).
+    pub event_id: String,
+    /// The issue it was grouped into (its page is `/issues/{id}`).
+    pub issue_id: Option<i64>,
+    /// The event's title.
+    pub title: String,
+    /// Its level (`error`, `fatal`, …).
+    pub level: String,
+    /// When it happened (ms since the epoch).
+    pub timestamp: i64,
+}
+
+/// Most error events of one trace the waterfall lists.
+const TRACE_ERRORS_MAX: i64 = 200;
+
+impl Reader {
+    /// The error and message events of a trace in `project_id` (transactions left out),
+    /// oldest first, at most 200: one query.
+    pub fn trace_errors(&self, project_id: i64, trace_id: &str) -> Result<Vec<TraceError>> {
+        let conn = self.db.reader()?;
+        let mut stmt = conn.prepare_cached(
+            // By the trace index: ordering by time would tempt the planner into the
+            // project's time index, a scan of every event of the project.
+            "SELECT event_id, issue_id, title, level, timestamp FROM events INDEXED BY events_trace
+             WHERE trace_id = ?1 AND project_id = ?2 AND kind <> 'transaction'
+             ORDER BY timestamp, id LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(
+                rusqlite::params![trace_id, project_id, TRACE_ERRORS_MAX],
+                |r| {
+                    Ok(TraceError {
+                        event_id: r.get(0)?,
+                        issue_id: r.get(1)?,
+                        title: r.get(2)?,
+                        level: r.get(3)?,
+                        timestamp: r.get(4)?,
+                    })
+                },
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// The values of tags `keys` of each issue in `issue_ids` (one query for the list):
+    /// issue id → [(key, value)], by key then value. What the issues list shows beside
+    /// titles that a fingerprint split (asset, phase).
+    pub fn issues_tag_values(
+        &self,
+        issue_ids: &[i64],
+        keys: &[&str],
+    ) -> Result<HashMap<i64, Vec<(String, String)>>> {
+        let mut out: HashMap<i64, Vec<(String, String)>> = HashMap::new();
+        if issue_ids.is_empty() || keys.is_empty() {
+            return Ok(out);
+        }
+        let marks = |n: usize| vec!["?"; n].join(", ");
+        let sql = format!(
+            "SELECT issue_id, key, value FROM issue_tags WHERE issue_id IN ({}) AND key IN ({}) ORDER BY issue_id, key, value",
+            marks(issue_ids.len()),
+            marks(keys.len())
+        );
+        let args: Vec<SqlValue> = issue_ids
+            .iter()
+            .map(|i| SqlValue::Integer(*i))
+            .chain(keys.iter().map(|k| SqlValue::Text((*k).to_owned())))
+            .collect();
+        let conn = self.db.reader()?;
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, k, v) = row?;
+            out.entry(id).or_default().push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// Issues of organisation `org` first seen in `release`, newest first, at most
+    /// `limit`: one query.
+    pub fn issues_first_seen_in(
+        &self,
+        org: &str,
+        release: &str,
+        limit: i64,
+    ) -> Result<Vec<IssueRow>> {
+        let conn = self.db.reader()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id JOIN organizations o ON o.id = p.org_id
+             WHERE o.slug = ?1 AND i.first_release = ?2 ORDER BY i.first_seen DESC, i.id DESC LIMIT ?3"
+        ))?;
+        let rows = stmt
+            .query_map(rusqlite::params![org, release, limit], issue_from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+}
+
 impl super::Store {
     /// Resolve, ignore or reopen an issue.
     pub fn set_issue_status(&self, id: i64, status: &str) -> Result<()> {

@@ -421,6 +421,55 @@ impl Releases {
             .ok_or_else(|| StoreError::NotFound(format!("release {version}")))
     }
 
+    /// One release for its page: as [`Releases::get`], or, for a version seen only in
+    /// sessions, issues or agents (never created through the API), a release with no
+    /// deploys dated by when it was first seen. `NotFound` when nothing names it.
+    pub fn get_or_seen(&self, org: &str, version: &str) -> Result<Release> {
+        let conn = self.db.reader()?;
+        let org_id = org_id(&conn, org)?;
+        if let Some(r) = self.load(&conn, org_id, version)? {
+            return Ok(r);
+        }
+        let first: Option<i64> = conn
+            .prepare_cached(
+                "SELECT MIN(at) FROM (
+                     SELECT MIN(minute) AS at FROM rollup_sessions WHERE release = ?1
+                     UNION ALL SELECT MIN(first_seen) FROM issues WHERE first_release = ?1
+                     UNION ALL SELECT MIN(first_seen) FROM agents WHERE release = ?1)",
+            )?
+            .query_row([version], |r| r.get(0))?;
+        let Some(first) = first.filter(|_| !version.is_empty()) else {
+            return Err(StoreError::NotFound(format!("release {version}")));
+        };
+        let new_groups: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM issues WHERE first_release = ?1")?
+            .query_row([version], |r| r.get(0))?;
+        Ok(Release {
+            id: 0,
+            version: version.to_owned(),
+            url: None,
+            date_created: first,
+            date_started: None,
+            date_released: None,
+            projects: Vec::new(),
+            commit_count: 0,
+            last_commit: None,
+            deploy_count: 0,
+            last_deploy: None,
+            new_groups,
+        })
+    }
+
+    /// Every deploy of `release` (as [`Releases::get_or_seen`] returns it), newest first;
+    /// none for a release that was only seen.
+    pub fn deploys_of_release(&self, release: &Release) -> Result<Vec<Deploy>> {
+        if release.id == 0 {
+            return Ok(Vec::new());
+        }
+        let conn = self.db.reader()?;
+        self.deploys_of(&conn, release.id)
+    }
+
     /// Releases of an organisation, or of one project, newest first.
     pub fn list(&self, org: &str, project: Option<&str>) -> Result<Vec<Release>> {
         let conn = self.db.reader()?;

@@ -113,6 +113,16 @@ const Live = {
 
 document.addEventListener("DOMContentLoaded", () => {
   Live.start();
+  // The issue page's breadcrumb category filter applies on change (the server filters,
+  // through the `crumbs` query parameter, so counts and the fold stay true).
+  const crumbSelect = document.getElementById("crumb-category");
+  if (crumbSelect && crumbSelect.form) {
+    const apply = document.getElementById("crumb-filter-apply");
+    if (apply) {
+      apply.hidden = true;
+    }
+    crumbSelect.addEventListener("change", () => crumbSelect.form.submit());
+  }
   for (const form of document.querySelectorAll("form[data-confirm]")) {
     form.addEventListener("submit", (e) => {
       if (!window.confirm(form.getAttribute("data-confirm"))) {

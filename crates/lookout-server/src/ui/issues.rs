@@ -7,7 +7,7 @@ use super::{
 use crate::http::state::AppState;
 use crate::services::blocking;
 use crate::store::StoreError;
-use crate::store::read::{Term, parse_query};
+use crate::store::read::{IssueRow, Term, parse_query};
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -147,7 +147,13 @@ async fn list(State(state): State<AppState>, viewer: Viewer, Query(f): Query<Fil
     let found =
         crate::services::issues::search(&state.store, pid, terms, None, PAGE, page * PAGE).await?;
     let ids: Vec<i64> = found.issues.iter().map(|i| i.id).collect();
-    let sparks = blocking(move || reader.hourly_counts(&ids, now)).await?;
+    let (sparks, split_tags) = blocking(move || {
+        Ok((
+            reader.hourly_counts(&ids, now)?,
+            reader.issues_tag_values(&ids, &SPLIT_TAGS.map(|t| t.0))?,
+        ))
+    })
+    .await?;
     let (issues, more) = (found.issues, found.more);
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let status = nonempty(&f.status).unwrap_or("unresolved").to_owned();
@@ -180,6 +186,17 @@ async fn list(State(state): State<AppState>, viewer: Viewer, Query(f): Query<Fil
                     tr.issue {
                         td {
                             a.issue-title href=(format!("/issues/{}", i.id)) { (clip(&i.title, 140)) }
+                            @let chips = split_chips(i, split_tags.get(&i.id).map(Vec::as_slice).unwrap_or(&[]));
+                            @if !chips.is_empty() {
+                                span.split-chips title="What set this issue apart from others of the same error (its fingerprint)" {
+                                    @for (label, value) in &chips {
+                                        " " span.chip data-split=[label.as_deref()] {
+                                            @if let Some(l) = label { span.chip-key { (l) } " " }
+                                            (clip(value, 40))
+                                        }
+                                    }
+                                }
+                            }
                             div.muted { (i.short_id()) " · " (clip(&i.culprit, 100))
                                 @if i.status != "unresolved" { " · " span class=(format!("pill {}", i.status)) { (i.status) } } }
                         }
@@ -200,10 +217,39 @@ async fn list(State(state): State<AppState>, viewer: Viewer, Query(f): Query<Fil
     Ok(layout(&viewer, "issues", "Issues", body))
 }
 
+/// Tags whose values name a fingerprint part in the issues list: (tag key, chip label).
+const SPLIT_TAGS: [(&str, &str); 2] = [("trade.asset", "asset"), ("trade.phase", "phase")];
+
+/// The chips beside an issue's title: the values of its custom fingerprint (what split it
+/// from issues of the same error), labelled `asset` or `phase` when the issue's tags say
+/// which, the exception type (already the title) left out; at most 4.
+fn split_chips(issue: &IssueRow, tags: &[(String, String)]) -> Vec<(Option<String>, String)> {
+    let meta: Value = serde_json::from_str(&issue.metadata).unwrap_or(Value::Null);
+    let ty = meta.get("type").and_then(Value::as_str).unwrap_or("");
+    let Some(parts) = meta.get("fingerprint").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    parts
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|v| !v.is_empty() && *v != ty)
+        .map(|v| {
+            let label = SPLIT_TAGS
+                .iter()
+                .find(|(key, _)| tags.iter().any(|(k, tv)| k == key && tv == v))
+                .map(|(_, l)| (*l).to_owned());
+            (label, v.to_owned())
+        })
+        .take(4)
+        .collect()
+}
+
 #[derive(Debug, Deserialize)]
 struct DetailQuery {
     /// 0 = latest event, 1 = the one before, …
     event: Option<i64>,
+    /// Only breadcrumbs of this category.
+    crumbs: Option<String>,
 }
 
 fn s(v: &Value) -> String {
@@ -243,14 +289,21 @@ fn crumb_kind(b: &Value) -> &'static str {
     }
 }
 
-fn crumb_time(b: &Value) -> String {
-    match b.get("timestamp") {
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .map(|f| when((f * 1000.0) as i64))
-            .unwrap_or_default(),
-        Some(Value::String(t)) => clip(t, 40),
-        _ => String::new(),
+/// A breadcrumb's time: (`HH:MM:SS.mmm`, the full UTC date for its tooltip).
+fn crumb_time(b: &Value) -> (String, String) {
+    let ms = match b.get("timestamp") {
+        Some(Value::Number(n)) => n.as_f64().map(|f| (f * 1000.0) as i64),
+        Some(Value::String(t)) => chrono::DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|d| d.timestamp_millis()),
+        _ => None,
+    };
+    match ms.and_then(chrono::DateTime::from_timestamp_millis) {
+        Some(d) => (
+            d.format("%H:%M:%S%.3f").to_string(),
+            format!("{} UTC", d.format("%Y-%m-%d %H:%M:%S%.3f")),
+        ),
+        None => (String::new(), String::new()),
     }
 }
 
@@ -262,58 +315,323 @@ fn kv_table(obj: &serde_json::Map<String, Value>) -> Markup {
     }
 }
 
+/// How many breadcrumbs show before the "older" fold.
+const CRUMBS_SHOWN: usize = 20;
+/// Most breadcrumbs an event page lists (the payload keeps them all).
+const CRUMBS_MAX: usize = 500;
+
+/// The frames of one exception's stack trace, newest (the raising frame) first.
+fn frames_of(e: &Value) -> Vec<&Value> {
+    e.get("stacktrace")
+        .and_then(|st| st.get("frames"))
+        .and_then(Value::as_array)
+        .map(|f| f.iter().rev().take(200).collect())
+        .unwrap_or_default()
+}
+
+/// Consecutive frames split into runs: (in the application's code, the run's frames).
+fn runs<'a>(frames: &[&'a Value]) -> Vec<(bool, Vec<&'a Value>)> {
+    let mut out: Vec<(bool, Vec<&Value>)> = Vec::new();
+    for f in frames {
+        let app = in_app(f);
+        match out.last_mut() {
+            Some((a, run)) if *a == app => run.push(f),
+            _ => out.push((app, vec![f])),
+        }
+    }
+    out
+}
+
+fn in_app(f: &Value) -> bool {
+    f.get("in_app").and_then(Value::as_bool) == Some(true)
+}
+
+fn frame_line(f: &Value) -> Markup {
+    let func = f
+        .get("function")
+        .and_then(Value::as_str)
+        .unwrap_or("<unknown>");
+    let place = f
+        .get("filename")
+        .or_else(|| f.get("abs_path"))
+        .or_else(|| f.get("module"))
+        .and_then(Value::as_str);
+    html! {
+        div.frame-head {
+            code.fn { (clip(func, 200)) }
+            @if let Some(place) = place {
+                " " span.muted { "in " } code.file { (clip(place, 200))
+                    @if let Some(l) = f.get("lineno").and_then(Value::as_i64) { ":" (l) }
+                    @if let Some(c) = f.get("colno").and_then(Value::as_i64) { ":" (c) } }
+            }
+        }
+        @if let Some(c) = f.get("context_line").and_then(Value::as_str) {
+            @let pre: Vec<&str> = f.get("pre_context").and_then(Value::as_array).map(|a| a.iter().rev().take(2).filter_map(Value::as_str).collect::<Vec<_>>().into_iter().rev().collect()).unwrap_or_default();
+            @let post: Vec<&str> = f.get("post_context").and_then(Value::as_array).map(|a| a.iter().take(2).filter_map(Value::as_str).collect()).unwrap_or_default();
+            pre.context {
+                @for l in &pre { span.ctx { (clip(l, 300)) } "\n" }
+                span.ctx-line { (clip(c, 300)) }
+                @for l in &post { "\n" span.ctx { (clip(l, 300)) } }
+            }
+        }
+    }
+}
+
+/// The exceptions of an event, the one raised last first; each with its frames newest
+/// first, the application's own frames shown and every run of library frames folded.
 fn exception(p: &Value) -> Markup {
     let excs = values(p.get("exception"));
     html! {
-        @for e in excs.iter().rev().take(10) {
-            div.exception {
-                h3 { span.exc-type { (s(e.get("type").unwrap_or(&Value::Null))) } ": " span.exc-value { (s(e.get("value").unwrap_or(&Value::Null))) } }
-                @let frames = e.get("stacktrace").and_then(|st| st.get("frames")).and_then(Value::as_array).cloned().unwrap_or_default();
-                @if !frames.is_empty() {
-                    ol.frames { @for f in frames.iter().rev().take(100) {
-                        li class=(if f.get("in_app").and_then(Value::as_bool) == Some(true) { "frame in-app" } else { "frame" }) {
-                            code {
-                                (s(f.get("function").unwrap_or(&Value::Null)))
-                                " in "
-                                (s(f.get("module").or_else(|| f.get("filename")).or_else(|| f.get("abs_path")).unwrap_or(&Value::Null)))
-                                @if let Some(l) = f.get("lineno") { ":" (s(l)) }
+        @for (n, e) in excs.iter().rev().take(10).enumerate() {
+            @let frames = frames_of(e);
+            @let app = frames.iter().filter(|f| in_app(f)).count();
+            div.exception id=(format!("exception-{n}")) {
+                h3 {
+                    @if n > 0 { span.muted { "Caused by " } }
+                    span.exc-type { (s(e.get("type").unwrap_or(&Value::Null))) }
+                    @if let Some(v) = e.get("value").filter(|v| !v.is_null()) { ": " span.exc-value { (s(v)) } }
+                }
+                @if let Some(m) = e.get("mechanism").and_then(|m| m.get("type")).and_then(Value::as_str) {
+                    div.muted.mechanism { "mechanism " code { (clip(m, 60)) }
+                        @if e.get("mechanism").and_then(|m| m.get("handled")).and_then(Value::as_bool) == Some(false) { " · " span.pill.error { "unhandled" } } }
+                }
+                @if frames.is_empty() {
+                    p.muted { "No stack trace was sent with this exception." }
+                } @else if app == 0 {
+                    div.muted.frames-summary { (frames.len()) " frames, none marked as the agent's code · newest first" }
+                    ol.frames { @for f in &frames { li.frame { (frame_line(f)) } } }
+                } @else {
+                    div.muted.frames-summary { (frames.len()) " frames · " (app) " in the agent's code · newest first" }
+                    ol.frames {
+                        @for (app_run, run) in runs(&frames) {
+                            @if app_run {
+                                @for f in run { li.frame.in-app { (frame_line(f)) } }
+                            } @else {
+                                li.lib-run {
+                                    details.lib-frames {
+                                        summary { (run.len()) @if run.len() == 1 { " library frame" } @else { " library frames" } }
+                                        ol.frames { @for f in run { li.frame { (frame_line(f)) } } }
+                                    }
+                                }
                             }
-                            @if let Some(c) = f.get("context_line").and_then(Value::as_str) { pre.context { (clip(c, 400)) } }
                         }
-                    } }
+                    }
                 }
             }
         }
     }
 }
 
-fn breadcrumbs(p: &Value) -> Markup {
-    let crumbs = values(p.get("breadcrumbs"));
+/// A breadcrumb's HTTP status, when it records an HTTP call.
+fn crumb_status(b: &Value) -> Option<i64> {
+    let d = b.get("data")?;
+    let v = d.get("status_code").or_else(|| d.get("http.status_code"))?;
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// The event's own HTTP status: its `http.status_code` tag or its response context.
+fn event_status(p: &Value) -> Option<i64> {
+    let tag = p
+        .get("tags")
+        .and_then(|t| t.get("http.status_code"))
+        .or_else(|| {
+            p.get("contexts")
+                .and_then(|c| c.get("response"))
+                .and_then(|r| r.get("status_code"))
+        })?;
+    tag.as_i64()
+        .or_else(|| tag.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// Index (in the event's order) of the failing HTTP call: the latest HTTP breadcrumb with
+/// the event's own status, else the latest with a status of 400 or more.
+fn failing_call(crumbs: &[Value], status: Option<i64>) -> Option<usize> {
+    let http = |b: &Value| crumb_kind(b) == "http";
+    status
+        .filter(|s| *s >= 400)
+        .and_then(|st| {
+            crumbs
+                .iter()
+                .rposition(|b| http(b) && crumb_status(b) == Some(st))
+        })
+        .or_else(|| {
+            crumbs
+                .iter()
+                .rposition(|b| http(b) && crumb_status(b).is_some_and(|s| s >= 400))
+        })
+}
+
+fn crumb_category(b: &Value) -> String {
+    b.get("category")
+        .and_then(Value::as_str)
+        .map(|c| clip(c, 60))
+        .unwrap_or_else(|| "default".into())
+}
+
+fn crumb_item(b: &Value, failing: bool) -> Markup {
+    let kind = crumb_kind(b);
+    let cat = crumb_category(b);
     html! {
-        @if crumbs.is_empty() { (empty("No breadcrumbs.")) } @else {
-            ol.timeline id="breadcrumbs" { @for b in crumbs.iter().rev().take(200).collect::<Vec<_>>().into_iter().rev() {
-                @let kind = crumb_kind(b);
-                li class=(format!("crumb crumb-{kind}")) {
-                    span.mark title=(kind) { (kind) }
-                    span.time { (crumb_time(b)) }
-                    span.cat { (s(b.get("category").unwrap_or(&Value::Null))) }
-                    @if let Some(l) = b.get("level").and_then(Value::as_str) { span class=(format!("level {}", clip(l, 10))) { (clip(l, 10)) } }
-                    span.msg { (s(b.get("message").unwrap_or(&Value::Null))) }
-                    @if let Some(d) = b.get("data").and_then(Value::as_object) {
-                        span.data { @for (k, v) in d.iter().take(12) { span.kv { (clip(k, 40)) "=" (clip(&s(v), 120)) } " " } }
+        li class=(format!("crumb crumb-{kind}{}", if failing { " failing-call" } else { "" }))
+           id=[failing.then_some("failing-call")] data-category=(cat) {
+            span.mark { (kind) }
+            @let (time, full) = crumb_time(b);
+            span.time title=(full) { (time) }
+            span.cat { (cat) }
+            @if failing { span.pill.error { "failed call" } }
+            @if let Some(l) = b.get("level").and_then(Value::as_str) { span class=(format!("level {}", clip(l, 10))) { (clip(l, 10)) } }
+            span.msg { (s(b.get("message").unwrap_or(&Value::Null))) }
+            @if let Some(d) = b.get("data").and_then(Value::as_object) {
+                span.data { @for (k, v) in d.iter().take(12) { span.kv { (clip(k, 40)) "=" (clip(&readable(k, v).0, 120)) } " " } }
+            }
+        }
+    }
+}
+
+/// Breadcrumbs newest first: the latest 20 shown, the rest behind one click; a category
+/// filter (`only`, from the `crumbs` query parameter; app.js filters in place too); the
+/// failing HTTP call marked.
+fn breadcrumbs(p: &Value, only: Option<&str>, issue_id: i64, nth: i64) -> Markup {
+    let all = values(p.get("breadcrumbs"));
+    let failing = failing_call(&all, event_status(p));
+    let mut categories: Vec<String> = all.iter().map(crumb_category).collect();
+    categories.sort();
+    categories.dedup();
+    // Newest first, with each crumb's index in the event's order.
+    let listed: Vec<(usize, &Value)> = all
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| only.is_none_or(|c| crumb_category(b) == c))
+        .take(CRUMBS_MAX)
+        .collect();
+    let (shown, older) = listed.split_at(listed.len().min(CRUMBS_SHOWN));
+    html! {
+        div.crumbs-head {
+            h2 id="breadcrumbs-title" { "Breadcrumbs " span.muted { "(" (all.len()) ", newest first)" } }
+            @if categories.len() > 1 {
+                form.crumb-filter method="get" action=(format!("/issues/{issue_id}#breadcrumbs-title")) {
+                    @if nth > 0 { input type="hidden" name="event" value=(nth); }
+                    label { "Category " select id="crumb-category" name="crumbs" {
+                        option value="" { "all" }
+                        @for c in &categories { option value=(c) selected[only == Some(c.as_str())] { (c) } }
+                    } }
+                    button.secondary type="submit" id="crumb-filter-apply" { "Filter" }
+                }
+            }
+        }
+        @if all.is_empty() { (empty("No breadcrumbs.")) } @else if listed.is_empty() { (empty("No breadcrumb of this category.")) } @else {
+            ol.timeline id="breadcrumbs" {
+                @for (i, b) in shown { (crumb_item(b, failing == Some(*i))) }
+            }
+            @if !older.is_empty() {
+                details.older-crumbs id="older-breadcrumbs" {
+                    summary id="show-older-breadcrumbs" { "Show " (older.len()) " older breadcrumbs" }
+                    ol.timeline {
+                        @for (i, b) in older { (crumb_item(b, failing == Some(*i))) }
                     }
                 }
-            } }
+            }
         }
+    }
+}
+
+/// A value of the trading context for reading, and the value as sent (for its tooltip).
+/// Prices and other decimals to 6 significant digits (2 decimals from 1,000 up, with
+/// thousands separators), percentages as `12.35 %`, integers grouped.
+fn readable(key: &str, v: &Value) -> (String, String) {
+    let sent = match v {
+        Value::String(t) => clip(t, SHOW),
+        other => clip(&other.to_string(), SHOW),
+    };
+    let number = match v {
+        Value::Number(n) => n.as_f64().map(|f| (f, n.is_f64())),
+        Value::String(t) if t.len() <= 40 && t.trim().parse::<f64>().is_ok() => {
+            t.trim().parse::<f64>().ok().map(|f| (f, t.contains('.')))
+        }
+        _ => None,
+    };
+    let Some((f, fractional)) = number.filter(|(f, _)| f.is_finite()) else {
+        return (sent.clone(), sent);
+    };
+    let k = key.to_ascii_lowercase();
+    let shown = if k.contains("pct") || k.contains("percent") {
+        format!("{} %", group(&format!("{f:.2}")))
+    } else if !fractional {
+        group(&format!("{f:.0}"))
+    } else {
+        round_sig(f)
+    };
+    (shown, sent)
+}
+
+/// A decimal to 6 significant digits (2 decimals from 1,000 up), trailing zeros trimmed.
+fn round_sig(f: f64) -> String {
+    if f == 0.0 {
+        return "0".into();
+    }
+    let mag = f.abs().log10().floor() as i32;
+    let decimals = if mag >= 3 { 2 } else { (5 - mag).clamp(0, 12) } as usize;
+    let t = format!("{f:.decimals$}");
+    let t = if t.contains('.') {
+        t.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        t
+    };
+    group(&t)
+}
+
+/// Thousands separators on the integer part of a formatted number.
+fn group(t: &str) -> String {
+    let (sign, rest) = t.strip_prefix('-').map_or(("", t), |r| ("-", r));
+    let (int, frac) = rest
+        .split_once('.')
+        .map_or((rest, None), |(a, b)| (a, Some(b)));
+    if int.len() <= 4 {
+        return t.to_owned();
+    }
+    let mut out = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    match frac {
+        Some(fr) => format!("{sign}{out}.{fr}"),
+        None => format!("{sign}{out}"),
+    }
+}
+
+/// The trading context as a compact grid of readable values.
+fn trading_grid(obj: &serde_json::Map<String, Value>) -> Markup {
+    html! {
+        dl.trading-grid { @for (k, v) in obj.iter().take(60) {
+            @let (shown, sent) = readable(k, v);
+            div {
+                dt { (clip(k, 60)) }
+                dd title=(sent) { (shown) }
+            }
+        } }
     }
 }
 
 async fn detail(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(id): Path<i64>,
+    Path(raw_id): Path<String>,
     Query(q): Query<DetailQuery>,
-) -> Page {
+) -> Response {
+    let back = ("/issues", "Back to the issues");
+    let Some(id) = raw_id.parse::<i64>().ok().filter(|i| *i > 0) else {
+        return super::missing::not_found(&viewer, "issues", back, &format!("issue {raw_id:?}"));
+    };
+    let page = detail_page(state, &viewer, id, q).await;
+    super::missing::or_404(&viewer, "issues", back, page)
+}
+
+async fn detail_page(state: AppState, viewer: &Viewer, id: i64, q: DetailQuery) -> Page {
     let reader = state.reader.clone();
     let now = state.clock.now_ms();
     let nth = q.event.unwrap_or(0).max(0);
@@ -326,10 +644,21 @@ async fn detail(
     .await?;
     let event = events.first();
     let p = event.map(|e| &e.payload).cloned().unwrap_or(Value::Null);
-    let trading = p
+    let mut trading: serde_json::Map<String, Value> = p
         .get("contexts")
         .and_then(|c| c.get("trading"))
-        .and_then(Value::as_object);
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(extra) = p
+        .get("extra")
+        .and_then(|e| e.get("trade_context"))
+        .and_then(Value::as_object)
+    {
+        for (k, v) in extra.iter().take(40) {
+            trading.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
     let other_contexts: Vec<(String, serde_json::Map<String, Value>)> = p
         .get("contexts")
         .and_then(Value::as_object)
@@ -345,24 +674,51 @@ async fn detail(
         .get("logentry")
         .and_then(|l| l.get("formatted").or_else(|| l.get("message")))
         .or_else(|| p.get("message"))
-        .map(s);
+        .map(s)
+        .filter(|m| !m.is_empty());
+    let trace_id = p
+        .get("contexts")
+        .and_then(|c| c.get("trace"))
+        .and_then(|t| t.get("trace_id"))
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty() && t.len() <= 64)
+        .map(str::to_owned);
+    let trace_href = trace_id.as_ref().map(|t| {
+        format!(
+            "/performance/traces/{}?project={}",
+            urlencode(t),
+            urlencode(&issue.project.slug)
+        )
+    });
+    let event_release = p
+        .get("release")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned);
+    let release_link = |r: &str| {
+        html! { a.release-link href=(format!("/releases/{}", urlencode(r))) { code { (clip(r, 60)) } } }
+    };
+    let has_exception = !values(p.get("exception")).is_empty();
+    let crumbs = values(p.get("breadcrumbs"));
+    let failing = failing_call(&crumbs, event_status(&p)).and_then(|i| crumbs.get(i));
+    let only = q.crumbs.as_deref().map(str::trim).filter(|c| !c.is_empty());
     let body = html! {
-        div.page-head {
+        div.page-head.issue-head {
             h1 id="issue-title" { (clip(&issue.title, 300)) }
-            div.muted { (issue.short_id()) " · " (clip(&issue.culprit, 200)) " · " span class=(format!("level {}", issue.level)) { (issue.level) } }
         }
         div.issue-meta {
             span class=(format!("pill {}", issue.status)) #issue-status { (issue.status) }
-            span { "First seen " (ago(issue.first_seen, now)) }
-            span { "Last seen " (ago(issue.last_seen, now)) }
-            span { (issue.times_seen) " events" }
-            span { (issue.user_count) " agents" }
-            @if let Some(r) = &issue.first_release { span { "First release " (clip(r, 60)) } }
+            span class=(format!("level {}", issue.level)) { (issue.level) }
+            span.muted { (issue.short_id()) }
+            span { (issue.times_seen) " events · " (issue.user_count) " agents" }
+            span { "first " (ago(issue.first_seen, now)) " · last " (ago(issue.last_seen, now)) }
+            @if let Some(r) = &issue.first_release { span { "first release " (release_link(r)) } }
             form.inline method="post" action=(format!("/issues/{}/status", issue.id)) {
-                (csrf_field(&viewer))
+                (csrf_field(viewer))
                 @if issue.status == "unresolved" {
                     button id="resolve" name="status" value="resolved" { "Resolve" }
-                    button id="ignore" name="status" value="ignored" { "Ignore" }
+                    " "
+                    button.secondary id="ignore" name="status" value="ignored" { "Ignore" }
                 } @else {
                     button id="reopen" name="status" value="unresolved" { "Reopen" }
                 }
@@ -373,18 +729,38 @@ async fn detail(
                 @if let Some(e) = event {
                     div.event-nav {
                         @if nth > 0 { a id="newer-event" href=(format!("/issues/{}?event={}", issue.id, nth - 1)) { "← Newer" } }
-                        span { "Event " (clip(&e.event_id, 32)) " · " (when(e.timestamp)) " UTC" }
+                        span.muted { "Event " code { (clip(&e.event_id, 32)) } " · " (when(e.timestamp)) " UTC" }
+                        @if let Some(r) = &event_release { span { "release " (release_link(r)) } }
+                        @if let (Some(t), Some(href)) = (&trace_id, &trace_href) {
+                            a.trace-link id="trace-link" href=(href) title=(t) { "Trace " code { (clip(t, 8)) } " →" }
+                        }
                         @if nth + 1 < issue.times_seen { a id="older-event" href=(format!("/issues/{}?event={}", issue.id, nth + 1)) { "Older →" } }
                     }
-                    @if let Some(m) = &message { @if !m.is_empty() { h2 { "Message" } pre.message { (m) } } }
-                    @if trading.is_some() || p.get("exception").is_some() {
-                        @if let Some(t) = trading { h2 { "Trading context" } div id="trading-context" { (kv_table(t)) } }
-                        @if p.get("exception").is_some() { h2 { "Exception" } (exception(&p)) }
+                    section.cause id="cause" {
+                        @if has_exception { (exception(&p)) }
+                        @if let Some(m) = &message { @if !has_exception { h2 { "Message" } } pre.message { (m) } }
+                        @if let Some(b) = failing {
+                            p.failing-summary id="failing-summary" {
+                                span.pill.error { "failed call" } " "
+                                code { (s(b.get("message").unwrap_or(&Value::Null))) }
+                                @if let Some(st) = crumb_status(b) { " · HTTP " (st) }
+                                " · " a href="#failing-call" { "in the breadcrumbs" }
+                            }
+                        }
                     }
-                    h2 { "Breadcrumbs" }
-                    (breadcrumbs(&p))
+                    @if !trading.is_empty() {
+                        h2 { "Trading context" }
+                        div id="trading-context" { (trading_grid(&trading)) }
+                    }
+                    (breadcrumbs(&p, only, issue.id, nth))
                     @if let Some(t) = p.get("tags").and_then(Value::as_object) { h2 { "Tags of this event" } (kv_table(t)) }
-                    @for (name, ctx) in &other_contexts { h3 { "Context: " (clip(name, 60)) } (kv_table(ctx)) }
+                    @for (name, ctx) in &other_contexts {
+                        h3 { "Context: " (clip(name, 60)) }
+                        @if name == "trace" && trace_href.is_some() {
+                            p { a href=[trace_href.as_deref()] { "Open this trace's waterfall →" } }
+                        }
+                        (kv_table(ctx))
+                    }
                 } @else {
                     (empty("No stored event (retention may have removed them)."))
                 }
@@ -399,7 +775,13 @@ async fn detail(
                             @let share = if total > 0 { *n as f64 * 100.0 / total as f64 } else { 0.0 };
                             div.tag-val {
                                 span.bar style=(format!("width:{share:.0}%")) {}
-                                span.v { a href=(format!("/issues?status=all&query={}", urlencode(&format!("{key}:\"{v}\"")))) { (clip(v, 60)) } }
+                                span.v {
+                                    @if key == "release" {
+                                        a href=(format!("/releases/{}", urlencode(v))) { (clip(v, 60)) }
+                                    } @else {
+                                        a href=(format!("/issues?status=all&query={}", urlencode(&format!("{key}:\"{v}\"")))) { (clip(v, 60)) }
+                                    }
+                                }
                                 span.n { (format!("{share:.0}%")) }
                             }
                         }
@@ -408,7 +790,7 @@ async fn detail(
             }
         }
     };
-    Ok(layout(&viewer, "issues", &clip(&issue.title, 80), body))
+    Ok(layout(viewer, "issues", &clip(&issue.title, 80), body))
 }
 
 #[derive(Debug, Deserialize)]
@@ -435,4 +817,95 @@ async fn set_status(
     let store = state.store.clone();
     blocking(move || store.set_issue_status(id, &status)).await?;
     Ok(Redirect::to(&format!("/issues/{id}")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn trading_numbers_are_rounded_for_reading() {
+        let r = |k: &str, v: Value| readable(k, &v).0;
+        assert_eq!(r("last_price", json!(97_123.456_789_123)), "97,123.46");
+        assert_eq!(r("price", json!(1.234_567_89)), "1.23457");
+        assert_eq!(r("signal_z", json!(0.000_123_456_789)), "0.000123457");
+        assert_eq!(r("size", json!(0.5)), "0.5");
+        assert_eq!(r("drawdown_pct", json!(4.126_75)), "4.13 %");
+        assert_eq!(r("open_positions", json!(1_234_567)), "1,234,567");
+        assert_eq!(r("pnl", json!(-12_345.678)), "-12,345.68");
+        assert_eq!(r("price", json!("97000.123456789")), "97,000.12");
+        assert_eq!(r("asset", json!("BTC")), "BTC");
+        assert_eq!(r("order_id", json!("1234")), "1234");
+        // The value as sent stays available (the tooltip).
+        assert_eq!(readable("p", &json!(1.234_567_89)).1, "1.23456789");
+    }
+
+    #[test]
+    fn the_failing_call_is_the_one_with_the_events_status_else_the_latest_failure() {
+        let http = |status: i64| json!({"category": "http", "type": "http", "data": {"status_code": status}});
+        let crumbs = vec![
+            http(500),
+            http(400),
+            http(200),
+            json!({"category": "trade.signal"}),
+        ];
+        assert_eq!(failing_call(&crumbs, Some(500)), Some(0));
+        assert_eq!(failing_call(&crumbs, None), Some(1));
+        assert_eq!(failing_call(&crumbs, Some(200)), Some(1));
+        assert_eq!(failing_call(&crumbs[2..], None), None);
+        // Status as text, as some SDKs send it.
+        let text = vec![json!({"category": "http", "data": {"status_code": "503"}})];
+        assert_eq!(failing_call(&text, None), Some(0));
+    }
+
+    #[test]
+    fn frames_fold_into_runs() {
+        let f = |app: bool| json!({"function": "f", "in_app": app});
+        let frames = [f(false), f(true), f(true), f(false), f(false)];
+        let refs: Vec<&Value> = frames.iter().collect();
+        let got: Vec<(bool, usize)> = runs(&refs).iter().map(|(a, r)| (*a, r.len())).collect();
+        assert_eq!(got, vec![(false, 1), (true, 2), (false, 2)]);
+    }
+
+    #[test]
+    fn chips_name_what_split_an_issue() {
+        let issue = IssueRow {
+            id: 1,
+            project: crate::store::read::ProjectRef {
+                id: 1,
+                slug: "default".into(),
+                org_slug: "default".into(),
+            },
+            short_seq: 1,
+            title: "OrderRejected (ETH, confirmation): no".into(),
+            culprit: String::new(),
+            level: "error".into(),
+            kind: "error".into(),
+            metadata: json!({"type": "OrderRejected", "fingerprint": ["OrderRejected", "ETH", "confirmation", "<b>x</b>"]}).to_string(),
+            status: "unresolved".into(),
+            first_seen: 0,
+            last_seen: 0,
+            times_seen: 1,
+            user_count: 0,
+            first_release: None,
+        };
+        let tags = vec![
+            ("trade.asset".to_owned(), "ETH".to_owned()),
+            ("trade.phase".to_owned(), "confirmation".to_owned()),
+        ];
+        assert_eq!(
+            split_chips(&issue, &tags),
+            vec![
+                (Some("asset".into()), "ETH".into()),
+                (Some("phase".into()), "confirmation".into()),
+                (None, "<b>x</b>".into()),
+            ]
+        );
+        let plain = IssueRow {
+            metadata: "{}".into(),
+            ..issue
+        };
+        assert!(split_chips(&plain, &tags).is_empty());
+    }
 }

@@ -10,6 +10,8 @@ mod agents;
 mod alerts;
 mod charts;
 mod issues;
+mod missing;
+mod monitors;
 mod performance;
 mod releases;
 mod settings;
@@ -59,7 +61,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(releases::routes())
         .merge(alerts::routes())
         .merge(settings::routes())
-        .route("/crons", get(releases::crons))
+        .merge(monitors::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state, in_app_errors))
         .layer(axum::middleware::map_response(security_headers))
@@ -864,7 +866,10 @@ mod tests {
             .to_owned();
         let (status, _, body) = send(&app, get("/issues/abc", Some(&cookie))).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        assert!(body.contains("There is no page at /issues/abc."), "{body}");
+        assert!(
+            body.contains("Page not found") && body.contains("abc"),
+            "{body}"
+        );
         assert!(
             body.contains(r#"<span class="user">admin</span>"#),
             "{body}"

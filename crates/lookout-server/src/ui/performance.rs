@@ -5,7 +5,9 @@ use super::issues::{pick_project, project_select};
 use super::{Page, Viewer, charts, clip, empty, layout, ms, pct, urlencode, when};
 use crate::http::state::AppState;
 use crate::services::blocking;
-use crate::store::read::{LatencySummary, SketchSeries, SpanRow};
+use crate::store::read::{
+    LatencySummary, RecentTransaction, SketchSeries, SpanRow, TraceError, TransactionFilter,
+};
 use crate::time::parse_period;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -44,6 +46,8 @@ struct PerfQuery {
     project: Option<String>,
     period: Option<String>,
     q: Option<f64>,
+    /// Only the recent transactions of this name.
+    transaction: Option<String>,
 }
 
 async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<PerfQuery>) -> Page {
@@ -56,6 +60,11 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
     let bucket = (span_ms / 30).max(60_000).div_euclid(60_000) * 60_000;
     let reader = state.reader.clone();
     let wanted = pq.project.clone();
+    let only = pq
+        .transaction
+        .clone()
+        .filter(|t| !t.trim().is_empty() && t.len() <= 500);
+    let only_name = only.clone();
     let (projects, slug, summaries, series, recent) = blocking(move || {
         let (all, (pid, slug)) = pick_project(&reader, wanted.as_deref())?;
         let summaries: Vec<LatencySummary> =
@@ -112,7 +121,27 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
                     .collect(),
             ));
         }
-        let recent = reader.recent_transactions(pid, 25)?;
+        let recent = match only_name {
+            None => reader.recent_transactions(pid, 25)?,
+            Some(name) => {
+                let filter = TransactionFilter {
+                    name: Some(name),
+                    ..TransactionFilter::default()
+                };
+                reader
+                    .transactions(pid, &filter, 25)?
+                    .into_iter()
+                    .map(|t| RecentTransaction {
+                        event_id: t.event_id,
+                        name: t.transaction,
+                        trace_id: t.trace_id,
+                        timestamp: t.timestamp,
+                        duration_ms: Some(t.duration_ms),
+                        status: t.status,
+                    })
+                    .collect()
+            }
+        };
         Ok((all, slug, summaries, series, recent))
     })
     .await?;
@@ -163,17 +192,21 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
             table.grid id="transactions" {
                 thead { tr { th { "Transaction" } th { "Op" } th.num { "Count" } th.num { "p50" } th.num { "p95" } th.num { "p99" } th.num { "Failure rate" } } }
                 tbody { @for s in &summaries {
-                    tr { td { (clip(&s.name, 120)) } td { (clip(&s.op, 60)) } td.num { (s.count) }
+                    tr { td { a.transaction-link href=(format!("/performance?project={}&period={}&transaction={}#recent-transactions", urlencode(&slug), urlencode(&period), urlencode(&s.name))) title="Its latest transactions, each linked to its trace" { (clip(&s.name, 120)) } } td { (clip(&s.op, 60)) } td.num { (s.count) }
                          td.num { (ms(s.p50)) } td.num { (ms(s.p95)) } td.num { (ms(s.p99)) } td.num { (pct(Some(s.failure_rate * 100.0))) } }
                 } }
             }
         }
-        h2 { "Recent transactions" }
+        h2 id="recent-title" {
+            "Recent transactions"
+            @if let Some(name) = &only { ": " (clip(name, 120)) " " a.muted href=(format!("/performance?project={}&period={}", urlencode(&slug), urlencode(&period))) { "(all)" } }
+        }
         @if recent.is_empty() { (empty("None yet.")) } @else {
             table.grid id="recent-transactions" {
                 thead { tr { th { "Transaction" } th { "When (UTC)" } th.num { "Duration" } th { "Status" } th { "Trace" } } }
                 tbody { @for t in &recent {
-                    tr { td { (clip(&t.name, 100)) } td { (when(t.timestamp)) } td.num { (ms(t.duration_ms)) } td { (clip(&t.status, 30)) }
+                    @let href = t.trace_id.as_ref().map(|tid| format!("/performance/traces/{}?project={}", urlencode(tid), urlencode(&slug)));
+                    tr { td { @match &href { Some(h) => { a href=(h) { (clip(&t.name, 100)) } }, None => { (clip(&t.name, 100)) } } } td { (when(t.timestamp)) } td.num { (ms(t.duration_ms)) } td { (clip(&t.status, 30)) }
                          td { @if let Some(tid) = &t.trace_id { a.trace-link href=(format!("/performance/traces/{}?project={}", urlencode(tid), urlencode(&slug))) title=(t.event_id) { (clip(tid, 12)) } } } }
                 } }
             }
@@ -187,28 +220,89 @@ struct TraceQuery {
     project: Option<String>,
 }
 
+/// Ticks of the time ruler over `total_ms`: about five, on a round step (1, 2 or 5 × 10ⁿ ms).
+fn ruler_ticks(total_ms: f64) -> Vec<f64> {
+    if !(total_ms.is_finite() && total_ms > 0.0) {
+        return vec![0.0];
+    }
+    let rough = total_ms / 5.0;
+    let pow = 10f64.powf(rough.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * pow)
+        .find(|s| *s >= rough)
+        .unwrap_or(10.0 * pow);
+    (0..=((total_ms / step).floor() as usize).min(20))
+        .map(|i| i as f64 * step)
+        .collect()
+}
+
+/// A tick label: `0`, `250 ms`, `1.5 s`.
+fn tick_label(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v >= 1000.0 {
+        format!("{} s", (v / 1000.0 * 100.0).round() / 100.0)
+    } else if v >= 1.0 {
+        format!("{} ms", (v * 10.0).round() / 10.0)
+    } else {
+        format!("{} µs", (v * 1000.0).round())
+    }
+}
+
 async fn trace(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(trace_id): Path<String>,
     Query(tq): Query<TraceQuery>,
-) -> Page {
+) -> axum::response::Response {
+    let page = trace_page(state, &viewer, trace_id, tq).await;
+    super::missing::or_404(
+        &viewer,
+        "performance",
+        ("/performance", "Back to performance"),
+        page,
+    )
+}
+
+async fn trace_page(state: AppState, viewer: &Viewer, trace_id: String, tq: TraceQuery) -> Page {
+    if trace_id.is_empty() || trace_id.len() > 64 {
+        return Err(super::UiError::NotFound(format!(
+            "trace {}",
+            clip(&trace_id, 64)
+        )));
+    }
     let reader = state.reader.clone();
     let tid = trace_id.clone();
-    let spans: Vec<SpanRow> = blocking(move || {
-        let (_, (pid, _)) = pick_project(&reader, tq.project.as_deref())?;
-        reader.trace(pid, &tid)
+    let (slug, spans, errors): (String, Vec<SpanRow>, Vec<TraceError>) = blocking(move || {
+        let (_, (pid, slug)) = pick_project(&reader, tq.project.as_deref())?;
+        Ok((
+            slug,
+            reader.trace(pid, &tid)?,
+            reader.trace_errors(pid, &tid)?,
+        ))
     })
     .await?;
-    let start = spans
+    if spans.is_empty() && errors.is_empty() {
+        return Err(super::UiError::NotFound(format!(
+            "trace {}",
+            clip(&trace_id, 64)
+        )));
+    }
+    // The window: every span, and every error of the trace.
+    let start_ms = spans
         .iter()
-        .map(|s| s.start_timestamp)
+        .map(|s| s.start_timestamp * 1000.0)
+        .chain(errors.iter().map(|e| e.timestamp as f64))
         .fold(f64::INFINITY, f64::min);
-    let end = spans
+    let end_ms = spans
         .iter()
-        .map(|s| s.timestamp)
+        .map(|s| s.timestamp * 1000.0)
+        .chain(errors.iter().map(|e| e.timestamp as f64))
         .fold(f64::NEG_INFINITY, f64::max);
-    let total = (end - start).max(1e-6);
+    let total = (end_ms - start_ms).max(1e-3);
+    let at = |ms: f64| ((ms - start_ms) / total * 100.0).clamp(0.0, 100.0);
+    let ticks = ruler_ticks(total);
     let mut depth: HashMap<&str, usize> = HashMap::new();
     let mut rows = Vec::with_capacity(spans.len());
     for s in &spans {
@@ -221,29 +315,120 @@ async fn trace(
         depth.insert(s.span_id.as_str(), d);
         rows.push((d, s));
     }
+    let failed_spans = spans
+        .iter()
+        .filter(|s| s.status.as_deref().is_some_and(|st| st != "ok"))
+        .count();
+    let issue_href = |e: &TraceError| e.issue_id.map(|i| format!("/issues/{i}"));
     let body = html! {
         div.page-head {
             h1 { "Trace " code { (clip(&trace_id, 64)) } }
-            div.muted { (spans.len()) " spans · " (ms(Some(total * 1000.0))) }
+            div.muted {
+                (spans.len()) " spans · " (ms(Some(total))) " · started " (when(start_ms as i64)) " UTC"
+                @if failed_spans > 0 { " · " span.error { (failed_spans) " failed" } }
+                " · project " (slug)
+            }
         }
-        @if spans.is_empty() { (empty("No span of this trace is stored.")) } @else {
-            div.waterfall id="waterfall" {
+        @if !errors.is_empty() {
+            h2 { "Errors in this trace" }
+            ul.trace-errors id="trace-errors" {
+                @for e in &errors {
+                    li {
+                        span class=(format!("level {}", clip(&e.level, 10))) { (clip(&e.level, 10)) } " "
+                        @match issue_href(e) {
+                            Some(href) => { a.trace-error href=(href) { (clip(&e.title, 160)) } },
+                            None => { span { (clip(&e.title, 160)) } },
+                        }
+                        " " span.muted { "+" (ms(Some((e.timestamp as f64 - start_ms).max(0.0)))) }
+                    }
+                }
+            }
+        }
+        @if spans.is_empty() { (empty("No span of this trace is stored (its transaction may not have been sampled).")) } @else {
+            div.waterfall id="waterfall" role="table" aria-label="Spans of the trace on a time ruler" {
+                div.span-row.ruler role="row" {
+                    div.span-label role="columnheader" { "Span" }
+                    div.span-track role="columnheader" aria-label="Time since the trace started" {
+                        @for t in &ticks {
+                            span.tick style=(format!("left:{:.3}%", at(start_ms + t))) { (tick_label(*t)) }
+                        }
+                    }
+                    div.span-dur role="columnheader" { "Duration" }
+                    div.span-status role="columnheader" { "Status" }
+                }
+                @if !errors.is_empty() {
+                    div.span-row.errors-row role="row" {
+                        div.span-label role="cell" { span.error { "Errors (" (errors.len()) ")" } }
+                        div.span-track role="cell" {
+                            @for e in &errors {
+                                @let left = at(e.timestamp as f64);
+                                @let label = format!("{} at +{}", clip(&e.title, 120), ms(Some(e.timestamp as f64 - start_ms)));
+                                @match issue_href(e) {
+                                    Some(href) => { a.error-mark href=(href) style=(format!("left:{left:.3}%")) title=(label) aria-label=(label) { "!" } },
+                                    None => { span.error-mark style=(format!("left:{left:.3}%")) title=(label) { "!" } },
+                                }
+                            }
+                        }
+                        div.span-dur role="cell" {}
+                        div.span-status role="cell" {}
+                    }
+                }
                 @for (d, s) in &rows {
-                    @let left = (s.start_timestamp - start) / total * 100.0;
-                    @let width = ((s.timestamp - s.start_timestamp) / total * 100.0).max(0.3);
-                    @let failed = s.status.as_deref().is_some_and(|st| st != "ok");
-                    div class=(if failed { "span-row failed" } else { "span-row" }) {
-                        div.span-label style=(format!("padding-left:{}em", *d as f64 * 1.2)) {
-                            span.op { (clip(&s.op, 60)) } " " span.desc { (clip(s.description.as_deref().unwrap_or(""), 120)) }
+                    @let left = at(s.start_timestamp * 1000.0);
+                    @let width = bar_width(s.duration_ms, total, left);
+                    @let status = s.status.as_deref().unwrap_or("ok");
+                    @let failed = status != "ok";
+                    div class=(if failed { "span-row failed" } else { "span-row" }) role="row" data-span-id=(clip(&s.span_id, 32)) {
+                        div.span-label role="cell" style=(format!("padding-left:{}em", *d as f64 * 1.2)) title=(clip(s.description.as_deref().unwrap_or(&s.op), 300)) {
+                            span.op { (clip(&s.op, 60)) }
+                            @if let Some(desc) = s.description.as_deref().filter(|d| !d.is_empty() && *d != s.op) { " " span.desc { (clip(desc, 120)) } }
                         }
-                        div.span-track {
-                            div.span-bar style=(format!("left:{left:.3}%;width:{width:.3}%")) title=(format!("{:.1} ms", s.duration_ms)) {}
+                        div.span-track role="cell" {
+                            @for t in ticks.iter().skip(1) { span.grid style=(format!("left:{:.3}%", at(start_ms + t))) {} }
+                            div.span-bar style=(format!("left:{left:.3}%;width:{width:.3}%")) title=(format!("+{} · {}", ms(Some(s.start_timestamp * 1000.0 - start_ms)), ms(Some(s.duration_ms)))) {}
                         }
-                        div.span-dur { (ms(Some(s.duration_ms))) @if let Some(st) = &s.status { " " span.muted { (clip(st, 30)) } } }
+                        div.span-dur role="cell" { (ms(Some(s.duration_ms))) }
+                        div.span-status role="cell" { span class=(format!("pill {}", if failed { "error" } else { "ok" })) { (clip(status, 30)) } }
                     }
                 }
             }
         }
     };
-    Ok(layout(&viewer, "performance", "Trace", body))
+    Ok(layout(viewer, "performance", "Trace", body))
+}
+
+/// A span bar's width in percent of the ruler: its share of the trace, at least 0.3 % so a
+/// short span stays visible, and never past the ruler's end. (`min`/`max` rather than
+/// `clamp`: a bar starting at 99.7 % leaves `100.0 - 99.7`, which is just under 0.3 in
+/// floating point, and `clamp` panics when its bounds cross.)
+fn bar_width(duration_ms: f64, total_ms: f64, left: f64) -> f64 {
+    let room = (100.0 - left.min(99.7)).max(0.3);
+    (duration_ms / total_ms * 100.0).max(0.3).min(room)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_bar_at_the_ruler_end_keeps_its_minimum_width() {
+        assert!((super::bar_width(0.0, 10.0, 99.7) - 0.3).abs() < 1e-9);
+        assert!((super::bar_width(5.0, 10.0, 0.0) - 50.0).abs() < 1e-9);
+        assert!((super::bar_width(10.0, 10.0, 90.0) - 10.0).abs() < 1e-9);
+        assert!(super::bar_width(1.0, 0.0, 100.0).is_finite());
+    }
+
+    use super::*;
+
+    #[test]
+    fn ruler_ticks_are_round() {
+        assert_eq!(ruler_ticks(43.0), vec![0.0, 10.0, 20.0, 30.0, 40.0]);
+        assert_eq!(
+            ruler_ticks(2_500.0),
+            vec![0.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0]
+        );
+        assert_eq!(ruler_ticks(0.0), vec![0.0]);
+        assert!(ruler_ticks(f64::NAN).len() == 1);
+        assert_eq!(tick_label(1500.0), "1.5 s");
+        assert_eq!(tick_label(20.0), "20 ms");
+        assert_eq!(tick_label(0.5), "500 µs");
+    }
 }
