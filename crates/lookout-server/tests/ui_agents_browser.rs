@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::TestServer;
@@ -20,43 +19,18 @@ use serde_json::Value;
 
 const PASSWORD: &str = "agents-browser-password";
 
-fn artifacts() -> PathBuf {
-    common::workspace_root().join("target/ui-artifacts/agents")
-}
-
-fn chromium() -> String {
-    let path =
-        std::env::var("LOOKOUT_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "Chromium is missing at {path}: run scripts/test (or scripts/setup-test-env), which installs Debian's chromium"
-    );
-    path
-}
-
 async fn drive(s: &TestServer) -> Value {
-    let script = common::workspace_root().join("crates/lookout-server/tests/ui/agents.py");
-    let mut cmd = tokio::process::Command::new(common::python());
-    cmd.arg(&script)
-        .env("LOOKOUT_URL", s.server.base_url())
-        .env("LOOKOUT_PASSWORD", PASSWORD)
-        .env("LOOKOUT_ARTIFACTS", artifacts())
-        .env("LOOKOUT_CHROMIUM", chromium())
-        .env("LOOKOUT_DSN", s.dsn());
-    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
-        .await
-        .expect("the browser run finished in time")
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser run failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("driver output is not JSON ({e}): {stdout}"))
+    common::drive_browser(
+        s,
+        common::BrowserRun {
+            script: "agents",
+            args: &[],
+            password: PASSWORD,
+            artifacts: "agents",
+            env: &[("LOOKOUT_DSN", s.dsn())],
+        },
+    )
+    .await
 }
 
 fn rejected(order_id: &str) -> TradingError {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::TestServer;
@@ -20,53 +19,19 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "a-long-test-password";
 
-fn artifacts(name: &str) -> PathBuf {
-    common::workspace_root()
-        .join("target/ui-artifacts")
-        .join(name)
-}
-
-fn chromium() -> String {
-    let path =
-        std::env::var("LOOKOUT_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "Chromium is missing at {path}: run scripts/test (or scripts/setup-test-env), which installs Debian's chromium"
-    );
-    path
-}
-
-async fn drive(s: &TestServer, mode: &str, extra: &[(&str, String)]) -> Value {
-    let script = common::workspace_root().join("crates/lookout-server/tests/ui/driver.py");
-    let mut cmd = tokio::process::Command::new(common::python());
-    cmd.arg(&script)
-        .arg(mode)
-        .env("LOOKOUT_URL", s.server.base_url())
-        .env("LOOKOUT_PASSWORD", PASSWORD)
-        .env("LOOKOUT_ARTIFACTS", artifacts(mode))
-        .env("LOOKOUT_CHROMIUM", chromium());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
-        .await
-        .expect("the browser run finished in time")
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser run failed ({}): {}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        if String::from_utf8_lossy(&out.stderr).contains("No module named 'playwright'") {
-            "Playwright is not installed in the test venv: run scripts/setup-test-env"
-        } else {
-            "see stderr"
+/// Run a mode of `tests/ui/driver.py`; its screenshots go to `target/ui-artifacts/<mode>`.
+async fn drive(s: &TestServer, mode: &str, env: &[(&str, String)]) -> Value {
+    common::drive_browser(
+        s,
+        common::BrowserRun {
+            script: "driver",
+            args: &[mode],
+            password: PASSWORD,
+            artifacts: mode,
+            env,
         },
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("driver output is not JSON ({e}): {stdout}"))
+    )
+    .await
 }
 
 fn rejected(asset: &str, order_id: &str) -> TradingError {

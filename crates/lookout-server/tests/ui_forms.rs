@@ -15,7 +15,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -30,51 +29,19 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "forms-test-password";
 
-fn chromium() -> String {
-    let path =
-        std::env::var("LOOKOUT_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "Chromium is missing at {path}: run scripts/setup-test-env, which installs Debian's chromium"
-    );
-    path
-}
-
-fn artifacts(name: &str) -> PathBuf {
-    common::workspace_root()
-        .join("target/ui-artifacts")
-        .join(name)
-}
-
-/// Run `tests/ui/<script>.py <args>`; its last stdout line is JSON.
-async fn drive(s: &TestServer, script: &str, args: &[&str], extra: &[(&str, String)]) -> Value {
-    let path = common::workspace_root()
-        .join("crates/lookout-server/tests/ui")
-        .join(format!("{script}.py"));
-    let mut cmd = tokio::process::Command::new(common::python());
-    cmd.arg(&path)
-        .args(args)
-        .env("LOOKOUT_URL", s.server.base_url())
-        .env("LOOKOUT_PASSWORD", PASSWORD)
-        .env("LOOKOUT_ARTIFACTS", artifacts(script))
-        .env("LOOKOUT_CHROMIUM", chromium());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(600), cmd.output())
-        .await
-        .expect("the browser run finished in time")
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{script}.py failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("{script}.py output is not JSON ({e}): {stdout}"))
+/// Run `tests/ui/<script>.py <args>`; its screenshots go to `target/ui-artifacts/<script>`.
+async fn drive(s: &TestServer, script: &str, args: &[&str], env: &[(&str, String)]) -> Value {
+    common::drive_browser(
+        s,
+        common::BrowserRun {
+            script,
+            args,
+            password: PASSWORD,
+            artifacts: script,
+            env,
+        },
+    )
+    .await
 }
 
 /// A webhook receiver on an ephemeral port: answers 200 and counts the notifications.

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::TestServer;
@@ -93,20 +92,6 @@ sentry_sdk.flush(timeout=10)
 print("sent")
 "#;
 
-fn artifacts() -> PathBuf {
-    common::workspace_root().join("target/ui-artifacts/objects")
-}
-
-fn chromium() -> String {
-    let path =
-        std::env::var("LOOKOUT_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "Chromium is missing at {path}: run scripts/setup-test-env"
-    );
-    path
-}
-
 /// The Python agent: its package written beside the script, run with the venv's Python.
 async fn run_python_agent(s: &TestServer) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -162,30 +147,17 @@ async fn run_rust_agent(s: &TestServer) {
 }
 
 async fn drive(s: &TestServer, env: &[(&str, String)]) -> Value {
-    let script = common::workspace_root().join("crates/lookout-server/tests/ui/objects.py");
-    let mut cmd = tokio::process::Command::new(common::python());
-    cmd.arg(&script)
-        .env("LOOKOUT_URL", s.server.base_url())
-        .env("LOOKOUT_PASSWORD", PASSWORD)
-        .env("LOOKOUT_ARTIFACTS", artifacts())
-        .env("LOOKOUT_CHROMIUM", chromium());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
-        .await
-        .expect("the browser run finished in time")
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser run failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("driver output is not JSON ({e}): {stdout}"))
+    common::drive_browser(
+        s,
+        common::BrowserRun {
+            script: "objects",
+            args: &[],
+            password: PASSWORD,
+            artifacts: "objects",
+            env,
+        },
+    )
+    .await
 }
 
 fn strings(v: &Value) -> Vec<String> {

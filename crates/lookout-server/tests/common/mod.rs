@@ -273,3 +273,73 @@ pub async fn run_python(script: &str, env: &[(&str, String)]) -> String {
     );
     stdout
 }
+
+/// Debian's Chromium for the browser tests (`scripts/setup-test-env` installs it).
+pub fn chromium() -> String {
+    let path =
+        std::env::var("LOOKOUT_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&path).exists(),
+        "Chromium is missing at {path}: run scripts/test (or scripts/setup-test-env), which installs Debian's chromium"
+    );
+    path
+}
+
+/// One run of a Playwright script of `tests/ui/` against a test server.
+pub struct BrowserRun<'a> {
+    /// The script's name, without `.py`.
+    pub script: &'a str,
+    /// Its arguments (a mode, for scripts that have several).
+    pub args: &'a [&'a str],
+    /// The `admin` password the server was started with.
+    pub password: &'a str,
+    /// The folder under `target/ui-artifacts/` its screenshots go to.
+    pub artifacts: &'a str,
+    /// Extra environment for the script.
+    pub env: &'a [(&'a str, String)],
+}
+
+/// Run a Playwright script of `tests/ui/` in Chromium against `s` and return what it saw:
+/// the JSON object on its last stdout line. Panics with its output when it fails (any failed
+/// expectation in the script is an exit status 1), naming the fix when Playwright is missing.
+pub async fn drive_browser(s: &TestServer, run: BrowserRun<'_>) -> serde_json::Value {
+    let path = workspace_root()
+        .join("crates/lookout-server/tests/ui")
+        .join(format!("{}.py", run.script));
+    let mut cmd = tokio::process::Command::new(python());
+    cmd.arg(&path)
+        .args(run.args)
+        .env("LOOKOUT_URL", s.server.base_url())
+        .env("LOOKOUT_PASSWORD", run.password)
+        .env(
+            "LOOKOUT_ARTIFACTS",
+            workspace_root()
+                .join("target/ui-artifacts")
+                .join(run.artifacts),
+        )
+        .env("LOOKOUT_CHROMIUM", chromium());
+    for (k, v) in run.env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(600), cmd.output())
+        .await
+        .expect("the browser run finished in time")
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{}.py {:?} failed ({}): {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        run.script,
+        run.args,
+        out.status,
+        if stderr.contains("No module named 'playwright'") {
+            "Playwright is not installed in the test venv: run scripts/setup-test-env"
+        } else {
+            "see stderr"
+        },
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("{}.py output is not JSON ({e}): {stdout}", run.script))
+}
