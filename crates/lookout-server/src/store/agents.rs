@@ -78,9 +78,17 @@ pub fn agent_of_did(did: &str) -> &str {
     did.strip_prefix("id:").unwrap_or(did)
 }
 
+/// The agent each session of a batch belongs to once the batch is written, by (project,
+/// session id), as the digest's session writer resolved it.
+pub(super) type SessionAgents = HashMap<(i64, String), String>;
+
 /// Keep `agents` and `agent_minutes` up to date with what `batch` says, inside the batch's
-/// transaction.
-pub(super) fn apply(tx: &Transaction<'_>, batch: &Batch) -> Result<()> {
+/// transaction. `session_agents` names the agent of each session update.
+pub(super) fn apply(
+    tx: &Transaction<'_>,
+    batch: &Batch,
+    session_agents: &SessionAgents,
+) -> Result<()> {
     let mut agents: HashMap<(i64, String), Seen> = HashMap::new();
     let mut minutes: HashMap<(i64, String, i64), Minute> = HashMap::new();
     let mut stages: HashMap<(i64, String, String, i64), StageMinute> = HashMap::new();
@@ -191,16 +199,10 @@ pub(super) fn apply(tx: &Transaction<'_>, batch: &Batch) -> Result<()> {
             s.last_error = Some(s.last_error.unwrap_or(0).max(e.timestamp_ms));
         }
     }
-    // The agent a session belongs to, as the sessions table resolved it (its events' tag,
-    // else its distinct id), also for an update that names neither.
-    let mut agent_of_session = tx.prepare_cached(
-        "SELECT agent FROM sessions WHERE project_id = ?1 AND sid = ?2 AND agent IS NOT NULL",
-    )?;
+    // The agent a session belongs to (its events' tag, else its distinct id), also for an
+    // update that names neither.
     for s in &batch.sessions {
-        let Some(agent) = agent_of_session
-            .query_row(params![s.project_id, s.sid], |r| r.get::<_, String>(0))
-            .optional()?
-        else {
+        let Some(agent) = session_agents.get(&(s.project_id, s.sid.clone())) else {
             continue;
         };
         let agent = agent.as_str();

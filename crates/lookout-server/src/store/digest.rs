@@ -2,6 +2,7 @@
 //! the digest cursor, so every row is digested exactly once, even across `kill -9`.
 
 use super::Result;
+use super::agents::SessionAgents;
 use super::alerting::FedEvent;
 use super::db::Db;
 use super::rollups::{Rollups, Seen};
@@ -67,7 +68,7 @@ impl DigestStore {
         apply_events(&tx, &batch.events, &mut outcome, &mut tag_rollups)?;
         apply_transactions(&tx, &batch.transactions, &mut outcome, &mut tag_rollups)?;
         tag_rollups.write(&tx)?;
-        apply_sessions(&tx, &batch.sessions, &batch.session_aggregates)?;
+        let session_agents = apply_sessions(&tx, &batch.sessions, &batch.session_aggregates)?;
         apply_check_ins(&tx, &batch.check_ins)?;
         {
             let mut stmt = tx.prepare_cached(
@@ -105,7 +106,7 @@ impl DigestStore {
                 ])?;
             }
         }
-        super::agents::apply(&tx, batch)?;
+        super::agents::apply(&tx, batch, &session_agents)?;
         create_seen_releases(&tx, batch)?;
         append_feed(&tx, batch, &outcome)?;
         for hook in &self.hooks {
@@ -550,13 +551,18 @@ fn apply_transactions(
     Ok(())
 }
 
+/// Store session updates and aggregates. Returns the agent each updated session belongs to
+/// once the batch is written, by (project, session id): the `agent_id` tag of the events an
+/// update travelled with, else the agent already stored for the session, else the agent its
+/// distinct id names (sessions naming none are left out).
 fn apply_sessions(
     tx: &Transaction<'_>,
     sessions: &[SessionRecord],
     aggregates: &[SessionAggregateRecord],
-) -> Result<()> {
+) -> Result<SessionAgents> {
+    let mut agents = SessionAgents::new();
     let mut get = tx.prepare_cached(
-        "SELECT status, counted_errored FROM sessions WHERE project_id = ?1 AND sid = ?2",
+        "SELECT status, counted_errored, agent FROM sessions WHERE project_id = ?1 AND sid = ?2",
     )?;
     let mut put = tx.prepare_cached(
         "INSERT INTO sessions (project_id, sid, did, release, environment, status, errors, started, updated, duration, counted_errored, agent)
@@ -579,19 +585,25 @@ fn apply_sessions(
              abnormal = MAX(abnormal, excluded.abnormal), last_seen = MAX(last_seen, excluded.last_seen)",
     )?;
     for s in sessions {
-        let previous: Option<(String, i64)> = get
-            .query_row(params![s.project_id, s.sid], |r| Ok((r.get(0)?, r.get(1)?)))
+        let previous: Option<(String, i64, Option<String>)> = get
+            .query_row(params![s.project_id, s.sid], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()?;
+        let stored_agent = previous.as_ref().and_then(|p| p.2.clone());
         // Terminal sessions take no more updates (only `ok` is non-terminal).
-        if let Some((status, _)) = &previous
+        if let Some((status, _, _)) = &previous
             && status != "ok"
         {
+            if let Some(agent) = stored_agent {
+                agents.insert((s.project_id, s.sid.clone()), agent);
+            }
             continue;
         }
         let init = i64::from(s.init && previous.is_none());
         let errored_now =
             s.errors > 0 || matches!(s.status.as_str(), "crashed" | "abnormal" | "errored");
-        let already_errored = previous.as_ref().is_some_and(|(_, c)| *c > 0);
+        let already_errored = previous.as_ref().is_some_and(|(_, c, _)| *c > 0);
         let count_errored = errored_now && !already_errored;
         let status = s.status.as_str();
         put.execute(params![
@@ -609,6 +621,14 @@ fn apply_sessions(
             s.agent,
             s.did.as_deref().map(super::agents::agent_of_did),
         ])?;
+        // What the statement stored: COALESCE(tag, stored, distinct id's agent).
+        if let Some(agent) = s.agent.clone().or(stored_agent).or_else(|| {
+            s.did
+                .as_deref()
+                .map(|d| super::agents::agent_of_did(d).to_owned())
+        }) {
+            agents.insert((s.project_id, s.sid.clone()), agent);
+        }
         rollup.execute(params![
             s.project_id,
             minute_of(s.started_ms),
@@ -659,7 +679,7 @@ fn apply_sessions(
             ])?;
         }
     }
-    Ok(())
+    Ok(agents)
 }
 
 fn apply_check_ins(tx: &Transaction<'_>, check_ins: &[CheckInRecord]) -> Result<()> {
