@@ -622,13 +622,11 @@ async fn detail(
     viewer: Viewer,
     Path(raw_id): Path<String>,
     Query(q): Query<DetailQuery>,
-) -> Response {
-    let back = ("/issues", "Back to the issues");
+) -> Page {
     let Some(id) = raw_id.parse::<i64>().ok().filter(|i| *i > 0) else {
-        return super::missing::not_found(&viewer, "issues", back, &format!("issue {raw_id:?}"));
+        return Err(UiError::missing(&format!("issue {raw_id:?}")));
     };
-    let page = detail_page(state, &viewer, id, q).await;
-    super::missing::or_404(&viewer, "issues", back, page)
+    detail_page(state, &viewer, id, q).await
 }
 
 async fn detail_page(state: AppState, viewer: &Viewer, id: i64, q: DetailQuery) -> Page {

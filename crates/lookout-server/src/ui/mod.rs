@@ -10,7 +10,6 @@ mod agents;
 mod alerts;
 mod charts;
 mod issues;
-mod missing;
 mod monitors;
 mod performance;
 mod releases;
@@ -283,6 +282,17 @@ impl UiError {
 /// What a failed UI response says, for [`in_app_errors`] to draw inside the app's frame.
 #[derive(Debug, Clone)]
 struct Failure(String);
+
+impl UiError {
+    /// A 404 for an object Lookout does not have (`what`: "issue 12", "monitor nightly"),
+    /// in words the error page shows.
+    pub fn missing(what: &str) -> UiError {
+        UiError::NotFound(format!(
+            "There is no {} here. It may never have existed, or retention removed it.",
+            clip(what, 200)
+        ))
+    }
+}
 
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {

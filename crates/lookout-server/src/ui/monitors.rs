@@ -8,7 +8,6 @@ use crate::services::blocking;
 use crate::store::monitors::{CheckInRow, MonitorConfig, MonitorRow, Schedule};
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::response::Response;
 use axum::routing::get;
 use maud::{Markup, html};
 
@@ -103,13 +102,8 @@ fn duration(d: Option<f64>) -> String {
     }
 }
 
-async fn monitor(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path(slug): Path<String>,
-) -> Response {
-    let page = monitor_page(state, &viewer, slug).await;
-    super::missing::or_404(&viewer, "crons", ("/crons", "Back to the monitors"), page)
+async fn monitor(State(state): State<AppState>, viewer: Viewer, Path(slug): Path<String>) -> Page {
+    monitor_page(state, &viewer, slug).await
 }
 
 async fn monitor_page(state: AppState, viewer: &Viewer, slug: String) -> Page {
@@ -127,7 +121,7 @@ async fn monitor_page(state: AppState, viewer: &Viewer, slug: String) -> Page {
     })
     .await?;
     let Some(m) = found.first() else {
-        return Err(UiError::NotFound(format!("monitor {}", clip(&slug, 80))));
+        return Err(UiError::missing(&format!("monitor {}", clip(&slug, 80))));
     };
     let cfg = MonitorConfig::parse(&m.config).ok();
     let count = |st: &str| checks.iter().filter(|c| c.1 == st).count();

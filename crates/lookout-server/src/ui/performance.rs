@@ -255,19 +255,13 @@ async fn trace(
     viewer: Viewer,
     Path(trace_id): Path<String>,
     Query(tq): Query<TraceQuery>,
-) -> axum::response::Response {
-    let page = trace_page(state, &viewer, trace_id, tq).await;
-    super::missing::or_404(
-        &viewer,
-        "performance",
-        ("/performance", "Back to performance"),
-        page,
-    )
+) -> Page {
+    trace_page(state, &viewer, trace_id, tq).await
 }
 
 async fn trace_page(state: AppState, viewer: &Viewer, trace_id: String, tq: TraceQuery) -> Page {
     if trace_id.is_empty() || trace_id.len() > 64 {
-        return Err(super::UiError::NotFound(format!(
+        return Err(super::UiError::missing(&format!(
             "trace {}",
             clip(&trace_id, 64)
         )));
@@ -284,7 +278,7 @@ async fn trace_page(state: AppState, viewer: &Viewer, trace_id: String, tq: Trac
     })
     .await?;
     if spans.is_empty() && errors.is_empty() {
-        return Err(super::UiError::NotFound(format!(
+        return Err(super::UiError::missing(&format!(
             "trace {}",
             clip(&trace_id, 64)
         )));

@@ -8,7 +8,6 @@ use crate::services::blocking;
 use crate::store::health::crash_free;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::response::Response;
 use axum::routing::get;
 use maud::html;
 
@@ -84,19 +83,13 @@ async fn release(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(version): Path<String>,
-) -> Response {
-    let page = release_page(state, &viewer, version).await;
-    super::missing::or_404(
-        &viewer,
-        "releases",
-        ("/releases", "Back to the releases"),
-        page,
-    )
+) -> Page {
+    release_page(state, &viewer, version).await
 }
 
 async fn release_page(state: AppState, viewer: &Viewer, version: String) -> Page {
     if version.is_empty() || version.len() > 250 {
-        return Err(UiError::NotFound(format!("release {}", clip(&version, 80))));
+        return Err(UiError::missing(&format!("release {}", clip(&version, 80))));
     }
     let store = state.store.clone();
     let now = state.clock.now_ms();
