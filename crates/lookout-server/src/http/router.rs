@@ -46,29 +46,33 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// A router over a fresh data directory with the default project and no threads, for
+/// in-process tests of handlers (`tower::ServiceExt::oneshot`).
+#[cfg(test)]
+pub(crate) fn app_on(dir: &tempfile::TempDir) -> (Router, std::sync::Arc<crate::store::Store>) {
+    let config = crate::config::Config {
+        data_dir: dir.path().to_owned(),
+        ..crate::config::Config::default()
+    };
+    let store = std::sync::Arc::new(crate::store::Store::open(dir.path()).unwrap());
+    store.ensure_default_project().unwrap();
+    let state = AppState::new(
+        config,
+        std::sync::Arc::clone(&store),
+        crate::clock::Clock::System,
+    );
+    (app(state), store)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::store::Store;
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use http_body_util::BodyExt;
-    use std::sync::Arc;
     use tokio::sync::mpsc;
     use tower::ServiceExt;
-
-    /// A router over a fresh data directory with the default project, no threads.
-    fn app_on(dir: &tempfile::TempDir) -> (Router, Arc<Store>) {
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            ..Config::default()
-        };
-        let store = Arc::new(Store::open(dir.path()).unwrap());
-        store.ensure_default_project().unwrap();
-        let state = AppState::new(config, Arc::clone(&store), crate::clock::Clock::System);
-        (app(state), store)
-    }
 
     async fn call(app: Router, path: &str, token: Option<&str>) -> (StatusCode, serde_json::Value) {
         let mut req = Request::get(path);

@@ -349,34 +349,24 @@ fn issue_words(spec: &Value, channels: &Channels) -> String {
     if out.is_empty() {
         out = "any event".into();
     }
+    // "<subject> <match> <value>", without a value for "is set" / "is not set".
+    let compared = |f: &Value, subject: String| {
+        let how = s(f, "match");
+        let value = if matches!(how.as_str(), "is" | "ns") {
+            String::new()
+        } else {
+            num_text(f.get("value"))
+        };
+        format!("{subject} {} {value}", match_words(&how))
+            .trim_end()
+            .to_owned()
+    };
     let filters: Vec<String> = list("filters")
         .iter()
         .map(
             |f| match f.get("id").and_then(Value::as_str).unwrap_or_default() {
-                ids::TAGGED_EVENT => format!(
-                    "{} {} {}",
-                    s(f, "key"),
-                    match_words(&s(f, "match")),
-                    if matches!(s(f, "match").as_str(), "is" | "ns") {
-                        String::new()
-                    } else {
-                        num_text(f.get("value"))
-                    }
-                )
-                .trim_end()
-                .to_owned(),
-                ids::ATTRIBUTE => format!(
-                    "{} {} {}",
-                    s(f, "attribute"),
-                    match_words(&s(f, "match")),
-                    if matches!(s(f, "match").as_str(), "is" | "ns") {
-                        String::new()
-                    } else {
-                        num_text(f.get("value"))
-                    }
-                )
-                .trim_end()
-                .to_owned(),
+                ids::TAGGED_EVENT => compared(f, s(f, "key")),
+                ids::ATTRIBUTE => compared(f, s(f, "attribute")),
                 ids::LEVEL => {
                     let level = f
                         .get("level")

@@ -779,25 +779,12 @@ pub fn raw(s: String) -> Markup {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
-    use crate::http::state::AppState;
-    use crate::store::Store;
     use axum::body::Body;
     use axum::http::{Request, StatusCode, header};
     use http_body_util::BodyExt;
-    use std::sync::Arc;
     use tower::ServiceExt;
 
-    fn app(dir: &tempfile::TempDir) -> (axum::Router, Arc<Store>) {
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            ..Config::default()
-        };
-        let store = Arc::new(Store::open(dir.path()).unwrap());
-        store.ensure_default_project().unwrap();
-        let state = AppState::new(config, Arc::clone(&store), crate::clock::Clock::System);
-        (crate::http::router::app(state), store)
-    }
+    use crate::http::router::app_on as app;
 
     async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String, String) {
         let res = app.clone().oneshot(req).await.unwrap();
