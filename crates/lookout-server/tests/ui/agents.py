@@ -14,27 +14,10 @@ import time
 
 from playwright.sync_api import expect, sync_playwright
 
-BASE = os.environ["LOOKOUT_URL"]
-PASSWORD = os.environ["LOOKOUT_PASSWORD"]
-ARTIFACTS = os.environ["LOOKOUT_ARTIFACTS"]
-CHROMIUM = os.environ.get("LOOKOUT_CHROMIUM", "/usr/bin/chromium")
+from driver import ARGS, BASE, CHROMIUM, shot
+from driver import sign_in as login
+
 DSN = os.environ["LOOKOUT_DSN"]
-ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-
-def shot(page, name):
-    os.makedirs(ARTIFACTS, exist_ok=True)
-    page.screenshot(path=os.path.join(ARTIFACTS, name + ".png"), full_page=True)
-
-
-def login(page, next_path):
-    page.goto(BASE + next_path)
-    page.fill("#password", PASSWORD)
-    page.click("#login")
-    page.wait_for_url(BASE + next_path)
 
 
 def send_error(agent, message):

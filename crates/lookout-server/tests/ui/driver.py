@@ -26,6 +26,14 @@ def shot(page, name):
     page.screenshot(path=os.path.join(ARTIFACTS, name + ".png"), full_page=True)
 
 
+def sign_in(page, next_path="/"):
+    """Log in as `admin` on the way to `next_path` (every page sends to the login first)."""
+    page.goto(BASE + next_path)
+    page.fill("#password", PASSWORD)
+    page.click("#login")
+    page.wait_for_url(BASE + next_path)
+
+
 def login(page, next_path="/"):
     page.goto(BASE + next_path)
     # Not logged in: every page sends the operator to the login form first.

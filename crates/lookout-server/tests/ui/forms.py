@@ -15,15 +15,11 @@ import sys
 
 from playwright.sync_api import expect, sync_playwright
 
-from driver import ARGS, BASE, CHROMIUM, PASSWORD, shot
+from driver import ARGS, BASE, CHROMIUM, shot, sign_in
 
 
 def login(page):
-    page.goto(BASE + "/login?next=/alerts")
-    page.fill("#username", "admin")
-    page.fill("#password", PASSWORD)
-    page.click("#login")
-    page.wait_for_url(BASE + "/alerts")
+    sign_in(page, "/alerts")
 
 
 def field_error(page, field_id):
