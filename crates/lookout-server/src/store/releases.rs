@@ -168,6 +168,27 @@ fn project_ids(conn: &Connection, org_id: i64, slugs: &[String]) -> Result<Vec<i
     Ok(out)
 }
 
+impl Release {
+    /// A release only seen in sessions, issues or agents, never created through the API:
+    /// dated by when it was first seen, with `new_groups` issues first seen in it.
+    fn seen_only(version: String, first_seen: i64, new_groups: i64) -> Release {
+        Release {
+            id: 0,
+            version,
+            url: None,
+            date_created: first_seen,
+            date_started: None,
+            date_released: None,
+            projects: Vec::new(),
+            commit_count: 0,
+            last_commit: None,
+            deploy_count: 0,
+            last_deploy: None,
+            new_groups,
+        }
+    }
+}
+
 impl Releases {
     pub(crate) fn new(db: Arc<Db>) -> Releases {
         Releases { db }
@@ -322,20 +343,7 @@ impl Releases {
                 continue;
             }
             let new_groups: i64 = new_issues.query_row([&version], |r| r.get(0))?;
-            list.push(Release {
-                id: 0,
-                version,
-                url: None,
-                date_created: first,
-                date_started: None,
-                date_released: None,
-                projects: Vec::new(),
-                commit_count: 0,
-                last_commit: None,
-                deploy_count: 0,
-                last_deploy: None,
-                new_groups,
-            });
+            list.push(Release::seen_only(version, first, new_groups));
         }
         list.sort_by_key(|r| std::cmp::Reverse(r.date_created));
         Ok(list)
@@ -444,20 +452,7 @@ impl Releases {
         let new_groups: i64 = conn
             .prepare_cached("SELECT COUNT(*) FROM issues WHERE first_release = ?1")?
             .query_row([version], |r| r.get(0))?;
-        Ok(Release {
-            id: 0,
-            version: version.to_owned(),
-            url: None,
-            date_created: first,
-            date_started: None,
-            date_released: None,
-            projects: Vec::new(),
-            commit_count: 0,
-            last_commit: None,
-            deploy_count: 0,
-            last_deploy: None,
-            new_groups,
-        })
+        Ok(Release::seen_only(version.to_owned(), first, new_groups))
     }
 
     /// Every deploy of `release` (as [`Releases::get_or_seen`] returns it), newest first;
