@@ -209,6 +209,22 @@ async fn the_agent_library_reports_errors_pipelines_monitors_and_sessions() {
     );
 }
 
+/// A webhook channel `kill-switch` on `s`, delivering to a local receiver: every
+/// notification body, in order.
+async fn kill_switch_webhook(
+    s: &TestServer,
+) -> std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
+    let (url, hooks) = webhook_receiver().await;
+    s.api_client(&s.token())
+        .post(
+            "/api/0/organizations/default/integrations/",
+            &serde_json::json!({"provider": "webhook", "name": "kill-switch", "config": {"url": url}}),
+        )
+        .await
+        .expect(201);
+    hooks
+}
+
 /// A local HTTP receiver standing in for a webhook consumer: every POST body, in order.
 async fn webhook_receiver() -> (
     String,
@@ -274,15 +290,7 @@ fn panic_event() -> sentry::protocol::Event<'static> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_down_preset_fires_for_a_crashed_rust_agent_and_a_restart_resolves_it() {
     let s = TestServer::start_manual().await;
-    let token = s.token();
-    let (url, hooks) = webhook_receiver().await;
-    s.api_client(&token)
-        .post(
-            "/api/0/organizations/default/integrations/",
-            &serde_json::json!({"provider": "webhook", "name": "kill-switch", "config": {"url": url}}),
-        )
-        .await
-        .expect(201);
+    let hooks = kill_switch_webhook(&s).await;
 
     // The agent crashes (its session ends crashed); another agent exits cleanly.
     as_agent(s.dsn(), "ag_crashy", || {
@@ -359,15 +367,7 @@ async fn the_agent_down_preset_fires_for_a_crashed_rust_agent_and_a_restart_reso
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_down_names_the_agent_whatever_its_user_id() {
     let s = TestServer::start_manual().await;
-    let token = s.token();
-    let (url, hooks) = webhook_receiver().await;
-    s.api_client(&token)
-        .post(
-            "/api/0/organizations/default/integrations/",
-            &serde_json::json!({"provider": "webhook", "name": "kill-switch", "config": {"url": url}}),
-        )
-        .await
-        .expect(201);
+    let hooks = kill_switch_webhook(&s).await;
 
     as_agent(s.dsn(), "ag_nouser", || {
         // The session starts with no user on the scope: its updates carry no distinct id.
