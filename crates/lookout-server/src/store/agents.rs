@@ -5,8 +5,9 @@
 
 use super::Result;
 use super::records::{Batch, is_failure};
+use super::rollups::merge_stored_sketch;
 use lookout_protocol::sketch::DDSketch;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, Transaction, params};
 use std::collections::HashMap;
 
 const MINUTE_MS: i64 = 60_000;
@@ -278,17 +279,11 @@ pub(super) fn apply(
         )?;
     for ((project, agent, minute), m) in minutes {
         let sketch = match m.sketch {
-            Some(mut sk) => {
-                let old: Option<Option<Vec<u8>>> = read_sketch
-                    .query_row(params![project, agent, minute], |r| r.get(0))
-                    .optional()?;
-                if let Some(Some(bytes)) = old
-                    && let Ok(prev) = DDSketch::from_bytes(&bytes)
-                {
-                    sk.merge(&prev);
-                }
-                Some(sk.to_bytes())
-            }
+            Some(sk) => Some(merge_stored_sketch(
+                &mut read_sketch,
+                params![project, agent, minute],
+                sk,
+            )?),
             None => None,
         };
         upsert_minute.execute(params![
@@ -317,23 +312,14 @@ pub(super) fn apply(
          ON CONFLICT DO UPDATE SET count = count + excluded.count, failed = failed + excluded.failed,
            sketch = excluded.sketch",
     )?;
-    for ((project, agent, op, minute), mut st) in stages {
-        let old: Option<Vec<u8>> = read_stage
-            .query_row(params![project, agent, op, minute], |r| r.get(0))
-            .optional()?;
-        if let Some(bytes) = old
-            && let Ok(prev) = DDSketch::from_bytes(&bytes)
-        {
-            st.sketch.merge(&prev);
-        }
+    for ((project, agent, op, minute), st) in stages {
+        let sketch = merge_stored_sketch(
+            &mut read_stage,
+            params![project, agent, op, minute],
+            st.sketch,
+        )?;
         upsert_stage.execute(params![
-            project,
-            agent,
-            op,
-            minute,
-            st.count,
-            st.failed,
-            st.sketch.to_bytes()
+            project, agent, op, minute, st.count, st.failed, sketch
         ])?;
     }
     Ok(())

@@ -528,24 +528,14 @@ fn apply_transactions(
         "INSERT INTO rollup_latency (project_id, minute, kind, name, op, count, errors, sketch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT DO UPDATE SET count = count + excluded.count, errors = errors + excluded.errors, sketch = excluded.sketch",
     )?;
-    for ((project, kind, name, op, minute), (count, errors, mut sketch)) in latency {
-        let existing: Option<Vec<u8>> = select
-            .query_row(params![project, kind, name, op, minute], |r| r.get(0))
-            .optional()?;
-        if let Some(bytes) = existing
-            && let Ok(old) = DDSketch::from_bytes(&bytes)
-        {
-            sketch.merge(&old);
-        }
+    for ((project, kind, name, op, minute), (count, errors, sketch)) in latency {
+        let sketch = super::rollups::merge_stored_sketch(
+            &mut select,
+            params![project, kind, name, op, minute],
+            sketch,
+        )?;
         upsert.execute(params![
-            project,
-            minute,
-            kind,
-            name,
-            op,
-            count,
-            errors,
-            sketch.to_bytes()
+            project, minute, kind, name, op, count, errors, sketch
         ])?;
     }
     Ok(())

@@ -9,7 +9,8 @@
 //! new value on every event must not grow a rollup as fast as the events themselves.
 
 use super::Result;
-use rusqlite::{Transaction, params};
+use lookout_protocol::sketch::DDSketch;
+use rusqlite::{CachedStatement, OptionalExtension, Params, Transaction, params};
 use std::collections::{HashMap, HashSet};
 
 const MINUTE_MS: i64 = 60_000;
@@ -127,4 +128,21 @@ impl Rollups {
         }
         Ok(())
     }
+}
+
+/// `sketch` merged with the sketch a latency rollup row already holds, as the bytes to write
+/// back: `read` selects that row's sketch column by `key`. A row without a sketch, or one
+/// that no longer decodes, leaves `sketch` as it is.
+pub(super) fn merge_stored_sketch<P: Params>(
+    read: &mut CachedStatement<'_>,
+    key: P,
+    mut sketch: DDSketch,
+) -> Result<Vec<u8>> {
+    let stored: Option<Option<Vec<u8>>> = read.query_row(key, |r| r.get(0)).optional()?;
+    if let Some(Some(bytes)) = stored
+        && let Ok(prev) = DDSketch::from_bytes(&bytes)
+    {
+        sketch.merge(&prev);
+    }
+    Ok(sketch.to_bytes())
 }
