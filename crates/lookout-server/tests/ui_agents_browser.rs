@@ -188,6 +188,18 @@ async fn an_operator_sees_who_is_in_trouble_and_watches_it_live() {
         agent["stages"].to_string().contains("http.client"),
         "{agent}"
     );
+    // Latency, throughput and error rate of the agent's stages, one series per stage.
+    for chart in [
+        "agent-stage-chart",
+        "agent-throughput-chart",
+        "agent-error-rate-chart",
+    ] {
+        let legend = agent["charts"][chart].to_string();
+        assert!(
+            legend.contains("order.pipeline") && legend.contains("http.client"),
+            "{chart}: {legend}"
+        );
+    }
     let live = &seen["live"];
     assert_eq!(
         live["appeared"], true,

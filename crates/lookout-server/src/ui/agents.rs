@@ -233,27 +233,22 @@ fn agent_body(p: &AgentPage, period: &str, since: i64, bucket: i64, now: i64) ->
     let stages = stage_series(d, since, bucket);
     let outcomes = outcome_series(d, since, now, bucket);
     let decided = decisions(d, 30);
-    // One series per stage, for each of latency, throughput and error rate.
-    let per_stage = |value: &dyn Fn(&crate::services::agents::StageBucket) -> Option<f64>| {
-        stages
-            .iter()
-            .map(|s| {
-                (
-                    s.op.clone(),
-                    s.buckets
-                        .iter()
-                        .filter_map(|b| value(b).map(|v| (b.start, v)))
-                        .collect::<Vec<_>>(),
-                )
-            })
-            .filter(|(_, pts)| !pts.is_empty())
-            .collect::<Vec<_>>()
-    };
-    let per_minute = bucket as f64 / 60_000.0;
-    let latency = per_stage(&|b| b.p99);
-    let throughput = per_stage(&|b| (b.count > 0).then(|| b.count as f64 / per_minute));
-    let error_rate =
-        per_stage(&|b| (b.count > 0).then(|| b.failed as f64 * 100.0 / b.count as f64));
+    let stage_points: Vec<(String, Vec<charts::StagePoint>)> = stages
+        .iter()
+        .map(|s| {
+            let points = s
+                .buckets
+                .iter()
+                .map(|b| charts::StagePoint {
+                    start: b.start,
+                    count: b.count,
+                    failed: b.failed,
+                    latency: b.p99,
+                })
+                .collect();
+            (s.op.clone(), points)
+        })
+        .collect();
     let href = agent_href(&a.agent_id);
     html! {
         p.crumbs { a href="/" { "Agents" } " / " }
@@ -374,30 +369,7 @@ fn agent_body(p: &AgentPage, period: &str, since: i64, bucket: i64, now: i64) ->
             @if stages.is_empty() {
                 (empty("No order.pipeline transaction of this agent in this window."))
             } @else {
-                (charts::time_series(&charts::TimeSeries {
-                    id: "agent-stage-chart",
-                    title: "p99 latency per stage",
-                    unit: charts::Unit::Ms,
-                    from: since,
-                    to: now,
-                    series: latency,
-                }))
-                (charts::time_series(&charts::TimeSeries {
-                    id: "agent-throughput-chart",
-                    title: "Throughput per stage",
-                    unit: charts::Unit::PerMinute,
-                    from: since,
-                    to: now,
-                    series: throughput,
-                }))
-                (charts::time_series(&charts::TimeSeries {
-                    id: "agent-error-rate-chart",
-                    title: "Error rate per stage",
-                    unit: charts::Unit::Percent,
-                    from: since,
-                    to: now,
-                    series: error_rate,
-                }))
+                (charts::stage_charts("agent-", "p99 latency per stage", &stage_points, bucket, (since, now)))
                 div.table-scroll tabindex="0" role="region" aria-label="Pipeline stages" {
                 table.grid id="agent-stages" {
                     thead { tr { th { "Stage" } th.num { "Runs" } th.num { "Failed" } th.num { "p50" } th.num { "p95" } th.num { "p99" } } }

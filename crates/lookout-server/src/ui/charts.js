@@ -9,9 +9,12 @@
   // Distinguishable on white and for the common colour-vision deficiencies (Okabe–Ito).
   const COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"];
   const FORMAT = {
-    ms: (v) => (v >= 1000 ? (v / 1000).toFixed(2) + " s" : v >= 10 ? v.toFixed(0) + " ms" : v.toFixed(1) + " ms"),
+    // The same rules as `Unit::format` in charts.rs (two decimals below 1, so small
+    // values do not all read 0.0).
+    ms: (v) =>
+      v >= 1000 ? (v / 1000).toFixed(2) + " s" : v >= 10 ? v.toFixed(0) + " ms" : v >= 1 ? v.toFixed(1) + " ms" : v.toFixed(2) + " ms",
     percent: (v) => v.toFixed(1) + " %",
-    per_minute: (v) => (Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1)) + "/min",
+    per_minute: (v) => (Number.isInteger(v) ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2)) + "/min",
   };
   const AXIS = { ms: "Latency", percent: "Error rate", per_minute: "Throughput" };
   let loading = null;
@@ -65,6 +68,8 @@
         {
           label: "Time (UTC)",
           labelSize: 20,
+          // Room for "MM-DD HH:MM" between ticks.
+          space: 100,
           font: "13px system-ui, sans-serif",
           labelFont: "13px system-ui, sans-serif",
           // 24-hour UTC times; dates too once the visible range spans days.

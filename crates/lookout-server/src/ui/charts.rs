@@ -47,10 +47,12 @@ impl Unit {
         match self {
             Unit::Ms if v >= 1000.0 => format!("{:.2} s", v / 1000.0),
             Unit::Ms if v >= 10.0 => format!("{v:.0} ms"),
-            Unit::Ms => format!("{v:.1} ms"),
+            Unit::Ms if v >= 1.0 => format!("{v:.1} ms"),
+            Unit::Ms => format!("{v:.2} ms"),
             Unit::Percent => format!("{v:.1} %"),
             Unit::PerMinute if v.fract() == 0.0 => format!("{v:.0}/min"),
-            Unit::PerMinute => format!("{v:.1}/min"),
+            Unit::PerMinute if v >= 1.0 => format!("{v:.1}/min"),
+            Unit::PerMinute => format!("{v:.2}/min"),
         }
     }
 }
@@ -123,6 +125,60 @@ pub(super) fn time_series(chart: &TimeSeries<'_>) -> Markup {
                 } }
             }
         }
+    }
+}
+
+/// One bucket of one stage of a pipeline: its start (ms), the runs that ended in it, the
+/// failed ones, and the latency to show (a percentile, ms), if any.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StagePoint {
+    pub(super) start: i64,
+    pub(super) count: i64,
+    pub(super) failed: i64,
+    pub(super) latency: Option<f64>,
+}
+
+/// A pipeline's stages over `from..to` in buckets of `bucket_ms`, as three charts with one
+/// series per stage: `latency_title`'s latency, throughput per minute, and the share of runs
+/// that failed. Chart ids are `<id_prefix>stage-chart`, `<id_prefix>throughput-chart` and
+/// `<id_prefix>error-rate-chart`.
+pub(super) fn stage_charts(
+    id_prefix: &str,
+    latency_title: &str,
+    stages: &[(String, Vec<StagePoint>)],
+    bucket_ms: i64,
+    (from, to): (i64, i64),
+) -> Markup {
+    let per_minute = bucket_ms as f64 / 60_000.0;
+    let series = |value: &dyn Fn(&StagePoint) -> Option<f64>| {
+        stages
+            .iter()
+            .map(|(name, points)| {
+                let pts: Vec<(i64, f64)> = points
+                    .iter()
+                    .filter_map(|p| value(p).map(|v| (p.start, v)))
+                    .collect();
+                (name.clone(), pts)
+            })
+            .filter(|(_, pts)| !pts.is_empty())
+            .collect::<Vec<_>>()
+    };
+    let chart = |suffix: &str, title: &str, unit: Unit, series| {
+        time_series(&TimeSeries {
+            id: &format!("{id_prefix}{suffix}"),
+            title,
+            unit,
+            from,
+            to,
+            series,
+        })
+    };
+    html! {
+        (chart("stage-chart", latency_title, Unit::Ms, series(&|p| p.latency)))
+        (chart("throughput-chart", "Throughput per stage", Unit::PerMinute,
+            series(&|p| (p.count > 0).then(|| p.count as f64 / per_minute))))
+        (chart("error-rate-chart", "Error rate per stage (failed spans and transactions)", Unit::Percent,
+            series(&|p| (p.count > 0).then(|| p.failed as f64 * 100.0 / p.count as f64))))
     }
 }
 
@@ -221,5 +277,8 @@ mod tests {
         assert_eq!(Unit::Ms.format(1.25), "1.2 ms");
         assert_eq!(Unit::Percent.format(40.55), "40.5 %");
         assert_eq!(Unit::PerMinute.format(12.0), "12/min");
+        // Small values keep two decimals rather than all reading 0.0.
+        assert_eq!(Unit::Ms.format(0.04), "0.04 ms");
+        assert_eq!(Unit::PerMinute.format(0.27), "0.27/min");
     }
 }

@@ -33,14 +33,6 @@ const STAGES: &[&str] = &[
 ];
 const PIPELINE: &str = "order.pipeline";
 
-/// The pipeline's and each stage's figures per bucket, one series per stage.
-#[derive(Debug, Default)]
-struct StageSeries {
-    latency: Vec<(String, Vec<(i64, f64)>)>,
-    throughput: Vec<(String, Vec<(i64, f64)>)>,
-    error_rate: Vec<(String, Vec<(i64, f64)>)>,
-}
-
 #[derive(Debug, Deserialize)]
 struct PerfQuery {
     project: Option<String>,
@@ -88,38 +80,20 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
                 e.2.merge(&m.sketch);
             }
         }
-        let mut series = StageSeries::default();
-        let per_minute = bucket as f64 / 60_000.0;
+        let mut series: Vec<(String, Vec<charts::StagePoint>)> = Vec::new();
         for name in std::iter::once(PIPELINE).chain(STAGES.iter().copied()) {
-            let buckets: Vec<_> = merged
+            let points: Vec<charts::StagePoint> = merged
                 .range((name.to_owned(), i64::MIN)..=(name.to_owned(), i64::MAX))
-                .map(|((_, b), v)| (*b, v))
+                .map(|((_, start), (count, failed, sketch))| charts::StagePoint {
+                    start: *start,
+                    count: *count,
+                    failed: *failed,
+                    latency: sketch.quantile(quantile),
+                })
                 .collect();
-            if buckets.is_empty() {
-                continue;
+            if !points.is_empty() {
+                series.push((name.to_owned(), points));
             }
-            series.latency.push((
-                name.to_owned(),
-                buckets
-                    .iter()
-                    .filter_map(|(b, (_, _, s))| s.quantile(quantile).map(|v| (*b, v)))
-                    .collect(),
-            ));
-            series.throughput.push((
-                name.to_owned(),
-                buckets
-                    .iter()
-                    .map(|(b, (n, _, _))| (*b, *n as f64 / per_minute))
-                    .collect(),
-            ));
-            series.error_rate.push((
-                name.to_owned(),
-                buckets
-                    .iter()
-                    .filter(|(_, (n, _, _))| *n > 0)
-                    .map(|(b, (n, e, _))| (*b, *e as f64 * 100.0 / *n as f64))
-                    .collect(),
-            ));
         }
         let recent = match only_name {
             None => reader.recent_transactions(pid, 25)?,
@@ -159,33 +133,10 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
             button type="submit" { "Show" }
         }
         h2 { "order.pipeline, stage by stage" }
-        @if series.latency.is_empty() {
+        @if series.is_empty() {
             (empty("No order.pipeline transaction in this window."))
         } @else {
-            (charts::time_series(&charts::TimeSeries {
-                id: "stage-chart",
-                title: &format!("{qlabel} latency per stage"),
-                unit: charts::Unit::Ms,
-                from: since,
-                to: now,
-                series: series.latency,
-            }))
-            (charts::time_series(&charts::TimeSeries {
-                id: "throughput-chart",
-                title: "Throughput per stage",
-                unit: charts::Unit::PerMinute,
-                from: since,
-                to: now,
-                series: series.throughput,
-            }))
-            (charts::time_series(&charts::TimeSeries {
-                id: "error-rate-chart",
-                title: "Error rate per stage (failed spans and transactions)",
-                unit: charts::Unit::Percent,
-                from: since,
-                to: now,
-                series: series.error_rate,
-            }))
+            (charts::stage_charts("", &format!("{qlabel} latency per stage"), &series, bucket, (since, now)))
         }
         h2 { "Transactions" }
         @if summaries.is_empty() { (empty("No transaction in this window.")) } @else {

@@ -99,6 +99,12 @@ def run(p):
             "decision_marks": page.locator("#agent-decisions .mark").all_inner_texts(),
             "stages": page.locator("#agent-stages tbody tr").all_inner_texts(),
         }
+        # The pipeline's charts, drawn by the chart library, each naming the stages.
+        charts = {}
+        for chart in ("agent-stage-chart", "agent-throughput-chart", "agent-error-rate-chart"):
+            expect(page.locator("#%s .uplot canvas" % chart)).to_be_visible()
+            charts[chart] = page.locator("#%s .u-legend .u-series .u-label" % chart).all_inner_texts()
+        seen["agent_page"]["charts"] = charts
         shot(page, "03-agent")
         page.set_viewport_size({"width": 768, "height": 900})
         shot(page, "04-agent-768")
