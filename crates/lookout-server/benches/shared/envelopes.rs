@@ -46,7 +46,9 @@ pub(crate) fn transaction_envelope(n: u64) -> Vec<u8> {
     let payload = serde_json::json!({"event_id": format!("{:032x}", n + 1), "type": "transaction",
         "transaction": "Order Pipeline: BTC buy", "start_timestamp": now - 0.5, "timestamp": now,
         "contexts": {"trace": {"trace_id": format!("{:032x}", n + 1), "span_id": "aaaaaaaaaaaaaaaa", "op": "order.pipeline", "status": "ok"}},
-        "spans": spans, "platform": "python", "release": "vol-arb@1.0.0"})
+        "spans": spans, "platform": "python", "release": "vol-arb@1.0.0",
+        // As the agent library tags every event: 50 agents share the load.
+        "tags": {"agent_id": format!("ag_{}", n % 50), "strategy": "vol-arb"}})
     .to_string();
     format!(
         "{{\"event_id\":\"{:032x}\"}}\n{{\"type\":\"transaction\",\"length\":{}}}\n{payload}\n",
