@@ -188,6 +188,20 @@ async fn an_operator_sees_who_is_in_trouble_and_watches_it_live() {
         agent["stages"].to_string().contains("http.client"),
         "{agent}"
     );
+    // A zoomed chart stays zoomed when a live update redraws it.
+    let zoom = &agent["zoom"];
+    let span = |k: &str| zoom[k][1].as_f64().unwrap_or(0.0) - zoom[k][0].as_f64().unwrap_or(0.0);
+    assert!(
+        span("zoomed") < 0.6 * span("full"),
+        "the drag zoomed in: {zoom}"
+    );
+    assert!(
+        (zoom["after_live"][0].as_f64().unwrap_or(0.0) - zoom["zoomed"][0].as_f64().unwrap_or(1.0))
+            .abs()
+            < 1.0
+            && (span("after_live") - span("zoomed")).abs() < 1.0,
+        "the zoom survived the live redraw: {zoom}"
+    );
     // Latency, throughput and error rate of the agent's stages, one series per stage.
     for chart in [
         "agent-stage-chart",

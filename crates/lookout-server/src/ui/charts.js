@@ -18,6 +18,9 @@
   };
   const AXIS = { ms: "Latency", percent: "Error rate", per_minute: "Throughput" };
   let loading = null;
+  // The time range an operator zoomed each chart to, by its figure's id: a live update
+  // redraws a chart from fresh data, and the zoom must survive it.
+  const zooms = new Map();
 
   function loadLibrary() {
     if (window.uPlot) return Promise.resolve();
@@ -110,8 +113,23 @@
     const lo = spec.x.length ? Math.min(spec.from, spec.x[0]) : spec.from;
     const hi = spec.x.length ? Math.max(spec.to, spec.x[spec.x.length - 1]) : spec.to;
     const data = [ends(spec.x, lo, hi)].concat(spec.series.map((s) => ends(s.values, null, null)));
+    const figure = host.closest("figure[id]");
+    const key = figure ? figure.id : null;
+    // Read before drawing: the new chart's first scale (its whole window) would clear it.
+    const zoom = key && zooms.get(key);
+    opts.hooks = {
+      setScale: [
+        (u, scale) => {
+          if (scale !== "x" || !key) return;
+          const { min, max } = u.scales.x;
+          if (min <= lo && max >= hi) zooms.delete(key);
+          else zooms.set(key, { min, max });
+        },
+      ],
+    };
     const plot = new window.uPlot(opts, data, host);
     host.uplot = plot;
+    if (zoom) plot.setScale("x", zoom);
     if (window.ResizeObserver) {
       new ResizeObserver(() => {
         const w = Math.max(320, host.clientWidth);

@@ -105,6 +105,24 @@ def run(p):
             expect(page.locator("#%s .uplot canvas" % chart)).to_be_visible()
             charts[chart] = page.locator("#%s .u-legend .u-series .u-label" % chart).all_inner_texts()
         seen["agent_page"]["charts"] = charts
+        # Zoom the latency chart, then let a live update redraw the region: the zoom stays.
+        scale = ("(() => { const u = document.querySelector('#agent-stage-chart .chart-canvas').uplot;"
+                 " return [u.scales.x.min, u.scales.x.max]; })()")
+        page.evaluate("document.querySelector('#agent-stage-chart .chart-canvas').dataset.before = '1'")
+        full = page.evaluate(scale)
+        ob = page.locator("#agent-stage-chart .u-over").bounding_box()
+        page.mouse.move(ob["x"] + ob["width"] * 0.3, ob["y"] + ob["height"] * 0.5)
+        page.mouse.down()
+        page.mouse.move(ob["x"] + ob["width"] * 0.6, ob["y"] + ob["height"] * 0.5, steps=5)
+        page.mouse.up()
+        zoomed = page.evaluate(scale)
+        # A new chart host is a redraw from the live update's markup.
+        page.wait_for_function(
+            "() => { const h = document.querySelector('#agent-stage-chart .chart-canvas');"
+            " return h && !h.dataset.before && h.uplot; }",
+            timeout=60000,
+        )
+        seen["agent_page"]["zoom"] = {"full": full, "zoomed": zoomed, "after_live": page.evaluate(scale)}
         shot(page, "03-agent")
         page.set_viewport_size({"width": 768, "height": 900})
         shot(page, "04-agent-768")
