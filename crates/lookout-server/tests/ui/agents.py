@@ -108,6 +108,16 @@ def run(p):
         # Zoom the latency chart, then let a live update redraw the region: the zoom stays.
         scale = ("(() => { const u = document.querySelector('#agent-stage-chart .chart-canvas').uplot;"
                  " return [u.scales.x.min, u.scales.x.max]; })()")
+        # Right after a live update, so that the next one (10 s away) does not replace the
+        # chart in the middle of the drag.
+        last = page.evaluate("document.documentElement.getAttribute('data-live-at')")
+        page.wait_for_function(
+            "(last) => { const at = document.documentElement.getAttribute('data-live-at');"
+            " const h = document.querySelector('#agent-stage-chart .chart-canvas');"
+            " return at !== last && h && h.uplot; }",
+            arg=last,
+            timeout=60000,
+        )
         page.evaluate("document.querySelector('#agent-stage-chart .chart-canvas').dataset.before = '1'")
         full = page.evaluate(scale)
         ob = page.locator("#agent-stage-chart .u-over").bounding_box()
