@@ -120,6 +120,8 @@ def run(p):
         )
         page.evaluate("document.querySelector('#agent-stage-chart .chart-canvas').dataset.before = '1'")
         full = page.evaluate(scale)
+        # The mouse acts on what is in the viewport: bring the chart into it first.
+        page.locator("#agent-stage-chart .u-over").scroll_into_view_if_needed()
         ob = page.locator("#agent-stage-chart .u-over").bounding_box()
         page.mouse.move(ob["x"] + ob["width"] * 0.3, ob["y"] + ob["height"] * 0.5)
         page.mouse.down()
