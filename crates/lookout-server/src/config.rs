@@ -19,6 +19,7 @@ const NOT_KEYS: &[&str] = &["LOOKOUT_CONFIG", "LOOKOUT_LOG"];
 const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
     "data_dir",
+    "database_url",
     "public_url",
     "ingest",
     "rate_limits",
@@ -34,6 +35,10 @@ pub struct Config {
     pub listen: String,
     /// Directory of the SQLite database (`./lookout-data`).
     pub data_dir: PathBuf,
+    /// PostgreSQL to store everything in (`postgres://user:password@host:5432/lookout`),
+    /// shared by every node pointed at it; absent, the embedded SQLite file in `data_dir`.
+    #[serde(skip_serializing)]
+    pub database_url: Option<String>,
     /// URL the SDKs reach this server at, used in printed DSNs (default `http://<listen>`).
     pub public_url: Option<String>,
     /// Ingest limits and durability.
@@ -134,6 +139,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:9000".into(),
             data_dir: PathBuf::from("./lookout-data"),
+            database_url: None,
             public_url: None,
             ingest: IngestConfig::default(),
             rate_limits: RateLimitConfig::default(),
@@ -196,6 +202,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
 }
 
 /// Load the configuration from an optional file, the process environment, and flags.
@@ -241,7 +249,7 @@ pub fn load_from(
             continue;
         }
         // Secrets are text whatever they look like (a password may be all digits).
-        let parsed = if key == "admin_password" {
+        let parsed = if key == "admin_password" || key == "database_url" {
             toml::Value::String(value.clone())
         } else {
             parse_scalar(value)
@@ -260,6 +268,10 @@ pub fn load_from(
             toml::Value::String(dir.display().to_string()),
         );
         origins.push(("data_dir".into(), "flag --data-dir".into()));
+    }
+    if let Some(url) = &overrides.database_url {
+        set_path(&mut table, "database_url", toml::Value::String(url.clone()));
+        origins.push(("database_url".into(), "flag --database-url".into()));
     }
     let origin_of = |key: &str| {
         origins
@@ -313,6 +325,14 @@ impl Config {
                 ),
             )
         })?;
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(err(
+                "database_url",
+                "must be a PostgreSQL URL (postgres://user:password@host:5432/database); leave it unset for the embedded SQLite store".into(),
+            ));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(err("data_dir", "must not be empty".into()));
         }
@@ -453,6 +473,7 @@ mod tests {
             &Overrides {
                 listen: Some("127.0.0.1:7200".into()),
                 data_dir: None,
+                database_url: None,
             },
         )
         .unwrap();
@@ -506,6 +527,7 @@ mod tests {
             &Overrides {
                 listen: Some("nowhere".into()),
                 data_dir: None,
+                database_url: None,
             },
         )
         .unwrap_err()
@@ -556,6 +578,7 @@ mod tests {
         let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
         // Secrets are never serialised (the config is printed and logged in places).
         keys.push("admin_password");
+        keys.push("database_url");
         let mut known = TOP_LEVEL_KEYS.to_vec();
         keys.sort_unstable();
         known.sort_unstable();

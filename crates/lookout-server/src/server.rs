@@ -190,8 +190,8 @@ fn start_state(
     }
     let metrics = Arc::new(metrics::Metrics::new());
     let appended = Arc::new(tokio::sync::Notify::new());
-    let writer = InboxWriter::start(
-        &config.data_dir,
+    let writer = InboxWriter::start_for(
+        &store,
         config.ingest.synchronous,
         config.ingest.queue_capacity,
         config.ingest.max_batch,
@@ -353,10 +353,21 @@ impl ServerBuilder {
         } = self;
         let store = match store {
             Some(store) => store,
-            None => Arc::new(Store::open_with(
-                &config.data_dir,
-                config.ingest.synchronous,
-            )?),
+            None => {
+                let (dir, url, sync) = (
+                    config.data_dir.clone(),
+                    config.database_url.clone(),
+                    config.ingest.synchronous,
+                );
+                let opened = tokio::task::spawn_blocking(move || {
+                    Store::open_config(&dir, url.as_deref(), sync)
+                })
+                .await
+                .map_err(|e| {
+                    store::StoreError::Invalid(format!("opening the store failed: {e}"))
+                })?;
+                Arc::new(opened?)
+            }
         };
         store.ensure_default_project()?;
         let listener = match listener {

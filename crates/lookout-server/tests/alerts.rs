@@ -10,7 +10,6 @@ use axum::routing::post;
 use common::{ApiClient, TestServer, run_python};
 use hmac::{Hmac, Mac};
 use lookout_server::Server;
-use lookout_server::config::Config;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use std::sync::{Arc, Mutex};
@@ -586,16 +585,12 @@ async fn an_agent_that_crashes_and_stays_down_for_60_s_alerts_and_a_restart_reso
     assert!(rx.matching("/webhook", "(agent 8)").is_empty());
 
     // Restart the server in the middle of the open incident: nothing is repeated.
-    let TestServer { server, dir } = s;
+    let TestServer { server, dir, db } = s;
     let clock = server.clock.clone();
     server.stop().await.unwrap();
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: dir.path().to_owned(),
-        ..Config::default()
-    };
+    let config = common::test_config(dir.path(), db.as_ref());
     let server = Server::builder(config).clock(clock).start().await.unwrap();
-    let s = TestServer { server, dir };
+    let s = TestServer { server, dir, db };
     s.server.tick().await;
     s.server.tick().await;
     all_delivered(&s, &token).await;

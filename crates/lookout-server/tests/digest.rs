@@ -401,7 +401,11 @@ sentry_sdk.flush(timeout=10)
 
     // Stop the server so everything is checkpointed, then grep every database file.
     let dir = s.dir.path().to_owned();
-    let TestServer { server, dir: tmp } = s;
+    let TestServer {
+        server,
+        dir: tmp,
+        db,
+    } = s;
     server.stop().await.unwrap();
     // The mnemonic as pasted with no-break spaces, too.
     let pasted = MNEMONIC.replace(' ', "\u{a0}");
@@ -409,23 +413,29 @@ sentry_sdk.flush(timeout=10)
     needles.push(MNEMONIC);
     needles.push(&pasted);
     needles.push(PASSWORD);
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if !name.starts_with("lookout.db") {
-            continue;
-        }
-        let bytes = std::fs::read(&path).unwrap();
-        for needle in &needles {
-            let n = needle.as_bytes();
-            assert!(
-                !bytes.windows(n.len()).any(|w| w == n),
-                "secret {needle:?} found in {name}"
-            );
+    // On SQLite, the files themselves (PostgreSQL's are the server's, not ours to read).
+    if db.is_none() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.starts_with("lookout.db") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            for needle in &needles {
+                let n = needle.as_bytes();
+                assert!(
+                    !bytes.windows(n.len()).any(|w| w == n),
+                    "secret {needle:?} found in {name}"
+                );
+            }
         }
     }
     // Payloads are stored compressed, so grep them decoded too, as the store returns them.
-    let store = lookout_server::store::Store::open(&dir).unwrap();
+    let store = match &db {
+        Some(db) => lookout_server::store::Store::open_postgres(&db.url).unwrap(),
+        None => lookout_server::store::Store::open(&dir).unwrap(),
+    };
     let reader = store.reader();
     let project = reader.project("default", "default").unwrap();
     let mut payloads = Vec::new();
@@ -454,6 +464,8 @@ sentry_sdk.flush(timeout=10)
         }
     }
     // The raw envelopes are deleted from the inbox once digested.
-    assert!(common::read_inbox(&dir.join("inbox.db")).is_empty());
+    assert!(common::read_store_inbox(&store).is_empty());
+    drop(store);
     drop(tmp);
+    drop(db);
 }

@@ -38,6 +38,11 @@ struct Global {
     /// Data directory [env: LOOKOUT_DATA_DIR] [default: ./lookout-data].
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL to store everything in, shared by every node pointed at it
+    /// (postgres://user:password@host:5432/lookout) [env: LOOKOUT_DATABASE_URL]
+    /// [default: the embedded SQLite file in the data directory].
+    #[arg(long, global = true)]
+    database_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,17 +160,41 @@ fn load_config(global: &Global) -> anyhow::Result<Config> {
     let overrides = Overrides {
         listen: global.listen.clone(),
         data_dir: global.data_dir.clone(),
+        database_url: global.database_url.clone(),
     };
     Ok(config::load(global.config.as_deref(), &overrides)?)
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Store> {
+    if let Some(url) = &config.database_url {
+        return Store::open_postgres(url).with_context(|| {
+            format!(
+                "cannot open the database at database_url {} (set --database-url or LOOKOUT_DATABASE_URL)",
+                redact_url(url)
+            )
+        });
+    }
     Store::open_with(&config.data_dir, config.ingest.synchronous).with_context(|| {
         format!(
             "cannot open the data directory {} (set --data-dir or LOOKOUT_DATA_DIR)",
             config.data_dir.display()
         )
     })
+}
+
+/// `url` with its password replaced by `***`, for messages.
+fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                let hidden = if userinfo.contains(':') { ":***" } else { "" };
+                format!("{scheme}://{user}{hidden}@{host}")
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

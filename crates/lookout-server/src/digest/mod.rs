@@ -110,6 +110,7 @@ impl Processed {
         let last = rows.last()?;
         let mut batch = process_rows(rows, threads, in_app);
         batch.last_inbox_id = last.id;
+        batch.inbox_ids = rows.iter().map(|r| r.id).collect();
         Some(Processed {
             rows: rows.len(),
             oldest_received: rows.iter().map(|r| r.received_at).min().unwrap_or_default(),

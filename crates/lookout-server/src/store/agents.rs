@@ -6,8 +6,8 @@
 use super::Result;
 use super::records::{Batch, is_failure};
 use super::rollups::merge_stored_sketch;
+use super::sql::{Conn, params};
 use lookout_protocol::sketch::DDSketch;
-use rusqlite::{Connection, Transaction, params};
 use std::collections::HashMap;
 
 const MINUTE_MS: i64 = 60_000;
@@ -85,11 +85,7 @@ pub(super) type SessionAgents = HashMap<(i64, String), String>;
 
 /// Keep `agents` and `agent_minutes` up to date with what `batch` says, inside the batch's
 /// transaction. `session_agents` names the agent of each session update.
-pub(super) fn apply(
-    tx: &Transaction<'_>,
-    batch: &Batch,
-    session_agents: &SessionAgents,
-) -> Result<()> {
+pub(super) fn apply(tx: &Conn, batch: &Batch, session_agents: &SessionAgents) -> Result<()> {
     let mut agents: HashMap<(i64, String), Seen> = HashMap::new();
     let mut minutes: HashMap<(i64, String, i64), Minute> = HashMap::new();
     let mut stages: HashMap<(i64, String, String, i64), StageMinute> = HashMap::new();
@@ -234,16 +230,16 @@ pub(super) fn apply(
     let mut upsert = tx.prepare_cached(
             "INSERT INTO agents (project_id, agent_id, strategy, release, environment, first_seen, last_seen, last_error, session_status, session_updated)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT DO UPDATE SET
-               strategy = CASE WHEN excluded.last_seen >= last_seen THEN COALESCE(excluded.strategy, strategy) ELSE strategy END,
-               release = CASE WHEN excluded.last_seen >= last_seen THEN COALESCE(excluded.release, release) ELSE release END,
-               environment = CASE WHEN excluded.last_seen >= last_seen THEN COALESCE(excluded.environment, environment) ELSE environment END,
-               first_seen = MIN(first_seen, excluded.first_seen),
-               last_seen = MAX(last_seen, excluded.last_seen),
-               last_error = MAX(COALESCE(last_error, 0), COALESCE(excluded.last_error, 0)),
-               session_status = CASE WHEN excluded.session_updated IS NOT NULL AND excluded.session_updated >= COALESCE(session_updated, 0)
-                                     THEN excluded.session_status ELSE session_status END,
-               session_updated = MAX(COALESCE(session_updated, 0), COALESCE(excluded.session_updated, 0))",
+             ON CONFLICT (project_id, agent_id) DO UPDATE SET
+               strategy = CASE WHEN excluded.last_seen >= agents.last_seen THEN COALESCE(excluded.strategy, agents.strategy) ELSE agents.strategy END,
+               release = CASE WHEN excluded.last_seen >= agents.last_seen THEN COALESCE(excluded.release, agents.release) ELSE agents.release END,
+               environment = CASE WHEN excluded.last_seen >= agents.last_seen THEN COALESCE(excluded.environment, agents.environment) ELSE agents.environment END,
+               first_seen = MIN(agents.first_seen, excluded.first_seen),
+               last_seen = MAX(agents.last_seen, excluded.last_seen),
+               last_error = MAX(COALESCE(agents.last_error, 0), COALESCE(excluded.last_error, 0)),
+               session_status = CASE WHEN excluded.session_updated IS NOT NULL AND excluded.session_updated >= COALESCE(agents.session_updated, 0)
+                                     THEN excluded.session_status ELSE agents.session_status END,
+               session_updated = MAX(COALESCE(agents.session_updated, 0), COALESCE(excluded.session_updated, 0))",
         )?;
     for ((project, agent), s) in &agents {
         let (session_at, session_status) = match &s.session {
@@ -270,12 +266,12 @@ pub(super) fn apply(
             "INSERT INTO agent_minutes (project_id, agent_id, minute, events, errors, cycles, failed_cycles, sketch,
                                         transactions, failed_transactions, risk_rejected)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT DO UPDATE SET events = events + excluded.events, errors = errors + excluded.errors,
-               cycles = cycles + excluded.cycles, failed_cycles = failed_cycles + excluded.failed_cycles,
-               sketch = COALESCE(excluded.sketch, sketch),
-               transactions = transactions + excluded.transactions,
-               failed_transactions = failed_transactions + excluded.failed_transactions,
-               risk_rejected = risk_rejected + excluded.risk_rejected",
+             ON CONFLICT (project_id, agent_id, minute) DO UPDATE SET events = agent_minutes.events + excluded.events, errors = agent_minutes.errors + excluded.errors,
+               cycles = agent_minutes.cycles + excluded.cycles, failed_cycles = agent_minutes.failed_cycles + excluded.failed_cycles,
+               sketch = COALESCE(excluded.sketch, agent_minutes.sketch),
+               transactions = agent_minutes.transactions + excluded.transactions,
+               failed_transactions = agent_minutes.failed_transactions + excluded.failed_transactions,
+               risk_rejected = agent_minutes.risk_rejected + excluded.risk_rejected",
         )?;
     for ((project, agent, minute), m) in minutes {
         let sketch = match m.sketch {
@@ -309,7 +305,7 @@ pub(super) fn apply(
     let mut upsert_stage = tx.prepare_cached(
         "INSERT INTO agent_stage_minutes (project_id, agent_id, op, minute, count, failed, sketch)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT DO UPDATE SET count = count + excluded.count, failed = failed + excluded.failed,
+         ON CONFLICT (project_id, agent_id, op, minute) DO UPDATE SET count = agent_stage_minutes.count + excluded.count, failed = agent_stage_minutes.failed + excluded.failed,
            sketch = excluded.sketch",
     )?;
     for ((project, agent, op, minute), st) in stages {
@@ -670,7 +666,7 @@ impl Agents {
     }
 }
 
-fn overview(conn: &Connection, org: &str, only: Option<&str>, now: i64) -> Result<OverviewFacts> {
+fn overview(conn: &Conn, org: &str, only: Option<&str>, now: i64) -> Result<OverviewFacts> {
     let window_start = {
         let t = now - WINDOW_MS;
         t - t.rem_euclid(MINUTE_MS)
@@ -699,7 +695,7 @@ fn overview(conn: &Connection, org: &str, only: Option<&str>, now: i64) -> Resul
                 ..AgentRow::default()
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     let index: HashMap<(i64, String), usize> = agents
         .iter()
         .enumerate()
@@ -716,10 +712,9 @@ fn overview(conn: &Connection, org: &str, only: Option<&str>, now: i64) -> Resul
          WHERE o.slug = ?1 AND (?3 IS NULL OR a.agent_id = ?3)",
     )?;
     let mut sketches: HashMap<usize, DDSketch> = HashMap::new();
-    let mut rows = minutes.query(params![org, window_start, only])?;
-    while let Some(r) = rows.next()? {
+    minutes.for_each(params![org, window_start, only], |r| {
         let Some(i) = find(r.get(0)?, &r.get::<_, String>(1)?) else {
-            continue;
+            return Ok(());
         };
         let a = &mut agents[i];
         a.events_1h += r.get::<_, i64>(2)?;
@@ -734,30 +729,29 @@ fn overview(conn: &Connection, org: &str, only: Option<&str>, now: i64) -> Resul
         {
             sketches.entry(i).or_default().merge(&s);
         }
-    }
-    drop(rows);
+        Ok(())
+    })?;
     for (i, s) in sketches {
         agents[i].p99_ms = s.quantile(0.99);
     }
 
     // Sessions of the last day, per agent.
     let mut sessions = conn.prepare_cached(
-        "SELECT a.project_id, a.agent_id, COUNT(*), COALESCE(SUM(s.status = 'crashed'), 0)
+        "SELECT a.project_id, a.agent_id, COUNT(*), COALESCE(SUM(CASE WHEN s.status = 'crashed' THEN 1 ELSE 0 END), 0)
          FROM agents a JOIN projects p ON p.id = a.project_id JOIN organizations o ON o.id = p.org_id
          JOIN sessions s ON s.project_id = a.project_id AND s.agent = a.agent_id AND s.started >= ?2
          WHERE o.slug = ?1 AND (?3 IS NULL OR a.agent_id = ?3)
          GROUP BY a.project_id, a.agent_id",
     )?;
-    let mut rows = sessions.query(params![org, day_ago, only])?;
-    while let Some(r) = rows.next()? {
+    sessions.for_each(params![org, day_ago, only], |r| {
         let (total, crashed): (i64, i64) = (r.get(2)?, r.get(3)?);
         if let Some(i) = find(r.get(0)?, &r.get::<_, String>(1)?)
             && total > 0
         {
             agents[i].crash_free = Some((total - crashed) as f64 * 100.0 / total as f64);
         }
-    }
-    drop(rows);
+        Ok(())
+    })?;
 
     // Unresolved issues per agent, and the one it hit most.
     let mut issues = conn.prepare_cached(
@@ -766,10 +760,9 @@ fn overview(conn: &Connection, org: &str, only: Option<&str>, now: i64) -> Resul
          JOIN organizations o ON o.id = p.org_id
          WHERE t.key = 'agent_id' AND (?2 IS NULL OR t.value = ?2) AND i.status = 'unresolved' AND o.slug = ?1",
     )?;
-    let mut rows = issues.query(params![org, only])?;
-    while let Some(r) = rows.next()? {
+    issues.for_each(params![org, only], |r| {
         let Some(i) = find(r.get(0)?, &r.get::<_, String>(1)?) else {
-            continue;
+            return Ok(());
         };
         let slug: String = r.get(3)?;
         let issue = TopIssue {
@@ -791,8 +784,8 @@ fn overview(conn: &Connection, org: &str, only: Option<&str>, now: i64) -> Resul
         {
             a.top_issue = Some(issue);
         }
-    }
-    drop(rows);
+        Ok(())
+    })?;
 
     let monitors = monitor_states(conn, org)?;
     for a in &mut agents {
@@ -828,7 +821,7 @@ fn overview(conn: &Connection, org: &str, only: Option<&str>, now: i64) -> Resul
                     .and_then(|v| v.get("query").and_then(|q| q.as_str()).map(str::to_owned)),
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
 
     let mut stmt = conn.prepare_cached(
         "SELECT r.id, r.project_id, r.name, r.spec
@@ -845,14 +838,14 @@ fn overview(conn: &Connection, org: &str, only: Option<&str>, now: i64) -> Resul
                     .unwrap_or(serde_json::Value::Null),
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
 
     let mut stmt = conn.prepare_cached(
         "SELECT i.id FROM integrations i JOIN organizations o ON o.id = i.org_id WHERE o.slug = ?1",
     )?;
     let channel_ids = stmt
         .query_map([org], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
 
     Ok(OverviewFacts {
         agents,
@@ -864,7 +857,7 @@ fn overview(conn: &Connection, org: &str, only: Option<&str>, now: i64) -> Resul
 }
 
 /// Every monitor of organisation `org`, in every environment.
-fn monitor_states(conn: &Connection, org: &str) -> Result<Vec<MonitorState>> {
+fn monitor_states(conn: &Conn, org: &str) -> Result<Vec<MonitorState>> {
     let mut stmt = conn.prepare_cached(
         "SELECT m.project_id, m.slug, me.environment, me.status, me.last_checkin
          FROM monitors m JOIN monitor_environments me ON me.monitor_id = m.id
@@ -880,11 +873,11 @@ fn monitor_states(conn: &Connection, org: &str) -> Result<Vec<MonitorState>> {
             last_checkin: r.get(4)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<Result<_>>()?)
 }
 
 fn detail(
-    conn: &Connection,
+    conn: &Conn,
     org: &str,
     agent_id: &str,
     since: i64,
@@ -915,7 +908,7 @@ fn detail(
                 errors: r.get(5)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
 
     let mut releases: Vec<String> = sessions.iter().map(|s| s.release.clone()).collect();
     releases.extend(agent.release.clone());
@@ -939,7 +932,7 @@ fn detail(
                 })
             },
         )?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
 
     // Its per-agent incidents, and the issue alerts of its issues.
     let mut stmt = conn.prepare_cached(
@@ -959,7 +952,7 @@ fn detail(
                 closed_at: r.get(5)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
 
     let mut slugs: Vec<String> = facts
         .monitors
@@ -1015,7 +1008,7 @@ fn detail(
                 last_seen: r.get(6)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
 
     let mut stmt = conn.prepare_cached(
         "SELECT op, minute, count, failed, sketch FROM agent_stage_minutes
@@ -1045,7 +1038,7 @@ fn detail(
             }
             Err(e) => Some(Err(e)),
         })
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
 
     let mut stmt = conn.prepare_cached(
         "SELECT minute, cycles, failed_cycles, risk_rejected, errors FROM agent_minutes
@@ -1061,7 +1054,7 @@ fn detail(
                 errors: r.get(4)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
 
     // Its latest error events: the newest few of each of its latest issues that carry its
     // tag (bounded: at most 10 issues × 3 events, each found by index).
@@ -1072,7 +1065,7 @@ fn detail(
     )?;
     let issue_ids: Vec<i64> = latest_issues
         .query_map(params![project, agent.agent_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     let mut stmt = conn.prepare_cached(
         "SELECT e.event_id, e.issue_id, e.title, e.timestamp, e.payload FROM events e
          WHERE e.issue_id = ?1 AND EXISTS

@@ -10,9 +10,9 @@
 
 use super::alerts::{Integration, StoredRule};
 use super::db::Db;
+use super::sql::{Conn, OptionalExtension, Value as SqlValue, params};
 use super::{Result, StoreError};
 use lookout_protocol::sketch::DDSketch;
-use rusqlite::{Connection, OptionalExtension, params, types::Value as SqlValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -157,7 +157,7 @@ pub struct RollupFilter<'a> {
 /// Read access to the windows metric rules measure: rollups, sessions, events.
 #[derive(Debug)]
 pub struct Measurer<'c> {
-    conn: &'c Connection,
+    conn: &'c Conn,
 }
 
 /// The merged latency of a window: transactions or spans matching a name and an op.
@@ -232,7 +232,7 @@ impl Measurer<'_> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT COUNT(*), COALESCE(SUM(crashed > 0), 0) FROM session_users
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN crashed > 0 THEN 1 ELSE 0 END), 0) FROM session_users
              WHERE project_id = ?1 AND last_seen >= ?2 AND (?3 IS NULL OR environment = ?3)",
             )?
             .query_row(params![project, since, environment], |r| {
@@ -303,7 +303,7 @@ impl Measurer<'_> {
             args.push(SqlValue::Text(op.to_owned()));
         }
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        Ok(stmt.query_row(rusqlite::params_from_iter(args), |r| r.get(0))?)
+        Ok(stmt.query_row(super::sql::params_from_iter(args), |r| r.get(0))?)
     }
 
     /// Distinct users of `kinds` in `project` from `minute_since`, from the user rollups.
@@ -327,7 +327,7 @@ impl Measurer<'_> {
             args.push(SqlValue::Text(env.to_owned()));
         }
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        Ok(stmt.query_row(rusqlite::params_from_iter(args), |r| r.get(0))?)
+        Ok(stmt.query_row(super::sql::params_from_iter(args), |r| r.get(0))?)
     }
 
     /// The latest session of each agent of `project` updated since `since`: (agent id,
@@ -342,7 +342,7 @@ impl Measurer<'_> {
         let rows = stmt.query_map(params![project, since], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<Result<_>>()?)
     }
 
     /// The heartbeat monitors (`agent-<id>-heartbeat`) of `project` and the status of each
@@ -353,7 +353,7 @@ impl Measurer<'_> {
              WHERE m.project_id = ?1 AND m.slug LIKE 'agent-%-heartbeat'",
         )?;
         let rows = stmt.query_map([project], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<Result<_>>()?)
     }
 
     /// The keys of `rule` whose state is not ok.
@@ -363,7 +363,7 @@ impl Measurer<'_> {
             .prepare_cached("SELECT key FROM alert_state WHERE rule_id = ?1 AND state != 'ok'")?;
         let keys = stmt
             .query_map([rule], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<Result<_>>()?;
         Ok(keys)
     }
 }
@@ -386,7 +386,7 @@ fn in_list(sql: &mut String, args: &mut Vec<SqlValue>, column: &str, values: &[&
 /// One transaction of the alert stage: what it reads to decide, and what it writes.
 #[derive(Debug)]
 pub struct AlertTx<'c> {
-    conn: &'c Connection,
+    conn: &'c Conn,
 }
 
 impl AlertTx<'_> {
@@ -470,7 +470,7 @@ impl AlertTx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO alert_issue_fires (rule_id, issue_id, last_fired) VALUES (?1, ?2, ?3)
-                 ON CONFLICT DO UPDATE SET last_fired = excluded.last_fired",
+                 ON CONFLICT (rule_id, issue_id) DO UPDATE SET last_fired = excluded.last_fired",
             )?
             .execute(params![rule, issue, at])?;
         Ok(())
@@ -482,21 +482,23 @@ impl AlertTx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO incidents (rule_id, project_id, key, issue_id, status, severity, title, value, opened_at, closed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
             )?
-            .execute(params![
-                i.rule_id,
-                i.project_id,
-                i.key,
-                i.issue_id,
-                i.status,
-                i.severity,
-                i.title,
-                i.value,
-                i.at,
-                closed_at
-            ])?;
-        Ok(self.conn.last_insert_rowid())
+            .query_row(
+                params![
+                    i.rule_id,
+                    i.project_id,
+                    i.key,
+                    i.issue_id,
+                    i.status,
+                    i.severity,
+                    i.title,
+                    i.value,
+                    i.at,
+                    closed_at
+                ],
+                |r| r.get(0),
+            )
     }
 
     /// Close incident `id` at `at` with its last value.
@@ -545,7 +547,7 @@ impl AlertTx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO alert_state (rule_id, key, state, value, since, incident_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT DO UPDATE SET state = excluded.state, value = excluded.value, since = excluded.since, incident_id = excluded.incident_id",
+                 ON CONFLICT (rule_id, key) DO UPDATE SET state = excluded.state, value = excluded.value, since = excluded.since, incident_id = excluded.incident_id",
             )?
             .execute(params![rule, key, state, value, since, incident])?;
         Ok(())
@@ -576,7 +578,7 @@ impl AlertTx<'_> {
     }
 }
 
-fn state(conn: &Connection, rule: i64, key: &str) -> Result<Option<KeyState>> {
+fn state(conn: &Conn, rule: i64, key: &str) -> Result<Option<KeyState>> {
     Ok(conn
         .prepare_cached(
             "SELECT state, incident_id, since FROM alert_state WHERE rule_id = ?1 AND key = ?2",
@@ -591,7 +593,7 @@ fn state(conn: &Connection, rule: i64, key: &str) -> Result<Option<KeyState>> {
         .optional()?)
 }
 
-fn active_rules(conn: &Connection, projects: Option<&HashSet<i64>>) -> Result<Vec<StoredRule>> {
+fn active_rules(conn: &Conn, projects: Option<&HashSet<i64>>) -> Result<Vec<StoredRule>> {
     let mut stmt = conn.prepare_cached(
         "SELECT r.id, r.project_id, p.slug, p.org_id, r.kind, r.name, r.spec, r.preset, r.date_created, r.date_modified
          FROM alert_rules r JOIN projects p ON p.id = r.project_id WHERE r.status = 'active' ORDER BY r.id",
@@ -607,17 +609,17 @@ fn active_rules(conn: &Connection, projects: Option<&HashSet<i64>>) -> Result<Ve
     Ok(out)
 }
 
-fn channels(conn: &Connection, org_id: i64) -> Result<Vec<Integration>> {
+fn channels(conn: &Conn, org_id: i64) -> Result<Vec<Integration>> {
     super::alerts::integrations_of(conn, org_id)
 }
 
-fn ensure_presets(conn: &Connection, presets: &[(&str, &str, Value)], now: i64) -> Result<()> {
+fn ensure_presets(conn: &Conn, presets: &[(&str, &str, Value)], now: i64) -> Result<()> {
     let missing: Vec<i64> = conn
         .prepare_cached(
             "SELECT id FROM projects WHERE id NOT IN (SELECT project_id FROM alert_presets_installed)",
         )?
         .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     for project in missing {
         for (preset, kind, body) in presets {
             let name = body["name"].as_str().unwrap_or(preset).to_owned();
@@ -750,7 +752,7 @@ impl AlertStage {
                 },
             ))
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<Result<_>>()?)
     }
 
     /// Install the preset rules on every project that has not had them yet.
@@ -769,7 +771,7 @@ impl AlertStage {
             .reader()?
             .prepare_cached("SELECT project_id, key FROM rollup_keys")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<Result<_>>()?;
         if &current == wanted {
             return Ok(false);
         }

@@ -3,8 +3,8 @@
 //! [`super::alerting`].
 
 use super::db::Db;
+use super::sql::{Conn, OptionalExtension, params};
 use super::{Result, StoreError};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -120,7 +120,7 @@ pub struct Alerts {
 const RULE_COLUMNS: &str = "r.id, r.project_id, p.slug, p.org_id, r.kind, r.name, r.spec, r.preset, r.date_created, r.date_modified";
 
 /// The channels of organisation `org_id`, oldest first.
-pub(super) fn integrations_of(conn: &Connection, org_id: i64) -> Result<Vec<Integration>> {
+pub(super) fn integrations_of(conn: &Conn, org_id: i64) -> Result<Vec<Integration>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, provider, name, config, date_created FROM integrations WHERE org_id = ?1 ORDER BY id",
     )?;
@@ -133,10 +133,10 @@ pub(super) fn integrations_of(conn: &Connection, org_id: i64) -> Result<Vec<Inte
             date_created: r.get(4)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<Result<_>>()?)
 }
 
-pub(super) fn rule_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRule> {
+pub(super) fn rule_of(r: &super::sql::Row<'_>) -> Result<StoredRule> {
     Ok(StoredRule {
         id: r.get(0)?,
         project_id: r.get(1)?,
@@ -192,17 +192,16 @@ impl Alerts {
         name: &str,
         config: &Value,
     ) -> Result<i64> {
-        let conn = self.db.writer();
-        conn.execute(
-            "INSERT INTO integrations (org_id, provider, name, config, date_created) VALUES (?1, ?2, ?3, ?4, ?5)",
+        self.db.writer()?.query_row(
+            "INSERT INTO integrations (org_id, provider, name, config, date_created) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
             params![org_id, provider, name, config.to_string(), chrono::Utc::now().timestamp_millis()],
-        )?;
-        Ok(conn.last_insert_rowid())
+            |r| r.get(0),
+        )
     }
 
     /// Remove a channel.
     pub fn delete_integration(&self, org_id: i64, id: i64) -> Result<()> {
-        let n = self.db.writer().execute(
+        let n = self.db.writer()?.execute(
             "DELETE FROM integrations WHERE org_id = ?1 AND id = ?2",
             params![org_id, id],
         )?;
@@ -225,7 +224,7 @@ impl Alerts {
              WHERE p.org_id = ?1 AND (?2 IS NULL OR r.project_id = ?2) AND r.kind = ?3 ORDER BY r.id"
         ))?;
         let rows = stmt.query_map(params![org_id, project_id, kind], rule_of)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<Result<_>>()?)
     }
 
     /// One rule of an organisation.
@@ -251,18 +250,17 @@ impl Alerts {
         name: &str,
         spec: &Value,
     ) -> Result<i64> {
-        let conn = self.db.writer();
         let now = chrono::Utc::now().timestamp_millis();
-        conn.execute(
-            "INSERT INTO alert_rules (project_id, kind, name, spec, date_created, date_modified) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        self.db.writer()?.query_row(
+            "INSERT INTO alert_rules (project_id, kind, name, spec, date_created, date_modified) VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING id",
             params![project_id, kind, name, spec.to_string(), now],
-        )?;
-        Ok(conn.last_insert_rowid())
+            |r| r.get(0),
+        )
     }
 
     /// Replace a rule's body (its state and incidents stay).
     pub fn update_rule(&self, id: i64, project_id: i64, name: &str, spec: &Value) -> Result<()> {
-        self.db.writer().execute(
+        self.db.writer()?.execute(
             "UPDATE alert_rules SET name = ?2, spec = ?3, project_id = ?4, date_modified = ?5 WHERE id = ?1",
             params![id, name, spec.to_string(), project_id, chrono::Utc::now().timestamp_millis()],
         )?;
@@ -271,17 +269,16 @@ impl Alerts {
 
     /// Delete a rule and its state (its incidents stay in the history).
     pub fn delete_rule(&self, id: i64) -> Result<()> {
-        let mut conn = self.db.writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM alert_rules WHERE id = ?1", [id])?;
-        tx.execute("DELETE FROM alert_state WHERE rule_id = ?1", [id])?;
-        tx.execute("DELETE FROM alert_issue_fires WHERE rule_id = ?1", [id])?;
-        tx.execute(
-            "UPDATE incidents SET status = 'closed', closed_at = COALESCE(closed_at, ?2) WHERE rule_id = ?1 AND status = 'open'",
-            params![id, chrono::Utc::now().timestamp_millis()],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.db.write(|tx| {
+            tx.execute("DELETE FROM alert_rules WHERE id = ?1", [id])?;
+            tx.execute("DELETE FROM alert_state WHERE rule_id = ?1", [id])?;
+            tx.execute("DELETE FROM alert_issue_fires WHERE rule_id = ?1", [id])?;
+            tx.execute(
+                "UPDATE incidents SET status = 'closed', closed_at = COALESCE(closed_at, ?2) WHERE rule_id = ?1 AND status = 'open'",
+                params![id, chrono::Utc::now().timestamp_millis()],
+            )?;
+            Ok(())
+        })
     }
 
     /// Incidents of an organisation, newest first.
@@ -298,7 +295,7 @@ impl Alerts {
              WHERE p.org_id = ?1 AND (?2 IS NULL OR i.status = ?2) ORDER BY i.id DESC LIMIT ?3",
         )?;
         let rows = stmt.query_map(params![org_id, status, limit], incident_of)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<Result<_>>()?)
     }
 
     /// One incident with its timeline and deliveries.
@@ -329,7 +326,7 @@ impl Alerts {
                     detail: r.get(2)?,
                 })
             })?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<Result<_>>()?;
         let deliveries = self.deliveries_where(&conn, "o.incident_id = ?1", id, 1000)?;
         Ok((incident, activity, deliveries))
     }
@@ -342,7 +339,7 @@ impl Alerts {
 
     fn deliveries_where(
         &self,
-        conn: &Connection,
+        conn: &Conn,
         cond: &str,
         arg: i64,
         limit: i64,
@@ -365,11 +362,11 @@ impl Alerts {
                 delivered_at: r.get(8)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<Result<_>>()?)
     }
 }
 
-fn incident_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
+fn incident_of(r: &super::sql::Row<'_>) -> Result<Incident> {
     Ok(Incident {
         id: r.get(0)?,
         rule_id: r.get(1)?,

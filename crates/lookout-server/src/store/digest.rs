@@ -1,13 +1,13 @@
 //! The digest's writes: one batch of inbox rows becomes one transaction that also moves
 //! the digest cursor, so every row is digested exactly once, even across `kill -9`.
 
-use super::Result;
 use super::agents::SessionAgents;
 use super::alerting::FedEvent;
 use super::db::Db;
 use super::rollups::{Rollups, Seen};
+use super::sql::{Backend, Conn, OptionalExtension, params};
+use super::{Result, StoreError};
 use lookout_protocol::sketch::DDSketch;
-use rusqlite::{OptionalExtension, Transaction, params};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -28,6 +28,9 @@ pub trait BatchHook: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct DigestStore {
     db: Arc<Db>,
+    /// This node's name: on a shared database, the rows it may mark digested are those it
+    /// claimed under it.
+    node: String,
     hooks: Vec<Arc<dyn BatchHook>>,
 }
 
@@ -38,9 +41,10 @@ fn minute_of(ms: i64) -> i64 {
 }
 
 impl DigestStore {
-    pub(crate) fn new(db: Arc<Db>) -> DigestStore {
+    pub(crate) fn new(db: Arc<Db>, node: String) -> DigestStore {
         DigestStore {
             db,
+            node,
             hooks: Vec::new(),
         }
     }
@@ -61,8 +65,8 @@ impl DigestStore {
 
     /// Write a batch and move the cursor, atomically.
     pub fn apply(&mut self, batch: &Batch) -> Result<Outcome> {
-        let mut conn = self.db.writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let conn = self.db.writer()?;
+        let tx = conn.begin()?;
         let mut outcome = Outcome::default();
         let mut tag_rollups = Rollups::load(&tx)?;
         apply_events(&tx, &batch.events, &mut outcome, &mut tag_rollups)?;
@@ -73,7 +77,7 @@ impl DigestStore {
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO client_reports (project_id, minute, reason, category, quantity) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity",
+                 ON CONFLICT (project_id, minute, reason, category) DO UPDATE SET quantity = client_reports.quantity + excluded.quantity",
             )?;
             for ((project, minute, reason, category), q) in &batch.client_reports {
                 stmt.execute(params![project, minute, reason, category, q])?;
@@ -112,10 +116,34 @@ impl DigestStore {
         for hook in &self.hooks {
             hook.on_batch(batch, &outcome)?;
         }
-        tx.execute(
-            "UPDATE digest_cursor SET last_inbox_id = ?1 WHERE id = 1 AND last_inbox_id < ?1",
-            [batch.last_inbox_id],
-        )?;
+        match tx.backend() {
+            Backend::Sqlite => {
+                tx.execute(
+                    "UPDATE digest_cursor SET last_inbox_id = ?1 WHERE id = 1 AND last_inbox_id < ?1",
+                    [batch.last_inbox_id],
+                )?;
+            }
+            Backend::Postgres => {
+                // The rows this node claimed, still undigested and still its own: if a claim
+                // lapsed and another node took a row, this batch is not written at all (the
+                // other node digests it), so no row is digested twice.
+                let marked = tx.execute(
+                    "UPDATE inbox SET digested_at = ?1
+                     WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?2)) AND claimed_by = ?3 AND digested_at IS NULL",
+                    params![
+                        chrono::Utc::now().timestamp_millis(),
+                        serde_json::to_string(&batch.inbox_ids).unwrap_or_default(),
+                        self.node
+                    ],
+                )?;
+                if marked != batch.inbox_ids.len() {
+                    return Err(StoreError::ClaimLost {
+                        expected: batch.inbox_ids.len(),
+                        held: marked,
+                    });
+                }
+            }
+        }
         tx.commit()?;
         Ok(outcome)
     }
@@ -124,7 +152,7 @@ impl DigestStore {
 /// Create each release the batch names that the store does not know yet, linked to its
 /// project, as Sentry does when the first event names a release: the releases API and
 /// `sentry-cli releases list` then show it. Existing releases are left as they are.
-fn create_seen_releases(tx: &Transaction<'_>, batch: &Batch) -> Result<()> {
+fn create_seen_releases(tx: &Conn, batch: &Batch) -> Result<()> {
     let seen: BTreeSet<(i64, &str)> = batch
         .events
         .iter()
@@ -164,9 +192,9 @@ fn create_seen_releases(tx: &Transaction<'_>, batch: &Batch) -> Result<()> {
          ON CONFLICT (org_id, version) DO NOTHING",
     )?;
     let mut link = tx.prepare_cached(
-        "INSERT OR IGNORE INTO release_projects (release_id, project_id)
+        "INSERT INTO release_projects (release_id, project_id)
          SELECT r.id, p.id FROM releases r JOIN projects p ON p.org_id = r.org_id
-         WHERE p.id = ?1 AND r.version = ?2",
+         WHERE p.id = ?1 AND r.version = ?2 ON CONFLICT DO NOTHING",
     )?;
     let now = chrono::Utc::now().timestamp_millis();
     for (project, version) in seen {
@@ -178,7 +206,7 @@ fn create_seen_releases(tx: &Transaction<'_>, batch: &Batch) -> Result<()> {
 
 /// Append what the alert stage reads: each stored event with what it did to its issue, and
 /// each project whose transactions or sessions the batch carried.
-fn append_feed(tx: &Transaction<'_>, batch: &Batch, outcome: &Outcome) -> Result<()> {
+fn append_feed(tx: &Conn, batch: &Batch, outcome: &Outcome) -> Result<()> {
     let mut insert =
         tx.prepare_cached("INSERT INTO alert_feed (project_id, event) VALUES (?1, ?2)")?;
     for fact in &outcome.facts {
@@ -225,7 +253,7 @@ struct IssueState {
 }
 
 fn apply_events(
-    tx: &Transaction<'_>,
+    tx: &Conn,
     events: &[EventRecord],
     outcome: &mut Outcome,
     tag_rollups: &mut Rollups,
@@ -237,18 +265,19 @@ fn apply_events(
     )?;
     let mut insert_issue = tx.prepare_cached(
         "INSERT INTO issues (project_id, short_seq, hash, title, culprit, level, kind, metadata, status, first_seen, last_seen, times_seen, first_release)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'unresolved', ?9, ?9, 0, ?10)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'unresolved', ?9, ?9, 0, ?10) RETURNING id",
     )?;
     let mut insert_event = tx.prepare_cached(
         "INSERT INTO events (project_id, event_id, issue_id, kind, timestamp, received_at, level, release, environment, transaction_name, trace_id, user_key, title, payload)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-         ON CONFLICT (project_id, event_id) DO NOTHING",
+         ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
     )?;
     let mut insert_tag = tx.prepare_cached(
-        "INSERT OR IGNORE INTO event_tags (key, value, event_row) VALUES (?1, ?2, ?3)",
+        "INSERT INTO event_tags (key, value, event_row) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
     )?;
-    let mut insert_user = tx
-        .prepare_cached("INSERT OR IGNORE INTO issue_users (issue_id, user_key) VALUES (?1, ?2)")?;
+    let mut insert_user = tx.prepare_cached(
+        "INSERT INTO issue_users (issue_id, user_key) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    )?;
 
     // Per-issue and per-rollup sums, written once per batch: an error storm of 1,000
     // identical events costs one issue update, not 1,000.
@@ -279,19 +308,21 @@ fn apply_events(
                 Some(s) => s,
                 None => {
                     let seq: i64 = next_seq.query_row([e.project_id], |r| r.get(0))?;
-                    insert_issue.execute(params![
-                        e.project_id,
-                        seq,
-                        e.hash,
-                        e.title,
-                        e.culprit,
-                        e.level,
-                        e.kind,
-                        e.metadata,
-                        e.timestamp_ms.min(e.received_ms),
-                        e.release,
-                    ])?;
-                    let id = tx.last_insert_rowid();
+                    let id: i64 = insert_issue.query_row(
+                        params![
+                            e.project_id,
+                            seq,
+                            e.hash,
+                            e.title,
+                            e.culprit,
+                            e.level,
+                            e.kind,
+                            e.metadata,
+                            e.timestamp_ms.min(e.received_ms),
+                            e.release,
+                        ],
+                        |r| r.get(0),
+                    )?;
                     outcome.new_issues.push(id);
                     IssueState {
                         id,
@@ -305,26 +336,31 @@ fn apply_events(
         let Some(issue) = issues.get_mut(&key) else {
             continue;
         };
-        let inserted = insert_event.execute(params![
-            e.project_id,
-            e.event_id,
-            issue.id,
-            e.kind,
-            e.timestamp_ms,
-            e.received_ms,
-            e.level,
-            e.release,
-            e.environment,
-            e.transaction,
-            e.trace_id,
-            e.user_key,
-            e.title,
-            e.payload,
-        ])?;
-        if inserted == 0 {
+        let inserted: Option<i64> = insert_event
+            .query_row(
+                params![
+                    e.project_id,
+                    e.event_id,
+                    issue.id,
+                    e.kind,
+                    e.timestamp_ms,
+                    e.received_ms,
+                    e.level,
+                    e.release,
+                    e.environment,
+                    e.transaction,
+                    e.trace_id,
+                    e.user_key,
+                    e.title,
+                    e.payload,
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(row) = inserted else {
             outcome.duplicates += 1;
             continue;
-        }
+        };
         tag_rollups.add(Seen {
             project_id: e.project_id,
             timestamp_ms: e.timestamp_ms,
@@ -338,7 +374,6 @@ fn apply_events(
             tags: &e.tags,
         });
         outcome.events += 1;
-        let row = tx.last_insert_rowid();
         let delta = deltas.entry(issue.id).or_insert(IssueDelta {
             times: 0,
             users: 0,
@@ -400,15 +435,15 @@ fn apply_events(
     }
     let mut upsert_tag = tx.prepare_cached(
         "INSERT INTO issue_tags (issue_id, key, value, times_seen, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT DO UPDATE SET times_seen = times_seen + excluded.times_seen,
-             first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)",
+         ON CONFLICT (issue_id, key, value) DO UPDATE SET times_seen = issue_tags.times_seen + excluded.times_seen,
+             first_seen = MIN(issue_tags.first_seen, excluded.first_seen), last_seen = MAX(issue_tags.last_seen, excluded.last_seen)",
     )?;
     for ((issue, k, v), (n, first, last)) in &tag_counts {
         upsert_tag.execute(params![issue, k, v, n, first, last])?;
     }
     let mut upsert_rollup = tx.prepare_cached(
         "INSERT INTO rollup_events (project_id, minute, issue_id, release, environment, level, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT DO UPDATE SET count = count + excluded.count",
+         ON CONFLICT (project_id, minute, issue_id, release, environment, level) DO UPDATE SET count = rollup_events.count + excluded.count",
     )?;
     for ((p, m, i, r, env, l), n) in &rollups {
         upsert_rollup.execute(params![p, m, i, r, env, l, n])?;
@@ -417,7 +452,7 @@ fn apply_events(
 }
 
 fn apply_transactions(
-    tx: &Transaction<'_>,
+    tx: &Conn,
     txs: &[TransactionRecord],
     outcome: &mut Outcome,
     tag_rollups: &mut Rollups,
@@ -425,35 +460,40 @@ fn apply_transactions(
     let mut insert_event = tx.prepare_cached(
         "INSERT INTO events (project_id, event_id, issue_id, kind, timestamp, received_at, level, release, environment, transaction_name, trace_id, user_key, title, payload)
          VALUES (?1, ?2, NULL, 'transaction', ?3, ?4, 'info', ?5, ?6, ?7, ?8, ?9, ?7, ?10)
-         ON CONFLICT (project_id, event_id) DO NOTHING",
+         ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
     )?;
     let mut insert_span = tx.prepare_cached(
-        "INSERT OR IGNORE INTO spans (event_row, trace_id, span_id, parent_span_id, op, description, status, start_ms, duration_ms, data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO spans (event_row, trace_id, span_id, parent_span_id, op, description, status, start_ms, duration_ms, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
     )?;
     let mut insert_tag = tx.prepare_cached(
-        "INSERT OR IGNORE INTO event_tags (key, value, event_row) VALUES (?1, ?2, ?3)",
+        "INSERT INTO event_tags (key, value, event_row) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
     )?;
     // (project, kind, name, op, minute) → (count, errors, sketch)
     type Key = (i64, &'static str, String, String, i64);
     let mut latency: HashMap<Key, (i64, i64, DDSketch)> = HashMap::new();
     for t in txs {
-        let inserted = insert_event.execute(params![
-            t.project_id,
-            t.event_id,
-            t.timestamp_ms,
-            t.received_ms,
-            t.release,
-            t.environment,
-            t.name,
-            t.trace_id,
-            t.user_key,
-            t.payload,
-        ])?;
-        if inserted == 0 {
+        let inserted: Option<i64> = insert_event
+            .query_row(
+                params![
+                    t.project_id,
+                    t.event_id,
+                    t.timestamp_ms,
+                    t.received_ms,
+                    t.release,
+                    t.environment,
+                    t.name,
+                    t.trace_id,
+                    t.user_key,
+                    t.payload,
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(row) = inserted else {
             outcome.duplicates += 1;
             continue;
-        }
+        };
         outcome.transactions += 1;
         tag_rollups.add(Seen {
             project_id: t.project_id,
@@ -467,7 +507,6 @@ fn apply_transactions(
             user_key: t.user_key.as_deref(),
             tags: &t.tags,
         });
-        let row = tx.last_insert_rowid();
         // The root span is stored like the others, so a trace reads from one table.
         insert_span.execute(params![
             row,
@@ -526,7 +565,7 @@ fn apply_transactions(
     )?;
     let mut upsert = tx.prepare_cached(
         "INSERT INTO rollup_latency (project_id, minute, kind, name, op, count, errors, sketch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT DO UPDATE SET count = count + excluded.count, errors = errors + excluded.errors, sketch = excluded.sketch",
+         ON CONFLICT (project_id, kind, name, op, minute) DO UPDATE SET count = rollup_latency.count + excluded.count, errors = rollup_latency.errors + excluded.errors, sketch = excluded.sketch",
     )?;
     for ((project, kind, name, op, minute), (count, errors, sketch)) in latency {
         let sketch = super::rollups::merge_stored_sketch(
@@ -546,7 +585,7 @@ fn apply_transactions(
 /// update travelled with, else the agent already stored for the session, else the agent its
 /// distinct id names (sessions naming none are left out).
 fn apply_sessions(
-    tx: &Transaction<'_>,
+    tx: &Conn,
     sessions: &[SessionRecord],
     aggregates: &[SessionAggregateRecord],
 ) -> Result<SessionAgents> {
@@ -557,22 +596,22 @@ fn apply_sessions(
     let mut put = tx.prepare_cached(
         "INSERT INTO sessions (project_id, sid, did, release, environment, status, errors, started, updated, duration, counted_errored, agent)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, COALESCE(?12, ?13))
-         ON CONFLICT DO UPDATE SET status = excluded.status, errors = MAX(errors, excluded.errors),
-             agent = COALESCE(?12, agent, ?13),
-             updated = excluded.updated, duration = COALESCE(excluded.duration, duration),
-             counted_errored = MAX(counted_errored, excluded.counted_errored)",
+         ON CONFLICT (project_id, sid) DO UPDATE SET status = excluded.status, errors = MAX(sessions.errors, excluded.errors),
+             agent = COALESCE(?12, sessions.agent, ?13),
+             updated = excluded.updated, duration = COALESCE(excluded.duration, sessions.duration),
+             counted_errored = MAX(sessions.counted_errored, excluded.counted_errored)",
     )?;
     let mut rollup = tx.prepare_cached(
         "INSERT INTO rollup_sessions (project_id, minute, release, environment, init, exited, errored, abnormal, crashed)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-         ON CONFLICT DO UPDATE SET init = init + excluded.init, exited = exited + excluded.exited,
-             errored = errored + excluded.errored, abnormal = abnormal + excluded.abnormal, crashed = crashed + excluded.crashed",
+         ON CONFLICT (project_id, release, environment, minute) DO UPDATE SET init = rollup_sessions.init + excluded.init, exited = rollup_sessions.exited + excluded.exited,
+             errored = rollup_sessions.errored + excluded.errored, abnormal = rollup_sessions.abnormal + excluded.abnormal, crashed = rollup_sessions.crashed + excluded.crashed",
     )?;
     let mut user = tx.prepare_cached(
         "INSERT INTO session_users (project_id, release, environment, did, errored, crashed, abnormal, first_seen, last_seen)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-         ON CONFLICT DO UPDATE SET errored = MAX(errored, excluded.errored), crashed = MAX(crashed, excluded.crashed),
-             abnormal = MAX(abnormal, excluded.abnormal), last_seen = MAX(last_seen, excluded.last_seen)",
+         ON CONFLICT (project_id, release, environment, did) DO UPDATE SET errored = MAX(session_users.errored, excluded.errored), crashed = MAX(session_users.crashed, excluded.crashed),
+             abnormal = MAX(session_users.abnormal, excluded.abnormal), last_seen = MAX(session_users.last_seen, excluded.last_seen)",
     )?;
     for s in sessions {
         let previous: Option<(String, i64, Option<String>)> = get
@@ -672,7 +711,7 @@ fn apply_sessions(
     Ok(agents)
 }
 
-fn apply_check_ins(tx: &Transaction<'_>, check_ins: &[CheckInRecord]) -> Result<()> {
+fn apply_check_ins(tx: &Conn, check_ins: &[CheckInRecord]) -> Result<()> {
     let mut update = tx.prepare_cached(
         "UPDATE check_ins SET status = ?4, duration_ms = COALESCE(?5, duration_ms), updated_at = ?6
          WHERE project_id = ?1 AND check_in_id = ?2 AND environment = ?3 AND status = 'in_progress'",

@@ -5,7 +5,7 @@
 
 use super::Result;
 use super::db::Db;
-use rusqlite::{OptionalExtension, params};
+use super::sql::{OptionalExtension, params};
 use std::sync::Arc;
 
 /// The health of one release in one environment over a window.
@@ -90,9 +90,9 @@ impl Health {
                     })
                 },
             )?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<Result<_>>()?;
         let mut users = conn.prepare_cached(
-            "SELECT COUNT(*), COALESCE(SUM(crashed > 0), 0) FROM session_users
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN crashed > 0 THEN 1 ELSE 0 END), 0) FROM session_users
              WHERE project_id = ?1 AND release = ?2 AND environment = ?3 AND last_seen >= ?4",
         )?;
         // A release's agents share a strategy: the `strategy` tag of its events.
@@ -149,7 +149,7 @@ impl Health {
             t.crashed = crashed;
         }
         let mut users = conn.prepare_cached(
-            "SELECT release, COUNT(*), COALESCE(SUM(crashed > 0), 0) FROM session_users GROUP BY release",
+            "SELECT release, COUNT(*), COALESCE(SUM(CASE WHEN crashed > 0 THEN 1 ELSE 0 END), 0) FROM session_users GROUP BY release",
         )?;
         for row in users.query_map([], |x| {
             Ok((
@@ -176,7 +176,7 @@ impl Health {
             .query_row([release], |x| Ok((x.get(0)?, x.get(1)?)))?;
         let (users, users_crashed) = conn
             .prepare_cached(
-                "SELECT COUNT(*), COALESCE(SUM(crashed > 0), 0) FROM session_users WHERE release = ?1",
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN crashed > 0 THEN 1 ELSE 0 END), 0) FROM session_users WHERE release = ?1",
             )?
             .query_row([release], |x| Ok((x.get(0)?, x.get(1)?)))?;
         Ok(ReleaseTotals {

@@ -11,6 +11,13 @@
 //! A request is answered 200 only after its row is committed, so an acknowledged envelope
 //! survives `kill -9`.
 //!
+//! On PostgreSQL the inbox is a table of the shared database, so that an envelope answered
+//! 200 survives the loss of the node that took it: the writer thread appends a batch in one
+//! statement (one commit for the whole batch, as above). Digesting nodes claim rows for
+//! [`CLAIM_MS`] and mark them digested in the transaction that writes what they held, so
+//! each row is digested once whichever node takes it, and rows a dead node had claimed are
+//! taken by another once the claim lapses.
+//!
 //! The WAL is checkpointed mostly off the writer's path. SQLite's automatic checkpoint copied
 //! 1,000 pages and synced the database file inside every thousandth page's commit, and every
 //! request queued behind that commit waited: the ingest p99 was that stall. Now a second
@@ -20,10 +27,11 @@
 //! commit writes the WAL from the start again: the file stays bounded. The writer's automatic
 //! checkpoint, at [`WRITER_CHECKPOINT_FRAMES`], remains as a safety net.
 
+use super::db::{Db, Location, connect_pg};
+use super::sql::{Conn, params};
 use super::{Result, StoreError, connect, schema};
 use crate::config::Synchronous;
 use crate::metrics::Metrics;
-use rusqlite::params;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -102,37 +110,103 @@ pub struct InboxRow {
     pub envelope: Vec<u8>,
 }
 
-/// The digest's reading connection to the inbox file.
+/// How long a node's claim on inbox rows lasts: rows a node claimed and did not digest
+/// (it died) are taken by another node after this.
+pub const CLAIM_MS: i64 = 10_000;
+
+/// The digest's reading connection to the inbox.
 #[derive(Debug)]
 pub struct InboxReader {
-    conn: rusqlite::Connection,
+    kind: ReaderKind,
+}
+
+#[derive(Debug)]
+enum ReaderKind {
+    /// The inbox file's own connection; the digest's cursor says what is done.
+    Lite(Conn),
+    /// The shared database, where this node claims rows as `node`.
+    Pg { db: Arc<Db>, node: String },
+}
+
+fn inbox_row(r: &super::sql::Row<'_>) -> Result<InboxRow> {
+    Ok(InboxRow {
+        id: r.get(0)?,
+        project_id: r.get(1)?,
+        received_at: r.get(2)?,
+        encoding: r.get(3)?,
+        envelope: r.get(4)?,
+    })
 }
 
 impl InboxReader {
-    /// Up to `limit` rows after row `after`, in order.
+    /// Up to `limit` rows after row `after`, in order. On PostgreSQL the rows are claimed
+    /// for this node: undigested rows nobody holds, the oldest first, and this node's own
+    /// claims after `after` (taken again after a failed write).
     pub fn after(&self, after: i64, limit: i64) -> Result<Vec<InboxRow>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, project_id, received_at, encoding, envelope FROM inbox WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(rusqlite::params![after, limit], |r| {
-            Ok(InboxRow {
-                id: r.get(0)?,
-                project_id: r.get(1)?,
-                received_at: r.get(2)?,
-                encoding: r.get(3)?,
-                envelope: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        match &self.kind {
+            ReaderKind::Lite(conn) => conn
+                .prepare_cached(
+                    "SELECT id, project_id, received_at, encoding, envelope FROM inbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )?
+                .query_map(params![after, limit], inbox_row)?
+                .collect(),
+            ReaderKind::Pg { db, node } => {
+                let now = chrono::Utc::now().timestamp_millis();
+                let mut rows: Vec<InboxRow> = db
+                    .reader()?
+                    .prepare_cached(
+                        "UPDATE inbox SET claimed_by = ?1, claimed_until = ?2 + ?3
+                         WHERE id IN (SELECT id FROM inbox
+                                      WHERE digested_at IS NULL
+                                        AND (claimed_until < ?2 OR (claimed_by = ?1 AND id > ?4))
+                                      ORDER BY id LIMIT ?5 FOR UPDATE SKIP LOCKED)
+                         RETURNING id, project_id, received_at, encoding, envelope",
+                    )?
+                    .query_map(params![node, now, CLAIM_MS, after, limit], inbox_row)?
+                    .collect::<Result<_>>()?;
+                rows.sort_by_key(|r| r.id);
+                Ok(rows)
+            }
+        }
     }
 
-    /// How many rows follow row `after`.
+    /// How many rows follow row `after` (on PostgreSQL: how many wait, on every node).
     pub fn count_after(&self, after: i64) -> Result<i64> {
-        Ok(self
-            .conn
-            .query_row("SELECT COUNT(*) FROM inbox WHERE id > ?1", [after], |r| {
-                r.get(0)
-            })?)
+        match &self.kind {
+            ReaderKind::Lite(conn) => {
+                conn.query_row("SELECT COUNT(*) FROM inbox WHERE id > ?1", [after], |r| {
+                    r.get(0)
+                })
+            }
+            ReaderKind::Pg { db, .. } => db.reader()?.query_row(
+                "SELECT COUNT(*) FROM inbox WHERE digested_at IS NULL",
+                [],
+                |r| r.get(0),
+            ),
+        }
+    }
+
+    /// Every row still in the inbox, digested or not, in order (tests and inspection).
+    pub fn all(&self) -> Result<Vec<StoredRow>> {
+        let sql = "SELECT id, project_id, event_id, item_types, encoding, envelope FROM inbox ORDER BY id";
+        let read = |c: &Conn| -> Result<Vec<StoredRow>> {
+            c.prepare(sql)?
+                .query_map([], |r| {
+                    Ok(StoredRow {
+                        id: r.get(0)?,
+                        project_id: r.get(1)?,
+                        event_id: r.get(2)?,
+                        item_types: r.get(3)?,
+                        encoding: r.get(4)?,
+                        envelope: r.get(5)?,
+                    })
+                })?
+                .collect()
+        };
+        match &self.kind {
+            ReaderKind::Lite(conn) => read(conn),
+            ReaderKind::Pg { db, .. } => read(&*db.reader()?),
+        }
     }
 
     /// Append a plain (`identity`) envelope directly, bypassing the writer thread (tests).
@@ -143,20 +217,44 @@ impl InboxReader {
         received_at: i64,
         envelope: &[u8],
     ) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO inbox (project_id, key_id, received_at, item_types, encoding, envelope) VALUES (?1, 1, ?2, 'event', 'identity', ?3)",
-            rusqlite::params![project_id, received_at, envelope],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        let sql = "INSERT INTO inbox (project_id, key_id, received_at, item_types, encoding, envelope) VALUES (?1, 1, ?2, 'event', 'identity', ?3) RETURNING id";
+        let args = params![project_id, received_at, envelope];
+        match &self.kind {
+            ReaderKind::Lite(conn) => conn.query_row(sql, args, |r| r.get(0)),
+            ReaderKind::Pg { db, .. } => db.writer()?.query_row(sql, args, |r| r.get(0)),
+        }
     }
 }
 
+/// An inbox row as stored, for inspection.
+#[derive(Debug, Clone)]
+pub struct StoredRow {
+    /// Row id.
+    pub id: i64,
+    /// The project whose key sent it.
+    pub project_id: i64,
+    /// The envelope's event id, if any.
+    pub event_id: Option<String>,
+    /// Item types, comma-separated.
+    pub item_types: String,
+    /// How `envelope` is encoded.
+    pub encoding: String,
+    /// The stored bytes.
+    pub envelope: Vec<u8>,
+}
+
 impl super::Store {
-    /// A reading connection to the inbox file beside the database.
+    /// A reading connection to the inbox: the file beside the SQLite database, or the
+    /// shared table on PostgreSQL (claiming as this node).
     pub fn inbox_reader(&self) -> Result<InboxReader> {
-        Ok(InboxReader {
-            conn: open(self.data_dir(), self.db.synchronous())?,
-        })
+        let kind = match self.data_dir() {
+            Some(dir) => ReaderKind::Lite(Conn::Lite(open(dir, self.db.synchronous())?)),
+            None => ReaderKind::Pg {
+                db: Arc::clone(&self.db),
+                node: self.node.clone(),
+            },
+        };
+        Ok(InboxReader { kind })
     }
 }
 
@@ -208,7 +306,49 @@ pub enum QueueError {
 }
 
 impl InboxWriter {
-    /// Start the writer thread on the inbox in `data_dir`. `appended` is notified after
+    /// Start the writer thread on the inbox of `store`: the file beside its SQLite database
+    /// (with `synchronous`), or its PostgreSQL table. `appended` is notified after every
+    /// commit (the digest waits on it).
+    pub fn start_for(
+        store: &super::Store,
+        synchronous: Synchronous,
+        queue_capacity: usize,
+        max_batch: usize,
+        metrics: Arc<Metrics>,
+        appended: Arc<tokio::sync::Notify>,
+    ) -> Result<InboxWriter> {
+        match (store.data_dir(), store.db.location()) {
+            (Some(dir), _) => Self::start(
+                dir,
+                synchronous,
+                queue_capacity,
+                max_batch,
+                metrics,
+                appended,
+            ),
+            (None, Location::Postgres { config }) => {
+                let config = config.clone();
+                // Connect now, so that a database that cannot be reached fails the start.
+                let conn = connect_pg(&config)?;
+                let (tx, rx) = mpsc::channel(queue_capacity);
+                let thread = std::thread::Builder::new()
+                    .name("inbox-writer".into())
+                    .spawn(move || run_pg(conn, &config, rx, max_batch, &metrics, &appended))
+                    .map_err(|e| {
+                        StoreError::Invalid(format!("cannot start the inbox writer: {e}"))
+                    })?;
+                Ok(InboxWriter {
+                    tx: Some(tx),
+                    thread: Some(thread),
+                })
+            }
+            (None, Location::Sqlite { .. }) => {
+                unreachable!("a SQLite store has a data directory")
+            }
+        }
+    }
+
+    /// Start the writer thread on the inbox file in `data_dir`. `appended` is notified after
     /// every commit (the digest waits on it).
     pub fn start(
         data_dir: &std::path::Path,
@@ -292,22 +432,8 @@ fn run(
     mut checkpoint: Checkpoint,
 ) {
     let mut batch: Vec<Append> = Vec::with_capacity(max_batch);
-    let mut trim: Option<(i64, i64)> = None;
-    while let Some(first) = rx.blocking_recv() {
-        let mut next = Some(first);
-        while let Some(cmd) = next.take() {
-            match cmd {
-                Command::Append(a) => batch.push(a),
-                Command::Trim {
-                    upto,
-                    keep_after_ms,
-                } => trim = Some((upto, keep_after_ms)),
-            }
-            if batch.len() < max_batch {
-                next = rx.try_recv().ok();
-            }
-        }
-        if let Some((upto, keep_after)) = trim.take()
+    while let Some(trim) = next_batch(&mut rx, max_batch, &mut batch) {
+        if let Some((upto, keep_after)) = trim
             && let Err(e) = conn.execute(
                 "DELETE FROM inbox WHERE id <= ?1 AND received_at < ?2",
                 [upto, keep_after],
@@ -325,25 +451,9 @@ fn run(
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
         metrics.commit_batch_size.observe(batch.len() as f64);
-        match result {
-            Ok(ids) => {
-                metrics.inbox_depth.inc_by(ids.len() as i64);
-                appended.notify_one();
-                for (append, id) in batch.drain(..).zip(ids) {
-                    // The request may have gone away; the row is stored either way.
-                    let _ = append.done.send(Ok(id));
-                }
-                // Answered first: a checkpoint here delays the next batch, not this one.
-                checkpoint.after_commit(&conn, appended_bytes);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, size = batch.len(), "inbox commit failed");
-                for append in batch.drain(..) {
-                    let _ = append.done.send(Err(StoreError::Invalid(format!(
-                        "inbox commit failed: {e}"
-                    ))));
-                }
-            }
+        if answer(result, &mut batch, metrics, appended) {
+            // Answered first: a checkpoint here delays the next batch, not this one.
+            checkpoint.after_commit(&conn, appended_bytes);
         }
     }
     // Channel closed: everything queued has been written. Stop the checkpointer, then
@@ -353,6 +463,146 @@ fn run(
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!(error = %e, "wal checkpoint at shutdown failed");
     }
+}
+
+/// Take the next commands: the first (waiting for it), then whatever is queued, up to
+/// `max_batch` appends; the last trim asked for. `None` once the channel is closed.
+fn next_batch(
+    rx: &mut mpsc::Receiver<Command>,
+    max_batch: usize,
+    batch: &mut Vec<Append>,
+) -> Option<Option<(i64, i64)>> {
+    let mut trim = None;
+    let mut next = Some(rx.blocking_recv()?);
+    while let Some(cmd) = next.take() {
+        match cmd {
+            Command::Append(a) => batch.push(a),
+            Command::Trim {
+                upto,
+                keep_after_ms,
+            } => trim = Some((upto, keep_after_ms)),
+        }
+        if batch.len() < max_batch {
+            next = rx.try_recv().ok();
+        }
+    }
+    Some(trim)
+}
+
+/// The PostgreSQL writer: each batch is one `INSERT` (one commit); a lost connection is
+/// opened again before the next batch, and the batch it failed is answered with the error
+/// (the clients get 503 and retry).
+fn run_pg(
+    conn: Conn,
+    config: &postgres::Config,
+    mut rx: mpsc::Receiver<Command>,
+    max_batch: usize,
+    metrics: &Metrics,
+    appended: &tokio::sync::Notify,
+) {
+    let mut conn = Some(conn);
+    let mut batch: Vec<Append> = Vec::with_capacity(max_batch);
+    while let Some(trim) = next_batch(&mut rx, max_batch, &mut batch) {
+        if conn
+            .as_ref()
+            .is_none_or(|c| c.postgres().is_none_or(super::sql::PgConn::is_closed))
+        {
+            conn = match connect_pg(config) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "inbox: cannot reach the database");
+                    None
+                }
+            };
+        }
+        let Some(c) = conn.as_ref() else {
+            for append in batch.drain(..) {
+                let _ = append.done.send(Err(StoreError::Unavailable(
+                    "the database cannot be reached".into(),
+                )));
+            }
+            continue;
+        };
+        if let Some((_, keep_after)) = trim
+            && let Err(e) = c.execute(
+                "DELETE FROM inbox WHERE digested_at IS NOT NULL AND received_at < ?1",
+                [keep_after],
+            )
+        {
+            tracing::warn!(error = %e, "inbox trim failed");
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let result = write_batch_pg(c, &batch);
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.commit_batch_size.observe(batch.len() as f64);
+        answer(result, &mut batch, metrics, appended);
+    }
+}
+
+/// Answer every append of `batch` with its row id, or with the commit's error.
+fn answer(
+    result: Result<Vec<i64>>,
+    batch: &mut Vec<Append>,
+    metrics: &Metrics,
+    appended: &tokio::sync::Notify,
+) -> bool {
+    match result {
+        Ok(ids) => {
+            metrics.inbox_depth.inc_by(ids.len() as i64);
+            appended.notify_one();
+            for (append, id) in batch.drain(..).zip(ids) {
+                // The request may have gone away; the row is stored either way.
+                let _ = append.done.send(Ok(id));
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, size = batch.len(), "inbox commit failed");
+            for append in batch.drain(..) {
+                let _ = append.done.send(Err(StoreError::Invalid(format!(
+                    "inbox commit failed: {e}"
+                ))));
+            }
+            false
+        }
+    }
+}
+
+/// One multi-row `INSERT … SELECT FROM unnest(…)`: one statement, one commit, the ids in the
+/// batch's order.
+fn write_batch_pg(conn: &Conn, batch: &[Append]) -> Result<Vec<i64>> {
+    let Some(pg) = conn.postgres() else {
+        return Err(StoreError::Invalid("not a PostgreSQL connection".into()));
+    };
+    let project: Vec<i64> = batch.iter().map(|a| a.project_id).collect();
+    let key: Vec<i64> = batch.iter().map(|a| a.key_id).collect();
+    let received: Vec<i64> = batch.iter().map(|a| a.received_at).collect();
+    let event: Vec<Option<&str>> = batch.iter().map(|a| a.event_id.as_deref()).collect();
+    let types: Vec<&str> = batch.iter().map(|a| a.item_types.as_str()).collect();
+    let encoding: Vec<&str> = batch.iter().map(|a| a.encoding).collect();
+    let body: Vec<&[u8]> = batch.iter().map(|a| &a.envelope[..]).collect();
+    let mut client = pg.client();
+    let client = &mut *client;
+    let rows = super::sql::off_runtime(|| {
+        client.query(
+        "INSERT INTO inbox (project_id, key_id, received_at, event_id, item_types, encoding, envelope)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bytea[])
+         RETURNING id",
+        &[&project, &key, &received, &event, &types, &encoding, &body],
+    )
+    })?;
+    let mut ids: Vec<i64> = rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+    // Identity values are drawn in insertion order, which is the arrays' order.
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// The writer's side of checkpointing.
@@ -425,7 +675,7 @@ fn write_batch(conn: &mut rusqlite::Connection, batch: &[Append]) -> Result<Vec<
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for a in batch {
-            stmt.execute(params![
+            stmt.execute(rusqlite::params![
                 a.project_id,
                 a.key_id,
                 a.received_at,

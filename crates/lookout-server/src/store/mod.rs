@@ -19,26 +19,43 @@ pub mod releases;
 pub mod retention;
 mod rollups;
 mod schema;
+mod schema_pg;
 pub mod settings;
+pub mod sql;
 pub mod users;
 
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use sha2::{Digest, Sha256};
+use sql::{Conn, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use db::Db;
+use db::{Db, Location};
 
 use crate::config::Synchronous;
 
 /// A storage error.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database said no.
+    /// SQLite said no.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL said no, or could not be reached.
+    #[error("database error: {}", postgres_detail(.0))]
+    Postgres(#[from] postgres::Error),
+    /// A query that must return a row returned none.
+    #[error("no such row")]
+    NoRows,
+    /// A column could not be read as the type asked for.
+    #[error("column {index}: {why}")]
+    Column {
+        /// The column's position.
+        index: usize,
+        /// What was found instead.
+        why: String,
+    },
     /// The data directory could not be created.
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
@@ -66,9 +83,48 @@ pub enum StoreError {
     /// A value is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// Another node took some of the inbox rows this node had claimed (its claim lapsed):
+    /// the batch is not written, and the other node digests them.
+    #[error("inbox claim lost: {held} of {expected} rows still held")]
+    ClaimLost {
+        /// Rows in the batch.
+        expected: usize,
+        /// Rows still claimed by this node.
+        held: usize,
+    },
+    /// The database cannot be reached; try again later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// The inbox writer has stopped (shutdown or a fatal error).
     #[error("the inbox writer is not running")]
     WriterGone,
+}
+
+/// What PostgreSQL said, with its detail when it gave one (the bare error only says "db error").
+fn postgres_detail(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+impl StoreError {
+    /// Whether the database could not be reached (as opposed to refusing a statement): the
+    /// caller answers 503 and tries again later rather than treating the data as bad.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Postgres(e) => {
+                e.is_closed()
+                    || e.as_db_error().is_none_or(|db| {
+                        // Class 08 is connection exceptions; 57P0x the server shutting down.
+                        let code = db.code().code();
+                        code.starts_with("08") || code.starts_with("57P")
+                    })
+            }
+            StoreError::WriterGone | StoreError::Unavailable(_) => true,
+            _ => false,
+        }
+    }
 }
 
 /// Result of store operations.
@@ -146,6 +202,8 @@ pub const ALL_SCOPES: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Arc<Db>,
+    /// This process's name among the nodes sharing a database (claims and leases).
+    node: String,
 }
 
 /// Open a connection with Lookout's settings.
@@ -160,6 +218,15 @@ pub(crate) fn connect(path: &Path, synchronous: Synchronous) -> Result<Connectio
     // again for every batch.
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
+}
+
+/// A name for this process among the nodes: host, process id and a random suffix (a
+/// restarted node is a new node; its old claims lapse).
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "node".into());
+    format!("{host}-{}-{}", std::process::id(), random_hex(3))
 }
 
 fn now_ms() -> i64 {
@@ -203,28 +270,72 @@ impl Store {
             source,
         })?;
         let path = data_dir.join("lookout.db");
-        let db = Db::open(&path, synchronous)?;
-        schema::migrate(&mut db.writer())?;
-        Ok(Store { db: Arc::new(db) })
+        let db = Db::open(Location::Sqlite { path, synchronous })?;
+        match &mut *db.writer()? {
+            Conn::Lite(c) => schema::migrate(c)?,
+            Conn::Pg(_) => unreachable!("a SQLite location opens a SQLite connection"),
+        }
+        Ok(Store {
+            db: Arc::new(db),
+            node: node_name(),
+        })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
+    /// Connect to the PostgreSQL database at `url` (`postgres://user@host:port/db`) and bring
+    /// its schema up to date, under an advisory lock so that nodes starting together migrate
+    /// once. Errors name the cause (bad URL, unreachable server, refused login).
+    pub fn open_postgres(url: &str) -> Result<Store> {
+        let config = db::pg_config(url)?;
+        let db = Db::open(Location::Postgres { config })?;
+        schema_pg::migrate(&*db.writer()?)?;
+        Ok(Store {
+            db: Arc::new(db),
+            node: node_name(),
+        })
+    }
+
+    /// Open the store a configuration names: PostgreSQL when `database_url` is set, else the
+    /// embedded SQLite file in `data_dir`.
+    pub fn open_config(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        synchronous: Synchronous,
+    ) -> Result<Store> {
+        match database_url {
+            Some(url) => Self::open_postgres(url),
+            None => Self::open_with(data_dir, synchronous),
+        }
+    }
+
+    /// This node's name (claims and leases on a shared database).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Which database this store runs on.
+    pub fn backend(&self) -> sql::Backend {
+        self.db.backend()
+    }
+
+    /// The SQLite database file, or `None` on PostgreSQL.
+    pub fn path(&self) -> Option<&Path> {
         self.db.path()
     }
 
-    /// The directory the database lives in (the inbox file sits beside it).
-    pub(crate) fn data_dir(&self) -> &Path {
-        self.db.path().parent().unwrap_or_else(|| Path::new("."))
+    /// The directory the SQLite database lives in (the inbox file sits beside it).
+    pub(crate) fn data_dir(&self) -> Option<&Path> {
+        self.db
+            .path()
+            .map(|p| p.parent().unwrap_or_else(|| Path::new(".")))
     }
 
     /// Run `f` on the writer (organisation, project, key and token changes).
-    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        f(&mut self.db.writer())
+    fn with_conn<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        f(&*self.db.writer()?)
     }
 
-    /// Run `f` on a pooled read-only connection.
-    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    /// Run `f` on a pooled reader connection.
+    fn with_reader<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
         f(&*self.db.reader()?)
     }
 
@@ -260,7 +371,7 @@ impl Store {
 
     /// The digest's writer: batches, rollups, agents and the alert feed.
     pub fn digest_writer(&self) -> digest::DigestStore {
-        digest::DigestStore::new(Arc::clone(&self.db))
+        digest::DigestStore::new(Arc::clone(&self.db), self.node.clone())
     }
 
     /// Notifications waiting for delivery, and their attempts.
@@ -308,11 +419,10 @@ impl Store {
                 )));
             }
         }
-        self.with_conn(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        self.db.write(|tx| {
             let now = now_ms();
             tx.execute(
-                "INSERT OR IGNORE INTO organizations (slug, name, created_at) VALUES (?1, ?1, ?2)",
+                "INSERT INTO organizations (slug, name, created_at) VALUES (?1, ?1, ?2) ON CONFLICT DO NOTHING",
                 params![org_slug, now],
             )?;
             let org_id: i64 = tx.query_row(
@@ -330,18 +440,17 @@ impl Store {
             if exists.is_some() {
                 return Err(StoreError::Exists(format!("project {org_slug}/{slug}")));
             }
-            tx.execute(
-                "INSERT INTO projects (org_id, slug, name, status, created_at) VALUES (?1, ?2, ?2, 'active', ?3)",
+            let project_id: i64 = tx.query_row(
+                "INSERT INTO projects (org_id, slug, name, status, created_at) VALUES (?1, ?2, ?2, 'active', ?3) RETURNING id",
                 params![org_id, slug, now],
+                |r| r.get(0),
             )?;
-            let project_id = tx.last_insert_rowid();
             let public_key = random_hex(16);
             tx.execute(
                 "INSERT INTO project_keys (project_id, public_key, secret_key, status, rate_limit_per_minute, created_at)
                  VALUES (?1, ?2, ?3, 'active', ?4, ?5)",
                 params![project_id, public_key, random_hex(16), rate_limit_per_minute, now],
             )?;
-            tx.commit()?;
             Ok(ProjectInfo {
                 id: project_id,
                 org_slug: org_slug.to_owned(),
@@ -370,7 +479,7 @@ impl Store {
                     status: r.get(4)?,
                 })
             })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            Ok(rows.collect::<Result<Vec<_>>>()?)
         })
     }
 
@@ -426,11 +535,11 @@ impl Store {
         };
         let token = random_hex(32);
         let id = self.with_conn(|c| {
-            c.execute(
-                "INSERT INTO api_tokens (name, token_hash, scopes, created_at) VALUES (?1, ?2, ?3, ?4)",
+            c.query_row(
+                "INSERT INTO api_tokens (name, token_hash, scopes, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
                 params![name, hash_token(&token), scopes, now_ms()],
-            )?;
-            Ok(c.last_insert_rowid())
+                |r| r.get(0),
+            )
         })?;
         Ok((
             TokenInfo {

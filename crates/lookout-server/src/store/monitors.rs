@@ -10,9 +10,9 @@
 //! * `failure_issue_threshold` consecutive failures open an issue (`Monitor failure: …`);
 //!   `recovery_threshold` consecutive successes resolve it.
 
+use super::sql::{Conn, OptionalExtension, params};
 use super::{Result, StoreError};
 use chrono::{TimeZone, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 use std::str::FromStr;
 
@@ -197,8 +197,8 @@ pub struct CheckIn<'a> {
 
 /// Create or update the monitor of a check-in from its config. `None`: no such monitor
 /// and no config to create it from.
-pub fn upsert_from_check_in(
-    conn: &Connection,
+pub(crate) fn upsert_from_check_in(
+    conn: &Conn,
     c: &CheckIn<'_>,
 ) -> Result<Option<(i64, MonitorConfig)>> {
     let existing: Option<(i64, String)> = conn
@@ -227,18 +227,19 @@ pub fn upsert_from_check_in(
             Ok(cfg.map(|cfg| (id, cfg)))
         }
         (None, Some(cfg)) => {
-            conn.execute(
-                "INSERT INTO monitors (project_id, slug, name, status, config, date_created) VALUES (?1, ?2, ?2, 'active', ?3, ?4)",
+            let id: i64 = conn.query_row(
+                "INSERT INTO monitors (project_id, slug, name, status, config, date_created) VALUES (?1, ?2, ?2, 'active', ?3, ?4) RETURNING id",
                 params![c.project_id, c.slug, cfg.to_json().to_string(), c.at],
+                |r| r.get(0),
             )?;
-            Ok(Some((conn.last_insert_rowid(), cfg)))
+            Ok(Some((id, cfg)))
         }
         (None, None) => Ok(None),
     }
 }
 
 /// Apply one check-in to its monitor's environment state (inside the digest transaction).
-pub fn apply_check_in(conn: &Connection, c: &CheckIn<'_>) -> Result<()> {
+pub(crate) fn apply_check_in(conn: &Conn, c: &CheckIn<'_>) -> Result<()> {
     let Some((monitor, cfg)) = upsert_from_check_in(conn, c)? else {
         return Ok(());
     };
@@ -284,16 +285,16 @@ pub fn apply_check_in(conn: &Connection, c: &CheckIn<'_>) -> Result<()> {
     Ok(())
 }
 
-fn ensure_env(conn: &Connection, monitor: i64, env: &str) -> Result<()> {
+fn ensure_env(conn: &Conn, monitor: i64, env: &str) -> Result<()> {
     conn.execute(
-        "INSERT OR IGNORE INTO monitor_environments (monitor_id, environment, status) VALUES (?1, ?2, 'new')",
+        "INSERT INTO monitor_environments (monitor_id, environment, status) VALUES (?1, ?2, 'new') ON CONFLICT DO NOTHING",
         params![monitor, env],
     )?;
     Ok(())
 }
 
 fn maybe_fail(
-    conn: &Connection,
+    conn: &Conn,
     monitor: i64,
     env: &str,
     cfg: &MonitorConfig,
@@ -338,12 +339,12 @@ fn maybe_fail(
                 [project],
                 |r| r.get(0),
             )?;
-            conn.execute(
+            conn.query_row(
                 "INSERT INTO issues (project_id, short_seq, hash, title, culprit, level, kind, metadata, status, first_seen, last_seen, times_seen)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'error', 'monitor', ?6, 'unresolved', ?7, ?7, 1)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'error', 'monitor', ?6, 'unresolved', ?7, ?7, 1) RETURNING id",
                 params![project, seq, hash, title, reason, json!({"type": "MonitorFailure", "value": reason, "monitor": slug}).to_string(), at],
-            )?;
-            conn.last_insert_rowid()
+                |r| r.get(0),
+            )?
         }
     };
     if issue != Some(id) {
@@ -355,13 +356,7 @@ fn maybe_fail(
     Ok(())
 }
 
-fn maybe_recover(
-    conn: &Connection,
-    monitor: i64,
-    env: &str,
-    cfg: &MonitorConfig,
-    at: i64,
-) -> Result<()> {
+fn maybe_recover(conn: &Conn, monitor: i64, env: &str, cfg: &MonitorConfig, at: i64) -> Result<()> {
     let (successes, issue): (i64, Option<i64>) = conn.query_row(
         "SELECT successes, issue_id FROM monitor_environments WHERE monitor_id = ?1 AND environment = ?2",
         params![monitor, env],
@@ -383,7 +378,7 @@ fn maybe_recover(
 }
 
 /// Whether `agent`'s latest session in `project` ended cleanly (`exited`).
-fn stopped_cleanly(conn: &Connection, project: i64, agent: &str) -> Result<bool> {
+fn stopped_cleanly(conn: &Conn, project: i64, agent: &str) -> Result<bool> {
     let status: Option<Option<String>> = conn
         .prepare_cached(
             "SELECT session_status FROM agents WHERE project_id = ?1 AND agent_id = ?2",
@@ -394,7 +389,7 @@ fn stopped_cleanly(conn: &Connection, project: i64, agent: &str) -> Result<bool>
 }
 
 /// Missed and timed-out check-ins as of `now` (the clock tick).
-pub(super) fn tick(conn: &Connection, now: i64) -> Result<()> {
+pub(super) fn tick(conn: &Conn, now: i64) -> Result<()> {
     // Timeouts: runs still in progress past max_runtime.
     let running: Vec<(i64, String, i64, String, i64)> = {
         let mut stmt = conn.prepare_cached(
@@ -405,7 +400,7 @@ pub(super) fn tick(conn: &Connection, now: i64) -> Result<()> {
         stmt.query_map([], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?
-        .collect::<rusqlite::Result<_>>()?
+        .collect::<Result<_>>()?
     };
     for (row, env, monitor, config, started) in running {
         let Some(cfg) = serde_json::from_str::<Value>(&config)
@@ -446,7 +441,7 @@ pub(super) fn tick(conn: &Connection, now: i64) -> Result<()> {
                 r.get(5)?,
             ))
         })?
-        .collect::<rusqlite::Result<_>>()?
+        .collect::<Result<_>>()?
     };
     for (monitor, env, project, slug, config, expected) in overdue {
         let Some(cfg) = serde_json::from_str::<Value>(&config)
@@ -513,7 +508,7 @@ pub struct MonitorRow {
 }
 
 /// Monitors of an organisation (one slug, or all).
-fn list(conn: &Connection, org: &str, slug: Option<&str>) -> Result<Vec<MonitorRow>> {
+fn list(conn: &Conn, org: &str, slug: Option<&str>) -> Result<Vec<MonitorRow>> {
     let mut stmt = conn.prepare(
         "SELECT m.id, p.slug, m.slug, m.name, m.status, m.config, m.date_created FROM monitors m
          JOIN projects p ON p.id = m.project_id JOIN organizations o ON o.id = p.org_id
@@ -532,7 +527,7 @@ fn list(conn: &Connection, org: &str, slug: Option<&str>) -> Result<Vec<MonitorR
                 environments: Vec::new(),
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     let mut envs = conn.prepare(
         "SELECT environment, status, last_checkin, next_checkin, next_checkin_latest FROM monitor_environments WHERE monitor_id = ?1 ORDER BY environment",
     )?;
@@ -541,14 +536,14 @@ fn list(conn: &Connection, org: &str, slug: Option<&str>) -> Result<Vec<MonitorR
             .query_map([m.id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<Result<_>>()?;
     }
     Ok(out)
 }
 
 /// Create or replace a monitor through the API.
 fn put(
-    conn: &Connection,
+    conn: &Conn,
     project_id: i64,
     slug: &str,
     name: &str,
@@ -564,13 +559,13 @@ fn put(
 }
 
 /// Delete a monitor of an organisation with its states.
-fn delete(conn: &Connection, org: &str, slug: &str) -> Result<()> {
+fn delete(conn: &Conn, org: &str, slug: &str) -> Result<()> {
     let ids: Vec<i64> = {
         let mut stmt = conn.prepare(
             "SELECT m.id FROM monitors m JOIN projects p ON p.id = m.project_id JOIN organizations o ON o.id = p.org_id WHERE o.slug = ?1 AND m.slug = ?2",
         )?;
         stmt.query_map(params![org, slug], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?
+            .collect::<Result<_>>()?
     };
     if ids.is_empty() {
         return Err(StoreError::NotFound(format!("monitor {slug}")));
@@ -586,7 +581,7 @@ fn delete(conn: &Connection, org: &str, slug: &str) -> Result<()> {
 }
 
 /// Recent check-ins of a monitor: (id, status, duration ms, environment, received).
-fn check_ins(conn: &Connection, org: &str, slug: &str, limit: i64) -> Result<Vec<CheckInRow>> {
+fn check_ins(conn: &Conn, org: &str, slug: &str, limit: i64) -> Result<Vec<CheckInRow>> {
     let mut stmt = conn.prepare(
         "SELECT c.check_in_id, c.status, c.duration_ms, c.environment, c.received_at FROM check_ins c
          JOIN projects p ON p.id = c.project_id JOIN organizations o ON o.id = p.org_id
@@ -595,7 +590,7 @@ fn check_ins(conn: &Connection, org: &str, slug: &str, limit: i64) -> Result<Vec
     let rows = stmt.query_map(params![org, slug, limit], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<Result<_>>()?)
 }
 
 #[cfg(test)]
@@ -700,7 +695,7 @@ impl Monitors {
 
     /// Delete monitor `slug` of organisation `org` and its check-ins.
     pub fn delete(&self, org: &str, slug: &str) -> Result<()> {
-        delete(&self.db.writer(), org, slug)
+        delete(&*self.db.writer()?, org, slug)
     }
 
     /// Mark missed and timed-out check-ins as of `now` (the clock tick).

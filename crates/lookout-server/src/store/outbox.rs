@@ -3,7 +3,7 @@
 
 use super::Result;
 use super::db::Db;
-use rusqlite::params;
+use super::sql::{OptionalExtension, params};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -71,14 +71,14 @@ impl Outbox {
                 attempts: r.get(5)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<Result<_>>()?)
     }
 
     /// A channel's current configuration (read at delivery, so secrets never sit in the
     /// outbox); `None` when the channel is gone.
     pub fn channel_config(&self, integration: i64) -> Result<Option<Value>> {
         let conn = self.db.reader()?;
-        let config: Option<String> = rusqlite::OptionalExtension::optional(conn.query_row(
+        let config: Option<String> = OptionalExtension::optional(conn.query_row::<String>(
             "SELECT config FROM integrations WHERE id = ?1",
             [integration],
             |r| r.get(0),

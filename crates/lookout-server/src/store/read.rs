@@ -3,9 +3,9 @@
 //! digest.
 
 use super::db::Db;
+use super::sql::{Backend, OptionalExtension, Value as SqlValue, params, params_from_iter};
 use super::{Result, StoreError};
 use lookout_protocol::sketch::DDSketch;
-use rusqlite::{OptionalExtension, params_from_iter, types::Value as SqlValue};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -351,7 +351,7 @@ pub struct Reader {
 
 const ISSUE_COLUMNS: &str = "i.id, i.project_id, p.slug, o.slug, i.short_seq, i.title, i.culprit, i.level, i.kind, i.metadata, i.status, i.first_seen, i.last_seen, i.times_seen, i.user_count, i.first_release";
 
-fn issue_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IssueRow> {
+fn issue_from_row(r: &super::sql::Row<'_>) -> Result<IssueRow> {
     Ok(IssueRow {
         id: r.get(0)?,
         project: ProjectRef {
@@ -414,6 +414,7 @@ impl Reader {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<IssueRow>> {
+        let backend = self.db.backend();
         let mut sql = format!(
             "SELECT {ISSUE_COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id JOIN organizations o ON o.id = p.org_id WHERE i.project_id = ?"
         );
@@ -459,9 +460,15 @@ impl Reader {
                     args.push(SqlValue::Text(value.clone()));
                 }
                 Term::Text(t) => {
-                    sql.push_str(
-                        " AND (i.title LIKE ? ESCAPE '\\' OR i.culprit LIKE ? ESCAPE '\\')",
-                    );
+                    // Case-insensitive on both: SQLite's LIKE is, PostgreSQL's ILIKE is.
+                    sql.push_str(match backend {
+                        Backend::Sqlite => {
+                            " AND (i.title LIKE ? ESCAPE '\\' OR i.culprit LIKE ? ESCAPE '\\')"
+                        }
+                        Backend::Postgres => {
+                            " AND (i.title ILIKE ? ESCAPE '\\' OR i.culprit ILIKE ? ESCAPE '\\')"
+                        }
+                    });
                     let pattern = format!(
                         "%{}%",
                         t.replace('\\', "\\\\")
@@ -479,7 +486,7 @@ impl Reader {
         let conn = self.db.reader()?;
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), issue_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        Ok(rows.collect::<Result<Vec<_>>>()?)
     }
 
     /// One issue.
@@ -547,7 +554,7 @@ impl Reader {
                 payload: decode_payload(&payload),
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        Ok(rows.collect::<Result<Vec<_>>>()?)
     }
 
     /// One event of a project by its id.
@@ -555,7 +562,7 @@ impl Reader {
         self.db.reader()?
             .query_row(
                 "SELECT id, event_id, issue_id, timestamp, payload FROM events WHERE project_id = ?1 AND event_id = ?2",
-                rusqlite::params![project_id, event_id],
+                params![project_id, event_id],
                 |r| {
                     let payload: Vec<u8> = r.get(4)?;
                     Ok(EventRow {
@@ -586,7 +593,7 @@ impl Reader {
         )?;
         let mut merged: HashMap<(String, String), (i64, i64, DDSketch)> = HashMap::new();
         let rows = stmt.query_map(
-            rusqlite::params![
+            params![
                 project_id,
                 kind,
                 since_ms - since_ms.rem_euclid(60_000),
@@ -644,7 +651,7 @@ impl Reader {
              FROM spans s JOIN events e ON e.id = s.event_row
              WHERE s.trace_id = ?1 AND e.project_id = ?2 ORDER BY s.start_ms, s.span_id",
         )?;
-        let rows = stmt.query_map(rusqlite::params![trace_id, project_id], |r| {
+        let rows = stmt.query_map(params![trace_id, project_id], |r| {
             let start_ms: f64 = r.get(6)?;
             let duration_ms: f64 = r.get(7)?;
             let data: Option<String> = r.get(8)?;
@@ -661,7 +668,7 @@ impl Reader {
                 data: data.and_then(|d| serde_json::from_str(&d).ok()),
             })
         })?;
-        let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = rows.collect::<Result<Vec<_>>>()?;
         Ok(tree_order(rows))
     }
 
@@ -671,7 +678,7 @@ impl Reader {
         let mut stmt =
             conn.prepare("SELECT item_type, reason, detail FROM digest_rejections ORDER BY id")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        Ok(rows.collect::<Result<Vec<_>>>()?)
     }
 
     /// The digest cursor (last inbox row digested).
@@ -781,7 +788,7 @@ impl Reader {
         )?;
         let all = stmt
             .query_map([org], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<Result<_>>()?;
         Ok(all)
     }
 
@@ -796,7 +803,7 @@ impl Reader {
         let mut out = Vec::with_capacity(issue_ids.len());
         for id in issue_ids {
             let mut buckets = [0i64; 24];
-            let rows = stmt.query_map(rusqlite::params![id, start], |r| {
+            let rows = stmt.query_map(params![id, start], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
             })?;
             for row in rows {
@@ -830,7 +837,7 @@ impl Reader {
             ),
         };
         let mut stmt = conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(rusqlite::params![project_id, op, from_minute], |r| {
+        let rows = stmt.query_map(params![project_id, op, from_minute], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
@@ -906,7 +913,7 @@ impl Reader {
                     environment: r.get(9)?,
                 })
             })?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<Result<_>>()?;
         Ok(rows)
     }
 
@@ -922,7 +929,7 @@ impl Reader {
              WHERE project_id = ?1 AND kind = 'transaction' ORDER BY timestamp DESC LIMIT ?2",
         )?;
         let rows = stmt
-            .query_map(rusqlite::params![project_id, limit], |r| {
+            .query_map(params![project_id, limit], |r| {
                 let payload: Vec<u8> = r.get(4)?;
                 let p = decode_payload(&payload);
                 let duration_ms = match (
@@ -948,7 +955,7 @@ impl Reader {
                     status,
                 })
             })?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<Result<_>>()?;
         Ok(rows)
     }
 }
@@ -984,19 +991,16 @@ impl Reader {
              ORDER BY timestamp, id LIMIT ?3",
         )?;
         let rows = stmt
-            .query_map(
-                rusqlite::params![trace_id, project_id, TRACE_ERRORS_MAX],
-                |r| {
-                    Ok(TraceError {
-                        event_id: r.get(0)?,
-                        issue_id: r.get(1)?,
-                        title: r.get(2)?,
-                        level: r.get(3)?,
-                        timestamp: r.get(4)?,
-                    })
-                },
-            )?
-            .collect::<rusqlite::Result<_>>()?;
+            .query_map(params![trace_id, project_id, TRACE_ERRORS_MAX], |r| {
+                Ok(TraceError {
+                    event_id: r.get(0)?,
+                    issue_id: r.get(1)?,
+                    title: r.get(2)?,
+                    level: r.get(3)?,
+                    timestamp: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_>>()?;
         Ok(rows)
     }
 
@@ -1053,8 +1057,8 @@ impl Reader {
              WHERE o.slug = ?1 AND i.first_release = ?2 ORDER BY i.first_seen DESC, i.id DESC LIMIT ?3"
         ))?;
         let rows = stmt
-            .query_map(rusqlite::params![org, release, limit], issue_from_row)?
-            .collect::<rusqlite::Result<_>>()?;
+            .query_map(params![org, release, limit], issue_from_row)?
+            .collect::<Result<_>>()?;
         Ok(rows)
     }
 }
@@ -1062,11 +1066,11 @@ impl Reader {
 impl super::Store {
     /// Resolve, ignore or reopen an issue.
     pub fn set_issue_status(&self, id: i64, status: &str) -> Result<()> {
-        let conn = self.db.writer();
+        let conn = self.db.writer()?;
         let now = chrono::Utc::now().timestamp_millis();
         let n = conn.execute(
         "UPDATE issues SET status = ?2, resolved_at = CASE WHEN ?2 = 'resolved' THEN ?3 ELSE NULL END WHERE id = ?1",
-        rusqlite::params![id, status, now],
+        params![id, status, now],
     )?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("issue {id}")));

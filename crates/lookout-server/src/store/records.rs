@@ -217,6 +217,8 @@ pub struct Rejection {
 pub struct Batch {
     /// Last inbox row in the batch.
     pub last_inbox_id: i64,
+    /// Every inbox row in the batch (a shared database marks each digested).
+    pub inbox_ids: Vec<i64>,
     /// Error and message events.
     pub events: Vec<EventRecord>,
     /// Transactions.
@@ -240,6 +242,7 @@ impl Batch {
     /// each kind of record in inbox order.
     pub fn append(&mut self, later: Batch) {
         self.last_inbox_id = self.last_inbox_id.max(later.last_inbox_id);
+        self.inbox_ids.extend(later.inbox_ids);
         self.events.extend(later.events);
         self.transactions.extend(later.transactions);
         self.sessions.extend(later.sessions);

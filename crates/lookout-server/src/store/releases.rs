@@ -2,8 +2,8 @@
 //! drives through the API.
 
 use super::db::Db;
+use super::sql::{Conn, OptionalExtension, params};
 use super::{Result, StoreError};
-use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
 
 /// A release as the API shows it.
@@ -142,7 +142,7 @@ pub struct Releases {
     db: Arc<Db>,
 }
 
-fn org_id(conn: &Connection, org: &str) -> Result<i64> {
+fn org_id(conn: &Conn, org: &str) -> Result<i64> {
     conn.query_row("SELECT id FROM organizations WHERE slug = ?1", [org], |r| {
         r.get(0)
     })
@@ -150,7 +150,7 @@ fn org_id(conn: &Connection, org: &str) -> Result<i64> {
     .ok_or_else(|| StoreError::NotFound(format!("organization {org}")))
 }
 
-fn project_ids(conn: &Connection, org_id: i64, slugs: &[String]) -> Result<Vec<i64>> {
+fn project_ids(conn: &Conn, org_id: i64, slugs: &[String]) -> Result<Vec<i64>> {
     let mut out = Vec::new();
     for slug in slugs {
         let id: Option<i64> = conn
@@ -194,7 +194,7 @@ impl Releases {
         Releases { db }
     }
 
-    fn load(&self, conn: &Connection, org_id: i64, version: &str) -> Result<Option<Release>> {
+    fn load(&self, conn: &Conn, org_id: i64, version: &str) -> Result<Option<Release>> {
         type Row = (i64, Option<String>, i64, Option<i64>, Option<i64>);
         let row: Option<Row> = conn
             .query_row(
@@ -211,7 +211,7 @@ impl Releases {
         )?;
         let projects = stmt
             .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<(i64, String)>>>()?;
+            .collect::<Result<Vec<(i64, String)>>>()?;
         let commit_count: i64 = conn.query_row(
             "SELECT COUNT(*) FROM release_commits WHERE release_id = ?1",
             [id],
@@ -249,7 +249,7 @@ impl Releases {
         }))
     }
 
-    fn deploys_of(&self, conn: &Connection, release_id: i64) -> Result<Vec<Deploy>> {
+    fn deploys_of(&self, conn: &Conn, release_id: i64) -> Result<Vec<Deploy>> {
         let mut stmt = conn.prepare_cached(
             "SELECT id, environment, name, url, date_started, date_finished FROM deploys WHERE release_id = ?1 ORDER BY date_finished DESC, id DESC",
         )?;
@@ -263,7 +263,7 @@ impl Releases {
                 date_finished: r.get(5)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        Ok(rows.collect::<Result<Vec<_>>>()?)
     }
 
     /// `releases new`: create, or add projects; idempotent.
@@ -284,13 +284,13 @@ impl Releases {
         {
             return Err(StoreError::Invalid("invalid release version".into()));
         }
-        let mut conn = self.db.writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let conn = self.db.writer()?;
+        let tx = conn.begin()?;
         let org_id = org_id(&tx, org)?;
         let ids = project_ids(&tx, org_id, projects)?;
         let now = chrono::Utc::now().timestamp_millis();
         let created = tx.execute(
-            "INSERT OR IGNORE INTO releases (org_id, version, url, date_created, date_started, date_released) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO releases (org_id, version, url, date_created, date_started, date_released) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
             params![org_id, version, url, now, date_started, date_released],
         )? > 0;
         let release_id: i64 = tx.query_row(
@@ -301,7 +301,7 @@ impl Releases {
         let mut added = false;
         for p in ids {
             added |= tx.execute(
-                "INSERT OR IGNORE INTO release_projects (release_id, project_id) VALUES (?1, ?2)",
+                "INSERT INTO release_projects (release_id, project_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                 params![release_id, p],
             )? > 0;
         }
@@ -328,7 +328,7 @@ impl Releases {
             "SELECT release, MIN(at) FROM (
                  SELECT release, MIN(minute) AS at FROM rollup_sessions GROUP BY release
                  UNION ALL SELECT first_release, MIN(first_seen) FROM issues WHERE first_release IS NOT NULL GROUP BY first_release
-                 UNION ALL SELECT release, MIN(first_seen) FROM agents WHERE release IS NOT NULL GROUP BY release)
+                 UNION ALL SELECT release, MIN(first_seen) FROM agents WHERE release IS NOT NULL GROUP BY release) AS firsts
              WHERE release != '' GROUP BY release",
         )?;
         let mut new_issues =
@@ -337,7 +337,7 @@ impl Releases {
             list.iter().map(|r| r.version.clone()).collect();
         let rows = seen
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()?;
         for (version, first) in rows {
             if known.contains(&version) {
                 continue;
@@ -351,8 +351,8 @@ impl Releases {
 
     /// `PUT …/releases/{version}/`: finalize, set commits or refs, add projects.
     pub fn update(&self, org: &str, version: &str, update: ReleaseUpdate) -> Result<Release> {
-        let mut conn = self.db.writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let conn = self.db.writer()?;
+        let tx = conn.begin()?;
         let org_id = org_id(&tx, org)?;
         let release_id: i64 = tx
             .query_row(
@@ -364,7 +364,7 @@ impl Releases {
             .ok_or_else(|| StoreError::NotFound(format!("release {version}")))?;
         for p in project_ids(&tx, org_id, &update.projects)? {
             tx.execute(
-                "INSERT OR IGNORE INTO release_projects (release_id, project_id) VALUES (?1, ?2)",
+                "INSERT INTO release_projects (release_id, project_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                 params![release_id, p],
             )?;
         }
@@ -397,7 +397,7 @@ impl Releases {
             let known: Vec<String> = {
                 let mut stmt = tx.prepare("SELECT name FROM repos WHERE org_id = ?1")?;
                 let rows = stmt.query_map([org_id], |r| r.get(0))?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()?
+                rows.collect::<Result<Vec<_>>>()?
             };
             tx.execute(
                 "DELETE FROM release_refs WHERE release_id = ?1",
@@ -411,7 +411,8 @@ impl Releases {
                     )));
                 }
                 tx.execute(
-                    "INSERT OR REPLACE INTO release_refs (release_id, repository, commit_id, previous_commit) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO release_refs (release_id, repository, commit_id, previous_commit) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (release_id, repository) DO UPDATE SET commit_id = excluded.commit_id, previous_commit = excluded.previous_commit",
                     params![release_id, r.repository, r.commit, r.previous_commit],
                 )?;
             }
@@ -443,7 +444,7 @@ impl Releases {
                 "SELECT MIN(at) FROM (
                      SELECT MIN(minute) AS at FROM rollup_sessions WHERE release = ?1
                      UNION ALL SELECT MIN(first_seen) FROM issues WHERE first_release = ?1
-                     UNION ALL SELECT MIN(first_seen) FROM agents WHERE release = ?1)",
+                     UNION ALL SELECT MIN(first_seen) FROM agents WHERE release = ?1) AS firsts",
             )?
             .query_row([version], |r| r.get(0))?;
         let Some(first) = first.filter(|_| !version.is_empty()) else {
@@ -477,12 +478,12 @@ impl Releases {
                     "SELECT r.version FROM releases r JOIN release_projects rp ON rp.release_id = r.id WHERE r.org_id = ?1 AND rp.project_id = ?2 ORDER BY r.date_created DESC, r.id DESC",
                 )?;
                 let rows = stmt.query_map(params![org_id, pid], |r| r.get(0))?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()?
+                rows.collect::<Result<Vec<_>>>()?
             }
             None => {
                 let mut stmt = conn.prepare("SELECT version FROM releases WHERE org_id = ?1 ORDER BY date_created DESC, id DESC")?;
                 let rows = stmt.query_map([org_id], |r| r.get(0))?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()?
+                rows.collect::<Result<Vec<_>>>()?
             }
         };
         let mut out = Vec::with_capacity(versions.len());
@@ -529,18 +530,19 @@ impl Releases {
         if environment.trim().is_empty() {
             return Err(StoreError::Invalid("environment is required".into()));
         }
-        let conn = self.db.writer();
+        let conn = self.db.writer()?;
         let org_id = org_id(&conn, org)?;
         let release = self
             .load(&conn, org_id, version)?
             .ok_or_else(|| StoreError::NotFound(format!("release {version}")))?;
         let finished = date_finished.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-        conn.execute(
-            "INSERT INTO deploys (release_id, environment, name, url, date_started, date_finished) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        let id: i64 = conn.query_row(
+            "INSERT INTO deploys (release_id, environment, name, url, date_started, date_finished) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
             params![release.id, environment, name, url, date_started, finished],
+            |r| r.get(0),
         )?;
         Ok(Deploy {
-            id: conn.last_insert_rowid(),
+            id,
             environment: environment.to_owned(),
             name,
             url,
@@ -575,7 +577,7 @@ impl Releases {
                 date_created: r.get(4)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        Ok(rows.collect::<Result<Vec<_>>>()?)
     }
 
     /// Add a repository (so `set-commits --auto` and `--commit` can name it).
@@ -589,18 +591,22 @@ impl Releases {
         if name.trim().is_empty() {
             return Err(StoreError::Invalid("repository name is required".into()));
         }
-        let conn = self.db.writer();
+        let conn = self.db.writer()?;
         let org_id = org_id(&conn, org)?;
         let now = chrono::Utc::now().timestamp_millis();
-        let n = conn.execute(
-            "INSERT OR IGNORE INTO repos (org_id, name, url, provider, date_created) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![org_id, name, url, provider, now],
-        )?;
-        if n == 0 {
+        let id: Option<i64> = conn
+            .query_row(
+                "INSERT INTO repos (org_id, name, url, provider, date_created) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO NOTHING RETURNING id",
+                params![org_id, name, url, provider, now],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else {
             return Err(StoreError::Exists(format!("repository {name}")));
-        }
+        };
         Ok(Repo {
-            id: conn.last_insert_rowid(),
+            id,
             name: name.to_owned(),
             url,
             provider: provider.to_owned(),
@@ -628,7 +634,7 @@ impl Releases {
              ORDER BY i.first_seen",
         )?;
         let rows = stmt.query_map(params![release.id, minutes], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        Ok(rows.collect::<Result<Vec<_>>>()?)
     }
 }
 

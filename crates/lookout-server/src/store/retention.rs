@@ -3,8 +3,8 @@
 
 use super::Result;
 use super::db::Db;
+use super::sql::params;
 use crate::config::RetentionConfig;
-use rusqlite::params;
 
 /// Rows deleted per transaction.
 const CHUNK: i64 = 1000;
@@ -23,33 +23,30 @@ pub struct Swept {
 fn delete_events(db: &Db, where_clause: &str, args: &[i64]) -> Result<u64> {
     let mut total = 0;
     loop {
-        let mut conn = db.writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let conn = db.writer()?;
+        let tx = conn.begin()?;
         tx.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY)",
+            "CREATE TEMP TABLE IF NOT EXISTS doomed (id BIGINT PRIMARY KEY)",
             [],
         )?;
-        tx.execute("DELETE FROM temp.doomed", [])?;
+        tx.execute("DELETE FROM doomed", [])?;
         let sql = format!(
-            "INSERT INTO temp.doomed SELECT id FROM events WHERE {where_clause} ORDER BY timestamp LIMIT {CHUNK}"
+            "INSERT INTO doomed SELECT id FROM events WHERE {where_clause} ORDER BY timestamp LIMIT {CHUNK}"
         );
-        let n = tx.execute(&sql, rusqlite::params_from_iter(args.iter()))?;
+        let n = tx.execute(&sql, super::sql::params_from_iter(args.iter()))?;
         if n == 0 {
             tx.commit()?;
             return Ok(total);
         }
         tx.execute(
-            "DELETE FROM event_tags WHERE event_row IN (SELECT id FROM temp.doomed)",
+            "DELETE FROM event_tags WHERE event_row IN (SELECT id FROM doomed)",
             [],
         )?;
         tx.execute(
-            "DELETE FROM spans WHERE event_row IN (SELECT id FROM temp.doomed)",
+            "DELETE FROM spans WHERE event_row IN (SELECT id FROM doomed)",
             [],
         )?;
-        tx.execute(
-            "DELETE FROM events WHERE id IN (SELECT id FROM temp.doomed)",
-            [],
-        )?;
+        tx.execute("DELETE FROM events WHERE id IN (SELECT id FROM doomed)", [])?;
         tx.commit()?;
         total += n as u64;
         if (n as i64) < CHUNK {
@@ -71,7 +68,7 @@ fn sweep(db: &Db, config: &RetentionConfig, now_ms: i64) -> Result<Swept> {
         expired: delete_events(db, "timestamp < ?1", &[cutoff])?,
         ..Swept::default()
     };
-    let conn = db.writer();
+    let conn = db.writer()?;
     for table in [
         "rollup_events",
         "rollup_latency",
@@ -107,7 +104,7 @@ fn sweep(db: &Db, config: &RetentionConfig, now_ms: i64) -> Result<Swept> {
             let mut stmt =
                 conn.prepare("SELECT project_id, COUNT(*) FROM events GROUP BY project_id")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()?
+            rows.collect::<Result<Vec<_>>>()?
         };
         for (project, count) in projects {
             if count > cap {

@@ -9,8 +9,8 @@
 //! new value on every event must not grow a rollup as fast as the events themselves.
 
 use super::Result;
+use super::sql::{Conn, OptionalExtension, Params, Stmt, params};
 use lookout_protocol::sketch::DDSketch;
-use rusqlite::{CachedStatement, OptionalExtension, Params, Transaction, params};
 use std::collections::{HashMap, HashSet};
 
 const MINUTE_MS: i64 = 60_000;
@@ -50,7 +50,7 @@ pub(super) struct Rollups {
 
 impl Rollups {
     /// Start a batch: the tag keys to roll up, per project.
-    pub(super) fn load(tx: &Transaction<'_>) -> Result<Rollups> {
+    pub(super) fn load(tx: &Conn) -> Result<Rollups> {
         let mut keys: HashMap<i64, Vec<String>> = HashMap::new();
         let mut stmt = tx.prepare_cached("SELECT project_id, key FROM rollup_keys")?;
         for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
@@ -109,11 +109,11 @@ impl Rollups {
     }
 
     /// Write the batch's sums.
-    pub(super) fn write(self, tx: &Transaction<'_>) -> Result<()> {
+    pub(super) fn write(self, tx: &Conn) -> Result<()> {
         let mut tags = tx.prepare_cached(
             "INSERT INTO rollup_tags (project_id, minute, kind, environment, op, level, key, value, count)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT DO UPDATE SET count = count + excluded.count",
+             ON CONFLICT (project_id, key, minute, kind, environment, op, level, value) DO UPDATE SET count = rollup_tags.count + excluded.count",
         )?;
         for ((project, minute, kind, env, op, level, key, value), n) in &self.tags {
             tags.execute(params![
@@ -121,7 +121,7 @@ impl Rollups {
             ])?;
         }
         let mut users = tx.prepare_cached(
-            "INSERT OR IGNORE INTO rollup_users (project_id, minute, kind, environment, user_key) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO rollup_users (project_id, minute, kind, environment, user_key) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
         )?;
         for (project, minute, kind, env, user) in &self.users {
             users.execute(params![project, minute, kind, env, user])?;
@@ -134,7 +134,7 @@ impl Rollups {
 /// back: `read` selects that row's sketch column by `key`. A row without a sketch, or one
 /// that no longer decodes, leaves `sketch` as it is.
 pub(super) fn merge_stored_sketch<P: Params>(
-    read: &mut CachedStatement<'_>,
+    read: &mut Stmt<'_>,
     key: P,
     mut sketch: DDSketch,
 ) -> Result<Vec<u8>> {

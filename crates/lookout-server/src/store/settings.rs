@@ -2,8 +2,8 @@
 //! built-in rules of each platform, which stack frames are the agent's own.
 
 use super::db::Db;
+use super::sql::{OptionalExtension, params};
 use super::{Result, StoreError};
-use rusqlite::{OptionalExtension, params};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -115,7 +115,7 @@ impl Settings {
     pub fn set_in_app(&self, project_id: i64, prefixes: &InAppPrefixes) -> Result<()> {
         prefixes.validate().map_err(StoreError::Invalid)?;
         let json = |l: &Vec<String>| serde_json::to_string(l).unwrap_or_else(|_| "[]".into());
-        self.db.writer().execute(
+        self.db.writer()?.execute(
             "INSERT INTO project_settings (project_id, in_app_include, in_app_exclude) VALUES (?1, ?2, ?3)
              ON CONFLICT (project_id) DO UPDATE SET in_app_include = excluded.in_app_include, in_app_exclude = excluded.in_app_exclude",
             params![project_id, json(&prefixes.include), json(&prefixes.exclude)],
@@ -128,7 +128,7 @@ impl super::Store {
     /// Remember the base URL the server answered at when it last started (`public_url`, or
     /// the address it bound), so `lookout projects` prints DSNs that reach it.
     pub fn set_last_base_url(&self, url: &str) -> Result<()> {
-        self.db.writer().execute(
+        self.db.writer()?.execute(
             "INSERT INTO server_meta (key, value) VALUES ('base_url', ?1)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [url],

@@ -2,10 +2,10 @@
 //! a random token in an HttpOnly cookie, stored hashed, with its own CSRF token.
 
 use super::db::Db;
+use super::sql::{OptionalExtension, params};
 use super::{Result, StoreError, hash_token};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::RngCore;
-use rusqlite::{OptionalExtension, params};
 use std::sync::Arc;
 
 /// Shortest password accepted.
@@ -93,12 +93,12 @@ impl Users {
     /// [`FREE_LOGIN_FAILURES`]th failure on, each locks its subject for twice as long as the
     /// last (1 s, 2 s, 4 s … at most 15 minutes). Returns the most failures of any subject.
     pub fn login_failed(&self, subjects: &[String], now: i64) -> Result<i64> {
-        let conn = self.db.writer();
+        let conn = self.db.writer()?;
         let mut most = 0;
         for s in subjects {
             let failures: i64 = conn.query_row(
                 "INSERT INTO login_failures (subject, failures, locked_until) VALUES (?1, 1, 0)
-                 ON CONFLICT (subject) DO UPDATE SET failures = failures + 1
+                 ON CONFLICT (subject) DO UPDATE SET failures = login_failures.failures + 1
                  RETURNING failures",
                 [s],
                 |r| r.get(0),
@@ -120,7 +120,7 @@ impl Users {
 
     /// Forget the failed logins of `subjects` (after a successful login).
     pub fn login_succeeded(&self, subjects: &[String]) -> Result<()> {
-        let conn = self.db.writer();
+        let conn = self.db.writer()?;
         for s in subjects {
             conn.execute("DELETE FROM login_failures WHERE subject = ?1", [s])?;
         }
@@ -141,7 +141,7 @@ impl Users {
             )));
         }
         let hash = hash_password(password)?;
-        let conn = self.db.writer();
+        let conn = self.db.writer()?;
         conn.execute(
             "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash",
@@ -203,7 +203,7 @@ impl Users {
         }
         drop(conn);
         let token = random_token();
-        self.db.writer().execute(
+        self.db.writer()?.execute(
             "INSERT INTO ui_sessions (token_hash, user_id, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![hash_token(&token), user_id, random_token(), now, now + ttl_ms],
         )?;
@@ -232,7 +232,7 @@ impl Users {
 
     /// End the session of `token`.
     pub fn logout(&self, token: &str) -> Result<()> {
-        self.db.writer().execute(
+        self.db.writer()?.execute(
             "DELETE FROM ui_sessions WHERE token_hash = ?1",
             [hash_token(token)],
         )?;
@@ -271,14 +271,14 @@ impl Users {
                 last_used_at: r.get(4)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<Result<_>>()?)
     }
 
     /// Revoke a token.
     pub fn delete_token(&self, id: i64) -> Result<()> {
         let n = self
             .db
-            .writer()
+            .writer()?
             .execute("DELETE FROM api_tokens WHERE id = ?1", [id])?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("token {id}")));

@@ -1,6 +1,10 @@
 //! Shared fixtures: a real server on an ephemeral port over a temporary data directory, the
 //! real clients (Python `sentry-sdk` from the test venv), a typed REST API client
 //! ([`ApiClient`]) and a reader of the inbox.
+//!
+//! With `LOOKOUT_TEST_DATABASE_URL` set to a PostgreSQL server (`postgres://postgres@127.0.0.1/postgres`),
+//! every server of the suite runs on PostgreSQL instead of the embedded SQLite file: each
+//! test gets a database of its own, created for it and dropped after it ([`TestDb`]).
 #![allow(dead_code, unreachable_pub, clippy::print_stderr)]
 
 use lookout_server::config::Config;
@@ -14,6 +18,93 @@ pub use api::ApiClient;
 pub struct TestServer {
     pub server: RunningServer,
     pub dir: tempfile::TempDir,
+    /// Its PostgreSQL database, when the suite runs on PostgreSQL.
+    pub db: Option<TestDb>,
+}
+
+/// A PostgreSQL database made for one test and dropped with it.
+pub struct TestDb {
+    admin: String,
+    name: String,
+    /// The database's URL.
+    pub url: String,
+}
+
+impl TestDb {
+    /// A new empty database on the server `LOOKOUT_TEST_DATABASE_URL` names, or `None`
+    /// when the suite runs on SQLite.
+    pub fn create() -> Option<TestDb> {
+        let admin = std::env::var("LOOKOUT_TEST_DATABASE_URL").ok()?;
+        let name = format!("lookout_test_{}_{}", std::process::id(), uuid_like());
+        let sql = format!("CREATE DATABASE {name}");
+        let admin2 = admin.clone();
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&admin2, postgres::NoTls).unwrap_or_else(|e| {
+                panic!("LOOKOUT_TEST_DATABASE_URL={admin2}: cannot connect to PostgreSQL: {e}")
+            });
+            c.batch_execute(&sql).expect("create the test database");
+        })
+        .join()
+        .expect("create the test database");
+        let url = match admin.rsplit_once('/') {
+            Some((server, _db)) if server.contains("://") && !server.ends_with('/') => {
+                format!("{server}/{name}")
+            }
+            _ => panic!("LOOKOUT_TEST_DATABASE_URL must end with a database name: {admin}"),
+        };
+        Some(TestDb { admin, name, url })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // A thread of its own: the sync client cannot run inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut c) = postgres::Client::connect(&admin, postgres::NoTls) {
+                let _ = c.batch_execute(&sql);
+            }
+        })
+        .join();
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{}_{nanos}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The configuration of a test server over `dir` (and `db` when the suite runs on
+/// PostgreSQL), listening on an ephemeral port.
+pub fn test_config(dir: &Path, db: Option<&TestDb>) -> Config {
+    Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.to_owned(),
+        database_url: db.map(|d| d.url.clone()),
+        ..Config::default()
+    }
+}
+
+/// With `LOOKOUT_TEST_LOG` set (a filter such as `warn`), the servers' logs go to the test's
+/// output: what a failing test's server said.
+pub fn init_log() {
+    if let Ok(filter) = std::env::var("LOOKOUT_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Whether the suite runs on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var_os("LOOKOUT_TEST_DATABASE_URL").is_some()
 }
 
 impl TestServer {
@@ -22,12 +113,10 @@ impl TestServer {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        init_log();
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config {
-            listen: "127.0.0.1:0".into(),
-            data_dir: dir.path().to_owned(),
-            ..Config::default()
-        };
+        let db = TestDb::create();
+        let mut config = test_config(dir.path(), db.as_ref());
         // Ingest tests read raw envelopes back from the inbox after the digest has run.
         config.ingest.inbox_retention_secs = 3600;
         tweak(&mut config);
@@ -35,7 +124,7 @@ impl TestServer {
             .start()
             .await
             .expect("server starts");
-        TestServer { server, dir }
+        TestServer { server, dir, db }
     }
 
     /// A server on a manual clock starting at the system time: tests move it with
@@ -46,12 +135,10 @@ impl TestServer {
 
     /// [`TestServer::start_manual`] with a configuration tweak.
     pub async fn start_manual_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        init_log();
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config {
-            listen: "127.0.0.1:0".into(),
-            data_dir: dir.path().to_owned(),
-            ..Config::default()
-        };
+        let db = TestDb::create();
+        let mut config = test_config(dir.path(), db.as_ref());
         tweak(&mut config);
         let now = chrono::Utc::now().timestamp_millis();
         let server = Server::builder(config)
@@ -59,7 +146,7 @@ impl TestServer {
             .start()
             .await
             .expect("server starts");
-        TestServer { server, dir }
+        TestServer { server, dir, db }
     }
 
     /// POST an envelope with the project's key; asserts the 200.
@@ -113,8 +200,10 @@ impl TestServer {
         self.dir.path().join("lookout.db")
     }
 
+    /// Every envelope still in the inbox, in order, read through the store (the file
+    /// beside the SQLite database, or the shared table on PostgreSQL).
     pub fn inbox(&self) -> Vec<InboxRow> {
-        read_inbox(&self.dir.path().join("inbox.db"))
+        read_store_inbox(&self.server.store)
     }
 
     /// An API token with every scope.
@@ -194,6 +283,36 @@ impl InboxRow {
             })
             .collect()
     }
+}
+
+/// Every row of `store`'s inbox, decoded.
+pub fn read_store_inbox(store: &lookout_server::store::Store) -> Vec<InboxRow> {
+    let store = store.clone();
+    // A thread of its own: the store blocks, and tests call this from async code.
+    std::thread::spawn(move || {
+        store
+            .inbox_reader()
+            .expect("inbox reader")
+            .all()
+            .expect("inbox rows")
+            .into_iter()
+            .map(|r| {
+                let codec = lookout_protocol::codec::Encoding::from_name(&r.encoding)
+                    .expect("known encoding");
+                InboxRow {
+                    id: r.id,
+                    project_id: r.project_id,
+                    event_id: r.event_id,
+                    item_types: r.item_types,
+                    envelope: lookout_protocol::codec::decode(&r.envelope, codec, 1 << 30)
+                        .expect("stored body decodes"),
+                    encoding: r.encoding,
+                }
+            })
+            .collect()
+    })
+    .join()
+    .expect("reading the inbox")
 }
 
 /// Read the inbox straight from the SQLite file (a separate connection, as a reader would).
