@@ -200,7 +200,11 @@ async fn an_operator_sees_who_is_in_trouble_and_watches_it_live() {
             .abs()
             < 1.0
             && (span("after_live") - span("zoomed")).abs() < 1.0,
-        "the zoom survived the live redraw: {zoom}"
+        "the zoom survived the live update: {zoom}"
+    );
+    assert_eq!(
+        zoom["same_host"], true,
+        "the live update left the chart in place: {zoom}"
     );
     // Latency, throughput and error rate of the agent's stages, one series per stage.
     for chart in [

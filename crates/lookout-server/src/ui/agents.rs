@@ -3,7 +3,9 @@
 //! timeline, open issues, pipelines and latest decisions. Both update in place (`data-live`
 //! regions, refreshed by `app.js`).
 
-use super::{Page, Viewer, ago, charts, clip, empty, layout, ms, pct, urlencode, when};
+use super::{
+    LIVE_EVERY_SECS, Page, Viewer, ago, charts, clip, empty, layout, ms, pct, urlencode, when,
+};
 use crate::http::state::AppState;
 use crate::services::agents::{
     AgentHealth, AgentPage, EntryKind, Reason, ReasonKind, Status, decisions, ms_text,
@@ -14,9 +16,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
-
-/// Seconds between two in-place refreshes of the agents' pages.
-const LIVE_EVERY_SECS: &str = "10";
 
 /// The link to an agent's page.
 pub(super) fn agent_href(agent_id: &str) -> String {

@@ -8,7 +8,8 @@
 //! keep Sentry's JSON one click away for experts. A saved form answers with a redirect.
 
 use super::{
-    CsrfForm, Page, UiError, Viewer, ago, clip, csrf_field, empty, field_error_slot, layout, when,
+    CsrfForm, LIVE_EVERY_SECS, Page, UiError, Viewer, ago, clip, csrf_field, empty,
+    field_error_slot, layout, when,
 };
 use crate::alerts::rules::{self, Aggregate, ThresholdBounds, ids, parse_aggregate};
 use crate::http::state::AppState;
@@ -477,27 +478,33 @@ async fn page(State(state): State<AppState>, viewer: Viewer) -> Page {
                 } }
             }
         }
+        // Incidents and deliveries change as alerts fire and notifications go out; the rules
+        // (and their delete forms) change only by the operator's hand, and stay put.
         h2 { "Incidents" }
-        @if incidents.is_empty() { (empty("No alert has fired.")) } @else {
-            div.table-scroll {
-                table.grid id="incidents" {
-                    thead { tr { th scope="col" { "Incident" } th scope="col" { "Rule" } th scope="col" { "Status" } th scope="col" { "Severity" } th scope="col" { "Opened" } th scope="col" { "Closed" } } }
-                    tbody { @for i in &incidents {
-                        tr {
-                            td { a href=(format!("/alerts/incidents/{}", i.id)) { (clip(&i.title, 120)) } @if !i.key.is_empty() { div.muted { (clip(&i.key, 60)) } } }
-                            td { @if i.rule_name.is_empty() { span.muted { "a deleted rule" } } @else { a href=(format!("/alerts/rules/{}", i.rule_id)) { (clip(&i.rule_name, 80)) } } }
-                            td { span class=(format!("pill {}", clip(&i.status, 20))) { (i.status) } }
-                            td { (i.severity) }
-                            td { (ago(i.opened_at, now)) }
-                            td { @match i.closed_at { Some(t) => { (ago(t, now)) }, None => { "–" } } }
-                        }
-                    } }
+        div id="incidents-live" data-live=(LIVE_EVERY_SECS) {
+            @if incidents.is_empty() { (empty("No alert has fired.")) } @else {
+                div.table-scroll {
+                    table.grid id="incidents" {
+                        thead { tr { th scope="col" { "Incident" } th scope="col" { "Rule" } th scope="col" { "Status" } th scope="col" { "Severity" } th scope="col" { "Opened" } th scope="col" { "Closed" } } }
+                        tbody { @for i in &incidents {
+                            tr {
+                                td { a href=(format!("/alerts/incidents/{}", i.id)) { (clip(&i.title, 120)) } @if !i.key.is_empty() { div.muted { (clip(&i.key, 60)) } } }
+                                td { @if i.rule_name.is_empty() { span.muted { "a deleted rule" } } @else { a href=(format!("/alerts/rules/{}", i.rule_id)) { (clip(&i.rule_name, 80)) } } }
+                                td { span class=(format!("pill {}", clip(&i.status, 20))) { (i.status) } }
+                                td { (i.severity) }
+                                td { (ago(i.opened_at, now)) }
+                                td { @match i.closed_at { Some(t) => { (ago(t, now)) }, None => { "–" } } }
+                            }
+                        } }
+                    }
                 }
             }
         }
         h2 { "Notification deliveries" }
-        @if deliveries.is_empty() { (empty("No notification sent yet.")) p { a href="/settings#channels" { "Configure the notification channels" } } } @else {
-            (deliveries_table(&deliveries, &channels, now, true))
+        div id="deliveries-live" data-live=(LIVE_EVERY_SECS) {
+            @if deliveries.is_empty() { (empty("No notification sent yet.")) p { a href="/settings#channels" { "Configure the notification channels" } } } @else {
+                (deliveries_table(&deliveries, &channels, now, true))
+            }
         }
     };
     Ok(layout(&viewer, "alerts", "Alerts", body))
@@ -573,7 +580,8 @@ async fn incident(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
     let body = html! {
         div.page-head {
             h1 id="incident-title" { (clip(&i.title, 200)) }
-            span class=(format!("pill {}", clip(&i.status, 20))) id="incident-status" { (i.status) }
+            // Live regions: the status, when it resolved, the timeline and the deliveries.
+            span class=(format!("pill {}", clip(&i.status, 20))) id="incident-status" data-live=(LIVE_EVERY_SECS) { (i.status) }
         }
         dl.facts id="incident-facts" {
             dt { "Rule" }
@@ -591,7 +599,7 @@ async fn incident(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
             dt { "Severity" } dd { (i.severity) }
             dt { "Opened" } dd id="incident-opened" { (when(i.opened_at)) " UTC · " (ago(i.opened_at, now)) }
             dt { "Resolved" }
-            dd id="incident-resolved" {
+            dd id="incident-resolved" data-live=(LIVE_EVERY_SECS) {
                 @match i.closed_at {
                     Some(t) if i.issue_id.is_some() && t == i.opened_at => {
                         "closed when sent: an issue alert notifies once; the issue itself stays open on its page"
@@ -610,15 +618,19 @@ async fn incident(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
             @if let Some(issue) = i.issue_id { dt { "Issue" } dd { a href=(format!("/issues/{issue}")) { "Issue #" (issue) } } }
         }
         h2 { "Timeline" }
-        @if activity.is_empty() { (empty("Nothing recorded.")) } @else {
-            ol.timeline id="incident-timeline" {
-                @for a in &activity {
-                    li { span.time { (when(a.at)) } span.cat { (clip(&a.kind, 40)) } span.msg { (clip(&a.detail, 500)) } }
+        div id="incident-timeline-live" data-live=(LIVE_EVERY_SECS) {
+            @if activity.is_empty() { (empty("Nothing recorded.")) } @else {
+                ol.timeline id="incident-timeline" {
+                    @for a in &activity {
+                        li { span.time { (when(a.at)) } span.cat { (clip(&a.kind, 40)) } span.msg { (clip(&a.detail, 500)) } }
+                    }
                 }
             }
         }
         h2 { "Deliveries" }
-        @if deliveries.is_empty() { (empty("No delivery for this incident.")) } @else { (deliveries_table(&deliveries, &channels, now, false)) }
+        div id="incident-deliveries-live" data-live=(LIVE_EVERY_SECS) {
+            @if deliveries.is_empty() { (empty("No delivery for this incident.")) } @else { (deliveries_table(&deliveries, &channels, now, false)) }
+        }
         p { a href="/alerts" { "All alerts" } }
     };
     Ok(layout(&viewer, "alerts", "Incident", body))

@@ -50,15 +50,28 @@
       two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + " UTC";
   }
 
+  // The chart's columns: the whole window the page asked for, even where it has no data (its
+  // two ends are points without values). A drag zooms in; a double-click comes back to it.
+  function columns(spec) {
+    const ends = (vals, a, b) => [a].concat(vals, [b]);
+    const lo = spec.x.length ? Math.min(spec.from, spec.x[0]) : spec.from;
+    const hi = spec.x.length ? Math.max(spec.to, spec.x[spec.x.length - 1]) : spec.to;
+    return { lo, hi, data: [ends(spec.x, lo, hi)].concat(spec.series.map((s) => ends(s.values, null, null))) };
+  }
+
+  function parse(text) {
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      return null;
+    }
+  }
+
   function draw(host) {
     if (host.dataset.drawn) return;
     host.dataset.drawn = "1";
-    let spec;
-    try {
-      spec = JSON.parse(host.getAttribute("data-chart"));
-    } catch (e) {
-      return;
-    }
+    const spec = parse(host.getAttribute("data-chart"));
+    if (!spec) return;
     const fmt = FORMAT[spec.unit] || ((v) => String(v));
     const opts = {
       width: Math.max(320, host.clientWidth),
@@ -107,12 +120,9 @@
         })),
       ),
     };
-    // The whole window the page asked for, even where it has no data: its two ends are
-    // points without values. A drag zooms in; a double-click comes back to the window.
-    const ends = (vals, a, b) => [a].concat(vals, [b]);
-    const lo = spec.x.length ? Math.min(spec.from, spec.x[0]) : spec.from;
-    const hi = spec.x.length ? Math.max(spec.to, spec.x[spec.x.length - 1]) : spec.to;
-    const data = [ends(spec.x, lo, hi)].concat(spec.series.map((s) => ends(s.values, null, null)));
+    const { lo, hi, data } = columns(spec);
+    host.chartWindow = { lo, hi };
+    host.chartSpec = spec;
     const figure = host.closest("figure[id]");
     const key = figure ? figure.id : null;
     // Read before drawing: the new chart's first scale (its whole window) would clear it.
@@ -122,7 +132,7 @@
         (u, scale) => {
           if (scale !== "x" || !key) return;
           const { min, max } = u.scales.x;
-          if (min <= lo && max >= hi) zooms.delete(key);
+          if (min <= host.chartWindow.lo && max >= host.chartWindow.hi) zooms.delete(key);
           else zooms.set(key, { min, max });
         },
       ],
@@ -131,12 +141,67 @@
     host.uplot = plot;
     if (zoom) plot.setScale("x", zoom);
     if (window.ResizeObserver) {
-      new ResizeObserver(() => {
+      host.resizer = new ResizeObserver(() => {
         const w = Math.max(320, host.clientWidth);
         if (w !== plot.width) plot.setSize({ width: w, height: HEIGHT });
-      }).observe(host);
+      });
+      host.resizer.observe(host);
     }
   }
+
+  // The same series (names and unit) in the same order: the chart can take new data as is.
+  function sameSeries(a, b) {
+    return a.unit === b.unit && a.series.length === b.series.length &&
+      a.series.every((s, i) => s.label === b.series[i].label);
+  }
+
+  // A live update brought `next`, the fresh markup of the chart `host` draws. New data goes
+  // into the chart already drawn (uPlot's setData), so the zoom, the series hidden from the
+  // legend and the hover stay; only new or vanished series draw the chart again (the zoom is
+  // kept by figure id). Data that did not change touches nothing.
+  function update(host, next) {
+    const label = next.getAttribute("aria-label");
+    if (label !== null && host.getAttribute("aria-label") !== label) host.setAttribute("aria-label", label);
+    const text = next.getAttribute("data-chart");
+    if (text === host.getAttribute("data-chart")) return;
+    host.setAttribute("data-chart", text);
+    const plot = host.uplot;
+    // Not drawn yet: the drawing to come reads the new data.
+    if (!plot) return;
+    const spec = parse(text);
+    if (!spec) return;
+    if (!sameSeries(host.chartSpec, spec)) {
+      plot.destroy();
+      if (host.resizer) host.resizer.disconnect();
+      host.uplot = null;
+      host.replaceChildren();
+      delete host.dataset.drawn;
+      draw(host);
+      return;
+    }
+    const key = host.closest("figure[id]") ? host.closest("figure[id]").id : null;
+    const zoom = key && zooms.get(key);
+    const { lo, hi, data } = columns(spec);
+    host.chartWindow = { lo, hi };
+    host.chartSpec = spec;
+    // Scales kept as they are, then set once: to the zoom the operator chose, else to the
+    // new window (the y axis fits what is shown either way). Drawn at once, not at the next
+    // microtask, so that the values under a resting cursor can follow the new data.
+    plot.batch(() => {
+      plot.setData(data, false);
+      plot.setScale("x", zoom || { min: lo, max: hi });
+    });
+    if (plot.cursor.left >= 0) plot.setCursor({ left: plot.cursor.left, top: plot.cursor.top });
+  }
+
+  // Charts left out of the page (their region was redrawn without them) stop observing it.
+  function drop(host) {
+    if (host.uplot) host.uplot.destroy();
+    if (host.resizer) host.resizer.disconnect();
+    host.uplot = null;
+  }
+
+  window.LookoutCharts = { update, drop };
 
   function render(root) {
     const hosts = root.querySelectorAll ? root.querySelectorAll("[data-chart]") : [];

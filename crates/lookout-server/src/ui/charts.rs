@@ -96,10 +96,13 @@ pub(super) fn time_series(chart: &TimeSeries<'_>) -> Markup {
             xs.iter().map(|x| by_x.get(x).copied()).collect()
         })
         .collect();
+    // The window on whole minutes: its end is "now", and a live refresh must not find a
+    // changed chart every few seconds when no bucket has moved (buckets start on minutes).
+    let (from, to) = minute_window(chart.from, chart.to);
     let spec = json!({
         "unit": chart.unit.key(),
-        "from": chart.from / 1000,
-        "to": chart.to / 1000,
+        "from": from / 1000,
+        "to": to / 1000,
         "x": xs.iter().map(|x| x / 1000).collect::<Vec<_>>(),
         "series": chart.series.iter().zip(&columns).map(|((name, _), values)| json!({
             "label": name,
@@ -126,6 +129,13 @@ pub(super) fn time_series(chart: &TimeSeries<'_>) -> Markup {
             }
         }
     }
+}
+
+/// `from..to` (ms) widened to whole minutes: `from` down, `to` up.
+fn minute_window(from: i64, to: i64) -> (i64, i64) {
+    let from = from - from.rem_euclid(60_000);
+    let to = to + (60_000 - to.rem_euclid(60_000)).rem_euclid(60_000);
+    (from, to.max(from))
 }
 
 /// One bucket of one stage of a pipeline: its start (ms), the runs that ended in it, the
@@ -268,6 +278,29 @@ mod tests {
             html.contains("highest 2.50 s (risk.check, at 00:02)"),
             "{html}"
         );
+    }
+
+    #[test]
+    fn the_window_moves_only_when_a_minute_passes() {
+        let at = |from: i64, to: i64| {
+            time_series(&TimeSeries {
+                id: "c",
+                title: "t",
+                unit: Unit::Ms,
+                from,
+                to,
+                series: vec![("a".into(), vec![(120_000, 1.0)])],
+            })
+            .into_string()
+        };
+        // Ten seconds later, same minute: the same markup, so a live refresh leaves it alone.
+        assert_eq!(at(65_000, 185_000), at(75_000, 195_000));
+        let html = at(65_000, 185_000);
+        assert!(html.contains("&quot;from&quot;:60,"), "{html}");
+        assert!(html.contains("&quot;to&quot;:240,"), "{html}");
+        // A minute boundary passed: the window moved.
+        assert_ne!(at(65_000, 185_000), at(125_000, 245_000));
+        assert_eq!(minute_window(120_000, 180_000), (120_000, 180_000));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! trading context, exception, breadcrumb timeline and events.
 
 use super::{
-    Page, UiError, Viewer, ago, charts, clip, csrf_field, empty, layout, raw, urlencode, when,
+    LIVE_EVERY_SECS, Page, UiError, Viewer, ago, charts, clip, csrf_field, empty, layout, raw,
+    urlencode, when,
 };
 use crate::http::state::AppState;
 use crate::services::blocking;
@@ -704,12 +705,14 @@ async fn detail_page(state: AppState, viewer: &Viewer, id: i64, q: DetailQuery) 
         div.page-head.issue-head {
             h1 id="issue-title" { (clip(&issue.title, 300)) }
         }
+        // Live regions: the status, the counts and when it was last seen, each on its own
+        // (the status form beside them is left alone).
         div.issue-meta {
-            span class=(format!("pill {}", issue.status)) #issue-status { (issue.status) }
+            span class=(format!("pill {}", issue.status)) #issue-status data-live=(LIVE_EVERY_SECS) { (issue.status) }
             span class=(format!("level {}", issue.level)) { (issue.level) }
             span.muted { (issue.short_id()) }
-            span { (issue.times_seen) " events · " (issue.user_count) " agents" }
-            span { "first " (ago(issue.first_seen, now)) " · last " (ago(issue.last_seen, now)) }
+            span #issue-counts data-live=(LIVE_EVERY_SECS) { (issue.times_seen) " events · " (issue.user_count) " agents" }
+            span #issue-seen data-live=(LIVE_EVERY_SECS) { "first " (ago(issue.first_seen, now)) " · last " (ago(issue.last_seen, now)) }
             @if let Some(r) = &issue.first_release { span { "first release " (release_link(r)) } }
             form.inline method="post" action=(format!("/issues/{}/status", issue.id)) {
                 (csrf_field(viewer))

@@ -431,6 +431,10 @@ fn rejection_words(status: StatusCode, path: &str, text: &str) -> (StatusCode, S
 /// Result of a page handler.
 pub type Page = Result<Markup, UiError>;
 
+/// Seconds between two in-place refreshes of a page's live regions (`data-live`, refreshed
+/// by `app.js`): often enough to watch an agent, rare enough to cost the server nothing.
+pub(super) const LIVE_EVERY_SECS: &str = "10";
+
 /// Percent-encode a query value.
 pub fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

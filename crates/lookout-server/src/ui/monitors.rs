@@ -2,7 +2,7 @@
 //! and a page per monitor (`/crons/{slug}`) with its schedule, the state of each
 //! environment and its check-ins, newest first, with durations and status.
 
-use super::{Page, UiError, Viewer, ago, clip, empty, layout, urlencode, when};
+use super::{LIVE_EVERY_SECS, Page, UiError, Viewer, ago, clip, empty, layout, urlencode, when};
 use crate::http::state::AppState;
 use crate::services::blocking;
 use crate::store::monitors::{CheckInRow, MonitorConfig, MonitorRow, Schedule};
@@ -37,23 +37,25 @@ async fn crons(State(state): State<AppState>, viewer: Viewer) -> Page {
     .await?;
     let body = html! {
         div.page-head { h1 { "Crons and heartbeats" } }
-        @if rows.is_empty() {
-            (empty("No monitor yet. A check-in with a monitor_config creates one (the agent library's heartbeats and cron jobs do)."))
-        } @else {
-            table.grid id="monitors" {
-                thead { tr { th { "Monitor" } th { "Status" } th { "Schedule" } th { "Last check-in" } th { "Next due" } th { "Recent check-ins (oldest → newest)" } } }
-                tbody { @for (m, checks) in &rows {
-                    @let env = m.environments.first();
-                    @let status = env.map(|e| e.1.as_str()).unwrap_or("pending");
-                    tr class=(format!("monitor status-{}", clip(status, 20))) {
-                        td { a.monitor-link href=(monitor_href(&m.slug)) { (clip(&m.name, 80)) } div.muted { code { (clip(&m.slug, 80)) } } }
-                        td { span class=(format!("pill {}", clip(status, 20))) { (status) } @if m.status != "active" { span.muted { " (" (m.status) ")" } } }
-                        td { code { (clip(&schedule_text(&m.config), 60)) } }
-                        td { @match env.and_then(|e| e.2) { Some(t) => { (ago(t, now)) }, None => { "–" } } }
-                        td { @match env.and_then(|e| e.3) { Some(t) => { (when(t)) }, None => { "–" } } }
-                        td.checkins { (dots(checks)) }
-                    }
-                } }
+        div id="monitors-live" data-live=(LIVE_EVERY_SECS) {
+            @if rows.is_empty() {
+                (empty("No monitor yet. A check-in with a monitor_config creates one (the agent library's heartbeats and cron jobs do)."))
+            } @else {
+                table.grid id="monitors" {
+                    thead { tr { th { "Monitor" } th { "Status" } th { "Schedule" } th { "Last check-in" } th { "Next due" } th { "Recent check-ins (oldest → newest)" } } }
+                    tbody { @for (m, checks) in &rows {
+                        @let env = m.environments.first();
+                        @let status = env.map(|e| e.1.as_str()).unwrap_or("pending");
+                        tr class=(format!("monitor status-{}", clip(status, 20))) {
+                            td { a.monitor-link href=(monitor_href(&m.slug)) { (clip(&m.name, 80)) } div.muted { code { (clip(&m.slug, 80)) } } }
+                            td { span class=(format!("pill {}", clip(status, 20))) { (status) } @if m.status != "active" { span.muted { " (" (m.status) ")" } } }
+                            td { code { (clip(&schedule_text(&m.config), 60)) } }
+                            td { @match env.and_then(|e| e.2) { Some(t) => { (ago(t, now)) }, None => { "–" } } }
+                            td { @match env.and_then(|e| e.3) { Some(t) => { (when(t)) }, None => { "–" } } }
+                            td.checkins { (dots(checks)) }
+                        }
+                    } }
+                }
             }
         }
     };
@@ -149,38 +151,44 @@ async fn monitor_page(state: AppState, viewer: &Viewer, slug: String) -> Page {
             div { dt { "Project" } dd { (clip(&m.project_slug, 60)) } }
             div { dt { "Created" } dd { (ago(m.date_created, now)) } }
         }
+        // Live regions: each environment's state and the check-ins, which arrive while the
+        // page is open; the monitor's settings change only through the API.
         h2 { "Status by environment" }
-        @if m.environments.is_empty() { (empty("No check-in yet.")) } @else {
-            table.grid id="monitor-environments" {
-                thead { tr { th { "Environment" } th { "Status" } th { "Last check-in" } th { "Next due" } th { "Late after" } } }
-                tbody { @for (env, st, last, next, latest) in &m.environments {
-                    tr {
-                        td { (clip(env, 60)) }
-                        td { span class=(format!("pill {}", clip(st, 20))) { (clip(st, 20)) } }
-                        td { @match last { Some(t) => { (ago(*t, now)) }, None => { "–" } } }
-                        td { @match next { Some(t) => { (when(*t)) " UTC" }, None => { "–" } } }
-                        td { @match latest { Some(t) => { (when(*t)) " UTC" }, None => { "–" } } }
-                    }
-                } }
+        div id="monitor-environments-live" data-live=(LIVE_EVERY_SECS) {
+            @if m.environments.is_empty() { (empty("No check-in yet.")) } @else {
+                table.grid id="monitor-environments" {
+                    thead { tr { th { "Environment" } th { "Status" } th { "Last check-in" } th { "Next due" } th { "Late after" } } }
+                    tbody { @for (env, st, last, next, latest) in &m.environments {
+                        tr {
+                            td { (clip(env, 60)) }
+                            td { span class=(format!("pill {}", clip(st, 20))) { (clip(st, 20)) } }
+                            td { @match last { Some(t) => { (ago(*t, now)) }, None => { "–" } } }
+                            td { @match next { Some(t) => { (when(*t)) " UTC" }, None => { "–" } } }
+                            td { @match latest { Some(t) => { (when(*t)) " UTC" }, None => { "–" } } }
+                        }
+                    } }
+                }
             }
         }
-        h2 { "Check-ins " span.muted { "(latest " (checks.len()) ", newest first)" } }
-        @if checks.is_empty() { (empty("No check-in stored.")) } @else {
-            p.checkin-summary {
-                span.checkins { (dots(&oldest_first)) }
-                " " (count("ok")) " ok · " (failures) " failed or missed"
-            }
-            table.grid id="check-ins" {
-                thead { tr { th { "Received (UTC)" } th { "Status" } th.num { "Duration" } th { "Environment" } th { "Check-in" } } }
-                tbody { @for (id, st, dur, env, at) in &checks {
-                    tr class=(format!("check-in status-{}", clip(st, 20))) {
-                        td { (when(*at)) " " span.muted { (ago(*at, now)) } }
-                        td { span class=(format!("pill {}", clip(st, 20))) { (clip(st, 20)) } }
-                        td.num { (duration(*dur)) }
-                        td { (clip(env, 60)) }
-                        td { code.muted { (clip(id, 40)) } }
-                    }
-                } }
+        div id="check-ins-live" data-live=(LIVE_EVERY_SECS) {
+            h2 { "Check-ins " span.muted { "(latest " (checks.len()) ", newest first)" } }
+            @if checks.is_empty() { (empty("No check-in stored.")) } @else {
+                p.checkin-summary {
+                    span.checkins { (dots(&oldest_first)) }
+                    " " (count("ok")) " ok · " (failures) " failed or missed"
+                }
+                table.grid id="check-ins" {
+                    thead { tr { th { "Received (UTC)" } th { "Status" } th.num { "Duration" } th { "Environment" } th { "Check-in" } } }
+                    tbody { @for (id, st, dur, env, at) in &checks {
+                        tr class=(format!("check-in status-{}", clip(st, 20))) {
+                            td { (when(*at)) " " span.muted { (ago(*at, now)) } }
+                            td { span class=(format!("pill {}", clip(st, 20))) { (clip(st, 20)) } }
+                            td.num { (duration(*dur)) }
+                            td { (clip(env, 60)) }
+                            td { code.muted { (clip(id, 40)) } }
+                        }
+                    } }
+                }
             }
         }
     };

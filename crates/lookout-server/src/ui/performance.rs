@@ -2,7 +2,7 @@
 //! `order.pipeline` over time, and the waterfall of one trace.
 
 use super::issues::{pick_project, project_select};
-use super::{Page, Viewer, charts, clip, empty, layout, ms, pct, urlencode, when};
+use super::{LIVE_EVERY_SECS, Page, Viewer, charts, clip, empty, layout, ms, pct, urlencode, when};
 use crate::http::state::AppState;
 use crate::services::blocking;
 use crate::store::read::{
@@ -133,33 +133,40 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
             button type="submit" { "Show" }
         }
         h2 { "order.pipeline, stage by stage" }
-        @if series.is_empty() {
-            (empty("No order.pipeline transaction in this window."))
-        } @else {
-            (charts::stage_charts("", &format!("{qlabel} latency per stage"), &series, bucket, (since, now)))
+        // The filter form above stays out of the live regions: what is chosen in it is kept.
+        div id="perf-charts-live" data-live=(LIVE_EVERY_SECS) {
+            @if series.is_empty() {
+                (empty("No order.pipeline transaction in this window."))
+            } @else {
+                (charts::stage_charts("", &format!("{qlabel} latency per stage"), &series, bucket, (since, now)))
+            }
         }
         h2 { "Transactions" }
-        @if summaries.is_empty() { (empty("No transaction in this window.")) } @else {
-            table.grid id="transactions" {
-                thead { tr { th { "Transaction" } th { "Op" } th.num { "Count" } th.num { "p50" } th.num { "p95" } th.num { "p99" } th.num { "Failure rate" } } }
-                tbody { @for s in &summaries {
-                    tr { td { a.transaction-link href=(format!("/performance?project={}&period={}&transaction={}#recent-transactions", urlencode(&slug), urlencode(&period), urlencode(&s.name))) title="Its latest transactions, each linked to its trace" { (clip(&s.name, 120)) } } td { (clip(&s.op, 60)) } td.num { (s.count) }
-                         td.num { (ms(s.p50)) } td.num { (ms(s.p95)) } td.num { (ms(s.p99)) } td.num { (pct(Some(s.failure_rate * 100.0))) } }
-                } }
+        div id="transactions-live" data-live=(LIVE_EVERY_SECS) {
+            @if summaries.is_empty() { (empty("No transaction in this window.")) } @else {
+                table.grid id="transactions" {
+                    thead { tr { th { "Transaction" } th { "Op" } th.num { "Count" } th.num { "p50" } th.num { "p95" } th.num { "p99" } th.num { "Failure rate" } } }
+                    tbody { @for s in &summaries {
+                        tr { td { a.transaction-link href=(format!("/performance?project={}&period={}&transaction={}#recent-transactions", urlencode(&slug), urlencode(&period), urlencode(&s.name))) title="Its latest transactions, each linked to its trace" { (clip(&s.name, 120)) } } td { (clip(&s.op, 60)) } td.num { (s.count) }
+                             td.num { (ms(s.p50)) } td.num { (ms(s.p95)) } td.num { (ms(s.p99)) } td.num { (pct(Some(s.failure_rate * 100.0))) } }
+                    } }
+                }
             }
         }
         h2 id="recent-title" {
             "Recent transactions"
             @if let Some(name) = &only { ": " (clip(name, 120)) " " a.muted href=(format!("/performance?project={}&period={}", urlencode(&slug), urlencode(&period))) { "(all)" } }
         }
-        @if recent.is_empty() { (empty("None yet.")) } @else {
-            table.grid id="recent-transactions" {
-                thead { tr { th { "Transaction" } th { "When (UTC)" } th.num { "Duration" } th { "Status" } th { "Trace" } } }
-                tbody { @for t in &recent {
-                    @let href = t.trace_id.as_ref().map(|tid| format!("/performance/traces/{}?project={}", urlencode(tid), urlencode(&slug)));
-                    tr { td { @match &href { Some(h) => { a href=(h) { (clip(&t.name, 100)) } }, None => { (clip(&t.name, 100)) } } } td { (when(t.timestamp)) } td.num { (ms(t.duration_ms)) } td { (clip(&t.status, 30)) }
-                         td { @if let Some(tid) = &t.trace_id { a.trace-link href=(format!("/performance/traces/{}?project={}", urlencode(tid), urlencode(&slug))) title=(t.event_id) { (clip(tid, 12)) } } } }
-                } }
+        div id="recent-live" data-live=(LIVE_EVERY_SECS) {
+            @if recent.is_empty() { (empty("None yet.")) } @else {
+                table.grid id="recent-transactions" {
+                    thead { tr { th { "Transaction" } th { "When (UTC)" } th.num { "Duration" } th { "Status" } th { "Trace" } } }
+                    tbody { @for t in &recent {
+                        @let href = t.trace_id.as_ref().map(|tid| format!("/performance/traces/{}?project={}", urlencode(tid), urlencode(&slug)));
+                        tr { td { @match &href { Some(h) => { a href=(h) { (clip(&t.name, 100)) } }, None => { (clip(&t.name, 100)) } } } td { (when(t.timestamp)) } td.num { (ms(t.duration_ms)) } td { (clip(&t.status, 30)) }
+                             td { @if let Some(tid) = &t.trace_id { a.trace-link href=(format!("/performance/traces/{}?project={}", urlencode(tid), urlencode(&slug))) title=(t.event_id) { (clip(tid, 12)) } } } }
+                    } }
+                }
             }
         }
     };

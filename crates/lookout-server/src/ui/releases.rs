@@ -2,7 +2,9 @@
 //! (`/releases/{version}`) with its deploys, its health (crash-free sessions and users,
 //! adoption) and the issues first seen in it.
 
-use super::{Page, UiError, Viewer, ago, clip, empty, layout, pct, urlencode, when};
+use super::{
+    LIVE_EVERY_SECS, Page, UiError, Viewer, ago, clip, empty, layout, pct, urlencode, when,
+};
 use crate::http::state::AppState;
 use crate::services::blocking;
 use crate::store::health::crash_free;
@@ -38,31 +40,33 @@ async fn releases(State(state): State<AppState>, viewer: Viewer) -> Page {
     .await?;
     let body = html! {
         div.page-head { h1 { "Releases" } }
-        @if rows.is_empty() {
-            (empty("No release yet. Agents name theirs in the SDK's release option; sentry-cli records deploys."))
-        } @else {
-            table.grid id="releases" {
-                thead { tr {
-                    th { "Release" } th { "Created" } th { "Last deploy" } th.num { "Deploys" }
-                    th.num { "Sessions" } th.num { "Crash-free sessions" } th.num { "Crash-free users" } th.num { "New issues" }
-                } }
-                tbody { @for (r, t) in &rows {
-                    tr {
-                        td { a.release-link href=(release_href(&r.version)) { code { (clip(&r.version, 80)) } } }
-                        td { (ago(r.date_created, now)) }
-                        td { @match &r.last_deploy {
-                            Some(d) => { (clip(&d.environment, 40)) " · " (ago(d.date_finished, now)) },
-                            None => { span.muted { "never" } },
-                        } }
-                        td.num { (r.deploy_count) }
-                        td.num { (t.sessions) }
-                        td.num { (pct(crash_free(t.sessions, t.crashed))) }
-                        td.num { (pct(crash_free(t.users, t.users_crashed))) }
-                        td.num { @if r.new_groups > 0 {
-                            a href=(format!("/issues?status=all&release={}", urlencode(&r.version))) { (r.new_groups) }
-                        } @else { "0" } }
-                    }
-                } }
+        div id="releases-live" data-live=(LIVE_EVERY_SECS) {
+            @if rows.is_empty() {
+                (empty("No release yet. Agents name theirs in the SDK's release option; sentry-cli records deploys."))
+            } @else {
+                table.grid id="releases" {
+                    thead { tr {
+                        th { "Release" } th { "Created" } th { "Last deploy" } th.num { "Deploys" }
+                        th.num { "Sessions" } th.num { "Crash-free sessions" } th.num { "Crash-free users" } th.num { "New issues" }
+                    } }
+                    tbody { @for (r, t) in &rows {
+                        tr {
+                            td { a.release-link href=(release_href(&r.version)) { code { (clip(&r.version, 80)) } } }
+                            td { (ago(r.date_created, now)) }
+                            td { @match &r.last_deploy {
+                                Some(d) => { (clip(&d.environment, 40)) " · " (ago(d.date_finished, now)) },
+                                None => { span.muted { "never" } },
+                            } }
+                            td.num { (r.deploy_count) }
+                            td.num { (t.sessions) }
+                            td.num { (pct(crash_free(t.sessions, t.crashed))) }
+                            td.num { (pct(crash_free(t.users, t.users_crashed))) }
+                            td.num { @if r.new_groups > 0 {
+                                a href=(format!("/issues?status=all&release={}", urlencode(&r.version))) { (r.new_groups) }
+                            } @else { "0" } }
+                        }
+                    } }
+                }
             }
         }
     };
@@ -119,47 +123,55 @@ async fn release_page(state: AppState, viewer: &Viewer, version: String) -> Page
                 @if rel.id == 0 { " · seen in events only (not created through the API)" }
             }
         }
+        // Live regions: its health, its deploys and its new issues (sessions, sentry-cli and
+        // errors change them while the page is open).
         h2 { "Health" }
-        dl.facts.health id="release-health" {
-            div { dt { "Crash-free sessions" } dd id="crash-free-sessions" { (pct(crash_free(totals.sessions, totals.crashed))) } }
-            div { dt { "Crash-free users" } dd { (pct(crash_free(totals.users, totals.users_crashed))) } }
-            div { dt { "Sessions" } dd { (totals.sessions) span.muted { " · " (totals.crashed) " crashed" } } }
-            div { dt { "Adoption (24 h)" } dd id="adoption" { (pct(adoption_pct)) span.muted { " · " (adoption.0) " of " (adoption.1) " sessions" } } }
+        div id="release-health-live" data-live=(LIVE_EVERY_SECS) {
+            dl.facts.health id="release-health" {
+                div { dt { "Crash-free sessions" } dd id="crash-free-sessions" { (pct(crash_free(totals.sessions, totals.crashed))) } }
+                div { dt { "Crash-free users" } dd { (pct(crash_free(totals.users, totals.users_crashed))) } }
+                div { dt { "Sessions" } dd { (totals.sessions) span.muted { " · " (totals.crashed) " crashed" } } }
+                div { dt { "Adoption (24 h)" } dd id="adoption" { (pct(adoption_pct)) span.muted { " · " (adoption.0) " of " (adoption.1) " sessions" } } }
+            }
         }
         h2 { "Deploys" }
-        @if deploys.is_empty() { (empty("No deploy recorded (sentry-cli releases deploys … new records one).")) } @else {
-            table.grid id="deploys" {
-                thead { tr { th { "Environment" } th { "Name" } th { "Finished (UTC)" } th.num { "Took" } } }
-                tbody { @for d in &deploys {
-                    tr {
-                        td { span.pill { (clip(&d.environment, 60)) } }
-                        td { @match (&d.name, &d.url) {
-                            (Some(n), Some(u)) if u.starts_with("https://") || u.starts_with("http://") => { a href=(u) rel="noopener noreferrer" { (clip(n, 80)) } },
-                            (Some(n), _) => { (clip(n, 80)) },
-                            _ => { span.muted { "–" } },
-                        } }
-                        td { (when(d.date_finished)) " " span.muted { (ago(d.date_finished, now)) } }
-                        td.num { @match d.date_started { Some(s) if s <= d.date_finished => { (super::ms(Some((d.date_finished - s) as f64))) }, _ => { "–" } } }
-                    }
-                } }
+        div id="release-deploys-live" data-live=(LIVE_EVERY_SECS) {
+            @if deploys.is_empty() { (empty("No deploy recorded (sentry-cli releases deploys … new records one).")) } @else {
+                table.grid id="deploys" {
+                    thead { tr { th { "Environment" } th { "Name" } th { "Finished (UTC)" } th.num { "Took" } } }
+                    tbody { @for d in &deploys {
+                        tr {
+                            td { span.pill { (clip(&d.environment, 60)) } }
+                            td { @match (&d.name, &d.url) {
+                                (Some(n), Some(u)) if u.starts_with("https://") || u.starts_with("http://") => { a href=(u) rel="noopener noreferrer" { (clip(n, 80)) } },
+                                (Some(n), _) => { (clip(n, 80)) },
+                                _ => { span.muted { "–" } },
+                            } }
+                            td { (when(d.date_finished)) " " span.muted { (ago(d.date_finished, now)) } }
+                            td.num { @match d.date_started { Some(s) if s <= d.date_finished => { (super::ms(Some((d.date_finished - s) as f64))) }, _ => { "–" } } }
+                        }
+                    } }
+                }
             }
         }
-        h2 { "New issues " span.muted { "(first seen in this release: " (rel.new_groups) ")" } }
-        @if issues.is_empty() { (empty("No issue was first seen in this release.")) } @else {
-            table.grid id="new-issues" {
-                thead { tr { th { "Issue" } th { "Level" } th { "First seen" } th.num { "Events" } th { "Status" } } }
-                tbody { @for i in &issues {
-                    tr {
-                        td { a.issue-title href=(format!("/issues/{}", i.id)) { (clip(&i.title, 140)) } div.muted { (i.short_id()) } }
-                        td { span class=(format!("level {}", i.level)) { (i.level) } }
-                        td { (ago(i.first_seen, now)) }
-                        td.num { (i.times_seen) }
-                        td { span class=(format!("pill {}", i.status)) { (i.status) } }
-                    }
-                } }
+        div id="release-issues-live" data-live=(LIVE_EVERY_SECS) {
+            h2 { "New issues " span.muted { "(first seen in this release: " (rel.new_groups) ")" } }
+            @if issues.is_empty() { (empty("No issue was first seen in this release.")) } @else {
+                table.grid id="new-issues" {
+                    thead { tr { th { "Issue" } th { "Level" } th { "First seen" } th.num { "Events" } th { "Status" } } }
+                    tbody { @for i in &issues {
+                        tr {
+                            td { a.issue-title href=(format!("/issues/{}", i.id)) { (clip(&i.title, 140)) } div.muted { (i.short_id()) } }
+                            td { span class=(format!("level {}", i.level)) { (i.level) } }
+                            td { (ago(i.first_seen, now)) }
+                            td.num { (i.times_seen) }
+                            td { span class=(format!("pill {}", i.status)) { (i.status) } }
+                        }
+                    } }
+                }
+                @if rel.new_groups > issues.len() as i64 { p.muted { "The latest " (issues.len()) " of " (rel.new_groups) " are listed." } }
+                p { a href=(format!("/issues?status=all&release={}", urlencode(&rel.version))) { "Every issue seen in this release →" } }
             }
-            @if rel.new_groups > issues.len() as i64 { p.muted { "The latest " (issues.len()) " of " (rel.new_groups) " are listed." } }
-            p { a href=(format!("/issues?status=all&release={}", urlencode(&rel.version))) { "Every issue seen in this release →" } }
         }
     };
     Ok(layout(viewer, "releases", &clip(&rel.version, 80), body))

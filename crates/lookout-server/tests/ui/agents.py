@@ -105,17 +105,12 @@ def run(p):
             expect(page.locator("#%s .uplot canvas" % chart)).to_be_visible()
             charts[chart] = page.locator("#%s .u-legend .u-series .u-label" % chart).all_inner_texts()
         seen["agent_page"]["charts"] = charts
-        # Zoom the latency chart, then let a live update redraw the region: the zoom stays.
+        # Zoom the latency chart, then let a live update refresh the region: the zoom stays.
         scale = ("(() => { const u = document.querySelector('#agent-stage-chart .chart-canvas').uplot;"
                  " return [u.scales.x.min, u.scales.x.max]; })()")
-        # Right after a live update, so that the next one (10 s away) does not replace the
-        # chart in the middle of the drag.
-        last = page.evaluate("document.documentElement.getAttribute('data-live-at')")
         page.wait_for_function(
-            "(last) => { const at = document.documentElement.getAttribute('data-live-at');"
-            " const h = document.querySelector('#agent-stage-chart .chart-canvas');"
-            " return at !== last && h && h.uplot; }",
-            arg=last,
+            "() => { const h = document.querySelector('#agent-stage-chart .chart-canvas');"
+            " return h && h.uplot; }",
             timeout=60000,
         )
         page.evaluate("document.querySelector('#agent-stage-chart .chart-canvas').dataset.before = '1'")
@@ -128,13 +123,19 @@ def run(p):
         page.mouse.move(ob["x"] + ob["width"] * 0.6, ob["y"] + ob["height"] * 0.5, steps=5)
         page.mouse.up()
         zoomed = page.evaluate(scale)
-        # A new chart host is a redraw from the live update's markup.
+        # The next live update leaves the chart where it is: the same host, still zoomed (a
+        # chart whose data changed takes it with setData; tests/ui/live.py checks that).
+        last = page.evaluate("document.documentElement.getAttribute('data-live-at')")
         page.wait_for_function(
-            "() => { const h = document.querySelector('#agent-stage-chart .chart-canvas');"
-            " return h && !h.dataset.before && h.uplot; }",
+            "(last) => document.documentElement.getAttribute('data-live-at') !== last",
+            arg=last,
             timeout=60000,
         )
-        seen["agent_page"]["zoom"] = {"full": full, "zoomed": zoomed, "after_live": page.evaluate(scale)}
+        seen["agent_page"]["zoom"] = {
+            "full": full, "zoomed": zoomed, "after_live": page.evaluate(scale),
+            "same_host": page.evaluate(
+                "document.querySelector('#agent-stage-chart .chart-canvas').dataset.before === '1'"),
+        }
         shot(page, "03-agent")
         page.set_viewport_size({"width": 768, "height": 900})
         shot(page, "04-agent-768")
