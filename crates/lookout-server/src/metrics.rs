@@ -69,6 +69,17 @@ pub struct Metrics {
     pub digest_rejected_items: Family<DigestRejectLabel, Counter>,
     /// Age in ms of the oldest row of the last digested batch (0 when caught up).
     pub digest_lag_ms: Gauge,
+    /// 1 for the database this node runs on (`sqlite` or `postgres`).
+    pub database: Family<DatabaseLabel, Gauge>,
+    /// 1 when this node runs the singleton jobs (alerts, ticks, retention, notifier).
+    pub leader: Gauge,
+}
+
+/// Label: the database a node runs on.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DatabaseLabel {
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
 }
 
 impl Default for Metrics {
@@ -95,6 +106,18 @@ impl Metrics {
         let digested_transactions = Counter::default();
         let digest_rejected_items = Family::<DigestRejectLabel, Counter>::default();
         let digest_lag_ms = Gauge::default();
+        let database = Family::<DatabaseLabel, Gauge>::default();
+        let leader = Gauge::default();
+        registry.register(
+            "database",
+            "The database this node runs on (1 for its backend)",
+            database.clone(),
+        );
+        registry.register(
+            "node_leader",
+            "1 when this node runs the singleton jobs (alert stage, ticks, retention, notifier)",
+            leader.clone(),
+        );
         registry.register(
             "digested_rows",
             "Inbox rows digested",
@@ -181,7 +204,17 @@ impl Metrics {
             digested_transactions,
             digest_rejected_items,
             digest_lag_ms,
+            database,
+            leader,
         }
+    }
+
+    /// Record the node's database and role (read when `/metrics` is served).
+    pub fn set_node(&self, backend: &'static str, leader: bool) {
+        self.database
+            .get_or_create(&DatabaseLabel { backend })
+            .set(1);
+        self.leader.set(i64::from(leader));
     }
 
     /// Count an item the digest refused.

@@ -19,7 +19,7 @@ use crate::clock::{Clock, Ticks};
 use crate::config::Config;
 use crate::store::Store;
 use crate::store::inbox::InboxWriter;
-use crate::{alerts, clock, digest, http, metrics, store};
+use crate::{alerts, clock, cluster, digest, http, metrics, store};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +51,8 @@ struct Services {
     )>,
     alert_stage: alerts::AlertRunner,
     notifier: alerts::notify::Notifier,
+    /// The task holding this node's leader lease (shared database only).
+    leadership: Option<cluster::Leadership>,
 }
 
 /// How often the server runs its [`clock::TickJob`]s on the system clock.
@@ -113,6 +115,7 @@ fn engine(config: &Config, store: &Store, clock: &Clock) -> Engine {
 fn start_ticker(
     ticks: Ticks,
     clock: Clock,
+    role: cluster::Role,
 ) -> (
     tokio::sync::watch::Sender<bool>,
     tokio::task::JoinHandle<()>,
@@ -123,7 +126,9 @@ fn start_ticker(
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = every.tick() => ticks.run(clock.now_ms()).await,
+                _ = every.tick() => if role.is_leader() {
+                    ticks.run(clock.now_ms()).await;
+                },
                 _ = stopped.changed() => return,
             }
         }
@@ -135,6 +140,7 @@ fn start_ticker(
 fn start_retention(
     config: &Config,
     store: &Store,
+    role: cluster::Role,
 ) -> (
     tokio::sync::watch::Sender<bool>,
     tokio::task::JoinHandle<()>,
@@ -148,6 +154,9 @@ fn start_retention(
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
                 _ = stopped.changed() => return,
+            }
+            if !role.is_leader() {
+                continue;
             }
             let (store, retention) = (store.clone(), retention.clone());
             let now = chrono::Utc::now().timestamp_millis();
@@ -175,6 +184,7 @@ fn start_state(
     clock: Clock,
     ticks: Ticks,
     engine: Engine,
+    role: cluster::Role,
 ) -> Result<(http::state::AppState, Services), ServerError> {
     engine.alerts.ensure_presets()?;
     let users = store.users();
@@ -203,7 +213,7 @@ fn start_state(
         .ok_or_else(|| store::StoreError::WriterGone)?;
     // The digest wakes the alert stage after each batch it commits.
     let digested = Arc::new(tokio::sync::Notify::new());
-    let alert_stage = engine.alerts.start(Arc::clone(&digested));
+    let alert_stage = engine.alerts.start(Arc::clone(&digested), role.clone());
     let digest = if config.digest_paused {
         tracing::warn!("the digest is paused: envelopes stay in the inbox");
         None
@@ -217,12 +227,13 @@ fn start_state(
             Arc::clone(&digested),
         )?)
     };
-    let notifier = alerts::notify::Notifier::start(store.outbox(), Arc::clone(&engine.wake));
-    let retention = start_retention(&config, &store);
+    let notifier =
+        alerts::notify::Notifier::start(store.outbox(), Arc::clone(&engine.wake), role.clone());
+    let retention = start_retention(&config, &store, role.clone());
     // A manual clock moves only in tests, which run the jobs themselves.
-    let ticker = (!clock.is_manual()).then(|| start_ticker(ticks, clock.clone()));
+    let ticker = (!clock.is_manual()).then(|| start_ticker(ticks, clock.clone(), role.clone()));
     Ok((
-        state_with(config, store, metrics, inbox, clock),
+        state_with(config, store, metrics, inbox, clock).with_role(role),
         Services {
             writer,
             digest,
@@ -230,6 +241,7 @@ fn start_state(
             ticker,
             alert_stage,
             notifier,
+            leadership: None,
         },
     ))
 }
@@ -257,7 +269,9 @@ async fn serve_until(
     ticks: Ticks,
     engine: Engine,
 ) -> Result<(), ServerError> {
-    let (state, services) = start_state(config, store, clock, ticks, engine)?;
+    let (role, leadership) = cluster::start(&store).await;
+    let (state, mut services) = start_state(config, store, clock, ticks, engine, role)?;
+    services.leadership = leadership;
     let app = http::router::app(state);
     axum::serve(
         listener,
@@ -278,6 +292,9 @@ async fn serve_until(
     // After the digest: what it wrote last is evaluated before the stop.
     services.alert_stage.stop().await;
     services.notifier.stop().await;
+    if let Some(leadership) = services.leadership {
+        leadership.stop().await;
+    }
     let writer = services.writer;
     tokio::task::spawn_blocking(move || writer.shutdown())
         .await

@@ -136,13 +136,21 @@ impl AlertEngine {
 
     /// Follow the digest: after each wake-up on `digested` (and every half second), run
     /// steps until the feed is empty.
-    pub fn start(self: &Arc<Self>, digested: Arc<Notify>) -> AlertRunner {
+    /// Only while `role` leads: one node at a time evaluates.
+    pub fn start(
+        self: &Arc<Self>,
+        digested: Arc<Notify>,
+        role: crate::cluster::Role,
+    ) -> AlertRunner {
         let (stop, mut stopped) = watch::channel(false);
         let engine = Arc::clone(self);
         let task = tokio::spawn(async move {
             loop {
                 let e = Arc::clone(&engine);
-                match tokio::task::spawn_blocking(move || e.step()).await {
+                let leads = role.is_leader();
+                match tokio::task::spawn_blocking(move || if leads { e.step() } else { Ok(0) })
+                    .await
+                {
                     Ok(Ok(n)) if n > 0 => continue,
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::error!(error = %e, "alert step failed; retrying"),

@@ -361,8 +361,9 @@ async fn finish(
 }
 
 impl Notifier {
-    /// Deliver `outbox` until stopped; `wake` after each commit that wrote to it.
-    pub fn start(outbox: Outbox, wake: Arc<Notify>) -> Notifier {
+    /// Deliver `outbox` until stopped; `wake` after each commit that wrote to it. Only while
+    /// `role` leads: one node at a time delivers.
+    pub fn start(outbox: Outbox, wake: Arc<Notify>, role: crate::cluster::Role) -> Notifier {
         let (stop, mut stopped) = watch::channel(false);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -374,14 +375,21 @@ impl Notifier {
             loop {
                 let now = chrono::Utc::now().timestamp_millis();
                 let reader = outbox.clone();
-                let rows = tokio::task::spawn_blocking(move || reader.due(now, 64))
-                    .await
-                    .ok()
-                    .and_then(|r| {
-                        r.map_err(|e| tracing::warn!(error = %e, "outbox read failed"))
-                            .ok()
-                    })
-                    .unwrap_or_default();
+                let leads = role.is_leader();
+                let rows = tokio::task::spawn_blocking(move || {
+                    if leads {
+                        reader.due(now, 64)
+                    } else {
+                        Ok(Vec::new())
+                    }
+                })
+                .await
+                .ok()
+                .and_then(|r| {
+                    r.map_err(|e| tracing::warn!(error = %e, "outbox read failed"))
+                        .ok()
+                })
+                .unwrap_or_default();
                 let busy = !rows.is_empty();
                 // Every row in parallel: a slow or dead channel costs only its own rows.
                 let mut set = tokio::task::JoinSet::new();

@@ -20,23 +20,47 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `GET /health`: 200 with `status: ok` when this node can take envelopes (its inbox writer
+/// runs and the database answers within 2 s), else 503 `unavailable` with the reason; with
+/// the database it runs on and its role (`leader` runs the singleton jobs).
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let writer_up = state.inbox.as_ref().is_some_and(|tx| !tx.is_closed());
-    let status = if writer_up {
+    let store = std::sync::Arc::clone(&state.store);
+    let database_up = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        tokio::task::spawn_blocking(move || store.ping()),
+    )
+    .await;
+    let database_error = match database_up {
+        Ok(Ok(Ok(()))) => None,
+        Ok(Ok(Err(e))) => Some(e.to_string()),
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("the database did not answer within 2 s".to_owned()),
+    };
+    let ok = writer_up && database_error.is_none();
+    let status = if ok {
         axum::http::StatusCode::OK
     } else {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        axum::Json(serde_json::json!({
-            "status": if writer_up { "ok" } else { "unavailable" },
-            "version": env!("CARGO_PKG_VERSION"),
-        })),
-    )
+    let mut body = serde_json::json!({
+        "status": if ok { "ok" } else { "unavailable" },
+        "database": state.store.backend().name(),
+        "role": state.role.name(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    if let Some(e) = database_error {
+        body["detail"] = serde_json::Value::String(format!("database unreachable: {e}"));
+    } else if !writer_up {
+        body["detail"] = serde_json::Value::String("the inbox writer is not running".into());
+    }
+    (status, axum::Json(body))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state
+        .metrics
+        .set_node(state.store.backend().name(), state.role.is_leader());
     (
         [(
             header::CONTENT_TYPE,

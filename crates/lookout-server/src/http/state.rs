@@ -31,6 +31,8 @@ pub struct AppState {
     pub reader: crate::store::read::Reader,
     /// The server's clock (manual in tests).
     pub clock: crate::clock::Clock,
+    /// Whether this node runs the singleton jobs (`/health` says it).
+    pub role: crate::cluster::Role,
 }
 
 impl AppState {
@@ -50,7 +52,15 @@ impl AppState {
             keys: Arc::default(),
             limiter: Arc::default(),
             clock,
+            role: crate::cluster::Role::single(),
         }
+    }
+
+    /// This node's role among the nodes sharing the database.
+    #[must_use]
+    pub fn with_role(mut self, role: crate::cluster::Role) -> AppState {
+        self.role = role;
+        self
     }
 
     /// Send accepted envelopes to `inbox` (the inbox writer's queue).

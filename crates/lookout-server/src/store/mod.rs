@@ -11,6 +11,7 @@ mod db;
 pub mod digest;
 pub mod health;
 pub mod inbox;
+pub mod leases;
 pub mod monitors;
 pub mod outbox;
 pub mod read;
