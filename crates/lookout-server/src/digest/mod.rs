@@ -261,6 +261,11 @@ impl Digest {
                             _ = stopped.changed() => {}
                         }
                     }
+                    Err(e) if e.is_conflict() => {
+                        // Another node wrote the same rows (shared database): do it again
+                        // now, from what is committed.
+                        tracing::debug!(error = %e, "digest batch conflicted; retrying");
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "digest batch failed; retrying");
                         if *stopped.borrow() {

@@ -151,6 +151,11 @@ impl From<crate::store::StoreError> for ApiError {
             StoreError::Exists(what) => {
                 ApiError::bad_request("exists", format!("{what} already exists"))
             }
+            other if other.is_unavailable() => ApiError::Unavailable {
+                reason: "database_unavailable",
+                retry_after: 5,
+                detail: format!("{other}; retry later"),
+            },
             other => ApiError::Internal(other.to_string()),
         }
     }

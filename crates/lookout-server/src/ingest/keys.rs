@@ -32,7 +32,7 @@ impl KeyCache {
         let info = tokio::task::spawn_blocking(move || store.find_key(&owned))
             .await
             .map_err(|e| ApiError::Internal(format!("key lookup task failed: {e}")))?
-            .map_err(|e| ApiError::Internal(format!("key lookup failed: {e}")))?;
+            .map_err(ApiError::from)?;
         let mut entries = self
             .entries
             .write()

@@ -621,6 +621,16 @@ fn ensure_presets(conn: &Conn, presets: &[(&str, &str, Value)], now: i64) -> Res
         .query_map([], |r| r.get(0))?
         .collect::<Result<_>>()?;
     for project in missing {
+        // Claim the project first: a node starting at the same time waits here for this
+        // transaction, then finds the claim taken and installs nothing twice.
+        let claimed = conn
+            .prepare_cached(
+                "INSERT INTO alert_presets_installed (project_id) VALUES (?1) ON CONFLICT DO NOTHING",
+            )?
+            .execute([project])?;
+        if claimed == 0 {
+            continue;
+        }
         for (preset, kind, body) in presets {
             let name = body["name"].as_str().unwrap_or(preset).to_owned();
             conn.prepare_cached(
@@ -628,8 +638,6 @@ fn ensure_presets(conn: &Conn, presets: &[(&str, &str, Value)], now: i64) -> Res
             )?
             .execute(params![project, kind, name, body.to_string(), preset, now])?;
         }
-        conn.prepare_cached("INSERT INTO alert_presets_installed (project_id) VALUES (?1)")?
-            .execute([project])?;
     }
     Ok(())
 }

@@ -115,14 +115,29 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Postgres(e) => {
-                e.is_closed()
-                    || e.as_db_error().is_none_or(|db| {
-                        // Class 08 is connection exceptions; 57P0x the server shutting down.
-                        let code = db.code().code();
-                        code.starts_with("08") || code.starts_with("57P")
-                    })
+                let io = std::error::Error::source(e)
+                    .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some());
+                // Class 08 is connection exceptions; 57P0x the server shutting down.
+                let refused = e.as_db_error().is_some_and(|db| {
+                    let code = db.code().code();
+                    code.starts_with("08") || code.starts_with("57P")
+                });
+                e.is_closed() || io || refused
             }
             StoreError::WriterGone | StoreError::Unavailable(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the failure came from another node writing the same rows at the same time
+    /// (a unique key both inserted, a deadlock, a lost claim): the work is simply done
+    /// again, at once.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            StoreError::ClaimLost { .. } => true,
+            StoreError::Postgres(e) => e
+                .as_db_error()
+                .is_some_and(|db| matches!(db.code().code(), "23505" | "40P01" | "40001")),
             _ => false,
         }
     }
@@ -287,7 +302,13 @@ impl Store {
     /// once. Errors name the cause (bad URL, unreachable server, refused login).
     pub fn open_postgres(url: &str) -> Result<Store> {
         let config = db::pg_config(url)?;
-        let db = Db::open(Location::Postgres { config })?;
+        let db = Db::open(Location::Postgres { config }).map_err(|e| match e {
+            StoreError::Postgres(e) => StoreError::Unavailable(format!(
+                "database_url: cannot connect to PostgreSQL: {}",
+                postgres_detail(&e)
+            )),
+            other => other,
+        })?;
         schema_pg::migrate(&*db.writer()?)?;
         Ok(Store {
             db: Arc::new(db),
@@ -403,7 +424,15 @@ impl Store {
         if any > 0 {
             return Ok(None);
         }
-        self.create_project("default", "default", None).map(Some)
+        match self.create_project("default", "default", None) {
+            Ok(p) => Ok(Some(p)),
+            // Another node sharing the database created it at the same moment.
+            Err(e) if self.list_projects()?.iter().any(|p| p.slug == "default") => {
+                tracing::debug!(error = %e, "the default project was created by another node");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Create a project (and its organisation if new) with one client key.

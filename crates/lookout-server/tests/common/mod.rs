@@ -35,12 +35,27 @@ impl TestDb {
     /// when the suite runs on SQLite.
     pub fn create() -> Option<TestDb> {
         let admin = std::env::var("LOOKOUT_TEST_DATABASE_URL").ok()?;
+        Some(Self::create_on(admin))
+    }
+
+    /// A new empty database for a test that needs PostgreSQL whatever the suite runs on
+    /// (several nodes): on `LOOKOUT_TEST_DATABASE_URL`, else the machine's server at
+    /// `postgres://postgres@127.0.0.1:5432/postgres`. Fails, saying so, when it cannot.
+    pub fn create_required() -> TestDb {
+        let admin = std::env::var("LOOKOUT_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        Self::create_on(admin)
+    }
+
+    fn create_on(admin: String) -> TestDb {
         let name = format!("lookout_test_{}_{}", std::process::id(), uuid_like());
         let sql = format!("CREATE DATABASE {name}");
         let admin2 = admin.clone();
         std::thread::spawn(move || {
             let mut c = postgres::Client::connect(&admin2, postgres::NoTls).unwrap_or_else(|e| {
-                panic!("LOOKOUT_TEST_DATABASE_URL={admin2}: cannot connect to PostgreSQL: {e}")
+                panic!(
+                    "cannot connect to PostgreSQL at {admin2} (set LOOKOUT_TEST_DATABASE_URL, or start it: pg_ctlcluster 15 main start): {e}"
+                )
             });
             c.batch_execute(&sql).expect("create the test database");
         })
@@ -52,7 +67,7 @@ impl TestDb {
             }
             _ => panic!("LOOKOUT_TEST_DATABASE_URL must end with a database name: {admin}"),
         };
-        Some(TestDb { admin, name, url })
+        TestDb { admin, name, url }
     }
 }
 
