@@ -38,10 +38,16 @@ pub(crate) struct Db {
     readers: Mutex<Vec<Conn>>,
 }
 
-/// Open a PostgreSQL connection with Lookout's settings.
+/// Open a PostgreSQL connection with Lookout's settings. Any failure to connect (refused,
+/// unknown host, bad login, database closed to connections) is
+/// [`StoreError::Unavailable`]: callers answer 503 and try again later.
 pub(crate) fn connect_pg(config: &postgres::Config) -> Result<Conn> {
-    let client =
-        super::sql::off_runtime(|| config.connect(postgres::NoTls)).map_err(StoreError::from)?;
+    let client = super::sql::off_runtime(|| config.connect(postgres::NoTls)).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "cannot connect to PostgreSQL: {}",
+            super::postgres_detail(&e)
+        ))
+    })?;
     Ok(Conn::Pg(PgConn::new(client)))
 }
 

@@ -102,7 +102,7 @@ pub enum StoreError {
 }
 
 /// What PostgreSQL said, with its detail when it gave one (the bare error only says "db error").
-fn postgres_detail(e: &postgres::Error) -> String {
+pub(crate) fn postgres_detail(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => e.to_string(),
@@ -303,10 +303,7 @@ impl Store {
     pub fn open_postgres(url: &str) -> Result<Store> {
         let config = db::pg_config(url)?;
         let db = Db::open(Location::Postgres { config }).map_err(|e| match e {
-            StoreError::Postgres(e) => StoreError::Unavailable(format!(
-                "database_url: cannot connect to PostgreSQL: {}",
-                postgres_detail(&e)
-            )),
+            StoreError::Unavailable(why) => StoreError::Unavailable(format!("database_url: {why}")),
             other => other,
         })?;
         schema_pg::migrate(&*db.writer()?)?;

@@ -39,10 +39,12 @@ impl TestDb {
     }
 
     /// A new empty database for a test that needs PostgreSQL whatever the suite runs on
-    /// (several nodes): on `LOOKOUT_TEST_DATABASE_URL`, else the machine's server at
+    /// (several nodes): on `LOOKOUT_TEST_DATABASE_URL`, else `LOOKOUT_TEST_POSTGRES_URL`
+    /// (what `scripts/test` runs the PostgreSQL pass on), else the machine's server at
     /// `postgres://postgres@127.0.0.1:5432/postgres`. Fails, saying so, when it cannot.
     pub fn create_required() -> TestDb {
         let admin = std::env::var("LOOKOUT_TEST_DATABASE_URL")
+            .or_else(|_| std::env::var("LOOKOUT_TEST_POSTGRES_URL"))
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
         Self::create_on(admin)
     }
