@@ -155,7 +155,10 @@ async fn run(label: &str, nodes: usize, count: u64, concurrency: u64) -> Outcome
         s.stop().await.expect("stop");
     }
     if database_url.is_some() {
-        admin(&admin_url, format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"));
+        admin(
+            &admin_url,
+            format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"),
+        );
     }
     let ticks = 100.0; // USER_HZ on Linux
     let cpu_s = (busy1 - busy0) as f64 / ticks;

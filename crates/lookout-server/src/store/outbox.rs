@@ -3,7 +3,7 @@
 
 use super::Result;
 use super::db::Db;
-use super::sql::{OptionalExtension, params};
+use super::sql::{Backend, Conn, OptionalExtension, params};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -49,29 +49,56 @@ pub struct Outbox {
     db: Arc<Db>,
 }
 
+/// How long a taken notification is held for its taker: longer than a delivery attempt can
+/// last (the notifier's HTTP timeout is 10 s).
+pub const CLAIM_MS: i64 = 30_000;
+
 impl Outbox {
     pub(crate) fn new(db: Arc<Db>) -> Outbox {
         Outbox { db }
     }
 
-    /// Up to `limit` pending notifications due at `now`, oldest first.
+    /// Claim up to `limit` pending notifications due at `now`, oldest first: each is put off
+    /// by [`CLAIM_MS`] as it is taken, so that no other taker (a node that became leader
+    /// meanwhile) sends it while this one does; [`Outbox::record`] then moves it on. A
+    /// taker that dies mid-delivery leaves the row due again once the claim lapses.
     pub fn due(&self, now: i64, limit: i64) -> Result<Vec<Due>> {
-        let conn = self.db.reader()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, integration_id, provider, url, body, attempts FROM outbox
-             WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![now, limit], |r| {
-            Ok(Due {
-                id: r.get(0)?,
-                integration_id: r.get(1)?,
-                provider: r.get(2)?,
-                url: r.get(3)?,
-                body: r.get(4)?,
-                attempts: r.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_>>()?)
+        let take = |conn: &Conn, sql: &str| -> Result<Vec<Due>> {
+            let mut rows: Vec<Due> = conn
+                .prepare_cached(sql)?
+                .query_map(params![now, limit, CLAIM_MS], |r| {
+                    Ok(Due {
+                        id: r.get(0)?,
+                        integration_id: r.get(1)?,
+                        provider: r.get(2)?,
+                        url: r.get(3)?,
+                        body: r.get(4)?,
+                        attempts: r.get(5)?,
+                    })
+                })?
+                .collect::<Result<_>>()?;
+            rows.sort_by_key(|d| d.id);
+            Ok(rows)
+        };
+        match self.db.backend() {
+            // One process: the writer serialises takers.
+            Backend::Sqlite => self.db.write(|tx| {
+                take(
+                    tx,
+                    "UPDATE outbox SET next_attempt_at = ?1 + ?3
+                     WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1
+                                  ORDER BY id LIMIT ?2)
+                     RETURNING id, integration_id, provider, url, body, attempts",
+                )
+            }),
+            Backend::Postgres => take(
+                &*self.db.reader()?,
+                "UPDATE outbox SET next_attempt_at = ?1 + ?3
+                 WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1
+                              ORDER BY id LIMIT ?2 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, integration_id, provider, url, body, attempts",
+            ),
+        }
     }
 
     /// A channel's current configuration (read at delivery, so secrets never sit in the
