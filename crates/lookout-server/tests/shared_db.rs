@@ -134,3 +134,22 @@ async fn one_node_holds_the_lease_and_another_takes_it_when_released() {
             .expect("a takes the lapsed lease")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_migrate_once() {
+    let db = TestDb::create_required();
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            std::thread::spawn(move || Store::open_postgres(&url).map(|s| s.node().to_owned()))
+        })
+        .collect();
+    for o in opened {
+        o.join()
+            .expect("thread")
+            .expect("every node opens the store");
+    }
+    let store = Store::open_postgres(&db.url).expect("store");
+    assert!(store.ensure_default_project().expect("default").is_some());
+    assert!(store.ensure_default_project().expect("again").is_none());
+}

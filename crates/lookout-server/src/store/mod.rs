@@ -105,7 +105,18 @@ pub enum StoreError {
 pub(crate) fn postgres_detail(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            // The client's own message is generic ("error connecting to server"); the
+            // cause (refused, unknown host, timed out) is in its source.
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 
