@@ -873,7 +873,7 @@ fn monitor_states(conn: &Conn, org: &str) -> Result<Vec<MonitorState>> {
             last_checkin: r.get(4)?,
         })
     })?;
-    Ok(rows.collect::<Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 fn detail(

@@ -216,20 +216,19 @@ impl Measurer<'_> {
         minute_since: i64,
         environment: Option<&str>,
     ) -> Result<(i64, i64)> {
-        Ok(self
-            .conn
+        self.conn
             .prepare_cached(
                 "SELECT COALESCE(SUM(init), 0), COALESCE(SUM(crashed), 0) FROM rollup_sessions
              WHERE project_id = ?1 AND minute >= ?2 AND (?3 IS NULL OR environment = ?3)",
             )?
             .query_row(params![project, minute_since, environment], |r| {
                 Ok((r.get(0)?, r.get(1)?))
-            })?)
+            })
     }
 
     /// Users seen and users with a crashed session in `project` since `since`.
     pub fn users(&self, project: i64, since: i64, environment: Option<&str>) -> Result<(i64, i64)> {
-        Ok(self
+        self
             .conn
             .prepare_cached(
                 "SELECT COUNT(*), COALESCE(SUM(CASE WHEN crashed > 0 THEN 1 ELSE 0 END), 0) FROM session_users
@@ -237,7 +236,7 @@ impl Measurer<'_> {
             )?
             .query_row(params![project, since, environment], |r| {
                 Ok((r.get(0)?, r.get(1)?))
-            })?)
+            })
     }
 
     /// Error-level events and all events of `project` from `minute_since`, from the
@@ -248,21 +247,21 @@ impl Measurer<'_> {
         minute_since: i64,
         environment: Option<&str>,
     ) -> Result<(i64, i64)> {
-        Ok(self.conn.prepare_cached(
+        self.conn.prepare_cached(
             "SELECT COALESCE(SUM(CASE WHEN level IN ('fatal', 'error') THEN count END), 0), COALESCE(SUM(count), 0)
              FROM rollup_events WHERE project_id = ?1 AND minute >= ?2 AND (?3 IS NULL OR environment = ?3)",
         )?
         .query_row(params![project, minute_since, environment], |r| {
             Ok((r.get(0)?, r.get(1)?))
-        })?)
+        })
     }
 
     /// Transactions of `project` from `minute_since`, from the latency rollups.
     pub fn transactions(&self, project: i64, minute_since: i64) -> Result<i64> {
-        Ok(self.conn.prepare_cached(
+        self.conn.prepare_cached(
             "SELECT COALESCE(SUM(count), 0) FROM rollup_latency WHERE project_id = ?1 AND kind = 'transaction' AND minute >= ?2",
         )?
-        .query_row(params![project, minute_since], |r| r.get(0))?)
+        .query_row(params![project, minute_since], |r| r.get(0))
     }
 
     /// Events of `project` from `minute_since` matching `filter`, from the tag rollups.
@@ -303,7 +302,7 @@ impl Measurer<'_> {
             args.push(SqlValue::Text(op.to_owned()));
         }
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        Ok(stmt.query_row(super::sql::params_from_iter(args), |r| r.get(0))?)
+        stmt.query_row(super::sql::params_from_iter(args), |r| r.get(0))
     }
 
     /// Distinct users of `kinds` in `project` from `minute_since`, from the user rollups.
@@ -327,7 +326,7 @@ impl Measurer<'_> {
             args.push(SqlValue::Text(env.to_owned()));
         }
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        Ok(stmt.query_row(super::sql::params_from_iter(args), |r| r.get(0))?)
+        stmt.query_row(super::sql::params_from_iter(args), |r| r.get(0))
     }
 
     /// The latest session of each agent of `project` updated since `since`: (agent id,
@@ -342,7 +341,7 @@ impl Measurer<'_> {
         let rows = stmt.query_map(params![project, since], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
-        Ok(rows.collect::<Result<_>>()?)
+        rows.collect::<Result<_>>()
     }
 
     /// The heartbeat monitors (`agent-<id>-heartbeat`) of `project` and the status of each
@@ -353,7 +352,7 @@ impl Measurer<'_> {
              WHERE m.project_id = ?1 AND m.slug LIKE 'agent-%-heartbeat'",
         )?;
         let rows = stmt.query_map([project], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_>>()?)
+        rows.collect::<Result<_>>()
     }
 
     /// The keys of `rule` whose state is not ok.
@@ -407,7 +406,7 @@ impl AlertTx<'_> {
 
     /// The issue `id` as it stands.
     pub fn issue(&self, id: i64) -> Result<IssueSnapshot> {
-        Ok(self.conn.prepare_cached(
+        self.conn.prepare_cached(
             "SELECT first_seen, times_seen, short_seq, title, culprit, level FROM issues WHERE id = ?1",
         )?
         .query_row([id], |r| {
@@ -419,25 +418,24 @@ impl AlertTx<'_> {
                 culprit: r.get(4)?,
                 level: r.get(5)?,
             })
-        })?)
+        })
     }
 
     /// Events of issue `issue` since `since` (ms).
     pub fn issue_events_since(&self, issue: i64, since: i64) -> Result<i64> {
-        Ok(self
-            .conn
+        self.conn
             .prepare_cached("SELECT COUNT(*) FROM events WHERE issue_id = ?1 AND timestamp >= ?2")?
-            .query_row(params![issue, since], |r| r.get(0))?)
+            .query_row(params![issue, since], |r| r.get(0))
     }
 
     /// Distinct users of issue `issue` since `since` (ms).
     pub fn issue_users_since(&self, issue: i64, since: i64) -> Result<i64> {
-        Ok(self
+        self
             .conn
             .prepare_cached(
                 "SELECT COUNT(DISTINCT user_key) FROM events WHERE issue_id = ?1 AND timestamp >= ?2",
             )?
-            .query_row(params![issue, since], |r| r.get(0))?)
+            .query_row(params![issue, since], |r| r.get(0))
     }
 
     /// Whether a deploy of a release of `project` finished between `from` and `to` (ms).
@@ -456,13 +454,12 @@ impl AlertTx<'_> {
 
     /// When `rule` last fired for `issue` (the action interval).
     pub fn last_fired(&self, rule: i64, issue: i64) -> Result<Option<i64>> {
-        Ok(self
-            .conn
+        self.conn
             .prepare_cached(
                 "SELECT last_fired FROM alert_issue_fires WHERE rule_id = ?1 AND issue_id = ?2",
             )?
             .query_row(params![rule, issue], |r| r.get(0))
-            .optional()?)
+            .optional()
     }
 
     /// Record that `rule` fired for `issue` at `at`.
@@ -579,18 +576,17 @@ impl AlertTx<'_> {
 }
 
 fn state(conn: &Conn, rule: i64, key: &str) -> Result<Option<KeyState>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT state, incident_id, since FROM alert_state WHERE rule_id = ?1 AND key = ?2",
-        )?
-        .query_row(params![rule, key], |r| {
-            Ok(KeyState {
-                state: r.get(0)?,
-                incident_id: r.get(1)?,
-                since: r.get(2)?,
-            })
+    conn.prepare_cached(
+        "SELECT state, incident_id, since FROM alert_state WHERE rule_id = ?1 AND key = ?2",
+    )?
+    .query_row(params![rule, key], |r| {
+        Ok(KeyState {
+            state: r.get(0)?,
+            incident_id: r.get(1)?,
+            since: r.get(2)?,
         })
-        .optional()?)
+    })
+    .optional()
 }
 
 fn active_rules(conn: &Conn, projects: Option<&HashSet<i64>>) -> Result<Vec<StoredRule>> {
@@ -655,11 +651,11 @@ impl AlertStage {
 
     /// The last feed row the alert stage has evaluated.
     pub fn cursor(&self) -> Result<i64> {
-        Ok(self.db.reader()?.query_row(
-            "SELECT last_seq FROM alert_cursor WHERE id = 1",
-            [],
-            |r| r.get(0),
-        )?)
+        self.db
+            .reader()?
+            .query_row("SELECT last_seq FROM alert_cursor WHERE id = 1", [], |r| {
+                r.get(0)
+            })
     }
 
     /// Up to `limit` feed rows after `after`, in order.
@@ -760,7 +756,7 @@ impl AlertStage {
                 },
             ))
         })?;
-        Ok(rows.collect::<Result<_>>()?)
+        rows.collect::<Result<_>>()
     }
 
     /// Install the preset rules on every project that has not had them yet.

@@ -133,7 +133,7 @@ pub(super) fn integrations_of(conn: &Conn, org_id: i64) -> Result<Vec<Integratio
             date_created: r.get(4)?,
         })
     })?;
-    Ok(rows.collect::<Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 pub(super) fn rule_of(r: &super::sql::Row<'_>) -> Result<StoredRule> {
@@ -224,7 +224,7 @@ impl Alerts {
              WHERE p.org_id = ?1 AND (?2 IS NULL OR r.project_id = ?2) AND r.kind = ?3 ORDER BY r.id"
         ))?;
         let rows = stmt.query_map(params![org_id, project_id, kind], rule_of)?;
-        Ok(rows.collect::<Result<_>>()?)
+        rows.collect::<Result<_>>()
     }
 
     /// One rule of an organisation.
@@ -295,7 +295,7 @@ impl Alerts {
              WHERE p.org_id = ?1 AND (?2 IS NULL OR i.status = ?2) ORDER BY i.id DESC LIMIT ?3",
         )?;
         let rows = stmt.query_map(params![org_id, status, limit], incident_of)?;
-        Ok(rows.collect::<Result<_>>()?)
+        rows.collect::<Result<_>>()
     }
 
     /// One incident with its timeline and deliveries.
@@ -362,7 +362,7 @@ impl Alerts {
                 delivered_at: r.get(8)?,
             })
         })?;
-        Ok(rows.collect::<Result<_>>()?)
+        rows.collect::<Result<_>>()
     }
 }
 

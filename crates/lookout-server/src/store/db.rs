@@ -27,7 +27,7 @@ pub(crate) enum Location {
         synchronous: Synchronous,
     },
     /// A PostgreSQL server.
-    Postgres { config: postgres::Config },
+    Postgres { config: Box<postgres::Config> },
 }
 
 /// The main database: its writer and its readers.
@@ -48,7 +48,7 @@ pub(crate) fn connect_pg(config: &postgres::Config) -> Result<Conn> {
             super::postgres_detail(&e)
         ))
     })?;
-    Ok(Conn::Pg(PgConn::new(client)))
+    Ok(Conn::Pg(Box::new(PgConn::new(client))))
 }
 
 /// The PostgreSQL settings of `url`, with Lookout's timeouts: a server that does not answer
@@ -144,10 +144,10 @@ impl Db {
     /// server closed is replaced first.
     pub(crate) fn writer(&self) -> Result<MutexGuard<'_, Conn>> {
         let mut guard = lock(&self.writer);
-        if let Conn::Pg(c) = &*guard {
-            if c.is_closed() {
-                *guard = Self::connect(&self.location, false)?;
-            }
+        if let Conn::Pg(c) = &*guard
+            && c.is_closed()
+        {
+            *guard = Self::connect(&self.location, false)?;
         }
         Ok(guard)
     }

@@ -56,11 +56,11 @@ impl DigestStore {
 
     /// The last inbox row digested.
     pub fn cursor(&self) -> Result<i64> {
-        Ok(self.db.reader()?.query_row(
+        self.db.reader()?.query_row(
             "SELECT last_inbox_id FROM digest_cursor WHERE id = 1",
             [],
             |r| r.get(0),
-        )?)
+        )
     }
 
     /// Write a batch and move the cursor, atomically.

@@ -117,14 +117,14 @@ impl Health {
     /// over every project, from the per-minute rollups (one query).
     pub fn adoption(&self, release: &str, since_ms: i64) -> Result<(i64, i64)> {
         let conn = self.db.reader()?;
-        Ok(conn
+        conn
             .prepare_cached(
                 "SELECT COALESCE(SUM(CASE WHEN release = ?1 THEN init ELSE 0 END), 0), COALESCE(SUM(init), 0)
                  FROM rollup_sessions WHERE minute >= ?2",
             )?
             .query_row(params![release, since_ms - since_ms.rem_euclid(60_000)], |r| {
                 Ok((r.get(0)?, r.get(1)?))
-            })?)
+            })
     }
 
     /// [`Health::totals`] of every release at once (two queries for a whole list):

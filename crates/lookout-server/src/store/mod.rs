@@ -313,7 +313,10 @@ impl Store {
     /// once. Errors name the cause (bad URL, unreachable server, refused login).
     pub fn open_postgres(url: &str) -> Result<Store> {
         let config = db::pg_config(url)?;
-        let db = Db::open(Location::Postgres { config }).map_err(|e| match e {
+        let db = Db::open(Location::Postgres {
+            config: Box::new(config),
+        })
+        .map_err(|e| match e {
             StoreError::Unavailable(why) => StoreError::Unavailable(format!("database_url: {why}")),
             other => other,
         })?;
@@ -427,8 +430,8 @@ impl Store {
     /// On a new database, create organisation `default` and project `default`; returns the
     /// project when it was created now.
     pub fn ensure_default_project(&self) -> Result<Option<ProjectInfo>> {
-        let any: i64 = self
-            .with_reader(|c| Ok(c.query_row("SELECT COUNT(*) FROM projects", [], |r| r.get(0))?))?;
+        let any: i64 =
+            self.with_reader(|c| c.query_row("SELECT COUNT(*) FROM projects", [], |r| r.get(0)))?;
         if any > 0 {
             return Ok(None);
         }
@@ -517,18 +520,18 @@ impl Store {
                     status: r.get(4)?,
                 })
             })?;
-            Ok(rows.collect::<Result<Vec<_>>>()?)
+            rows.collect::<Result<Vec<_>>>()
         })
     }
 
     /// Enable or disable a project (a disabled project's keys get 403).
     pub fn set_project_status(&self, org_slug: &str, slug: &str, active: bool) -> Result<()> {
         let n = self.with_conn(|c| {
-            Ok(c.execute(
+            c.execute(
                 "UPDATE projects SET status = ?3 WHERE slug = ?2
                  AND org_id = (SELECT id FROM organizations WHERE slug = ?1)",
                 params![org_slug, slug, if active { "active" } else { "disabled" }],
-            )?)
+            )
         })?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("project {org_slug}/{slug}")));
@@ -543,7 +546,7 @@ impl Store {
                 "SELECT k.id, k.project_id, k.status = 'active' AND p.status = 'active', k.rate_limit_per_minute
                  FROM project_keys k JOIN projects p ON p.id = k.project_id WHERE k.public_key = ?1",
             )?;
-            Ok(stmt
+            stmt
                 .query_row([public_key], |r| {
                     Ok(KeyInfo {
                         key_id: r.get(0)?,
@@ -552,7 +555,7 @@ impl Store {
                         rate_limit_per_minute: r.get(3)?,
                     })
                 })
-                .optional()?)
+                .optional()
         })
     }
 
@@ -592,7 +595,7 @@ impl Store {
     /// Look up a token by its plaintext; returns its scopes.
     pub fn find_token(&self, token: &str) -> Result<Option<TokenInfo>> {
         self.with_reader(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT id, name, scopes FROM api_tokens WHERE token_hash = ?1",
                 [hash_token(token)],
                 |r| {
@@ -603,7 +606,7 @@ impl Store {
                     })
                 },
             )
-            .optional()?)
+            .optional()
         })
     }
 }

@@ -590,7 +590,7 @@ fn check_ins(conn: &Conn, org: &str, slug: &str, limit: i64) -> Result<Vec<Check
     let rows = stmt.query_map(params![org, slug, limit], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
     })?;
-    Ok(rows.collect::<Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 #[cfg(test)]

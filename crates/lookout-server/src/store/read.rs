@@ -486,7 +486,7 @@ impl Reader {
         let conn = self.db.reader()?;
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), issue_from_row)?;
-        Ok(rows.collect::<Result<Vec<_>>>()?)
+        rows.collect::<Result<Vec<_>>>()
     }
 
     /// One issue.
@@ -503,15 +503,14 @@ impl Reader {
 
     /// An issue by its short id (`DEFAULT-1A`) within a project.
     pub fn issue_id_by_short(&self, project_id: i64, seq: i64) -> Result<Option<i64>> {
-        Ok(self
-            .db
+        self.db
             .reader()?
             .query_row(
                 "SELECT id FROM issues WHERE project_id = ?1 AND short_seq = ?2",
                 [project_id, seq],
                 |r| r.get(0),
             )
-            .optional()?)
+            .optional()
     }
 
     /// Tag value counts of an issue: key → [(value, count)], most frequent first.
@@ -554,7 +553,7 @@ impl Reader {
                 payload: decode_payload(&payload),
             })
         })?;
-        Ok(rows.collect::<Result<Vec<_>>>()?)
+        rows.collect::<Result<Vec<_>>>()
     }
 
     /// One event of a project by its id.
@@ -678,16 +677,16 @@ impl Reader {
         let mut stmt =
             conn.prepare("SELECT item_type, reason, detail FROM digest_rejections ORDER BY id")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<Vec<_>>>()?)
+        rows.collect::<Result<Vec<_>>>()
     }
 
     /// The digest cursor (last inbox row digested).
     pub fn digest_cursor(&self) -> Result<i64> {
-        Ok(self.db.reader()?.query_row(
+        self.db.reader()?.query_row(
             "SELECT last_inbox_id FROM digest_cursor WHERE id = 1",
             [],
             |r| r.get(0),
-        )?)
+        )
     }
 }
 
@@ -774,10 +773,9 @@ pub enum SketchSeries<'a> {
 impl Reader {
     /// Whether any issue is stored.
     pub fn any_issue(&self) -> Result<bool> {
-        Ok(self
-            .db
+        self.db
             .reader()?
-            .query_row("SELECT EXISTS (SELECT 1 FROM issues)", [], |r| r.get(0))?)
+            .query_row("SELECT EXISTS (SELECT 1 FROM issues)", [], |r| r.get(0))
     }
 
     /// The projects of organisation `org`: (id, slug), oldest first.

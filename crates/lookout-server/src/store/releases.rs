@@ -263,7 +263,7 @@ impl Releases {
                 date_finished: r.get(5)?,
             })
         })?;
-        Ok(rows.collect::<Result<Vec<_>>>()?)
+        rows.collect::<Result<Vec<_>>>()
     }
 
     /// `releases new`: create, or add projects; idempotent.
@@ -577,7 +577,7 @@ impl Releases {
                 date_created: r.get(4)?,
             })
         })?;
-        Ok(rows.collect::<Result<Vec<_>>>()?)
+        rows.collect::<Result<Vec<_>>>()
     }
 
     /// Add a repository (so `set-commits --auto` and `--commit` can name it).
@@ -634,7 +634,7 @@ impl Releases {
              ORDER BY i.first_seen",
         )?;
         let rows = stmt.query_map(params![release.id, minutes], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<Vec<_>>>()?)
+        rows.collect::<Result<Vec<_>>>()
     }
 }
 

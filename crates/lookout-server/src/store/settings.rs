@@ -138,14 +138,13 @@ impl super::Store {
 
     /// The base URL of the server's last start on this store, if it ever started.
     pub fn last_base_url(&self) -> Result<Option<String>> {
-        Ok(self
-            .db
+        self.db
             .reader()?
             .query_row(
                 "SELECT value FROM server_meta WHERE key = 'base_url'",
                 [],
                 |r| r.get(0),
             )
-            .optional()?)
+            .optional()
     }
 }

@@ -810,7 +810,7 @@ pub(crate) fn pg_placeholders(sql: &str) -> String {
 #[derive(Debug)]
 pub(crate) enum Conn {
     Lite(rusqlite::Connection),
-    Pg(PgConn),
+    Pg(Box<PgConn>),
 }
 
 /// A prepared statement of a [`Conn`].

@@ -67,10 +67,9 @@ impl Users {
 
     /// Whether any account exists.
     pub fn any(&self) -> Result<bool> {
-        Ok(self
-            .db
+        self.db
             .reader()?
-            .query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))?)
+            .query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))
     }
 
     /// How long logins for any of `subjects` (`user:<name>`, `ip:<address>`) must still wait
@@ -212,7 +211,7 @@ impl Users {
 
     /// The live session of `token`, if any.
     pub fn session(&self, token: &str, now: i64) -> Result<Option<UiSession>> {
-        Ok(self
+        self
             .db
             .reader()?
             .query_row(
@@ -227,7 +226,7 @@ impl Users {
                     })
                 },
             )
-            .optional()?)
+            .optional()
     }
 
     /// End the session of `token`.
@@ -271,7 +270,7 @@ impl Users {
                 last_used_at: r.get(4)?,
             })
         })?;
-        Ok(rows.collect::<Result<_>>()?)
+        rows.collect::<Result<_>>()
     }
 
     /// Revoke a token.
