@@ -35,12 +35,30 @@ impl TestDb {
     /// when the suite runs on SQLite.
     pub fn create() -> Option<TestDb> {
         let admin = std::env::var("LOOKOUT_TEST_DATABASE_URL").ok()?;
+        Some(Self::create_on(admin))
+    }
+
+    /// A new empty database whatever the suite runs on, for tests that need PostgreSQL
+    /// itself: on the server `LOOKOUT_TEST_DATABASE_URL` names, else on
+    /// `postgres://postgres@127.0.0.1/postgres`. Panics, naming the URL, when it cannot be
+    /// reached.
+    pub fn required() -> TestDb {
+        Self::create_on(
+            std::env::var("LOOKOUT_TEST_DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1/postgres".into()),
+        )
+    }
+
+    /// A new empty database on the server `admin` (a URL ending with a database name).
+    pub fn create_on(admin: String) -> TestDb {
         let name = format!("lookout_test_{}_{}", std::process::id(), uuid_like());
         let sql = format!("CREATE DATABASE {name}");
         let admin2 = admin.clone();
         std::thread::spawn(move || {
             let mut c = postgres::Client::connect(&admin2, postgres::NoTls).unwrap_or_else(|e| {
-                panic!("LOOKOUT_TEST_DATABASE_URL={admin2}: cannot connect to PostgreSQL: {e}")
+                panic!(
+                    "cannot connect to PostgreSQL at {admin2} (set LOOKOUT_TEST_DATABASE_URL): {e}"
+                )
             });
             c.batch_execute(&sql).expect("create the test database");
         })
@@ -52,7 +70,7 @@ impl TestDb {
             }
             _ => panic!("LOOKOUT_TEST_DATABASE_URL must end with a database name: {admin}"),
         };
-        Some(TestDb { admin, name, url })
+        TestDb { admin, name, url }
     }
 }
 
