@@ -772,3 +772,70 @@ impl Batch {
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str, parents: &[&str]) -> SourceTable {
+        SourceTable {
+            name: name.into(),
+            columns: Vec::new(),
+            parents: parents.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    fn names(tables: &[SourceTable]) -> Vec<&str> {
+        tables.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    #[test]
+    fn parents_come_first_and_cycles_end() {
+        let ordered = parents_first(vec![
+            table("deploys", &["releases"]),
+            table("orgs", &[]),
+            table("releases", &["orgs"]),
+            table("elsewhere", &["not_copied"]),
+        ]);
+        assert_eq!(
+            names(&ordered),
+            ["orgs", "releases", "deploys", "elsewhere"]
+        );
+        let ordered = parents_first(vec![
+            table("a", &["b"]),
+            table("b", &["a"]),
+            table("c", &[]),
+        ]);
+        assert_eq!(names(&ordered), ["c", "a", "b"]);
+    }
+
+    #[test]
+    fn values_convert_as_sqlite_stored_them_or_say_why_not() {
+        let mut ints = Values::new(Kind::Int);
+        assert!(ints.push(Value::Text(" 42 ".into())).is_ok());
+        assert!(ints.push(Value::Real(7.0)).is_ok());
+        assert!(ints.push(Value::Null).is_ok());
+        assert!(
+            ints.push(Value::Text("many".into()))
+                .is_err_and(|e| e.contains("\"many\" is not an integer"))
+        );
+        assert!(ints.push(Value::Real(0.5)).is_err());
+        assert!(matches!(&ints, Values::Int(v) if *v == [Some(42), Some(7), None]));
+
+        let mut reals = Values::new(Kind::Real);
+        assert!(reals.push(Value::Integer(3)).is_ok());
+        assert!(matches!(&reals, Values::Real(v) if *v == [Some(3.0)]));
+
+        let mut text = Values::new(Kind::Text);
+        assert_eq!(text.push(Value::Blob(b"abc".to_vec())), Ok(3));
+        assert!(text.push(Value::Blob(vec![0xff, 0xfe])).is_err());
+        assert!(text.push(Value::Integer(5)).is_ok());
+        assert!(matches!(&text, Values::Text(v) if *v == [Some("abc".into()), Some("5".into())]));
+
+        let mut bytes = Values::new(Kind::Bytes);
+        assert_eq!(bytes.push(Value::Text("{}".into())), Ok(2));
+        assert!(bytes.push(Value::Integer(1)).is_err());
+        bytes.clear();
+        assert!(matches!(&bytes, Values::Bytes(v) if v.is_empty()));
+    }
+}
