@@ -79,8 +79,9 @@ async fn run(label: &str, nodes: usize, count: u64, concurrency: u64) -> Outcome
     let database_url = (nodes > 0).then(|| {
         admin(
             &admin_url,
-            format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE); CREATE DATABASE {db_name}"),
+            format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"),
         );
+        admin(&admin_url, format!("CREATE DATABASE {db_name}"));
         let (server, _) = admin_url.rsplit_once('/').expect("URL with a database");
         format!("{server}/{db_name}")
     });

@@ -64,6 +64,19 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Copy an embedded store (a data directory) into an empty PostgreSQL database and
+    /// verify every table's row count. Stop the server first; envelopes it accepted but had
+    /// not digested yet go along and are digested once a server runs on PostgreSQL.
+    Migrate {
+        /// The data directory of the embedded store to copy (the one holding lookout.db).
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database to copy into (postgres://user:password@host:5432/lookout),
+        /// which no server may have used yet [default: --database-url, LOOKOUT_DATABASE_URL
+        /// or the configuration's database_url].
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Run the Purple Flea sandbox: the six services on one port, with fault injection.
     Sandbox {
         /// Fault injection configuration (TOML; see the `purpleflea-sandbox` docs). Default:
@@ -212,6 +225,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             sandbox(&listen, faults.as_deref(), seed)
         }
         Command::Demo { temp, seed } => demo(load_config(&cli.global)?, temp, seed),
+        Command::Migrate { from, to } => {
+            let config = load_config(&cli.global)?;
+            let to = to.or(config.database_url.clone()).context(
+                "say which PostgreSQL database to copy into: --to postgres://user:password@host:5432/lookout (or --database-url, LOOKOUT_DATABASE_URL)",
+            )?;
+            migrate(&from, &to, config.ingest.synchronous)
+        }
         Command::Projects { command } => {
             let config = load_config(&cli.global)?;
             let store = open_store(&config)?;
@@ -287,6 +307,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `lookout migrate`: copy the embedded store in `from` into the PostgreSQL database at `to`,
+/// printing each table's rows and a final line.
+fn migrate(
+    from: &std::path::Path,
+    to: &str,
+    synchronous: config::Synchronous,
+) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    let shown = redact_url(to);
+    anyhow::ensure!(
+        from.join("lookout.db").is_file(),
+        "no embedded store in {}: lookout.db is not there (--from names the data directory a server ran on)",
+        from.display()
+    );
+    let source = Store::open_with(from, synchronous)
+        .with_context(|| format!("cannot open the embedded store in {}", from.display()))?;
+    let target = Store::open_postgres(to)
+        .with_context(|| format!("cannot open the PostgreSQL database {shown}"))?;
+    println!("copying {} into {shown}", from.display());
+    let live = std::io::stderr().is_terminal();
+    let report = lookout_server::store::copy::copy_store(&source, &target, |table, rows| {
+        if live {
+            eprint!("\r  {table:<24} {rows:>10}");
+            let _ = std::io::stderr().flush();
+        }
+    });
+    if live {
+        eprint!("\r{:<40}\r", "");
+    }
+    let report = report
+        .with_context(|| format!("nothing was copied from {} into {shown}", from.display()))?;
+    for t in &report.tables {
+        println!("  {:<24} {:>10}", t.table, t.rows);
+    }
+    println!(
+        "  {:<24} {:>10}",
+        "inbox (undigested)", report.inbox_undigested
+    );
+    let secs = report.elapsed.as_secs_f64();
+    println!(
+        "copied {} rows of {} tables in {secs:.1} s ({:.0} rows/s), every count verified; {} envelope(s) not yet digested moved to the shared inbox, to be digested by the first server on {shown}",
+        report.rows(),
+        report.tables.len(),
+        report.rows() as f64 / secs.max(0.001),
+        report.inbox_undigested,
+    );
+    Ok(())
 }
 
 fn chrono_now_ms() -> i64 {

@@ -464,3 +464,115 @@ async fn sandbox_rejects_a_bad_fault_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("faults.toml"), "{err}");
 }
+
+/// `url` with a password in it when it has none (PostgreSQL's trust authentication ignores
+/// it), so that the test can see it is never printed; `None` when it has one already.
+fn with_password(url: &str, password: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (user, host) = rest.split_once('@')?;
+    (!user.contains(':')).then(|| format!("{scheme}://{user}:{password}@{host}"))
+}
+
+/// The number on a table's line of `lookout migrate`'s output (`  <table>   <rows>`).
+fn rows_of(out: &str, table: &str) -> Option<u64> {
+    out.lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        (words.next() == Some(table))
+            .then(|| words.last()?.parse().ok())
+            .flatten()
+    })
+}
+
+/// `lookout migrate` copies the data directory a server ran on into an empty PostgreSQL
+/// database, printing each table's rows and a final line, and refuses (exit 1, naming what
+/// is there) a database that holds data; the password never shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_copies_a_data_directory_into_postgres_and_refuses_a_used_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut running, _) = serve(dir.path()).await;
+    let target = (
+        running.base.clone(),
+        project_of(&running.dsn),
+        key_of(&running.dsn),
+    );
+    let client = reqwest::Client::new();
+    assert_eq!(
+        send(&client, &target, "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd")
+            .await
+            .unwrap(),
+        reqwest::StatusCode::OK
+    );
+    let pid = running.child.id().expect("pid");
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), running.child.wait())
+        .await
+        .expect("server stops after SIGTERM")
+        .unwrap();
+    assert!(exit.success());
+
+    let db = common::TestDb::create_required();
+    const SECRET: &str = "hunter2-not-shown";
+    let url = with_password(&db.url, SECRET).unwrap_or_else(|| db.url.clone());
+    let out = lookout()
+        .env_remove("LOOKOUT_DATABASE_URL")
+        .args(["migrate", "--from"])
+        .arg(dir.path())
+        .args(["--to", &url])
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(rows_of(&stdout, "projects"), Some(1), "{stdout}");
+    assert_eq!(rows_of(&stdout, "project_keys"), Some(1), "{stdout}");
+    // The event is in the events, or still in the inbox when the server stopped before
+    // digesting it.
+    assert_eq!(
+        rows_of(&stdout, "events").unwrap_or_default()
+            + rows_of(&stdout, "inbox").unwrap_or_default(),
+        1,
+        "{stdout}"
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("copied ") && last.contains("every count verified"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET));
+
+    // Again, the database named by LOOKOUT_DATABASE_URL this time: refused.
+    let again = lookout()
+        .env("LOOKOUT_DATABASE_URL", &url)
+        .args(["migrate", "--from"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the target database is not empty") && err.contains("projects (1 row)"),
+        "{err}"
+    );
+    assert!(!err.contains(SECRET), "{err}");
+
+    // A directory no server ran in is not a store.
+    let empty = tempfile::tempdir().unwrap();
+    let none = lookout()
+        .args(["migrate", "--from"])
+        .arg(empty.path())
+        .args(["--to", &url])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(none.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("lookout.db is not there"));
+}

@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod alerting;
 pub mod alerts;
+pub mod copy;
 mod db;
 pub mod digest;
 pub mod health;

@@ -49,7 +49,8 @@ impl TestDb {
         Self::create_on(admin)
     }
 
-    fn create_on(admin: String) -> TestDb {
+    /// A new empty database on the server `admin` (a URL ending with a database name).
+    pub fn create_on(admin: String) -> TestDb {
         let name = format!("lookout_test_{}_{}", std::process::id(), uuid_like());
         let sql = format!("CREATE DATABASE {name}");
         let admin2 = admin.clone();
