@@ -5,7 +5,7 @@ use super::agents::SessionAgents;
 use super::alerting::FedEvent;
 use super::db::Db;
 use super::rollups::{Rollups, Seen};
-use super::sql::{Backend, Conn, OptionalExtension, params};
+use super::sql::{Backend, Bulk, Conn, OptionalExtension, params};
 use super::{Result, StoreError};
 use lookout_protocol::sketch::DDSketch;
 use std::collections::{BTreeSet, HashMap};
@@ -207,8 +207,12 @@ fn create_seen_releases(tx: &Conn, batch: &Batch) -> Result<()> {
 /// Append what the alert stage reads: each stored event with what it did to its issue, and
 /// each project whose transactions or sessions the batch carried.
 fn append_feed(tx: &Conn, batch: &Batch, outcome: &Outcome) -> Result<()> {
-    let mut insert =
-        tx.prepare_cached("INSERT INTO alert_feed (project_id, event) VALUES (?1, ?2)")?;
+    let mut insert = Bulk::new(
+        tx,
+        "INSERT INTO alert_feed (project_id, event) VALUES",
+        2,
+        "",
+    );
     for fact in &outcome.facts {
         let Some(e) = batch.events.get(fact.index) else {
             continue;
@@ -230,7 +234,7 @@ fn append_feed(tx: &Conn, batch: &Batch, outcome: &Outcome) -> Result<()> {
         };
         let body = serde_json::to_vec(&fed)
             .map_err(|e| super::StoreError::Invalid(format!("alert feed row: {e}")))?;
-        insert.execute(params![e.project_id, body])?;
+        insert.push(params![e.project_id, body])?;
     }
     let touched: BTreeSet<i64> = batch
         .transactions
@@ -240,9 +244,9 @@ fn append_feed(tx: &Conn, batch: &Batch, outcome: &Outcome) -> Result<()> {
         .chain(batch.session_aggregates.iter().map(|s| s.project_id))
         .collect();
     for project in touched {
-        insert.execute(params![project, None::<Vec<u8>>])?;
+        insert.push(params![project, None::<Vec<u8>>])?;
     }
-    Ok(())
+    insert.finish()
 }
 
 struct IssueState {
@@ -272,9 +276,12 @@ fn apply_events(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
     )?;
-    let mut insert_tag = tx.prepare_cached(
-        "INSERT INTO event_tags (key, value, event_row) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-    )?;
+    let mut insert_tag = Bulk::new(
+        tx,
+        "INSERT INTO event_tags (key, value, event_row) VALUES",
+        3,
+        "ON CONFLICT DO NOTHING",
+    );
     let mut insert_user = tx.prepare_cached(
         "INSERT INTO issue_users (issue_id, user_key) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     )?;
@@ -402,7 +409,7 @@ fn apply_events(
             delta.users += 1;
         }
         for (k, v) in &e.tags {
-            insert_tag.execute(params![k, v, row])?;
+            insert_tag.push(params![k, v, row])?;
             let c = tag_counts
                 .entry((issue.id, k.clone(), v.clone()))
                 .or_insert((0, e.timestamp_ms, e.timestamp_ms));
@@ -421,6 +428,7 @@ fn apply_events(
             ))
             .or_default() += 1;
     }
+    insert_tag.finish()?;
 
     let mut update_issue = tx.prepare_cached(
         "UPDATE issues SET times_seen = times_seen + ?2, user_count = user_count + ?3,
@@ -462,13 +470,18 @@ fn apply_transactions(
          VALUES (?1, ?2, NULL, 'transaction', ?3, ?4, 'info', ?5, ?6, ?7, ?8, ?9, ?7, ?10)
          ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
     )?;
-    let mut insert_span = tx.prepare_cached(
-        "INSERT INTO spans (event_row, trace_id, span_id, parent_span_id, op, description, status, start_ms, duration_ms, data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
-    )?;
-    let mut insert_tag = tx.prepare_cached(
-        "INSERT INTO event_tags (key, value, event_row) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-    )?;
+    let mut insert_span = Bulk::new(
+        tx,
+        "INSERT INTO spans (event_row, trace_id, span_id, parent_span_id, op, description, status, start_ms, duration_ms, data) VALUES",
+        10,
+        "ON CONFLICT DO NOTHING",
+    );
+    let mut insert_tag = Bulk::new(
+        tx,
+        "INSERT INTO event_tags (key, value, event_row) VALUES",
+        3,
+        "ON CONFLICT DO NOTHING",
+    );
     // (project, kind, name, op, minute) → (count, errors, sketch)
     type Key = (i64, &'static str, String, String, i64);
     let mut latency: HashMap<Key, (i64, i64, DDSketch)> = HashMap::new();
@@ -508,7 +521,7 @@ fn apply_transactions(
             tags: &t.tags,
         });
         // The root span is stored like the others, so a trace reads from one table.
-        insert_span.execute(params![
+        insert_span.push(params![
             row,
             t.trace_id,
             t.span_id,
@@ -521,7 +534,7 @@ fn apply_transactions(
             Option::<String>::None
         ])?;
         for s in &t.spans {
-            insert_span.execute(params![
+            insert_span.push(params![
                 row,
                 t.trace_id,
                 s.span_id,
@@ -535,7 +548,7 @@ fn apply_transactions(
             ])?;
         }
         for (k, v) in &t.tags {
-            insert_tag.execute(params![k, v, row])?;
+            insert_tag.push(params![k, v, row])?;
         }
         let minute = minute_of(t.timestamp_ms);
         let failed = is_failure(&t.status);
@@ -560,6 +573,8 @@ fn apply_transactions(
             entry.2.add(s.duration_ms);
         }
     }
+    insert_span.finish()?;
+    insert_tag.finish()?;
     let mut select = tx.prepare_cached(
         "SELECT sketch FROM rollup_latency WHERE project_id = ?1 AND kind = ?2 AND name = ?3 AND op = ?4 AND minute = ?5",
     )?;

@@ -581,13 +581,20 @@ fn numeric(raw: &[u8]) -> std::result::Result<PgValue, BoxError> {
 pub(crate) struct PgConn {
     /// `None` only while being dropped.
     client: RefCell<Option<postgres::Client>>,
-    /// Statements by their SQL as written and their parameters' type oids.
-    prepared: RefCell<HashMap<(String, Vec<u32>), postgres::Statement>>,
-    /// The parameter types each SQL text last prepared with.
-    known: RefCell<HashMap<String, Vec<Type>>>,
+    /// Statements by their SQL as written: the parameter types it last prepared with, and
+    /// each prepared variant by its parameters' type oids.
+    prepared: RefCell<HashMap<String, Prepared>>,
     /// Whether a transaction is open (a failed prepare inside one must be rolled back to a
     /// savepoint, or the transaction is lost).
     in_tx: std::cell::Cell<bool>,
+}
+
+/// The prepared forms of one SQL text.
+struct Prepared {
+    /// The parameter types it last prepared with (what a `NULL` there is bound as).
+    known: Vec<Type>,
+    /// Each prepared statement, by its parameters' type oids.
+    variants: Vec<(Vec<u32>, postgres::Statement)>,
 }
 
 impl std::fmt::Debug for PgConn {
@@ -601,29 +608,44 @@ impl PgConn {
         PgConn {
             client: RefCell::new(Some(client)),
             prepared: RefCell::new(HashMap::new()),
-            known: RefCell::new(HashMap::new()),
             in_tx: std::cell::Cell::new(false),
         }
     }
 
     /// The prepared statement for `sql` with `values` bound.
     fn statement(&self, sql: &str, values: &[ValueRef<'_>]) -> Result<postgres::Statement> {
-        let known = self.known.borrow().get(sql).cloned().unwrap_or_default();
+        let type_of = |known: &[Type], i: usize, v: &ValueRef<'_>| match v {
+            ValueRef::Integer(_) => Type::INT8,
+            ValueRef::Real(_) => Type::FLOAT8,
+            ValueRef::Text(_) => Type::TEXT,
+            ValueRef::Blob(_) => Type::BYTEA,
+            ValueRef::Null => known.get(i).cloned().unwrap_or_else(unspecified),
+        };
+        // The hot path: a statement already prepared for these types, found without
+        // allocating.
+        if let Some(p) = self.prepared.borrow().get(sql) {
+            let found = p.variants.iter().find(|(oids, _)| {
+                oids.len() == values.len()
+                    && values
+                        .iter()
+                        .enumerate()
+                        .all(|(i, v)| type_of(&p.known, i, v).oid() == oids[i])
+            });
+            if let Some((_, s)) = found {
+                return Ok(s.clone());
+            }
+        }
+        let known = self
+            .prepared
+            .borrow()
+            .get(sql)
+            .map(|p| p.known.clone())
+            .unwrap_or_default();
         let mut types: Vec<Type> = values
             .iter()
             .enumerate()
-            .map(|(i, v)| match v {
-                ValueRef::Integer(_) => Type::INT8,
-                ValueRef::Real(_) => Type::FLOAT8,
-                ValueRef::Text(_) => Type::TEXT,
-                ValueRef::Blob(_) => Type::BYTEA,
-                ValueRef::Null => known.get(i).cloned().unwrap_or_else(unspecified),
-            })
+            .map(|(i, v)| type_of(&known, i, v))
             .collect();
-        let key = |types: &[Type]| (sql.to_owned(), types.iter().map(Type::oid).collect());
-        if let Some(s) = self.prepared.borrow().get(&key(&types)) {
-            return Ok(s.clone());
-        }
         let text = pg_placeholders(&without_index_hints(sql));
         let open: Vec<usize> = (0..types.len()).filter(|&i| types[i].oid() == 0).collect();
         // With no type to go by, let the server infer; if it cannot, try the types Lookout's
@@ -660,9 +682,15 @@ impl PgConn {
             result = prepare(&types);
         }
         let stmt = result?;
-        let resolved = stmt.params().to_vec();
-        self.prepared.borrow_mut().insert(key(&types), stmt.clone());
-        self.known.borrow_mut().insert(sql.to_owned(), resolved);
+        let mut prepared = self.prepared.borrow_mut();
+        let entry = prepared.entry(sql.to_owned()).or_insert_with(|| Prepared {
+            known: Vec::new(),
+            variants: Vec::new(),
+        });
+        entry.known = stmt.params().to_vec();
+        entry
+            .variants
+            .push((types.iter().map(Type::oid).collect(), stmt.clone()));
         Ok(stmt)
     }
 
@@ -1044,6 +1072,113 @@ impl<'c> Stmt<'c> {
     }
 }
 
+/// Most rows per multi-row statement on PostgreSQL.
+const BULK_ROWS: usize = 256;
+
+/// Rows for one `INSERT … VALUES` statement whose result nobody reads (tags, spans, feed
+/// rows). On SQLite each row is written at once by a cached single-row statement (a few
+/// microseconds in process); on PostgreSQL, where every statement is a round trip to the
+/// server, rows are gathered and written by multi-row statements of 256, 128, … rows (a
+/// handful of distinct statements to prepare). [`Bulk::finish`] writes what is left; rows
+/// are written in the order pushed.
+pub(crate) struct Bulk<'c> {
+    conn: &'c Conn,
+    head: &'static str,
+    tail: &'static str,
+    width: usize,
+    /// The single-row statement (SQLite).
+    single: String,
+    /// Rows waiting (PostgreSQL), `width` values each.
+    pending: Vec<Value>,
+}
+
+impl<'c> Bulk<'c> {
+    /// Rows of `width` values for `head` (`INSERT INTO t (a, b) VALUES`) followed by `tail`
+    /// (`ON CONFLICT DO NOTHING`, or empty).
+    pub(crate) fn new(
+        conn: &'c Conn,
+        head: &'static str,
+        width: usize,
+        tail: &'static str,
+    ) -> Self {
+        Bulk {
+            conn,
+            head,
+            tail,
+            width,
+            single: rows_sql(head, width, 1, tail),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Add one row of `width` values.
+    pub(crate) fn push(&mut self, row: &[&dyn ToValue]) -> Result<()> {
+        debug_assert_eq!(row.len(), self.width);
+        match self.conn {
+            Conn::Lite(_) => {
+                self.conn.prepare_cached(&self.single)?.execute(row)?;
+            }
+            Conn::Pg(_) => {
+                self.pending.extend(row.iter().map(|v| owned(v.to_value())));
+                if self.pending.len() >= BULK_ROWS * self.width {
+                    self.write(BULK_ROWS)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Write the rows still waiting.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        while !self.pending.is_empty() {
+            let rows = self.pending.len() / self.width;
+            // The largest power of two that fits: few distinct statements to prepare.
+            let n = 1usize << (usize::BITS - 1 - rows.min(BULK_ROWS).leading_zeros());
+            self.write(n)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, rows: usize) -> Result<()> {
+        let values: Vec<Value> = self.pending.drain(..rows * self.width).collect();
+        let sql = rows_sql(self.head, self.width, rows, self.tail);
+        self.conn.execute(&sql, params_from_iter(values))?;
+        Ok(())
+    }
+}
+
+/// `head (?1, ?2), (?3, ?4) tail` for `rows` rows of `width` values.
+fn rows_sql(head: &str, width: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * width * 6);
+    sql.push_str(head);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { " (" } else { ", (" });
+        for c in 0..width {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('?');
+            sql.push_str(&(r * width + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    if !tail.is_empty() {
+        sql.push(' ');
+        sql.push_str(tail);
+    }
+    sql
+}
+
+fn owned(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(s) => Value::Text(s.to_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
 /// `optional()` on a single-row result: no row is `None` rather than an error.
 pub(crate) trait OptionalExtension<T> {
     /// `Ok(None)` for [`StoreError::NoRows`].
@@ -1076,6 +1211,23 @@ mod tests {
         assert_eq!(
             without_index_hints("SELECT a FROM events INDEXED BY events_trace\n WHERE x"),
             "SELECT a FROM events\n WHERE x"
+        );
+    }
+
+    #[test]
+    fn bulk_statements_list_rows_of_placeholders() {
+        assert_eq!(
+            rows_sql(
+                "INSERT INTO t (a, b) VALUES",
+                2,
+                2,
+                "ON CONFLICT DO NOTHING"
+            ),
+            "INSERT INTO t (a, b) VALUES (?1, ?2), (?3, ?4) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            rows_sql("INSERT INTO t (a) VALUES", 1, 1, ""),
+            "INSERT INTO t (a) VALUES (?1)"
         );
     }
 

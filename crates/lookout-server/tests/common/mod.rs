@@ -34,7 +34,9 @@ impl TestDb {
     /// A new empty database on the server `LOOKOUT_TEST_DATABASE_URL` names, or `None`
     /// when the suite runs on SQLite.
     pub fn create() -> Option<TestDb> {
-        let admin = std::env::var("LOOKOUT_TEST_DATABASE_URL").ok()?;
+        let admin = std::env::var("LOOKOUT_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
         Some(Self::create_on(admin))
     }
 
