@@ -386,6 +386,9 @@ fn in_list(sql: &mut String, args: &mut Vec<SqlValue>, column: &str, values: &[&
 #[derive(Debug)]
 pub struct AlertTx<'c> {
     conn: &'c Conn,
+    /// Issues read in this transaction: every rule evaluated on an event reads its issue,
+    /// and on PostgreSQL each read is a round trip.
+    issues: std::cell::RefCell<std::collections::HashMap<i64, IssueSnapshot>>,
 }
 
 impl AlertTx<'_> {
@@ -404,9 +407,12 @@ impl AlertTx<'_> {
         channels(self.conn, org_id)
     }
 
-    /// The issue `id` as it stands.
+    /// The issue `id` as it stands (read once per transaction).
     pub fn issue(&self, id: i64) -> Result<IssueSnapshot> {
-        self.conn.prepare_cached(
+        if let Some(i) = self.issues.borrow().get(&id) {
+            return Ok(i.clone());
+        }
+        let issue = self.conn.prepare_cached(
             "SELECT first_seen, times_seen, short_seq, title, culprit, level FROM issues WHERE id = ?1",
         )?
         .query_row([id], |r| {
@@ -418,7 +424,9 @@ impl AlertTx<'_> {
                 culprit: r.get(4)?,
                 level: r.get(5)?,
             })
-        })
+        })?;
+        self.issues.borrow_mut().insert(id, issue.clone());
+        Ok(issue)
     }
 
     /// Events of issue `issue` since `since` (ms).
@@ -702,7 +710,10 @@ impl AlertStage {
         f: impl FnOnce(&AlertTx<'_>) -> Result<T>,
     ) -> Result<T> {
         self.db.write(|tx| {
-            let out = f(&AlertTx { conn: tx })?;
+            let out = f(&AlertTx {
+                conn: tx,
+                issues: Default::default(),
+            })?;
             if let Some(seq) = upto {
                 let moved = tx
                     .prepare_cached(
