@@ -5,7 +5,7 @@ use super::agents::SessionAgents;
 use super::alerting::FedEvent;
 use super::db::Db;
 use super::rollups::{Rollups, Seen};
-use super::sql::{Backend, Bulk, Conn, OptionalExtension, params};
+use super::sql::{Backend, Bulk, Conn, OptionalExtension, insert_returning_ids, params};
 use super::{Result, StoreError};
 use lookout_protocol::sketch::DDSketch;
 use std::collections::{BTreeSet, HashMap};
@@ -256,6 +256,11 @@ struct IssueState {
     fresh: bool,
 }
 
+/// Events and transactions, one row each (`events`), keyed by project and event id.
+const INSERT_EVENTS: &str = "INSERT INTO events (project_id, event_id, issue_id, kind, timestamp, received_at, level, release, environment, transaction_name, trace_id, user_key, title, payload) VALUES";
+const EVENTS_CONFLICT: &str = "ON CONFLICT (project_id, event_id) DO NOTHING";
+const EVENTS_KEY: &str = "project_id, event_id";
+
 fn apply_events(
     tx: &Conn,
     events: &[EventRecord],
@@ -270,11 +275,6 @@ fn apply_events(
     let mut insert_issue = tx.prepare_cached(
         "INSERT INTO issues (project_id, short_seq, hash, title, culprit, level, kind, metadata, status, first_seen, last_seen, times_seen, first_release)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'unresolved', ?9, ?9, 0, ?10) RETURNING id",
-    )?;
-    let mut insert_event = tx.prepare_cached(
-        "INSERT INTO events (project_id, event_id, issue_id, kind, timestamp, received_at, level, release, environment, transaction_name, trace_id, user_key, title, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-         ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
     )?;
     let mut insert_tag = Bulk::new(
         tx,
@@ -299,7 +299,10 @@ fn apply_events(
     let mut rollups: HashMap<(i64, i64, i64, String, String, String), i64> = HashMap::new();
     let mut issues: HashMap<(i64, String), IssueState> = HashMap::new();
 
-    for (index, e) in events.iter().enumerate() {
+    // First the issue of every event (creating the new ones), then the events in one go,
+    // then what each stored event adds up to.
+    let mut issue_of: Vec<i64> = Vec::with_capacity(events.len());
+    for e in events {
         let key = (e.project_id, e.hash.clone());
         if !issues.contains_key(&key) {
             let found = find_issue
@@ -340,30 +343,40 @@ fn apply_events(
             };
             issues.insert(key.clone(), state);
         }
+        issue_of.push(issues.get(&key).map_or(0, |i| i.id));
+    }
+    let rows = insert_returning_ids(
+        tx,
+        INSERT_EVENTS,
+        14,
+        EVENTS_CONFLICT,
+        EVENTS_KEY,
+        events.len(),
+        |i| {
+            let e = &events[i];
+            vec![
+                &e.project_id,
+                &e.event_id,
+                &issue_of[i],
+                &e.kind,
+                &e.timestamp_ms,
+                &e.received_ms,
+                &e.level,
+                &e.release,
+                &e.environment,
+                &e.transaction,
+                &e.trace_id,
+                &e.user_key,
+                &e.title,
+                &e.payload,
+            ]
+        },
+    )?;
+    for (index, (e, inserted)) in events.iter().zip(rows).enumerate() {
+        let key = (e.project_id, e.hash.clone());
         let Some(issue) = issues.get_mut(&key) else {
             continue;
         };
-        let inserted: Option<i64> = insert_event
-            .query_row(
-                params![
-                    e.project_id,
-                    e.event_id,
-                    issue.id,
-                    e.kind,
-                    e.timestamp_ms,
-                    e.received_ms,
-                    e.level,
-                    e.release,
-                    e.environment,
-                    e.transaction,
-                    e.trace_id,
-                    e.user_key,
-                    e.title,
-                    e.payload,
-                ],
-                |r| r.get(0),
-            )
-            .optional()?;
         let Some(row) = inserted else {
             outcome.duplicates += 1;
             continue;
@@ -465,11 +478,6 @@ fn apply_transactions(
     outcome: &mut Outcome,
     tag_rollups: &mut Rollups,
 ) -> Result<()> {
-    let mut insert_event = tx.prepare_cached(
-        "INSERT INTO events (project_id, event_id, issue_id, kind, timestamp, received_at, level, release, environment, transaction_name, trace_id, user_key, title, payload)
-         VALUES (?1, ?2, NULL, 'transaction', ?3, ?4, 'info', ?5, ?6, ?7, ?8, ?9, ?7, ?10)
-         ON CONFLICT (project_id, event_id) DO NOTHING RETURNING id",
-    )?;
     let mut insert_span = Bulk::new(
         tx,
         "INSERT INTO spans (event_row, trace_id, span_id, parent_span_id, op, description, status, start_ms, duration_ms, data) VALUES",
@@ -485,24 +493,34 @@ fn apply_transactions(
     // (project, kind, name, op, minute) → (count, errors, sketch)
     type Key = (i64, &'static str, String, String, i64);
     let mut latency: HashMap<Key, (i64, i64, DDSketch)> = HashMap::new();
-    for t in txs {
-        let inserted: Option<i64> = insert_event
-            .query_row(
-                params![
-                    t.project_id,
-                    t.event_id,
-                    t.timestamp_ms,
-                    t.received_ms,
-                    t.release,
-                    t.environment,
-                    t.name,
-                    t.trace_id,
-                    t.user_key,
-                    t.payload,
-                ],
-                |r| r.get(0),
-            )
-            .optional()?;
+    let rows = insert_returning_ids(
+        tx,
+        INSERT_EVENTS,
+        14,
+        EVENTS_CONFLICT,
+        EVENTS_KEY,
+        txs.len(),
+        |i| {
+            let t = &txs[i];
+            vec![
+                &t.project_id,
+                &t.event_id,
+                &None::<i64>,
+                &"transaction",
+                &t.timestamp_ms,
+                &t.received_ms,
+                &"info",
+                &t.release,
+                &t.environment,
+                &t.name,
+                &t.trace_id,
+                &t.user_key,
+                &t.name,
+                &t.payload,
+            ]
+        },
+    )?;
+    for (t, inserted) in txs.iter().zip(rows) {
         let Some(row) = inserted else {
             outcome.duplicates += 1;
             continue;

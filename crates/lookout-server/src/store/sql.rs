@@ -1147,6 +1147,64 @@ impl<'c> Bulk<'c> {
     }
 }
 
+/// Most rows per multi-row `INSERT … RETURNING` on PostgreSQL.
+const RETURNING_ROWS: usize = 128;
+
+/// Insert `n` rows of `width` values, the first two of each the row's unique key (an
+/// integer and a text, as `project_id, event_id`), and return each row's new id, or `None`
+/// where the key was taken already (stored before, or by an earlier row of the same call).
+/// `conflict` names the key (`ON CONFLICT (project_id, event_id) DO NOTHING`), `key` its
+/// columns (`project_id, event_id`). On SQLite each row is one cached statement; on
+/// PostgreSQL rows go by multi-row statements of 128, 64, … rows, one round trip each.
+pub(crate) fn insert_returning_ids<'a>(
+    conn: &Conn,
+    head: &str,
+    width: usize,
+    conflict: &str,
+    key: &str,
+    n: usize,
+    row: impl Fn(usize) -> Vec<&'a dyn ToValue>,
+) -> Result<Vec<Option<i64>>> {
+    if let Conn::Lite(_) = conn {
+        let single = rows_sql(head, width, 1, &format!("{conflict} RETURNING id"));
+        let mut stmt = conn.prepare_cached(&single)?;
+        return (0..n)
+            .map(|i| stmt.query_row(&row(i)[..], |r| r.get(0)).optional())
+            .collect();
+    }
+    let mut ids: HashMap<(i64, String), i64> = HashMap::new();
+    let mut start = 0;
+    while start < n {
+        let left = (n - start).min(RETURNING_ROWS);
+        let rows = 1usize << (usize::BITS - 1 - left.leading_zeros());
+        let sql = rows_sql(
+            head,
+            width,
+            rows,
+            &format!("{conflict} RETURNING {key}, id"),
+        );
+        let values: Vec<Value> = (start..start + rows)
+            .flat_map(|i| row(i).into_iter().map(|v| owned(v.to_value())))
+            .collect();
+        conn.prepare_cached(&sql)?
+            .for_each(params_from_iter(values), |r| {
+                ids.insert((r.get(0)?, r.get(1)?), r.get(2)?);
+                Ok(())
+            })?;
+        start += rows;
+    }
+    Ok((0..n)
+        .map(|i| {
+            let values = row(i);
+            match (values[0].to_value(), values[1].to_value()) {
+                // The first row with a key takes its id; a later one is a duplicate.
+                (ValueRef::Integer(p), ValueRef::Text(e)) => ids.remove(&(p, e.to_owned())),
+                _ => None,
+            }
+        })
+        .collect())
+}
+
 /// `head (?1, ?2), (?3, ?4) tail` for `rows` rows of `width` values.
 fn rows_sql(head: &str, width: usize, rows: usize, tail: &str) -> String {
     let mut sql = String::with_capacity(head.len() + tail.len() + rows * width * 6);
