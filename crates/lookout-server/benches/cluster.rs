@@ -55,6 +55,26 @@ fn cpu_jiffies() -> (u64, u64) {
     (total - idle, total)
 }
 
+/// CPU time (jiffies) of every process named `postgres` on the machine (the server and its
+/// backends), to tell PostgreSQL's share from Lookout's.
+fn postgres_jiffies() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // pid (comm) state ppid … utime(14) stime(15), counted after the comm's ')'.
+            let (head, rest) = stat.rsplit_once(')')?;
+            if !head.ends_with("(postgres") {
+                return None;
+            }
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
 fn admin(url: &str, sql: String) {
     let url = url.to_owned();
     std::thread::spawn(move || {
@@ -69,6 +89,10 @@ struct Outcome {
     ingest_s: f64,
     digest_s: f64,
     cpu_ms_per_envelope: f64,
+    /// PostgreSQL's part of it.
+    postgres_ms_per_envelope: f64,
+    /// Busy cores over the run (of the machine's).
+    busy_cores: f64,
 }
 
 async fn run(label: &str, nodes: usize, count: u64, concurrency: u64) -> Outcome {
@@ -109,6 +133,7 @@ async fn run(label: &str, nodes: usize, count: u64, concurrency: u64) -> Outcome
     );
     let client = reqwest::Client::new();
     let (busy0, total0) = cpu_jiffies();
+    let pg0 = postgres_jiffies();
     let started = Instant::now();
     // Node k's connections send envelopes k, k + nodes, … (each once).
     let per_node = (concurrency as usize / servers.len()).max(1);
@@ -152,6 +177,7 @@ async fn run(label: &str, nodes: usize, count: u64, concurrency: u64) -> Outcome
     }
     let digest_s = started.elapsed().as_secs_f64();
     let (busy1, total1) = cpu_jiffies();
+    let pg1 = postgres_jiffies();
     for s in servers {
         s.stop().await.expect("stop");
     }
@@ -163,11 +189,13 @@ async fn run(label: &str, nodes: usize, count: u64, concurrency: u64) -> Outcome
     }
     let ticks = 100.0; // USER_HZ on Linux
     let cpu_s = (busy1 - busy0) as f64 / ticks;
-    let _ = total1 - total0;
+    let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
     Outcome {
         ingest_s,
         digest_s,
         cpu_ms_per_envelope: cpu_s * 1000.0 / count as f64,
+        postgres_ms_per_envelope: pg1.saturating_sub(pg0) as f64 / ticks * 1000.0 / count as f64,
+        busy_cores: (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64 * cores,
     }
 }
 
@@ -208,6 +236,13 @@ fn main() {
         let ingest = median(outcomes.iter().map(|o| count as f64 / o.ingest_s).collect());
         let e2e = median(outcomes.iter().map(|o| count as f64 / o.digest_s).collect());
         let cpu = median(outcomes.iter().map(|o| o.cpu_ms_per_envelope).collect());
+        let pg = median(
+            outcomes
+                .iter()
+                .map(|o| o.postgres_ms_per_envelope)
+                .collect(),
+        );
+        let busy = median(outcomes.iter().map(|o| o.busy_cores).collect());
         if label == "sqlite" {
             sqlite_e2e = Some(e2e);
         }
@@ -215,7 +250,7 @@ fn main() {
             format!(", {:.2}× SQLite end to end", e2e / s)
         });
         println!(
-            "{label:>6}: ingest {ingest:>6.0}/s, end to end {e2e:>6.0}/s, machine CPU {cpu:.3} ms per envelope{ratio}"
+            "{label:>6}: ingest {ingest:>6.0}/s, end to end {e2e:>6.0}/s, machine CPU {cpu:.3} ms per envelope (PostgreSQL {pg:.3}), {busy:.2} of {cores} cores busy{ratio}"
         );
     }
 }
