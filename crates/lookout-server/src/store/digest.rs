@@ -212,7 +212,7 @@ fn append_feed(tx: &Conn, batch: &Batch, outcome: &Outcome) -> Result<()> {
         "INSERT INTO alert_feed (project_id, event) VALUES",
         2,
         "",
-    );
+    )?;
     for fact in &outcome.facts {
         let Some(e) = batch.events.get(fact.index) else {
             continue;
@@ -281,7 +281,7 @@ fn apply_events(
         "INSERT INTO event_tags (key, value, event_row) VALUES",
         3,
         "ON CONFLICT DO NOTHING",
-    );
+    )?;
     let mut insert_user = tx.prepare_cached(
         "INSERT INTO issue_users (issue_id, user_key) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
     )?;
@@ -483,13 +483,13 @@ fn apply_transactions(
         "INSERT INTO spans (event_row, trace_id, span_id, parent_span_id, op, description, status, start_ms, duration_ms, data) VALUES",
         10,
         "ON CONFLICT DO NOTHING",
-    );
+    )?;
     let mut insert_tag = Bulk::new(
         tx,
         "INSERT INTO event_tags (key, value, event_row) VALUES",
         3,
         "ON CONFLICT DO NOTHING",
-    );
+    )?;
     // (project, kind, name, op, minute) → (count, errors, sketch)
     type Key = (i64, &'static str, String, String, i64);
     let mut latency: HashMap<Key, (i64, i64, DDSketch)> = HashMap::new();

@@ -990,8 +990,7 @@ impl<'c> Stmt<'c> {
     pub(crate) fn execute(&mut self, params: impl Params) -> Result<usize> {
         let values = params.values();
         if let Some(s) = self.lite() {
-            let bound: Vec<Lite<'_>> = values.iter().map(|v| Lite(*v)).collect();
-            return Ok(s.execute(rusqlite::params_from_iter(bound.iter()))?);
+            return Ok(s.execute(rusqlite::params_from_iter(values.iter().map(|v| Lite(*v))))?);
         }
         match self {
             Stmt::Pg(c, s) => c.execute(s, &values),
@@ -1009,8 +1008,7 @@ impl<'c> Stmt<'c> {
         let values = params.values();
         let mut out = Vec::new();
         if let Some(s) = self.lite() {
-            let bound: Vec<Lite<'_>> = values.iter().map(|v| Lite(*v)).collect();
-            let mut rows = s.query(rusqlite::params_from_iter(bound.iter()))?;
+            let mut rows = s.query(rusqlite::params_from_iter(values.iter().map(|v| Lite(*v))))?;
             while let Some(r) = rows.next()? {
                 out.push(Ok(f(&Row::Lite(r))?));
             }
@@ -1032,8 +1030,7 @@ impl<'c> Stmt<'c> {
     ) -> Result<()> {
         let values = params.values();
         if let Some(s) = self.lite() {
-            let bound: Vec<Lite<'_>> = values.iter().map(|v| Lite(*v)).collect();
-            let mut rows = s.query(rusqlite::params_from_iter(bound.iter()))?;
+            let mut rows = s.query(rusqlite::params_from_iter(values.iter().map(|v| Lite(*v))))?;
             while let Some(r) = rows.next()? {
                 f(&Row::Lite(r))?;
             }
@@ -1055,8 +1052,7 @@ impl<'c> Stmt<'c> {
     ) -> Result<T> {
         let values = params.values();
         if let Some(s) = self.lite() {
-            let bound: Vec<Lite<'_>> = values.iter().map(|v| Lite(*v)).collect();
-            let mut rows = s.query(rusqlite::params_from_iter(bound.iter()))?;
+            let mut rows = s.query(rusqlite::params_from_iter(values.iter().map(|v| Lite(*v))))?;
             return match rows.next()? {
                 Some(r) => f(&Row::Lite(r)),
                 None => Err(StoreError::NoRows),
@@ -1086,8 +1082,8 @@ pub(crate) struct Bulk<'c> {
     head: &'static str,
     tail: &'static str,
     width: usize,
-    /// The single-row statement (SQLite).
-    single: String,
+    /// The single-row statement (SQLite), prepared once.
+    single: Option<Stmt<'c>>,
     /// Rows waiting (PostgreSQL), `width` values each.
     pending: Vec<Value>,
 }
@@ -1100,25 +1096,29 @@ impl<'c> Bulk<'c> {
         head: &'static str,
         width: usize,
         tail: &'static str,
-    ) -> Self {
-        Bulk {
+    ) -> Result<Self> {
+        let single = match conn {
+            Conn::Lite(_) => Some(conn.prepare_cached(&rows_sql(head, width, 1, tail))?),
+            Conn::Pg(_) => None,
+        };
+        Ok(Bulk {
             conn,
             head,
             tail,
             width,
-            single: rows_sql(head, width, 1, tail),
+            single,
             pending: Vec::new(),
-        }
+        })
     }
 
     /// Add one row of `width` values.
     pub(crate) fn push(&mut self, row: &[&dyn ToValue]) -> Result<()> {
         debug_assert_eq!(row.len(), self.width);
-        match self.conn {
-            Conn::Lite(_) => {
-                self.conn.prepare_cached(&self.single)?.execute(row)?;
+        match &mut self.single {
+            Some(stmt) => {
+                stmt.execute(row)?;
             }
-            Conn::Pg(_) => {
+            None => {
                 self.pending.extend(row.iter().map(|v| owned(v.to_value())));
                 if self.pending.len() >= BULK_ROWS * self.width {
                     self.write(BULK_ROWS)?;
