@@ -178,12 +178,13 @@ impl AlertEngine {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let cursor = self.stage.cursor()?;
         let items = self.stage.feed(cursor, FEED_ROWS)?;
-        let Some(last) = items.last().map(|i| i.seq) else {
+        if items.is_empty() {
             return Ok(0);
-        };
+        }
+        let consumed: Vec<i64> = items.iter().map(|i| i.seq).collect();
         let now = self.clock.now_ms();
         let projects: HashSet<i64> = items.iter().map(|i| i.project_id).collect();
-        self.stage.run(Some(last), |tx| {
+        self.stage.run(Some(&consumed), |tx| {
             let rules = tx.rules(Some(&projects))?;
             if rules.is_empty() {
                 return Ok(());
@@ -1087,7 +1088,7 @@ mod tests {
         assert_eq!(feed.len(), 1);
 
         // A step that dies after deciding, before its commit, leaves no trace.
-        let died: Result<()> = stage.run(Some(feed[0].seq), |tx| {
+        let died: Result<()> = stage.run(Some(&[feed[0].seq]), |tx| {
             tx.open_incident(&NewIncident {
                 rule_id: 1,
                 project_id: project.id,

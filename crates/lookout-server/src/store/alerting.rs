@@ -10,7 +10,7 @@
 
 use super::alerts::{Integration, StoredRule};
 use super::db::Db;
-use super::sql::{Conn, OptionalExtension, Value as SqlValue, params};
+use super::sql::{Backend, Conn, OptionalExtension, Value as SqlValue, params};
 use super::{Result, StoreError};
 use lookout_protocol::sketch::DDSketch;
 use serde::{Deserialize, Serialize};
@@ -666,9 +666,15 @@ impl AlertStage {
             })
     }
 
-    /// Up to `limit` feed rows after `after`, in order.
+    /// Up to `limit` feed rows after `after`, in order. On a shared database, every row not
+    /// yet evaluated, whatever `after` says: nodes digest at once and commit their feed
+    /// rows in any order, so a row numbered below one already evaluated may appear later.
     pub fn feed(&self, after: i64, limit: i64) -> Result<Vec<FeedItem>> {
         let conn = self.db.reader()?;
+        let after = match conn.backend() {
+            Backend::Sqlite => after,
+            Backend::Postgres => i64::MIN,
+        };
         let mut stmt = conn.prepare_cached(
             "SELECT seq, project_id, event FROM alert_feed WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
@@ -702,19 +708,29 @@ impl AlertStage {
         Ok(out)
     }
 
-    /// Run `f` in one write transaction; when `upto` is given, the cursor moves to it and
-    /// the feed rows up to it are dropped in the same transaction.
+    /// Run `f` in one write transaction; the feed rows `consumed` (those `f` evaluated) are
+    /// dropped in the same transaction, and on SQLite the cursor moves past the last.
     pub fn run<T>(
         &self,
-        upto: Option<i64>,
+        consumed: Option<&[i64]>,
         f: impl FnOnce(&AlertTx<'_>) -> Result<T>,
     ) -> Result<T> {
+        let upto = consumed.and_then(|seqs| seqs.iter().max().copied());
         self.db.write(|tx| {
             let out = f(&AlertTx {
                 conn: tx,
                 issues: Default::default(),
             })?;
-            if let Some(seq) = upto {
+            if tx.backend() == Backend::Postgres {
+                // Exactly the rows evaluated: rows other nodes commit later, numbered lower,
+                // stay for the next step.
+                if let Some(seqs) = consumed {
+                    tx.prepare_cached(
+                        "DELETE FROM alert_feed WHERE seq IN (SELECT CAST(value AS BIGINT) FROM json_each(?1))",
+                    )?
+                    .execute([serde_json::to_string(seqs).unwrap_or_default()])?;
+                }
+            } else if let Some(seq) = upto {
                 let moved = tx
                     .prepare_cached(
                         "UPDATE alert_cursor SET last_seq = ?1 WHERE id = 1 AND last_seq < ?1",
