@@ -153,3 +153,72 @@ async fn nodes_starting_together_migrate_once() {
     assert!(store.ensure_default_project().expect("default").is_some());
     assert!(store.ensure_default_project().expect("again").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_feed_row_committed_late_by_another_node_is_still_evaluated() {
+    let db = TestDb::create_required();
+    let store = Store::open_postgres(&db.url).expect("store");
+    let project = store
+        .ensure_default_project()
+        .expect("default")
+        .expect("created")
+        .id;
+    let url = db.url.clone();
+    // Node 1's digest has appended a feed row (numbered first) and not committed yet; node
+    // 2's row, numbered after it, commits first.
+    let (hold, release) = std::sync::mpsc::channel::<()>();
+    let (written, wait_written) = std::sync::mpsc::channel::<()>();
+    let slow = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        let mut tx = c.transaction().expect("begin");
+        tx.execute(
+            "INSERT INTO alert_feed (project_id, event) VALUES ($1, NULL)",
+            &[&project],
+        )
+        .expect("slow feed row");
+        written.send(()).expect("signal");
+        release.recv().expect("released");
+        tx.commit().expect("commit");
+    });
+    wait_written.recv().expect("slow row written");
+    let url = db.url.clone();
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        c.execute(
+            "INSERT INTO alert_feed (project_id, event) VALUES ($1, NULL)",
+            &[&project],
+        )
+        .expect("fast feed row");
+    })
+    .join()
+    .expect("fast");
+    // The alert stage evaluates what it sees: the later-numbered row.
+    let stage = store.alert_stage();
+    let first: Vec<i64> = stage
+        .feed(stage.cursor().expect("cursor"), 100)
+        .expect("feed")
+        .iter()
+        .map(|i| i.seq)
+        .collect();
+    assert_eq!(first.len(), 1);
+    stage.run(Some(&first), |_| Ok(())).expect("step");
+    // Node 1 commits: its row, numbered below the one evaluated, is evaluated next.
+    hold.send(()).expect("release");
+    slow.join().expect("slow");
+    let next: Vec<i64> = stage
+        .feed(stage.cursor().expect("cursor"), 100)
+        .expect("feed")
+        .iter()
+        .map(|i| i.seq)
+        .collect();
+    assert_eq!(next.len(), 1, "the late row is not skipped");
+    assert!(next[0] < first[0], "it was numbered first");
+    stage.run(Some(&next), |_| Ok(())).expect("step");
+    assert!(
+        stage
+            .feed(stage.cursor().expect("cursor"), 100)
+            .expect("feed")
+            .is_empty(),
+        "each row evaluated once"
+    );
+}
