@@ -133,36 +133,22 @@ impl Health {
         let conn = self.db.reader()?;
         let mut out: std::collections::HashMap<String, ReleaseTotals> =
             std::collections::HashMap::new();
-        let mut sessions = conn.prepare_cached(
+        conn.prepare_cached(
             "SELECT release, COALESCE(SUM(init), 0), COALESCE(SUM(crashed), 0) FROM rollup_sessions GROUP BY release",
-        )?;
-        for row in sessions.query_map([], |x| {
-            Ok((
-                x.get::<_, String>(0)?,
-                x.get::<_, i64>(1)?,
-                x.get::<_, i64>(2)?,
-            ))
-        })? {
-            let (release, n, crashed) = row?;
-            let t = out.entry(release).or_default();
-            t.sessions = n;
-            t.crashed = crashed;
-        }
-        let mut users = conn.prepare_cached(
+        )?
+        .for_each([], |r| {
+            let t = out.entry(r.get(0)?).or_default();
+            (t.sessions, t.crashed) = (r.get(1)?, r.get(2)?);
+            Ok(())
+        })?;
+        conn.prepare_cached(
             "SELECT release, COUNT(*), COALESCE(SUM(CASE WHEN crashed > 0 THEN 1 ELSE 0 END), 0) FROM session_users GROUP BY release",
-        )?;
-        for row in users.query_map([], |x| {
-            Ok((
-                x.get::<_, String>(0)?,
-                x.get::<_, i64>(1)?,
-                x.get::<_, i64>(2)?,
-            ))
-        })? {
-            let (release, n, crashed) = row?;
-            let t = out.entry(release).or_default();
-            t.users = n;
-            t.users_crashed = crashed;
-        }
+        )?
+        .for_each([], |r| {
+            let t = out.entry(r.get(0)?).or_default();
+            (t.users, t.users_crashed) = (r.get(1)?, r.get(2)?);
+            Ok(())
+        })?;
         Ok(out)
     }
 

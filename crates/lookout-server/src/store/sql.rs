@@ -1173,6 +1173,8 @@ pub(crate) fn insert_returning_ids<'a>(
             .collect();
     }
     let mut ids: HashMap<(i64, String), i64> = HashMap::new();
+    // Each row's key, read while its values are copied for the statement.
+    let mut keys: Vec<Option<(i64, String)>> = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
         let left = (n - start).min(RETURNING_ROWS);
@@ -1183,9 +1185,15 @@ pub(crate) fn insert_returning_ids<'a>(
             rows,
             &format!("{conflict} RETURNING {key}, id"),
         );
-        let values: Vec<Value> = (start..start + rows)
-            .flat_map(|i| row(i).into_iter().map(|v| owned(v.to_value())))
-            .collect();
+        let mut values: Vec<Value> = Vec::with_capacity(rows * width);
+        for i in start..start + rows {
+            let row = row(i);
+            keys.push(match (row[0].to_value(), row[1].to_value()) {
+                (ValueRef::Integer(p), ValueRef::Text(e)) => Some((p, e.to_owned())),
+                _ => None,
+            });
+            values.extend(row.iter().map(|v| owned(v.to_value())));
+        }
         conn.prepare_cached(&sql)?
             .for_each(params_from_iter(values), |r| {
                 ids.insert((r.get(0)?, r.get(1)?), r.get(2)?);
@@ -1193,15 +1201,10 @@ pub(crate) fn insert_returning_ids<'a>(
             })?;
         start += rows;
     }
-    Ok((0..n)
-        .map(|i| {
-            let values = row(i);
-            match (values[0].to_value(), values[1].to_value()) {
-                // The first row with a key takes its id; a later one is a duplicate.
-                (ValueRef::Integer(p), ValueRef::Text(e)) => ids.remove(&(p, e.to_owned())),
-                _ => None,
-            }
-        })
+    // The first row with a key takes its id; a later one is a duplicate.
+    Ok(keys
+        .into_iter()
+        .map(|k| k.and_then(|k| ids.remove(&k)))
         .collect())
 }
 
