@@ -73,6 +73,16 @@ pub struct Metrics {
     pub database: Family<DatabaseLabel, Gauge>,
     /// 1 when this node runs the singleton jobs (alerts, ticks, retention, notifier).
     pub leader: Gauge,
+    /// Telegram commands and button presses, by outcome (`done`, `usage`, `failed`,
+    /// `refused`: from a chat or user not on the channel's allow-list).
+    pub telegram_commands: Family<OutcomeLabel, Counter>,
+}
+
+/// Label: how a Telegram command ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `done`, `usage`, `failed` or `refused`.
+    pub outcome: &'static str,
 }
 
 /// Label: the database a node runs on.
@@ -108,6 +118,12 @@ impl Metrics {
         let digest_lag_ms = Gauge::default();
         let database = Family::<DatabaseLabel, Gauge>::default();
         let leader = Gauge::default();
+        let telegram_commands = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "telegram_commands",
+            "Telegram commands and button presses, by outcome (refused: chat or user not allowed)",
+            telegram_commands.clone(),
+        );
         registry.register(
             "database",
             "The database this node runs on (1 for its backend)",
@@ -206,6 +222,7 @@ impl Metrics {
             digest_lag_ms,
             database,
             leader,
+            telegram_commands,
         }
     }
 
@@ -224,6 +241,13 @@ impl Metrics {
                 item_type: item_type.to_owned(),
                 reason: reason.to_owned(),
             })
+            .inc();
+    }
+
+    /// Count a Telegram command by outcome.
+    pub fn telegram(&self, outcome: &'static str) {
+        self.telegram_commands
+            .get_or_create(&OutcomeLabel { outcome })
             .inc();
     }
 

@@ -51,6 +51,8 @@ struct Services {
     )>,
     alert_stage: alerts::AlertRunner,
     notifier: alerts::notify::Notifier,
+    /// Telegram commands (leader only).
+    telegram: alerts::telegram_bot::Poller,
     /// The task holding this node's leader lease (shared database only).
     leadership: Option<cluster::Leadership>,
 }
@@ -229,6 +231,8 @@ fn start_state(
     };
     let notifier =
         alerts::notify::Notifier::start(store.outbox(), Arc::clone(&engine.wake), role.clone());
+    let telegram =
+        alerts::telegram_bot::Poller::start(Arc::clone(&store), role.clone(), Arc::clone(&metrics));
     let retention = start_retention(&config, &store, role.clone());
     // A manual clock moves only in tests, which run the jobs themselves.
     let ticker = (!clock.is_manual()).then(|| start_ticker(ticks, clock.clone(), role.clone()));
@@ -241,6 +245,7 @@ fn start_state(
             ticker,
             alert_stage,
             notifier,
+            telegram,
             leadership: None,
         },
     ))
@@ -292,6 +297,7 @@ async fn serve_until(
     // After the digest: what it wrote last is evaluated before the stop.
     services.alert_stage.stop().await;
     services.notifier.stop().await;
+    services.telegram.stop().await;
     if let Some(leadership) = services.leadership {
         leadership.stop().await;
     }

@@ -216,7 +216,8 @@ async fn presets_and_the_sentry_shaped_rule_api() {
             "Error rate spike",
             "P99 latency breach: order.pipeline",
             "Risk check failure rate",
-            "Agent crashed or hung"
+            "Agent crashed or hung",
+            "Venue outage: agents failing on one service"
         ]
     );
     let p99 = &metric[1];

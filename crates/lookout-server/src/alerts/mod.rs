@@ -24,6 +24,7 @@
 
 pub mod notify;
 pub mod rules;
+pub mod telegram_bot;
 
 use crate::clock::TickJob;
 use crate::store::Result;
@@ -506,6 +507,7 @@ fn evaluate_issue_rule(
             "environment": event.environment,
             "tags": event.tags.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
         })),
+        agent: tag(event, "agent_id").map(str::to_owned),
         at: ctx.now,
     };
     enqueue(ctx.tx, row, &rule.actions, &message)
@@ -518,6 +520,17 @@ fn enqueue(
     actions: &[Action],
     message: &notify::Message,
 ) -> Result<()> {
+    // A muted rule still decides and records; it only notifies no one.
+    if let Some(until) = tx.muted_until(row.id, message.at)? {
+        let until = until.map_or_else(|| "it is unmuted".to_owned(), crate::time::iso);
+        tx.activity(
+            message.incident_id,
+            message.at,
+            "muted",
+            &format!("rule muted until {until}: no notification sent"),
+        )?;
+        return Ok(());
+    }
     let channels: Vec<notify::Channel> = tx
         .channels(row.org_id)?
         .into_iter()
@@ -652,6 +665,7 @@ fn metric_values(
     let env = rule.environment.as_deref();
     let value = match &rule.aggregate {
         Aggregate::AgentDown { grace_secs } => return agents_down(m, now, row, *grace_secs),
+        Aggregate::UniquePer { of, per } => return unique_per(m, since, row, of, per),
         Aggregate::Percentile { .. } | Aggregate::Avg { .. } | Aggregate::FailureRate => {
             let (kind, name, op) = latency_filter(rule);
             let w = m.latency(project, kind, name.as_deref(), op.as_deref(), minute_since)?;
@@ -794,6 +808,26 @@ fn agents_down(
     Ok(out.into_iter().map(|(k, v)| (k, Some(v))).collect())
 }
 
+/// Per value of tag `per` (a service): the distinct values of tag `of` (agents) that hit
+/// error events since `since`. Keys with an open alert stay evaluated so they can resolve.
+fn unique_per(
+    m: &Measurer<'_>,
+    since: i64,
+    row: &StoredRule,
+    of: &str,
+    per: &str,
+) -> Result<Vec<(String, Option<f64>)>> {
+    let mut out: HashMap<String, f64> = m
+        .errors_per_tag(row.project_id, since, per, of)?
+        .into_iter()
+        .map(|(k, e)| (k, e.agents.len() as f64))
+        .collect();
+    for k in m.alerting_keys(row.id)? {
+        out.entry(k).or_insert(0.0);
+    }
+    Ok(out.into_iter().map(|(k, v)| (k, Some(v))).collect())
+}
+
 fn parse_metric(row: &StoredRule, channel_ids: &[i64]) -> Option<MetricRule> {
     match rules::parse_metric_rule(&row.spec, channel_ids) {
         Ok(r) => Some(r),
@@ -927,6 +961,7 @@ fn format_value(rule: &MetricRule, v: f64) -> String {
         | Aggregate::TagRatio { .. } => {
             format!("{v:.1}%")
         }
+        Aggregate::UniquePer { .. } => format!("{v:.0} agents"),
         Aggregate::AgentDown { .. } => {
             if v > 0.0 {
                 "down".into()
@@ -953,11 +988,43 @@ fn transition(
     let subject = match (&rule.aggregate, key.is_empty()) {
         (_, true) => row.name.clone(),
         (Aggregate::AgentDown { .. }, false) => format!("{} (agent {key})", row.name),
+        (Aggregate::UniquePer { per, .. }, false) => format!("{} ({per} {key})", row.name),
         _ => format!("{} ({key})", row.name),
     };
-    let shown = value
+    let mut shown = value
         .map(|v| format_value(rule, v))
         .unwrap_or_else(|| "no data".into());
+    // A venue incident names what failed: endpoints, status codes, the agents affected.
+    if let Aggregate::UniquePer { of, per } = &rule.aggregate
+        && to != Level::Ok
+    {
+        let since = ctx.now - rule.time_window_min * 60_000;
+        if let Some(e) = tx
+            .measurer()
+            .errors_per_tag(row.project_id, since, per, of)?
+            .remove(key)
+        {
+            let list = |v: &[String]| {
+                let mut s = v.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+                if v.len() > 10 {
+                    s.push_str(", …");
+                }
+                if s.is_empty() {
+                    "unknown".to_owned()
+                } else {
+                    s
+                }
+            };
+            shown = format!(
+                "{shown} ({}) failing on {} with status {} ({} errors in {} min)",
+                list(&e.agents),
+                list(&e.endpoints),
+                list(&e.statuses),
+                e.errors,
+                rule.time_window_min
+            );
+        }
+    }
     let detail = format!("{subject}: {shown}");
     let (incident, act) = if from == Level::Ok {
         let id = tx.open_incident(&NewIncident {
@@ -995,6 +1062,19 @@ fn transition(
         ctx.now,
         (to != Level::Ok).then_some(incident),
     )?;
+    // An acknowledged incident is not notified again until it resolves.
+    if from != Level::Ok
+        && to != Level::Ok
+        && let Some(ack) = tx.acked(incident)?
+    {
+        tx.activity(
+            incident,
+            ctx.now,
+            "acknowledged",
+            &format!("{detail}: not notified (acknowledged by {})", ack.by),
+        )?;
+        return Ok(());
+    }
     // Actions: of the trigger now active, or (on resolve) of the one that was.
     let label = if to == Level::Ok { from } else { to };
     let actions: Vec<Action> = rule
@@ -1029,6 +1109,9 @@ fn transition(
         dedup_key: format!("lookout-incident-{incident}"),
         issue: None,
         event: None,
+        agent: matches!(rule.aggregate, Aggregate::AgentDown { .. })
+            .then(|| key.to_owned())
+            .filter(|k| !k.is_empty()),
         at: ctx.now,
     };
     enqueue(tx, row, &actions, &message)

@@ -66,6 +66,8 @@ pub struct Message {
     pub issue: Option<Value>,
     /// The event (issue alerts).
     pub event: Option<Value>,
+    /// The agent the alert is about, when it is about one (Telegram's Pause button).
+    pub agent: Option<String>,
     /// When it happened (ms since the epoch).
     pub at: i64,
 }
@@ -108,7 +110,8 @@ pub fn validate_config(provider: &str, config: &Value) -> std::result::Result<()
         "telegram" if !has("bot_token") => Err("config.bot_token is required".into()),
         "telegram" if config.get("chat_id").is_none() => Err("config.chat_id is required".into()),
         "telegram" if !url_ok("api_base") => Err("config.api_base must be an http(s) URL".into()),
-        "slack" | "webhook" | "pagerduty" | "telegram" => Ok(()),
+        "telegram" => crate::alerts::telegram_bot::validate(config),
+        "slack" | "webhook" | "pagerduty" => Ok(()),
         "email" => email::validate(config),
         other => Err(format!(
             "unknown provider {other:?}; use one of slack, pagerduty, webhook, telegram, email"
@@ -198,9 +201,13 @@ pub fn render(
             } else {
                 "🚨"
             };
+            let mut body = json!({"chat_id": chat, "text": truncate(&format!("{mark} {}\n{}", m.text, m.url), 4000), "disable_web_page_preview": true});
+            if !resolved {
+                body["reply_markup"] = crate::alerts::telegram_bot::alert_buttons(m);
+            }
             (
                 format!("{}/bot{token}/sendMessage", base.trim_end_matches('/')),
-                json!({"chat_id": chat, "text": truncate(&format!("{mark} {}\n{}", m.text, m.url), 4000), "disable_web_page_preview": true}),
+                body,
             )
         }
         "email" => email::render(&channel.config, target, m),
@@ -481,6 +488,7 @@ mod tests {
             dedup_key: "lookout-incident-9".into(),
             issue: None,
             event: None,
+            agent: None,
             at: 0,
         };
         let (url, t) = render(&ch, None, &m).unwrap();

@@ -1,6 +1,6 @@
 //! The rule model: Sentry's issue alerts and metric alerts, parsed and validated from the
 //! JSON Sentry's API takes, plus what Sentry cannot express (tag ratios, agents that went
-//! down, new issues after a deploy), and the six trading presets.
+//! down, new issues after a deploy), and the seven trading presets (the seventh: venue outages).
 //!
 //! Rules are stored as the Sentry-shaped JSON they were created with (normalised) and
 //! parsed into these types when evaluated. Validation errors come back in Django REST
@@ -308,6 +308,16 @@ pub enum Aggregate {
     AgentDown {
         /// Seconds.
         grace_secs: i64,
+    },
+    /// Lookout: `count_unique_per(agent_id, service)`: per value of tag `per` (a Purple Flea
+    /// `service`), how many distinct values of tag `of` (agents) hit error events in the
+    /// window; each value of `per` is a key of its own (one incident per service). A
+    /// venue incident.
+    UniquePer {
+        /// The tag whose distinct values are counted (`agent_id`).
+        of: String,
+        /// The tag each key is a value of (`service`).
+        per: String,
     },
 }
 
@@ -777,6 +787,22 @@ pub fn parse_aggregate(s: &str) -> Option<Aggregate> {
                 value: value.to_owned(),
             }
         }
+        ("count_unique_per", a) => {
+            let (of, per) = a.split_once(',')?;
+            let key = |k: &str| {
+                !k.is_empty()
+                    && k.len() <= 64
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-:".contains(c))
+            };
+            if !key(of) || !key(per) || of == per {
+                return None;
+            }
+            Aggregate::UniquePer {
+                of: of.to_owned(),
+                per: per.to_owned(),
+            }
+        }
         ("agent_down", a) => Aggregate::AgentDown {
             grace_secs: if a.is_empty() {
                 60
@@ -846,6 +872,14 @@ pub fn parse_metric_rule(body: &Value, integration_ids: &[i64]) -> Result<Metric
                 break;
             }
         }
+    }
+    if let Some(Aggregate::UniquePer { .. }) = &aggregate
+        && !query.is_empty()
+    {
+        errors.add(
+            "query",
+            "count_unique_per() counts every error event of the window: leave the query empty.",
+        );
     }
     let time_window_min = match num(body.get("timeWindow")) {
         None => {
@@ -1041,7 +1075,7 @@ impl ThresholdBounds {
             Aggregate::FailureRate => (Some(1.0), ""),
             Aggregate::Count => (None, "events"),
             Aggregate::CountUniqueUsers => (None, "users"),
-            Aggregate::AgentDown { .. } => (None, "agents"),
+            Aggregate::AgentDown { .. } | Aggregate::UniquePer { .. } => (None, "agents"),
         };
         ThresholdBounds {
             min: 0.0,
@@ -1170,7 +1204,8 @@ impl RollupQuery {
     }
 }
 
-/// The six trading presets, installed for every new project: (preset id, kind, body).
+/// The seven trading presets, installed on every project (a preset added later reaches
+/// existing projects too): (preset id, kind, body).
 pub fn presets() -> Vec<(&'static str, &'static str, Value)> {
     let all = json!([{"id": ids::ALL_CHANNELS}]);
     let all_metric = json!([{"type": "all", "targetType": "specific"}]);
@@ -1241,6 +1276,19 @@ pub fn presets() -> Vec<(&'static str, &'static str, Value)> {
                 "timeWindow": 60,
                 "thresholdType": 0,
                 "triggers": [{"label": "critical", "alertThreshold": 0, "actions": all_metric}],
+            }),
+        ),
+        (
+            "venue_outage",
+            "metric",
+            json!({
+                "name": "Venue outage: agents failing on one service",
+                "aggregate": "count_unique_per(agent_id, service)",
+                "query": "",
+                "timeWindow": 5,
+                "thresholdType": 0,
+                "resolveThreshold": 2,
+                "triggers": [{"label": "critical", "alertThreshold": 2, "resolveThreshold": 2, "actions": all_metric}],
             }),
         ),
         (

@@ -10,6 +10,7 @@ use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::services::rule_book::{self, Save};
 use crate::store::alerts::{Alerts, Delivery, Incident, Integration, StoredRule};
+use crate::store::triage::{Ack, Mute};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -66,6 +67,22 @@ pub(super) fn routes() -> Router<AppState> {
             "/api/0/organizations/{org}/notification-deliveries/",
             get(list_deliveries),
         )
+        .route(
+            "/api/0/organizations/{org}/incidents/{id}/acknowledge/",
+            axum::routing::post(acknowledge_incident),
+        )
+        .route(
+            "/api/0/projects/{org}/{project}/rules/{id}/snooze/",
+            axum::routing::post(snooze_issue_rule).delete(unsnooze_issue_rule),
+        )
+        .route(
+            "/api/0/projects/{org}/{project}/alert-rules/{id}/snooze/",
+            axum::routing::post(snooze_metric_rule_project).delete(unsnooze_metric_rule_project),
+        )
+        .route(
+            "/api/0/organizations/{org}/alert-rules/{id}/snooze/",
+            axum::routing::post(snooze_metric_rule_org).delete(unsnooze_metric_rule_org),
+        )
 }
 
 fn store(state: &AppState) -> Alerts {
@@ -114,8 +131,12 @@ async fn list_issue_rules(
         s.rules(oid, Some(pid), "issue")
     })
     .await?;
+    let mutes = mutes(&state).await?;
     Ok(Json(Value::Array(
-        rules.iter().map(issue_rule_json).collect(),
+        rules
+            .iter()
+            .map(|r| with_snooze(issue_rule_json(r), mutes.get(&r.id)))
+            .collect(),
     )))
 }
 
@@ -149,7 +170,8 @@ async fn get_issue_rule(
         Ok(r)
     })
     .await?;
-    Ok(Json(issue_rule_json(&rule)))
+    let mute = mute_of(&state, rule.id).await?;
+    Ok(Json(with_snooze(issue_rule_json(&rule), mute.as_ref())))
 }
 
 async fn update_issue_rule(
@@ -260,8 +282,12 @@ async fn list_metric(
         s.rules(oid, pid, "metric")
     })
     .await?;
+    let mutes = mutes(&state).await?;
     Ok(Json(Value::Array(
-        rules.iter().map(metric_rule_json).collect(),
+        rules
+            .iter()
+            .map(|r| with_snooze(metric_rule_json(r), mutes.get(&r.id)))
+            .collect(),
     )))
 }
 
@@ -291,7 +317,8 @@ async fn get_metric(
     if project.is_some_and(|p| p != rule.project_slug) {
         return Err(ApiError::NotFound(format!("rule {id} not found")));
     }
-    Ok(Json(metric_rule_json(&rule)))
+    let mute = mute_of(&state, rule.id).await?;
+    Ok(Json(with_snooze(metric_rule_json(&rule), mute.as_ref())))
 }
 
 async fn delete_metric(
@@ -564,7 +591,18 @@ async fn list_incidents(
         )
     })
     .await?;
-    Ok(Json(Value::Array(list.iter().map(incident_json).collect())))
+    let triage = state.store.triage();
+    let ids: Vec<i64> = list.iter().map(|i| i.id).collect();
+    let acks = blocking(move || triage.acks(&ids)).await?;
+    Ok(Json(Value::Array(
+        list.iter()
+            .map(|i| {
+                let mut v = incident_json(i);
+                with_ack(&mut v, acks.get(&i.id));
+                v
+            })
+            .collect(),
+    )))
 }
 
 async fn get_incident(
@@ -581,6 +619,9 @@ async fn get_incident(
     })
     .await?;
     let mut out = incident_json(&incident);
+    let triage = state.store.triage();
+    let ack = blocking(move || triage.ack(id)).await?;
+    with_ack(&mut out, ack.as_ref());
     out["activities"] = Value::Array(
         activity
             .iter()
@@ -605,4 +646,223 @@ async fn list_deliveries(
     })
     .await?;
     Ok(Json(Value::Array(list.iter().map(delivery_json).collect())))
+}
+
+// ---------- triage: acknowledgements and rule snoozes ----------
+
+/// `dateAcknowledged` and `acknowledgedBy` of an incident (null when not acknowledged).
+fn with_ack(out: &mut Value, ack: Option<&Ack>) {
+    out["acknowledged"] = json!(ack.is_some());
+    out["dateAcknowledged"] = json!(ack.map(|a| iso(a.at)));
+    out["acknowledgedBy"] = json!(ack.map(|a| a.by.clone()));
+}
+
+/// Sentry's snooze fields of a rule (`snooze`, `snoozeCreatedBy`, `snoozeForEveryone`), and
+/// Lookout's `snoozeUntil` (null: until unmuted). A lapsed mute is not a snooze.
+fn with_snooze(mut out: Value, mute: Option<&Mute>) -> Value {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mute = mute.filter(|m| m.active(now));
+    out["snooze"] = json!(mute.is_some());
+    out["snoozeCreatedBy"] = json!(mute.map(|m| m.by.clone()));
+    out["snoozeForEveryone"] = json!(mute.is_some());
+    out["snoozeUntil"] = json!(mute.and_then(|m| m.until).map(iso));
+    out
+}
+
+async fn mutes(state: &AppState) -> Result<std::collections::HashMap<i64, Mute>, ApiError> {
+    let triage = state.store.triage();
+    Ok(blocking(move || triage.mutes()).await?)
+}
+
+async fn mute_of(state: &AppState, rule: i64) -> Result<Option<Mute>, ApiError> {
+    let triage = state.store.triage();
+    Ok(blocking(move || triage.mute_of(rule)).await?)
+}
+
+async fn acknowledge_incident(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("alerts:write")?;
+    let id = parse_id("incident", &id)?;
+    let s = store(&state);
+    let triage = state.store.triage();
+    let by = format!("token:{}", caller.token);
+    let now = chrono::Utc::now().timestamp_millis();
+    let (incident, ack) = blocking(move || {
+        let oid = s.org_id(&org)?;
+        let acked = triage.acknowledge(oid, id, &by, now)?;
+        let (incident, _, _) = s.incident(oid, id)?;
+        Ok((incident, acked.ack().clone()))
+    })
+    .await?;
+    let mut out = incident_json(&incident);
+    with_ack(&mut out, Some(&ack));
+    Ok(Json(out))
+}
+
+/// When a snooze body says to end: `until` (ISO 8601, in the future), `minutes`, or neither
+/// (until unmuted). `target` may only be `everyone`: a Lookout mute silences the rule.
+fn snooze_until(body: &Value, now: i64) -> Result<Option<i64>, ApiError> {
+    let body = object(body)?;
+    if let Some(t) = body.get("target")
+        && t.as_str() != Some("everyone")
+    {
+        return Err(ApiError::Fields(
+            json!({"target": ["Lookout mutes a rule for everyone: send \"everyone\" or leave it out."]}),
+        ));
+    }
+    match (body.get("until"), body.get("minutes")) {
+        (Some(_), Some(m)) if !m.is_null() => Err(ApiError::Fields(
+            json!({"nonFieldErrors": ["Send either until or minutes, not both."]}),
+        )),
+        (Some(Value::String(u)), _) => {
+            let at = chrono::DateTime::parse_from_rfc3339(u)
+                .map_err(|_| {
+                    ApiError::Fields(json!({"until": [format!("{u:?} is not an ISO 8601 date and time, e.g. 2026-01-01T12:00:00Z.")]}))
+                })?
+                .timestamp_millis();
+            if at <= now {
+                return Err(ApiError::Fields(
+                    json!({"until": ["Cannot snooze a rule until a time in the past."]}),
+                ));
+            }
+            Ok(Some(at))
+        }
+        (Some(Value::Null) | None, None | Some(Value::Null)) => Ok(None),
+        (None | Some(Value::Null), Some(m)) => match m.as_i64() {
+            Some(m) if m > 0 && m <= 30 * 24 * 60 => Ok(Some(now + m * 60_000)),
+            _ => Err(ApiError::Fields(
+                json!({"minutes": ["A whole number of minutes from 1 to 43200 (30 days)."]}),
+            )),
+        },
+        (Some(_), _) => Err(ApiError::Fields(
+            json!({"until": ["Expected an ISO 8601 date and time."]}),
+        )),
+    }
+}
+
+/// Mute rule `id` (of `kind`, and of `project` if given) for the caller.
+async fn snooze(
+    state: AppState,
+    caller: Caller,
+    org: String,
+    project: Option<String>,
+    kind: &'static str,
+    id: String,
+    body: Value,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require("alerts:write")?;
+    let id = parse_id("rule", &id)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let until = snooze_until(&body, now)?;
+    let s = store(&state);
+    let triage = state.store.triage();
+    let by = format!("token:{}", caller.token);
+    let mute = blocking(move || {
+        let oid = s.org_id(&org)?;
+        let rule = s.rule(oid, id, kind)?;
+        if project.is_some_and(|p| p != rule.project_slug) {
+            return Err(crate::store::StoreError::NotFound(format!("rule {id}")));
+        }
+        triage.mute(oid, id, until, &by, now)
+    })
+    .await?;
+    let key = if kind == "issue" {
+        "ruleId"
+    } else {
+        "alertRuleId"
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            key: mute.rule_id.to_string(),
+            "ownerId": Value::Null,
+            "userId": Value::Null,
+            "createdBy": mute.by,
+            "until": mute.until.map(iso),
+            "dateAdded": iso(mute.at),
+        })),
+    ))
+}
+
+async fn unsnooze(
+    state: AppState,
+    caller: Caller,
+    org: String,
+    project: Option<String>,
+    kind: &'static str,
+    id: String,
+) -> Result<StatusCode, ApiError> {
+    caller.require("alerts:write")?;
+    let id = parse_id("rule", &id)?;
+    let s = store(&state);
+    let triage = state.store.triage();
+    let by = format!("token:{}", caller.token);
+    let now = chrono::Utc::now().timestamp_millis();
+    blocking(move || {
+        let oid = s.org_id(&org)?;
+        let rule = s.rule(oid, id, kind)?;
+        if project.is_some_and(|p| p != rule.project_slug) {
+            return Err(crate::store::StoreError::NotFound(format!("rule {id}")));
+        }
+        triage.unmute(oid, id, &by, now)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn snooze_issue_rule(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, project, id)): Path<(String, String, String)>,
+    body: Option<Json<Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body.map_or_else(|| json!({}), |Json(b)| b);
+    snooze(state, caller, org, Some(project), "issue", id, body).await
+}
+
+async fn unsnooze_issue_rule(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, project, id)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    unsnooze(state, caller, org, Some(project), "issue", id).await
+}
+
+async fn snooze_metric_rule_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, project, id)): Path<(String, String, String)>,
+    body: Option<Json<Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body.map_or_else(|| json!({}), |Json(b)| b);
+    snooze(state, caller, org, Some(project), "metric", id, body).await
+}
+
+async fn unsnooze_metric_rule_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, project, id)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    unsnooze(state, caller, org, Some(project), "metric", id).await
+}
+
+async fn snooze_metric_rule_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+    body: Option<Json<Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body.map_or_else(|| json!({}), |Json(b)| b);
+    snooze(state, caller, org, None, "metric", id, body).await
+}
+
+async fn unsnooze_metric_rule_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    unsnooze(state, caller, org, None, "metric", id).await
 }

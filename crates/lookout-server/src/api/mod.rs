@@ -31,6 +31,8 @@ pub fn routes() -> Router<AppState> {
 pub struct Caller {
     /// The token's scopes.
     pub scopes: Vec<String>,
+    /// The token's name, for the audit (`token:<name>`).
+    pub token: String,
 }
 
 impl Caller {
@@ -77,6 +79,7 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| ApiError::Unauthorized("invalid token".into()))?;
         Ok(Caller {
             scopes: info.scopes.split_whitespace().map(str::to_owned).collect(),
+            token: info.name,
         })
     }
 }

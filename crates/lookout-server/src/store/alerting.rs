@@ -172,6 +172,11 @@ pub struct LatencyWindow {
 }
 
 impl Measurer<'_> {
+    /// The connection measured on, for the repositories that add measures (`triage`).
+    pub(super) fn conn(&self) -> &Conn {
+        self.conn
+    }
+
     /// Merged latency of `kind` (`transaction` or `span`) rows of `project` from
     /// `minute_since`, optionally only those named `name` and of op `op`.
     pub fn latency(
@@ -392,6 +397,12 @@ pub struct AlertTx<'c> {
 }
 
 impl AlertTx<'_> {
+    /// The transaction's connection, for the repositories that add reads to it
+    /// (`triage`).
+    pub(super) fn conn(&self) -> &Conn {
+        self.conn
+    }
+
     /// The windows, read inside this transaction.
     pub fn measurer(&self) -> Measurer<'_> {
         Measurer { conn: self.conn }
@@ -618,30 +629,38 @@ fn channels(conn: &Conn, org_id: i64) -> Result<Vec<Integration>> {
 }
 
 fn ensure_presets(conn: &Conn, presets: &[(&str, &str, Value)], now: i64) -> Result<()> {
+    // Projects that lack a record of some preset: new projects, and every project once a
+    // release adds a preset.
     let missing: Vec<i64> = conn
         .prepare_cached(
-            "SELECT id FROM projects WHERE id NOT IN (SELECT project_id FROM alert_presets_installed)",
+            "SELECT p.id FROM projects p
+             WHERE (SELECT COUNT(*) FROM alert_presets_added a WHERE a.project_id = p.id) < ?1",
         )?
-        .query_map([], |r| r.get(0))?
+        .query_map([presets.len() as i64], |r| r.get(0))?
         .collect::<Result<_>>()?;
     for project in missing {
-        // Claim the project first: a node starting at the same time waits here for this
-        // transaction, then finds the claim taken and installs nothing twice.
-        let claimed = conn
-            .prepare_cached(
-                "INSERT INTO alert_presets_installed (project_id) VALUES (?1) ON CONFLICT DO NOTHING",
-            )?
-            .execute([project])?;
-        if claimed == 0 {
-            continue;
-        }
         for (preset, kind, body) in presets {
+            // Claim the (project, preset) first: a node starting at the same time waits here
+            // for this transaction, then finds the claim taken and installs nothing twice. A
+            // preset the operator deleted stays claimed, so it is not installed again.
+            let claimed = conn
+                .prepare_cached(
+                    "INSERT INTO alert_presets_added (project_id, preset) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![project, *preset])?;
+            if claimed == 0 {
+                continue;
+            }
             let name = body["name"].as_str().unwrap_or(preset).to_owned();
             conn.prepare_cached(
                 "INSERT INTO alert_rules (project_id, kind, name, spec, preset, date_created, date_modified) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
             )?
-            .execute(params![project, kind, name, body.to_string(), preset, now])?;
+            .execute(params![project, *kind, name, body.to_string(), *preset, now])?;
         }
+        conn.prepare_cached(
+            "INSERT INTO alert_presets_installed (project_id) VALUES (?1) ON CONFLICT DO NOTHING",
+        )?
+        .execute([project])?;
     }
     Ok(())
 }

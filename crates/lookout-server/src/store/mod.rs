@@ -24,6 +24,7 @@ mod schema;
 mod schema_pg;
 pub mod settings;
 pub mod sql;
+pub mod triage;
 pub mod users;
 
 use rand::RngCore;
@@ -406,6 +407,12 @@ impl Store {
     /// The digest's writer: batches, rollups, agents and the alert feed.
     pub fn digest_writer(&self) -> digest::DigestStore {
         digest::DigestStore::new(Arc::clone(&self.db), self.node.clone())
+    }
+
+    /// Triage: incident acknowledgements, rule mutes, the Telegram poller's offsets and
+    /// the audit of who did which.
+    pub fn triage(&self) -> triage::Triage {
+        triage::Triage::new(Arc::clone(&self.db))
     }
 
     /// Notifications waiting for delivery, and their attempts.

@@ -552,6 +552,51 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX agent_stage_minutes_time ON agent_stage_minutes (minute);
     ",
+    // Triage (issue 24): who acknowledged an incident and when; rules muted until a time
+    // (no notifications meanwhile); the Telegram poller's next update offset per channel;
+    // the audit of who did which; presets installed per project *and preset*, so a preset
+    // added later reaches existing projects (the six known ones count as installed where
+    // the project had its presets).
+    "
+    CREATE TABLE incident_acks (
+        incident_id INTEGER PRIMARY KEY,
+        acked_by TEXT NOT NULL,
+        acked_at INTEGER NOT NULL
+    );
+    CREATE TABLE rule_snoozes (
+        rule_id INTEGER PRIMARY KEY,
+        until INTEGER,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE telegram_offsets (
+        integration_id INTEGER PRIMARY KEY,
+        next_offset INTEGER NOT NULL
+    );
+    CREATE TABLE alert_audit (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        rule_id INTEGER,
+        incident_id INTEGER,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX alert_audit_time ON alert_audit (org_id, at);
+    CREATE TABLE alert_presets_added (
+        project_id INTEGER NOT NULL,
+        preset TEXT NOT NULL,
+        PRIMARY KEY (project_id, preset)
+    ) WITHOUT ROWID;
+    INSERT INTO alert_presets_added (project_id, preset)
+     SELECT project_id, 'critical_trade_failure' FROM alert_presets_installed
+     UNION ALL SELECT project_id, 'error_rate_spike' FROM alert_presets_installed
+     UNION ALL SELECT project_id, 'p99_latency_breach' FROM alert_presets_installed
+     UNION ALL SELECT project_id, 'risk_check_failure_rate' FROM alert_presets_installed
+     UNION ALL SELECT project_id, 'session_crash' FROM alert_presets_installed
+     UNION ALL SELECT project_id, 'new_issue_after_deploy' FROM alert_presets_installed;
+    ",
 ];
 
 /// Bring the main database up to date.

@@ -36,6 +36,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/alerts/rules/{id}", get(edit_rule).post(update))
         .route("/alerts/rules/{id}/delete", post(delete))
         .route("/alerts/incidents/{id}", get(incident))
+        .route("/alerts/incidents/{id}/ack", post(ack_incident))
+        .route("/alerts/rules/{id}/mute", post(mute_rule))
+        .route("/alerts/rules/{id}/unmute", post(unmute_rule))
 }
 
 // ---------- words: channels, rules ----------
@@ -129,6 +132,7 @@ fn aggregate_words(a: &Aggregate) -> String {
         Aggregate::AgentDown { grace_secs } => {
             format!("agents down (crashed or hung {grace_secs} s)")
         }
+        Aggregate::UniquePer { of, per } => format!("distinct {of} with errors per {per}"),
     }
 }
 
@@ -559,6 +563,8 @@ async fn incident(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
         Ok((i, activity, deliveries, rule, store.integrations(oid)?))
     })
     .await?;
+    let triage = state.store.triage();
+    let ack = blocking(move || triage.ack(id)).await?;
     let channels = Channels::of(&channels);
     let unit = rule
         .as_ref()
@@ -597,6 +603,20 @@ async fn incident(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
             dt { "Project" } dd { (i.project_slug) }
             @if !i.key.is_empty() { dt { "For" } dd { (clip(&i.key, 100)) } }
             dt { "Severity" } dd { (i.severity) }
+            dt { "Acknowledged" }
+            dd id="incident-ack" {
+                @match &ack {
+                    Some(a) => { "by " (clip(&a.by, 100)) " · " (when(a.at)) " UTC" }
+                    None if i.status == "closed" => { span.muted { "no" } }
+                    None => {
+                        form.inline method="post" action=(format!("/alerts/incidents/{}/ack", i.id)) {
+                            (csrf_field(&viewer))
+                            button id="ack-incident" type="submit" { "Acknowledge" }
+                        }
+                        span.hint { " Stops further notifications of this incident until it resolves." }
+                    }
+                }
+            }
             dt { "Opened" } dd id="incident-opened" { (when(i.opened_at)) " UTC · " (ago(i.opened_at, now)) }
             dt { "Resolved" }
             dd id="incident-resolved" data-live=(LIVE_EVERY_SECS) {
@@ -1835,6 +1855,7 @@ fn form_page(
     whole: bool,
     json_mode: bool,
     preset: Option<&str>,
+    mute: Option<Markup>,
 ) -> Markup {
     let action = match id {
         Some(id) => format!("/alerts/rules/{id}"),
@@ -1847,6 +1868,7 @@ fn form_page(
     };
     let body = html! {
         div.page-head { h1 { (title) } @if let Some(p) = preset { span.pill.preset { "preset " (p) } } }
+        @if let Some(m) = mute { (m) }
         @if id.is_none() {
             p { "Kind: "
                 a href="/alerts/rules/new?kind=metric" aria-current=[(kind == "metric").then_some("page")] { "metric (a measure crosses a threshold)" }
@@ -1899,12 +1921,16 @@ async fn new_rule(
         true,
         false,
         None,
+        None,
     ))
 }
 
 async fn edit_rule(State(state): State<AppState>, viewer: Viewer, Path(id): Path<i64>) -> Page {
     let (projects, channels) = form_lists(&state).await?;
     let rule = find_rule(&state, id).await?;
+    let triage = state.store.triage();
+    let mute = blocking(move || triage.mute_of(id)).await?;
+    let mute = mute_box(&viewer, id, mute.as_ref(), state.clock.now_ms());
     let spec = serde_json::to_string_pretty(&rule.spec).unwrap_or_default();
     let (f, whole) = if rule.kind == "issue" {
         let (mut f, whole) = issue_fields_of(&rule.spec, &channels);
@@ -1925,6 +1951,7 @@ async fn edit_rule(State(state): State<AppState>, viewer: Viewer, Path(id): Path
         whole,
         false,
         rule.preset.as_deref(),
+        Some(mute),
     ))
 }
 
@@ -2031,7 +2058,7 @@ async fn save(
     shown.insert("project".into(), project);
     let page = form_page(
         &viewer, id, kind, &shown, &projects, &channels, &errors, &spec_text, whole, json_mode,
-        None,
+        None, None,
     );
     Ok((StatusCode::BAD_REQUEST, page).into_response())
 }
@@ -2174,5 +2201,140 @@ mod tests {
                 .contains("between 0 and 100 %"),
             "{errors:?}"
         );
+    }
+}
+
+// ---------- triage: acknowledge an incident, mute a rule ----------
+
+async fn ack_incident(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, UiError> {
+    viewer.check_csrf(&f.csrf)?;
+    let alerts = state.store.alerts();
+    let triage = state.store.triage();
+    let by = format!("user:{}", viewer.username());
+    let now = state.clock.now_ms();
+    blocking(move || {
+        let oid = alerts.org_id("default")?;
+        triage.acknowledge(oid, id, &by, now)
+    })
+    .await
+    .map_err(|e| match e {
+        crate::services::ServiceError::Store(crate::store::StoreError::Invalid(why)) => {
+            UiError::BadRequest(why)
+        }
+        other => other.into(),
+    })?;
+    Ok(Redirect::to(&format!("/alerts/incidents/{id}")).into_response())
+}
+
+/// The mute durations the rule page offers: (form value, words).
+const MUTE_CHOICES: &[(&str, &str)] = &[
+    ("30m", "30 minutes"),
+    ("1h", "1 hour"),
+    ("4h", "4 hours"),
+    ("1d", "1 day"),
+    ("7d", "7 days"),
+];
+
+#[derive(Debug, serde::Deserialize)]
+struct MuteForm {
+    csrf: String,
+    #[serde(default)]
+    duration: String,
+}
+
+async fn mute_rule(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Form(f): Form<MuteForm>,
+) -> Result<Response, UiError> {
+    viewer.check_csrf(&f.csrf)?;
+    let ms = crate::alerts::telegram_bot::parse_duration(&f.duration)
+        .filter(|_| MUTE_CHOICES.iter().any(|(v, _)| *v == f.duration))
+        .ok_or_else(|| {
+            UiError::BadRequest(format!(
+                "Mute for one of {}, not {:?}.",
+                MUTE_CHOICES
+                    .iter()
+                    .map(|c| c.1)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                clip(&f.duration, 20)
+            ))
+        })?;
+    let rule = find_rule(&state, id).await?;
+    let alerts = state.store.alerts();
+    let triage = state.store.triage();
+    let by = format!("user:{}", viewer.username());
+    let now = state.clock.now_ms();
+    blocking(move || {
+        let oid = alerts.org_id("default")?;
+        triage.mute(oid, rule.id, Some(now + ms), &by, now)
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/alerts/rules/{id}")).into_response())
+}
+
+async fn unmute_rule(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, UiError> {
+    viewer.check_csrf(&f.csrf)?;
+    let rule = find_rule(&state, id).await?;
+    let alerts = state.store.alerts();
+    let triage = state.store.triage();
+    let by = format!("user:{}", viewer.username());
+    let now = state.clock.now_ms();
+    blocking(move || {
+        let oid = alerts.org_id("default")?;
+        triage.unmute(oid, rule.id, &by, now)
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/alerts/rules/{id}")).into_response())
+}
+
+/// The rule page's mute box: muted until when and by whom, with Unmute; or a Mute form.
+fn mute_box(
+    viewer: &Viewer,
+    id: i64,
+    mute: Option<&crate::store::triage::Mute>,
+    now: i64,
+) -> Markup {
+    let mute = mute.filter(|m| m.active(now));
+    html! {
+        section.mute-box id="rule-mute" aria-labelledby="rule-mute-title" {
+            h2 id="rule-mute-title" { "Notifications" }
+            @match mute {
+                Some(m) => {
+                    p id="rule-muted" {
+                        strong { "Muted" }
+                        @match m.until { Some(u) => { " until " (when(u)) " UTC" } None => { " until unmuted" } }
+                        " by " (clip(&m.by, 100)) ". The rule still evaluates and records incidents; it notifies no one."
+                    }
+                    form.inline method="post" action=(format!("/alerts/rules/{id}/unmute")) {
+                        (csrf_field(viewer))
+                        button id="unmute-rule" type="submit" { "Unmute" }
+                    }
+                }
+                None => {
+                    form.inline method="post" action=(format!("/alerts/rules/{id}/mute")) {
+                        (csrf_field(viewer))
+                        label for="mute-duration" { "Mute for " }
+                        select id="mute-duration" name="duration" {
+                            @for (v, words) in MUTE_CHOICES { option value=(v) selected[*v == "1h"] { (words) } }
+                        }
+                        " "
+                        button id="mute-rule" type="submit" { "Mute" }
+                    }
+                }
+            }
+        }
     }
 }

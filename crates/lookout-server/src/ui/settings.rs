@@ -497,6 +497,27 @@ const CHANNEL_FIELDS: &[(&str, &[ChannelField])] = &[
                 false,
                 false,
             ),
+            (
+                "commands",
+                "Commands",
+                "on: take /status, /alerts, /ack, /mute, /pause, /resume, /resolve and the alert buttons from the allowed chats and users.",
+                false,
+                false,
+            ),
+            (
+                "allowed_chat_ids",
+                "Allowed chat ids",
+                "Optional: chats besides the chat id above that may command, separated by commas.",
+                false,
+                false,
+            ),
+            (
+                "allowed_user_ids",
+                "Allowed user ids",
+                "Numeric Telegram user ids that may command (required with commands on), separated by commas.",
+                false,
+                false,
+            ),
         ],
     ),
     (
@@ -577,7 +598,11 @@ fn channel_form(viewer: &Viewer, provider: &str, refused: &Refused) -> Markup {
                 @let error = refused.errors.iter().find(|(k, _)| **k == *key).map(|(_, v)| v.as_str());
                 div.field {
                     label for=(id) { (label) @if !required { span.muted { " (optional)" } } }
-                    @if *key == "tls" {
+                    @if *key == "commands" {
+                        select id=(id) name=(key) {
+                            @for t in ["off", "on"] { option value=(t) selected[refused.value(key) == t] { (t) } }
+                        }
+                    } @else if *key == "tls" {
                         select id=(id) name=(key) {
                             @for t in ["starttls", "tls", "none"] { option value=(t) selected[refused.value(key) == t] { (t) } }
                         }
@@ -660,6 +685,16 @@ fn channel_config(provider: &str, form: &HashMap<String, String>) -> Result<Valu
                     .filter(|s| !s.is_empty())
                     .collect::<Vec<_>>()
             ),
+            "commands" => json!(v == "on"),
+            "allowed_chat_ids" | "allowed_user_ids" => {
+                match crate::alerts::telegram_bot::parse_id_list(v) {
+                    Ok(ids) => json!(ids),
+                    Err(e) => {
+                        refused.errors.insert(key, e);
+                        continue;
+                    }
+                }
+            }
             "url" | "api_base" if !(v.starts_with("https://") || v.starts_with("http://")) => {
                 refused.errors.insert(
                     key,
