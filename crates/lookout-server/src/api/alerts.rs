@@ -688,7 +688,7 @@ async fn acknowledge_incident(
     let id = parse_id("incident", &id)?;
     let s = store(&state);
     let triage = state.store.triage();
-    let by = format!("token:{}", caller.token);
+    let by = format!("token:{}", caller.token_name);
     let now = chrono::Utc::now().timestamp_millis();
     let (incident, ack) = blocking(move || {
         let oid = s.org_id(&org)?;
@@ -759,7 +759,7 @@ async fn snooze(
     let until = snooze_until(&body, now)?;
     let s = store(&state);
     let triage = state.store.triage();
-    let by = format!("token:{}", caller.token);
+    let by = format!("token:{}", caller.token_name);
     let mute = blocking(move || {
         let oid = s.org_id(&org)?;
         let rule = s.rule(oid, id, kind)?;
@@ -799,7 +799,7 @@ async fn unsnooze(
     let id = parse_id("rule", &id)?;
     let s = store(&state);
     let triage = state.store.triage();
-    let by = format!("token:{}", caller.token);
+    let by = format!("token:{}", caller.token_name);
     let now = chrono::Utc::now().timestamp_millis();
     blocking(move || {
         let oid = s.org_id(&org)?;

@@ -2,6 +2,7 @@
 //! Every request carries `Authorization: Bearer <token>` (from `lookout tokens create`) with
 //! the scope the endpoint needs.
 
+mod agents;
 pub(crate) mod alerts;
 mod issues;
 mod monitors;
@@ -18,6 +19,7 @@ use axum::http::request::Parts;
 /// The API routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(agents::routes())
         .merge(alerts::routes())
         .merge(issues::routes())
         .merge(monitors::routes())
@@ -31,8 +33,10 @@ pub fn routes() -> Router<AppState> {
 pub struct Caller {
     /// The token's scopes.
     pub scopes: Vec<String>,
-    /// The token's name, for the audit (`token:<name>`).
-    pub token: String,
+    /// The token's id (what audit trails name).
+    pub token_id: i64,
+    /// The token's name.
+    pub token_name: String,
 }
 
 impl Caller {
@@ -79,7 +83,8 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| ApiError::Unauthorized("invalid token".into()))?;
         Ok(Caller {
             scopes: info.scopes.split_whitespace().map(str::to_owned).collect(),
-            token: info.name,
+            token_id: info.id,
+            token_name: info.name,
         })
     }
 }

@@ -85,6 +85,7 @@ fn sweep(db: &Db, config: &RetentionConfig, now_ms: i64) -> Result<Swept> {
     conn.execute("DELETE FROM check_ins WHERE received_at < ?1", [cutoff])?;
     conn.execute("DELETE FROM digest_rejections WHERE at < ?1", [cutoff])?;
     conn.execute("DELETE FROM agents WHERE last_seen < ?1", [cutoff])?;
+    conn.execute("DELETE FROM agent_trading_changes WHERE at < ?1", [cutoff])?;
     conn.execute("DELETE FROM ui_sessions WHERE expires_at < ?1", [now_ms])?;
     conn.execute(
         "DELETE FROM issue_tags WHERE issue_id IN (SELECT id FROM issues WHERE last_seen < ?1)",

@@ -552,6 +552,37 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX agent_stage_minutes_time ON agent_stage_minutes (minute);
     ",
+    // Kill switch (issue 24): each agent's trading state and the audit of its changes.
+    "
+    CREATE TABLE agent_trading (
+        project_id INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        actor_kind TEXT,
+        actor_id TEXT,
+        actor_name TEXT,
+        since INTEGER NOT NULL,
+        until INTEGER,
+        origin TEXT,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (project_id, agent_id)
+    );
+    CREATE TABLE agent_trading_changes (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        reason TEXT,
+        actor_kind TEXT NOT NULL,
+        actor_id TEXT,
+        actor_name TEXT NOT NULL,
+        until INTEGER,
+        version INTEGER NOT NULL
+    );
+    CREATE INDEX agent_trading_changes_agent ON agent_trading_changes (project_id, agent_id, at);
+    ",
     // Triage (issue 24): who acknowledged an incident and when; rules muted until a time
     // (no notifications meanwhile); the Telegram poller's next update offset per channel;
     // the audit of who did which; presets installed per project *and preset*, so a preset
