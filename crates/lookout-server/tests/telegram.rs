@@ -123,6 +123,19 @@ fn error_event(kind: &str, n: usize) -> Value {
     })
 }
 
+/// Agent `id` as the agents API lists it.
+async fn agent(s: &TestServer, token: &str, id: &str) -> Value {
+    let (_, list) = s
+        .api(token, "/api/0/projects/default/default/agents/")
+        .await;
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("agent {id} listed: {list}"))
+}
+
 /// Wait until `check` holds (the poller and the notifier are asynchronous).
 async fn until(s: &TestServer, what: &str, mut check: impl FnMut() -> bool) {
     s.eventually(what, || {
@@ -209,6 +222,21 @@ async fn telegram_commands_buttons_and_a_refused_chat() {
         texts.contains("Critical trade failure") && texts.contains("Error rate spike")
     })
     .await;
+    // The preset's alert is about agent ag_1 (its event's agent_id tag): a Pause button.
+    let preset_alert = tg
+        .alerts()
+        .into_iter()
+        .find(|b| {
+            b["text"]
+                .as_str()
+                .unwrap()
+                .contains("Critical trade failure")
+        })
+        .unwrap();
+    assert_eq!(
+        preset_alert["reply_markup"]["inline_keyboard"][0][2]["callback_data"],
+        "pause:ag_1"
+    );
     let alert = tg
         .alerts()
         .into_iter()
@@ -305,7 +333,16 @@ async fn telegram_commands_buttons_and_a_refused_chat() {
         "{:?}",
         tg.replies_to(90)
     );
-    assert!(tg.replies_to(100)[0].contains("not available"));
+    assert!(
+        tg.replies_to(100)[0].contains("Agent ag_1 paused: too risky"),
+        "{:?}",
+        tg.replies_to(100)
+    );
+    let ag = agent(&s, &token, "ag_1").await;
+    assert_eq!(ag["trading"], "paused", "{ag}");
+    assert_eq!(ag["pausedReason"], "too risky");
+    assert_eq!(ag["pausedBy"]["kind"], "telegram");
+    assert_eq!(ag["pausedBy"]["id"], "7", "{ag}");
     let (_, r) = s
         .api(
             &token,
@@ -368,10 +405,25 @@ async fn telegram_commands_buttons_and_a_refused_chat() {
     let short = margin["shortId"].as_str().unwrap().to_ascii_lowercase();
     tg.push(command(11, 42, 7, &format!("/resolve {short}")));
     tg.push(button(12, 42, 7, &format!("ack:{incident}")));
+    tg.push(command(13, 42, 7, "/resume ag_1"));
+    tg.push(command(14, 42, 7, "/pause nobody"));
     until(&s, "the resolve reply and the button answer", || {
-        !tg.replies_to(110).is_empty() && !tg.calls("answerCallbackQuery").is_empty()
+        !tg.replies_to(110).is_empty()
+            && !tg.calls("answerCallbackQuery").is_empty()
+            && !tg.replies_to(140).is_empty()
     })
     .await;
+    assert!(
+        tg.replies_to(130)[0].contains("may trade again"),
+        "{:?}",
+        tg.replies_to(130)
+    );
+    assert_eq!(agent(&s, &token, "ag_1").await["trading"], "active");
+    assert!(
+        tg.replies_to(140)[0].contains("No agent \"nobody\""),
+        "{:?}",
+        tg.replies_to(140)
+    );
     assert!(
         tg.replies_to(110)[0].contains("resolved"),
         "{:?}",
@@ -400,8 +452,8 @@ async fn telegram_commands_buttons_and_a_refused_chat() {
     // was answered twice although the stand-in serves whatever is at or past the offset.
     let triage = s.server.store.triage();
     let channel = triage.telegram_channels().unwrap()[0].id;
-    assert_eq!(triage.telegram_offset(channel).unwrap(), 13);
-    for n in [4, 5, 6, 7, 8, 9, 10, 11] {
+    assert_eq!(triage.telegram_offset(channel).unwrap(), 15);
+    for n in [4, 5, 6, 7, 8, 9, 10, 11, 13, 14] {
         assert_eq!(tg.replies_to(n * 10).len(), 1, "update {n} answered once");
     }
     assert_eq!(

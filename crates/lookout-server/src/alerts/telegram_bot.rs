@@ -129,7 +129,7 @@ pub fn alert_buttons(m: &super::notify::Message) -> Value {
 }
 
 /// Whether `/pause` and `/resume` reach the trading service in this build.
-pub const PAUSE_AVAILABLE: bool = false;
+pub const PAUSE_AVAILABLE: bool = true;
 
 /// A duration as commands take it: `30m`, `2h`, `1d`, `90s`; in ms.
 pub fn parse_duration(s: &str) -> Option<i64> {
@@ -152,6 +152,9 @@ pub fn parse_duration(s: &str) -> Option<i64> {
 struct Sender {
     chat: i64,
     user: i64,
+    /// Their username, if they have one.
+    name: String,
+    /// How the audit names them: `telegram:<id> (@name)`.
     actor: String,
 }
 
@@ -160,12 +163,18 @@ fn sender(from: &Value, chat: i64) -> Option<Sender> {
     let name = from
         .get("username")
         .and_then(Value::as_str)
-        .map(|u| format!(" (@{})", clip(u, 32)))
+        .map(|u| clip(u, 32))
         .unwrap_or_default();
+    let shown = if name.is_empty() {
+        String::new()
+    } else {
+        format!(" (@{name})")
+    };
     Some(Sender {
         chat,
         user,
-        actor: format!("telegram:{user}{name}"),
+        actor: format!("telegram:{user}{shown}"),
+        name,
     })
 }
 
@@ -468,8 +477,8 @@ async fn handle(c: &Ctx, ch: &TelegramChannel, u: &Value) {
         Ok(cmd) => {
             let store = Arc::clone(&c.store);
             let ch2 = ch.clone();
-            let actor = from.actor.clone();
-            match tokio::task::spawn_blocking(move || run(&store, &ch2, &actor, cmd)).await {
+            let who = from.clone();
+            match tokio::task::spawn_blocking(move || run(&store, &ch2, &who, cmd)).await {
                 Ok(Ok(text)) => ("done", text),
                 Ok(Err(text)) => ("failed", text),
                 Err(e) => ("failed", format!("That failed: {e}")),
@@ -514,8 +523,9 @@ fn parse_button(data: &str) -> Result<Command, String> {
 }
 
 /// Carry out `cmd` for `actor` (blocking); the reply's text, or why it failed.
-fn run(store: &Store, ch: &TelegramChannel, actor: &str, cmd: Command) -> Result<String, String> {
+fn run(store: &Store, ch: &TelegramChannel, from: &Sender, cmd: Command) -> Result<String, String> {
     let now = chrono::Utc::now().timestamp_millis();
+    let actor = from.actor.as_str();
     let triage = store.triage();
     let fail = |e: crate::store::StoreError| match e {
         crate::store::StoreError::NotFound(what) => format!("No {what}."),
@@ -597,8 +607,82 @@ fn run(store: &Store, ch: &TelegramChannel, actor: &str, cmd: Command) -> Result
                 .map_err(fail)?;
             Ok(format!("Issue {short} resolved."))
         }
-        Command::Pause(..) | Command::Resume(..) => {
-            Err("Pausing and resuming agents is not available on this server yet.".into())
+        Command::Pause(agent, reason) => {
+            let project = project_of_agent(store, ch, &agent, now)?;
+            let reason = reason.unwrap_or_else(|| format!("paused from Telegram by {actor}"));
+            let state = crate::services::trading::pause(
+                store,
+                project,
+                &agent,
+                &reason,
+                telegram_actor(from),
+                None,
+                now,
+            )
+            .map_err(service_fail)?;
+            Ok(format!(
+                "Agent {} paused: {}. /resume {} lets it trade again.",
+                state.agent_id,
+                state.reason.unwrap_or_default(),
+                state.agent_id
+            ))
+        }
+        Command::Resume(agent) => {
+            let project = project_of_agent(store, ch, &agent, now)?;
+            let state =
+                crate::services::trading::resume(store, project, &agent, telegram_actor(from), now)
+                    .map_err(service_fail)?;
+            Ok(format!("Agent {} may trade again.", state.agent_id))
+        }
+    }
+}
+
+/// The kill switch's name for a Telegram user.
+fn telegram_actor(from: &Sender) -> crate::services::trading::Actor {
+    crate::services::trading::Actor::Telegram {
+        user_id: from.user,
+        name: if from.name.is_empty() {
+            format!("telegram user {}", from.user)
+        } else {
+            from.name.clone()
+        },
+    }
+}
+
+/// The project of the channel's organisation that agent `agent` reports to (the first, if
+/// several have an agent of that id).
+fn project_of_agent(
+    store: &Store,
+    ch: &TelegramChannel,
+    agent: &str,
+    now: i64,
+) -> Result<i64, String> {
+    let agents = crate::services::agents::overview_now(store, &ch.org_slug, now)
+        .map_err(|e| service_fail(e.into()))?;
+    agents
+        .iter()
+        .find(|a| a.agent_id == agent)
+        .map(|a| a.project_id)
+        .ok_or_else(|| format!("No agent {agent:?}. /status lists the agents."))
+}
+
+/// A service's refusal as a reply.
+fn service_fail(e: crate::services::ServiceError) -> String {
+    use crate::services::ServiceError;
+    match e {
+        ServiceError::Store(crate::store::StoreError::NotFound(what)) => format!("No {what}."),
+        ServiceError::Store(crate::store::StoreError::Invalid(why))
+        | ServiceError::Invalid(why) => why,
+        ServiceError::Fields(v) => v
+            .as_object()
+            .and_then(|m| m.values().next())
+            .and_then(|v| v.get(0))
+            .and_then(Value::as_str)
+            .unwrap_or("That was refused.")
+            .to_owned(),
+        other => {
+            tracing::warn!(error = %other, "telegram command failed");
+            "That failed on the server; try again.".to_owned()
         }
     }
 }

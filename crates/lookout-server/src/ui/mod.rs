@@ -162,11 +162,6 @@ impl Viewer {
         &self.session.csrf
     }
 
-    /// The signed-in account's name (who did it, in the audit).
-    pub fn username(&self) -> &str {
-        &self.session.username
-    }
-
     /// Check a submitted CSRF token (constant time).
     pub fn check_csrf(&self, submitted: &str) -> Result<(), UiError> {
         let a = self.session.csrf.as_bytes();
