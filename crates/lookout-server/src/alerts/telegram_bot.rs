@@ -54,7 +54,7 @@ pub fn validate(config: &Value) -> Result<(), String> {
         }
     }
     if let Some(v) = config.get("poll_timeout_secs")
-        && !v.as_u64().is_some_and(|s| s <= 50)
+        && v.as_u64().is_none_or(|s| s > 50)
     {
         return Err("config.poll_timeout_secs must be a whole number from 0 to 50".into());
     }

@@ -111,16 +111,28 @@ fn mute_of(conn: &Conn, rule: i64) -> Result<Option<Mute>> {
     .optional()
 }
 
+/// What an audit line is about.
+#[derive(Debug, Clone, Copy)]
+enum About {
+    Rule(i64),
+    Incident(i64),
+    Nothing,
+}
+
 fn audit(
     conn: &Conn,
     org: i64,
     at: i64,
     actor: &str,
     action: &str,
-    rule: Option<i64>,
-    incident: Option<i64>,
+    about: About,
     detail: &str,
 ) -> Result<()> {
+    let (rule, incident) = match about {
+        About::Rule(r) => (Some(r), None),
+        About::Incident(i) => (None, Some(i)),
+        About::Nothing => (None, None),
+    };
     conn.prepare_cached(
         "INSERT INTO alert_audit (org_id, at, actor, action, rule_id, incident_id, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
@@ -164,7 +176,7 @@ impl Triage {
                 "INSERT INTO incident_activity (incident_id, at, kind, detail) VALUES (?1, ?2, 'acknowledged', ?3)",
             )?
             .execute(params![id, now, format!("acknowledged by {by}")])?;
-            audit(tx, org, now, by, "acknowledge", None, Some(id), &format!("incident {id}"))?;
+            audit(tx, org, now, by, "acknowledge", About::Incident(id), &format!("incident {id}"))?;
             Ok(Acked::Now(Ack {
                 incident_id: id,
                 by: by.to_owned(),
@@ -220,7 +232,7 @@ impl Triage {
                 Some(u) => format!("muted until {}", crate::time::iso(u)),
                 None => "muted until unmuted".to_owned(),
             };
-            audit(tx, org, now, by, "mute", Some(rule), None, &detail)?;
+            audit(tx, org, now, by, "mute", About::Rule(rule), &detail)?;
             Ok(Mute {
                 rule_id: rule,
                 until,
@@ -238,7 +250,7 @@ impl Triage {
                 .prepare_cached("DELETE FROM rule_snoozes WHERE rule_id = ?1")?
                 .execute([rule])?;
             if n > 0 {
-                audit(tx, org, now, by, "unmute", Some(rule), None, "unmuted")?;
+                audit(tx, org, now, by, "unmute", About::Rule(rule), "unmuted")?;
             }
             Ok(())
         })
@@ -288,7 +300,7 @@ impl Triage {
     /// Record in the audit something done elsewhere (a Telegram command's effect).
     pub fn record(&self, org: i64, at: i64, actor: &str, action: &str, detail: &str) -> Result<()> {
         self.db
-            .write(|tx| audit(tx, org, at, actor, action, None, None, detail))
+            .write(|tx| audit(tx, org, at, actor, action, About::Nothing, detail))
     }
 
     /// The next `getUpdates` offset of Telegram channel `integration` (0: none yet).
@@ -459,23 +471,20 @@ impl Measurer<'_> {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
             })?
             .collect::<Result<_>>()?;
-        let mut tallies: HashMap<
-            String,
-            (Vec<String>, HashMap<String, i64>, HashMap<String, i64>, i64),
-        > = HashMap::new();
+        let mut tallies: HashMap<String, Tally> = HashMap::new();
         for (service, agent, status, endpoint, title, transaction) in rows {
             let t = tallies.entry(service).or_default();
-            t.3 += 1;
+            t.errors += 1;
             if let Some(a) = agent
-                && !t.0.contains(&a)
+                && !t.agents.contains(&a)
             {
-                t.0.push(a);
+                t.agents.push(a);
             }
             if let Some(s) = status {
-                *t.2.entry(s).or_default() += 1;
+                *t.statuses.entry(s).or_default() += 1;
             }
             if let Some(e) = endpoint.or_else(|| endpoint_in(&title)).or(transaction) {
-                *t.1.entry(e).or_default() += 1;
+                *t.endpoints.entry(e).or_default() += 1;
             }
         }
         let ranked = |m: HashMap<String, i64>| {
@@ -485,20 +494,29 @@ impl Measurer<'_> {
         };
         Ok(tallies
             .into_iter()
-            .map(|(service, (mut agents, endpoints, statuses, errors))| {
-                agents.sort();
+            .map(|(service, mut t)| {
+                t.agents.sort();
                 (
                     service,
                     ServiceErrors {
-                        agents,
-                        endpoints: ranked(endpoints),
-                        statuses: ranked(statuses),
-                        errors,
+                        agents: t.agents,
+                        endpoints: ranked(t.endpoints),
+                        statuses: ranked(t.statuses),
+                        errors: t.errors,
                     },
                 )
             })
             .collect())
     }
+}
+
+/// One service's errors being counted.
+#[derive(Debug, Default)]
+struct Tally {
+    agents: Vec<String>,
+    endpoints: HashMap<String, i64>,
+    statuses: HashMap<String, i64>,
+    errors: i64,
 }
 
 /// The `METHOD /path` a Purple Flea client error names in its message
