@@ -171,10 +171,37 @@ async fn telegram_commands_buttons_and_a_refused_chat() {
         "/api/0/organizations/default/integrations/",
         &json!({"provider": "telegram", "name": "tg", "config": {
             "bot_token": "123:ABC", "chat_id": 42, "api_base": tg.url,
-            "commands": true, "allowed_user_ids": [7], "allowed_chat_ids": [-1001], "poll_timeout_secs": 0}}),
+            "commands": true, "allowed_user_ids": [9], "allowed_chat_ids": [-1001], "poll_timeout_secs": 0}}),
     )
     .await
     .expect(201);
+    // The allow-list is edited through the API (checked as at creation; the bot token kept).
+    let (_, list) = s
+        .api(&token, "/api/0/organizations/default/integrations/")
+        .await;
+    let channel_url = format!(
+        "/api/0/organizations/default/integrations/{}/",
+        list[0]["id"].as_str().unwrap()
+    );
+    let bad = api
+        .put(
+            &channel_url,
+            &json!({"config": {"allowed_user_ids": ["seven"]}}),
+        )
+        .await
+        .expect(400);
+    assert!(
+        bad["config"][0].as_str().unwrap().contains("numeric"),
+        "{bad}"
+    );
+    let edited = api
+        .put(&channel_url, &json!({"config": {"allowed_user_ids": [7]}}))
+        .await
+        .expect(200);
+    assert!(
+        edited["configured"].to_string().contains("bot_token"),
+        "{edited}"
+    );
 
     // A metric rule that warns at the first error and is critical past 3: an open incident.
     let rule = api
@@ -471,4 +498,30 @@ async fn telegram_commands_buttons_and_a_refused_chat() {
             .count(),
         fired_before
     );
+
+    // A restart resumes after the last handled update: the stand-in still serves every
+    // update at or past the offset asked for, and none is answered again.
+    let sent_before = tg.calls("sendMessage").len();
+    let polls_before = tg.calls("getUpdates").len();
+    let TestServer { server, dir, db } = s;
+    server.stop().await.unwrap();
+    let restarted = lookout_server::Server::builder(common::test_config(dir.path(), db.as_ref()))
+        .start()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tg.calls("getUpdates").len() < polls_before + 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restarted server polls"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(tg.calls("getUpdates").last().unwrap()["offset"], 15);
+    assert_eq!(
+        tg.calls("sendMessage").len(),
+        sent_before,
+        "nothing answered twice"
+    );
+    restarted.stop().await.unwrap();
 }

@@ -350,10 +350,10 @@ async fn an_operator_walks_every_page_in_a_real_browser() {
     assert!(monitors.contains("recalibrate"), "{monitors}");
     assert!(monitors.contains("agent-ag_ui-heartbeat"), "{monitors}");
     assert!(seen["check_in_dots"].as_i64().unwrap_or(0) >= 2);
-    // The six presets are listed; the rule made in the page is stored and evaluated.
+    // The seven presets are listed; the rule made in the page is stored and evaluated.
     assert_eq!(
         seen["rules_before"].as_array().map_or(0, Vec::len),
-        6,
+        7,
         "{seen}"
     );
     assert!(

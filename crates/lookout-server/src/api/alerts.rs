@@ -56,7 +56,7 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route(
             "/api/0/organizations/{org}/integrations/{id}/",
-            axum::routing::delete(delete_integration),
+            axum::routing::delete(delete_integration).put(update_integration),
         )
         .route("/api/0/organizations/{org}/incidents/", get(list_incidents))
         .route(
@@ -517,6 +517,68 @@ async fn create_integration(
     })
     .await?;
     Ok((StatusCode::CREATED, Json(integration_json(&created))))
+}
+
+/// Change a channel: `name`, and `config` keys merged into the stored config (a key set to
+/// null is removed; keys not sent, secrets included, stay as they are). The result is
+/// checked as a new channel's config is.
+async fn update_integration(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("alerts:write")?;
+    let body = object(&body)?.clone();
+    let id = parse_id("integration", &id)?;
+    let patch = match body.get("config") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err(ApiError::Fields(json!({"config": ["Expected an object."]}))),
+    };
+    let new_name = match body.get("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(n)) if !n.trim().is_empty() && n.chars().count() <= 80 => {
+            Some(n.trim().to_owned())
+        }
+        Some(_) => {
+            return Err(ApiError::Fields(
+                json!({"name": ["A name of 1 to 80 characters."]}),
+            ));
+        }
+    };
+    let s = store(&state);
+    let triage = state.store.triage();
+    let by = format!("token:{}", caller.token_name);
+    let now = chrono::Utc::now().timestamp_millis();
+    let updated = blocking(move || {
+        let oid = s.org_id(&org)?;
+        triage.edit_channel(oid, id, &by, now, |provider, name, config| {
+            let mut merged = config.as_object().cloned().unwrap_or_default();
+            for (k, v) in patch {
+                if v.is_null() {
+                    merged.remove(&k);
+                } else {
+                    merged.insert(k, v);
+                }
+            }
+            let merged = Value::Object(merged);
+            notify::validate_config(provider, &merged)?;
+            Ok((new_name.unwrap_or_else(|| name.to_owned()), merged))
+        })?;
+        s.integrations(oid)?
+            .into_iter()
+            .find(|i| i.id == id)
+            .ok_or_else(|| crate::store::StoreError::NotFound(format!("integration {id}")))
+    })
+    .await
+    .map_err(|e| match e {
+        crate::services::ServiceError::Store(crate::store::StoreError::Invalid(m)) => {
+            ApiError::Fields(json!({"config": [m]}))
+        }
+        other => other.into(),
+    })?;
+    Ok(Json(integration_json(&updated)))
 }
 
 async fn delete_integration(

@@ -398,6 +398,48 @@ impl Triage {
     }
 }
 
+impl Triage {
+    /// Change channel `id` of organisation `org`: its name and config, as `edit` makes them
+    /// from what is stored (provider, name, config); `edit` refuses with a message. Audited.
+    pub fn edit_channel(
+        &self,
+        org: i64,
+        id: i64,
+        by: &str,
+        now: i64,
+        edit: impl FnOnce(
+            &str,
+            &str,
+            &serde_json::Value,
+        ) -> std::result::Result<(String, serde_json::Value), String>,
+    ) -> Result<()> {
+        self.db.write(|tx| {
+            let (provider, name, config): (String, String, String) = tx
+                .prepare_cached(
+                    "SELECT provider, name, config FROM integrations WHERE org_id = ?1 AND id = ?2",
+                )?
+                .query_row(params![org, id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("integration {id}")))?;
+            let config: serde_json::Value = serde_json::from_str(&config).unwrap_or_default();
+            let (name, config) = edit(&provider, &name, &config).map_err(StoreError::Invalid)?;
+            tx.prepare_cached(
+                "UPDATE integrations SET name = ?3, config = ?4 WHERE org_id = ?1 AND id = ?2",
+            )?
+            .execute(params![org, id, name, config.to_string()])?;
+            audit(
+                tx,
+                org,
+                now,
+                by,
+                "edit_channel",
+                About::Nothing,
+                &format!("channel {id} ({provider})"),
+            )
+        })
+    }
+}
+
 fn rule_of_org(conn: &Conn, org: i64, rule: i64) -> Result<()> {
     conn.prepare_cached(
         "SELECT r.id FROM alert_rules r JOIN projects p ON p.id = r.project_id WHERE p.org_id = ?1 AND r.id = ?2",
