@@ -659,6 +659,33 @@ pub(crate) fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> Result
 mod tests {
     use super::*;
 
+    /// A project that had the six presets before presets were recorded one by one keeps
+    /// them as installed (only a preset added later is installed on it).
+    #[test]
+    fn projects_with_the_six_presets_keep_them_as_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("db")).unwrap();
+        let triage = MIGRATIONS
+            .iter()
+            .position(|m| m.contains("CREATE TABLE incident_acks"))
+            .unwrap();
+        migrate_with(&mut c, &MIGRATIONS[..triage]).unwrap();
+        c.execute(
+            "INSERT INTO alert_presets_installed (project_id) VALUES (7)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let n: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM alert_presets_added WHERE project_id = 7",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 6);
+    }
+
     #[test]
     fn migrates_once_and_refuses_newer() {
         let dir = tempfile::tempdir().unwrap();

@@ -585,6 +585,43 @@ mod tests {
         assert_eq!(endpoint_in("no endpoint here"), None);
     }
 
+    /// A preset added by a release reaches a project that had the earlier ones, once; a
+    /// preset the operator deleted is not put back.
+    #[test]
+    fn a_preset_added_later_reaches_existing_projects_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        store.ensure_default_project().unwrap();
+        let stage = store.alert_stage();
+        let all = crate::alerts::rules::presets();
+        let six: Vec<_> = all
+            .iter()
+            .filter(|p| p.0 != "venue_outage")
+            .cloned()
+            .collect();
+        stage.ensure_presets(&six, 0).unwrap();
+        let alerts = store.alerts();
+        let org = alerts.org_id("default").unwrap();
+        let presets = || {
+            let mut v: Vec<String> = ["issue", "metric"]
+                .iter()
+                .flat_map(|k| alerts.rules(org, None, k).unwrap())
+                .filter_map(|r| r.preset)
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(presets().len(), 6);
+        let deleted = alerts.rules(org, None, "issue").unwrap()[0].clone();
+        alerts.delete_rule(deleted.id).unwrap();
+        stage.ensure_presets(&all, 0).unwrap();
+        stage.ensure_presets(&all, 0).unwrap();
+        let now = presets();
+        assert_eq!(now.len(), 6, "{now:?}");
+        assert!(now.contains(&"venue_outage".to_owned()));
+        assert!(!now.contains(deleted.preset.as_ref().unwrap()));
+    }
+
     #[test]
     fn a_mute_without_end_holds_until_lifted() {
         let m = Mute {
