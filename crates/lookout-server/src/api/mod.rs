@@ -6,6 +6,7 @@ pub(crate) mod alerts;
 mod issues;
 mod monitors;
 mod performance;
+mod profiling;
 mod projects;
 mod releases;
 
@@ -22,6 +23,7 @@ pub fn routes() -> Router<AppState> {
         .merge(issues::routes())
         .merge(monitors::routes())
         .merge(performance::routes())
+        .merge(profiling::routes())
         .merge(projects::routes())
         .merge(releases::routes())
 }

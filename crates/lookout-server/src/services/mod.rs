@@ -6,10 +6,13 @@
 //! * [`health`]: release health per release, environment and strategy.
 //! * [`agents`]: the agents overview.
 //! * [`issues`]: issue search, a page at a time.
+//! * [`profiles`]: flame graphs (aggregated, or one transaction's within a span) and the
+//!   functions with the most self time.
 
 pub mod agents;
 pub mod health;
 pub mod issues;
+pub mod profiles;
 pub mod rule_book;
 
 use crate::store::StoreError;
