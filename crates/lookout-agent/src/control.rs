@@ -342,12 +342,14 @@ fn run(control: &Control, endpoint: &Endpoint, policy: Unreachable) {
             .map_err(|e| e.to_string())
             .and_then(|mut r| {
                 let status = r.status().as_u16();
-                let body: serde_json::Value = r
+                let text = r
                     .body_mut()
                     .with_config()
                     .limit(64 * 1024)
-                    .read_json()
+                    .read_to_string()
                     .map_err(|e| format!("HTTP {status}: unreadable answer: {e}"))?;
+                let body: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| format!("HTTP {status}: not JSON: {e}"))?;
                 if status == 200 {
                     parse(&body).ok_or_else(|| format!("HTTP {status}: unexpected answer"))
                 } else {

@@ -7,6 +7,7 @@ pub(crate) mod alerts;
 mod issues;
 mod monitors;
 mod performance;
+mod profiling;
 mod projects;
 mod releases;
 
@@ -24,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .merge(issues::routes())
         .merge(monitors::routes())
         .merge(performance::routes())
+        .merge(profiling::routes())
         .merge(projects::routes())
         .merge(releases::routes())
 }

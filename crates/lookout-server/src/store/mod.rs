@@ -15,6 +15,7 @@ pub mod inbox;
 pub mod leases;
 pub mod monitors;
 pub mod outbox;
+pub mod profiles;
 pub mod read;
 pub mod records;
 pub mod releases;

@@ -16,6 +16,8 @@ pub struct Swept {
     pub expired: u64,
     /// Events removed by the per-project cap.
     pub capped: u64,
+    /// Profiles removed for age (`retention.profiles_days`).
+    pub profiles: u64,
 }
 
 /// Delete the events matching `where_clause` a chunk per transaction, taking the writer
@@ -68,6 +70,8 @@ fn sweep(db: &Db, config: &RetentionConfig, now_ms: i64) -> Result<Swept> {
         expired: delete_events(db, "timestamp < ?1", &[cutoff])?,
         ..Swept::default()
     };
+    swept.profiles =
+        super::profiles::sweep(db, now_ms - i64::from(config.profiles_days) * 86_400_000)?;
     let conn = db.writer()?;
     for table in [
         "rollup_events",

@@ -9,6 +9,7 @@
 mod agents;
 mod alerts;
 mod charts;
+mod flame;
 mod issues;
 mod monitors;
 mod performance;
