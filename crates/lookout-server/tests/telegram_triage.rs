@@ -284,8 +284,60 @@ async fn acknowledge_and_mute_through_the_api_and_the_ui() {
     assert!(incident_page.contains("by user:admin"));
     assert!(!incident_page.contains("id=\"ack-incident\""));
 
-    // Everything above is in the audit, with who did it.
+    // UI: a Telegram channel's command fields are edited on its page; the bot token, left
+    // blank, is kept; a bad id is refused beside its field.
+    let made = api
+        .post(
+            "/api/0/organizations/default/integrations/",
+            &json!({"provider": "telegram", "name": "tg", "config": {"bot_token": "123:SECRET", "chat_id": 42}}),
+        )
+        .await
+        .expect(201);
+    let channel = made["id"].as_str().unwrap().to_owned();
+    let edit_url = format!("{base}/settings/channels/{channel}/edit");
+    let form = page(&ui, &edit_url).await;
+    assert!(!form.contains("123:SECRET"), "secrets are never shown");
+    assert!(form.contains("id=\"channel-allowed_user_ids\""));
+    let csrf_token = csrf(&form);
+    let bad = post_form(
+        &ui,
+        &edit_url,
+        &format!(
+            "csrf={csrf_token}&name=tg&bot_token=&chat_id=42&commands=on&allowed_user_ids=seven"
+        ),
+    )
+    .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        bad.text()
+            .await
+            .unwrap()
+            .contains("is not a numeric Telegram id")
+    );
+    let r = post_form(
+        &ui,
+        &edit_url,
+        &format!("csrf={csrf_token}&name=tg&bot_token=&chat_id=42&commands=on&allowed_user_ids=7%2C+8&allowed_chat_ids=-100"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let org = s.server.store.alerts().org_id("default").unwrap();
+    let stored = s
+        .server
+        .store
+        .alerts()
+        .integrations(org)
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id.to_string() == channel)
+        .unwrap()
+        .config;
+    assert_eq!(stored["bot_token"], "123:SECRET");
+    assert_eq!(stored["commands"], true);
+    assert_eq!(stored["allowed_user_ids"], json!([7, 8]));
+    assert_eq!(stored["allowed_chat_ids"], json!([-100]));
+
+    // Everything above is in the audit, with who did it.
     let audit: Vec<(String, String)> = s
         .server
         .store
@@ -302,6 +354,7 @@ async fn acknowledge_and_mute_through_the_api_and_the_ui() {
         ("user:admin", "mute"),
         ("user:admin", "unmute"),
         ("user:admin", "acknowledge"),
+        ("user:admin", "edit_channel"),
     ] {
         assert!(
             audit.iter().any(|(a, b)| a == want.0 && b == want.1),

@@ -32,6 +32,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/settings/channels", post(create_channel))
         .route("/settings/channels/new", get(new_channel))
         .route("/settings/channels/{id}/delete", post(delete_channel))
+        .route(
+            "/settings/channels/{id}/edit",
+            get(edit_channel).post(save_channel),
+        )
 }
 
 /// Scopes a token may be given from this page.
@@ -178,7 +182,8 @@ async fn render(state: &AppState, viewer: &Viewer, retry: Option<Retry>) -> Page
                             td { (provider_name(&c.provider)) }
                             td.muted { (configured_keys(&c.config)) }
                             td { (ago(c.date_created, now)) }
-                            td { form.inline method="post" action=(format!("/settings/channels/{}/delete", c.id)) data-confirm="Remove this channel? Rules that name it stop sending to it." {
+                            td { a href=(format!("/settings/channels/{}/edit", c.id)) aria-label=(format!("Edit {}", clip(&channel_label(c), 100))) { "Edit" } " "
+                                form.inline method="post" action=(format!("/settings/channels/{}/delete", c.id)) data-confirm="Remove this channel? Rules that name it stop sending to it." {
                                 (csrf_field(viewer)) button.link type="submit" aria-label=(format!("Remove {}", clip(&channel_label(c), 100))) { "Remove" }
                             } }
                         }
@@ -577,13 +582,28 @@ struct ProviderQuery {
 }
 
 fn channel_form(viewer: &Viewer, provider: &str, refused: &Refused) -> Markup {
+    channel_form_to(viewer, provider, refused, None)
+}
+
+/// The channel form, posting to `/settings/channels` (a new channel) or, with `edit`, to
+/// that channel's edit address (secrets left blank are kept).
+fn channel_form_to(
+    viewer: &Viewer,
+    provider: &str,
+    refused: &Refused,
+    edit: Option<i64>,
+) -> Markup {
+    let action = edit.map_or_else(
+        || "/settings/channels".to_owned(),
+        |id| format!("/settings/channels/{id}/edit"),
+    );
     let fields = fields_of(provider).unwrap_or_default();
     let name_error = refused.error("channel-name");
     html! {
         @if !refused.errors.is_empty() {
-            div.form-errors id="form-errors" role="alert" { p { "The channel was not added: see the fields marked below." } }
+            div.form-errors id="form-errors" role="alert" { p { "The channel was not saved: see the fields marked below." } }
         }
-        form.channel-form id="channel-form" method="post" action="/settings/channels" novalidate {
+        form.channel-form id="channel-form" method="post" action=(action) novalidate {
             (csrf_field(viewer))
             input type="hidden" name="provider" value=(provider);
             div.field {
@@ -613,10 +633,10 @@ fn channel_form(viewer: &Viewer, provider: &str, refused: &Refused) -> Markup {
                             aria-describedby=[error.map(|_| format!("{id}-error"))];
                     }
                     (field_error_slot(&id, error))
-                    span.hint { (hint) }
+                    span.hint { (hint) @if edit.is_some() && *secret { " Leave blank to keep it." } }
                 }
             }
-            button id="save-channel" type="submit" { "Add channel" }
+            button id="save-channel" type="submit" { (if edit.is_some() { "Save channel" } else { "Add channel" }) }
         }
     }
 }
@@ -767,6 +787,103 @@ async fn create_channel(
                 alerts.create_integration(oid, &provider, &name, &config)
             })
             .await?;
+            Ok(Redirect::to("/settings#channels").into_response())
+        }
+    }
+}
+
+/// A stored config as the form shows it (lists joined by commas, `commands` as on/off).
+fn form_values(config: &Value) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for (k, v) in config.as_object().into_iter().flatten() {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => if *b { "on" } else { "off" }.to_owned(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(", "),
+            other => other.to_string(),
+        };
+        out.insert(k.clone(), text);
+    }
+    out
+}
+
+async fn find_channel(
+    state: &AppState,
+    id: i64,
+) -> Result<(i64, crate::store::alerts::Integration), UiError> {
+    let alerts = state.store.alerts();
+    Ok(blocking(move || {
+        let oid = alerts.org_id("default")?;
+        let found = alerts.integrations(oid)?.into_iter().find(|i| i.id == id);
+        found
+            .map(|c| (oid, c))
+            .ok_or_else(|| crate::store::StoreError::NotFound(format!("channel {id}")))
+    })
+    .await?)
+}
+
+async fn edit_channel(State(state): State<AppState>, viewer: Viewer, Path(id): Path<i64>) -> Page {
+    let (_, c) = find_channel(&state, id).await?;
+    let mut values = form_values(&c.config);
+    values.insert("name".into(), c.name.clone());
+    let refused = Refused {
+        values,
+        ..Refused::default()
+    };
+    let body = html! {
+        div.page-head { h1 { "Edit " (clip(&c.name, 80)) } }
+        p { a href="/settings#channels" { "Back to the settings" } }
+        (channel_form_to(&viewer, &c.provider, &refused, Some(id)))
+    };
+    Ok(layout(&viewer, "settings", "Edit channel", body))
+}
+
+async fn save_channel(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Form(mut form): Form<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    viewer.check_csrf(form.get("csrf").map_or("", String::as_str))?;
+    let (org, c) = find_channel(&state, id).await?;
+    // Secrets are never shown: a blank one keeps what is stored.
+    let stored = form_values(&c.config);
+    for (key, _, _, _, secret) in fields_of(&c.provider).unwrap_or_default() {
+        if *secret && form.get(*key).is_none_or(|v| v.trim().is_empty()) {
+            if let Some(v) = stored.get(*key) {
+                form.insert((*key).to_owned(), v.clone());
+            }
+        }
+    }
+    match channel_config(&c.provider, &form) {
+        Err(mut refused) => {
+            for (key, _, _, _, secret) in fields_of(&c.provider).unwrap_or_default() {
+                if *secret {
+                    refused.values.remove(*key);
+                }
+            }
+            let body = html! {
+                div.page-head { h1 { "Edit " (clip(&c.name, 80)) } }
+                p { a href="/settings#channels" { "Back to the settings" } }
+                (channel_form_to(&viewer, &c.provider, &refused, Some(id)))
+            };
+            Ok((
+                StatusCode::BAD_REQUEST,
+                layout(&viewer, "settings", "Edit channel", body),
+            )
+                .into_response())
+        }
+        Ok(config) => {
+            let name = form.get("name").map_or("", |s| s.trim()).to_owned();
+            let triage = state.store.triage();
+            let by = format!("user:{}", viewer.username());
+            let now = state.clock.now_ms();
+            blocking(move || triage.edit_channel(org, id, &by, now, |_, _, _| Ok((name, config))))
+                .await?;
             Ok(Redirect::to("/settings#channels").into_response())
         }
     }
