@@ -1072,19 +1072,6 @@ fn transition(
         ctx.now,
         (to != Level::Ok).then_some(incident),
     )?;
-    // An acknowledged incident is not notified again until it resolves.
-    if from != Level::Ok
-        && to != Level::Ok
-        && let Some(ack) = tx.acked(incident)?
-    {
-        tx.activity(
-            incident,
-            ctx.now,
-            "acknowledged",
-            &format!("{detail}: not notified (acknowledged by {})", ack.by),
-        )?;
-        return Ok(());
-    }
     // Actions: of the trigger now active, or (on resolve) of the one that was.
     let label = if to == Level::Ok { from } else { to };
     let actions: Vec<Action> = rule
@@ -1120,11 +1107,23 @@ fn transition(
         dedup_key: format!("lookout-incident-{incident}"),
         issue: None,
         event: None,
-        agent: matches!(rule.aggregate, Aggregate::AgentDown { .. })
-            .then(|| key.to_owned())
-            .filter(|k| !k.is_empty()),
+        agent: agent_of_metric(rule, key).map(str::to_owned),
         at: ctx.now,
     };
+    // An acknowledged incident is not notified again until it resolves (its actions,
+    // the kill switch's included, still run).
+    if from != Level::Ok
+        && to != Level::Ok
+        && let Some(ack) = tx.acked(incident)?
+    {
+        tx.activity(
+            incident,
+            ctx.now,
+            "acknowledged",
+            &format!("{detail}: not notified (acknowledged by {})", ack.by),
+        )?;
+        return Ok(());
+    }
     enqueue(tx, row, &actions, &message)
 }
 

@@ -450,8 +450,8 @@ async fn handle(c: &Ctx, ch: &TelegramChannel, u: &Value) {
             message_id,
             text,
         } => {
-            if !text.starts_with('/') && allowed(ch, &from) {
-                // Chatter in the chat, not a command.
+            if !text.starts_with('/') {
+                // Chatter in a group, not a command.
                 return;
             }
             (from, parse_command(&text), Some(message_id), None)
