@@ -853,10 +853,11 @@ async fn save_channel(
     // Secrets are never shown: a blank one keeps what is stored.
     let stored = form_values(&c.config);
     for (key, _, _, _, secret) in fields_of(&c.provider).unwrap_or_default() {
-        if *secret && form.get(*key).is_none_or(|v| v.trim().is_empty()) {
-            if let Some(v) = stored.get(*key) {
-                form.insert((*key).to_owned(), v.clone());
-            }
+        if *secret
+            && form.get(*key).is_none_or(|v| v.trim().is_empty())
+            && let Some(v) = stored.get(*key)
+        {
+            form.insert((*key).to_owned(), v.clone());
         }
     }
     match channel_config(&c.provider, &form) {
