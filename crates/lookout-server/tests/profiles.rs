@@ -456,4 +456,26 @@ async fn a_continuous_profiling_chunk_is_stored_and_readable() {
     assert_eq!(raw["profiler_id"], "a".repeat(32));
     assert_eq!(raw["profile"]["frames"][0]["function"], "tick");
     assert!(!raw.to_string().contains("sk_live_"), "{raw}");
+
+    // Profiles have their own retention.
+    let config = lookout_server::config::RetentionConfig {
+        profiles_days: 30,
+        ..Default::default()
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let sweep = |at: i64| {
+        let store = s.server.store.clone();
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || store.sweep(&config, at).expect("sweep"))
+    };
+    assert_eq!(
+        sweep(now + 29 * 86_400_000).await.expect("sweep").profiles,
+        0
+    );
+    assert_eq!(s.api(&token, &path).await.0, 200);
+    assert_eq!(
+        sweep(now + 31 * 86_400_000).await.expect("sweep").profiles,
+        1
+    );
+    assert_eq!(s.api(&token, &path).await.0, 404);
 }
