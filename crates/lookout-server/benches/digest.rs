@@ -12,6 +12,10 @@
 //! digest paused, the server is stopped and started again over the same data directory, and
 //! the bench times how fast the digest drains the inbox with nothing else running.
 //!
+//! `LOOKOUT_BENCH_PROFILED=P` (0–100, default 0) gives P % of the transactions a profile
+//! item of the shape sentry-python sends with `profiles_sample_rate` (100 samples of one
+//! thread over the transaction, 30 frames, 10 stacks 12 to 21 deep, over the spans).
+//!
 //! `LOOKOUT_BENCH_RATE=N` sends at a steady N envelopes/s instead of as fast as the clients
 //! can (sustained load): the bench reports the rate achieved and the lag sampled while
 //! sending (median, 99th percentile, max, and the mean of the first and last thirds of the
@@ -43,6 +47,7 @@ fn main() {
     let concurrency: u64 = env_or("LOOKOUT_BENCH_CONCURRENCY", 32);
     let kind = std::env::var("LOOKOUT_BENCH_KIND").unwrap_or_else(|_| "both".into());
     let after = std::env::var("LOOKOUT_BENCH_DIGEST").as_deref() == Ok("after");
+    let profiled: u64 = env_or("LOOKOUT_BENCH_PROFILED", 0);
     let rate: Option<f64> = std::env::var("LOOKOUT_BENCH_RATE")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -53,12 +58,19 @@ fn main() {
         .expect("runtime");
     for k in ["error", "transaction"] {
         if kind == k || kind == "both" {
-            runtime.block_on(run(k, count, concurrency, after, rate));
+            runtime.block_on(run(k, count, concurrency, after, rate, profiled));
         }
     }
 }
 
-async fn run(kind: &str, count: u64, concurrency: u64, after: bool, pace: Option<f64>) {
+async fn run(
+    kind: &str,
+    count: u64,
+    concurrency: u64,
+    after: bool,
+    pace: Option<f64>,
+    profiled: u64,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = Config {
         listen: "127.0.0.1:0".into(),
@@ -82,6 +94,8 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool, pace: Option
         .map(|n| {
             let body = if gzip {
                 envelopes::error_envelope(n)
+            } else if n % 100 < profiled {
+                with_profile(envelopes::transaction_envelope(n), n)
             } else {
                 envelopes::transaction_envelope(n)
             };
@@ -169,7 +183,7 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool, pace: Option
     let rate = |d: Duration| count as f64 / d.as_secs_f64();
     if after {
         println!(
-            "digest {kind} (digest alone): {cores} cores, {count} envelopes already in the inbox: all digested in {:.2} s ({:.0}/s)",
+            "digest {kind} (digest alone, {profiled} % profiled): {cores} cores, {count} envelopes already in the inbox: all digested in {:.2} s ({:.0}/s)",
             digested.as_secs_f64(),
             rate(digested),
         );
@@ -197,7 +211,7 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool, pace: Option
         );
     } else {
         println!(
-            "digest {kind}: {cores} cores, {count} envelopes at concurrency {concurrency}: accepted in {:.2} s ({:.0}/s), all digested in {:.2} s ({:.0}/s end to end), max lag {:.0} ms",
+            "digest {kind} ({profiled} % profiled): {cores} cores, {count} envelopes at concurrency {concurrency}: accepted in {:.2} s ({:.0}/s), all digested in {:.2} s ({:.0}/s end to end), max lag {:.0} ms",
             sent.as_secs_f64(),
             rate(sent),
             digested.as_secs_f64(),
@@ -205,4 +219,48 @@ async fn run(kind: &str, count: u64, concurrency: u64, after: bool, pace: Option
             max_lag
         );
     }
+}
+
+/// `envelope` (a transaction from [`envelopes::transaction_envelope`], ending now and lasting
+/// 0.5 s) with a v1 profile item for it: 100 samples 5 ms apart on the transaction's thread,
+/// 30 frames (a third in the app), 10 distinct stacks 12 to 21 frames deep, leaf first.
+fn with_profile(mut envelope: Vec<u8>, n: u64) -> Vec<u8> {
+    let start = chrono::Utc::now() - chrono::Duration::milliseconds(500);
+    let frames: Vec<serde_json::Value> = (0..30)
+        .map(|i| {
+            serde_json::json!({"function": format!("fn_{i}"), "module": format!("vol_arb.module_{}", i / 5),
+                "filename": format!("vol_arb/module_{}.py", i / 5), "abs_path": format!("/srv/vol_arb/module_{}.py", i / 5),
+                "lineno": 10 + i, "in_app": i % 3 == 0})
+        })
+        .collect();
+    let stacks: Vec<Vec<u32>> = (0..10u32)
+        .map(|s| (0..12 + s).rev().map(|d| (d + s) % 30).collect())
+        .collect();
+    let samples: Vec<serde_json::Value> = (0..100u64)
+        .map(|i| {
+            serde_json::json!({"stack_id": (i / 10) % 10, "thread_id": "140001",
+                "elapsed_since_start_ns": (i * 5_000_000).to_string()})
+        })
+        .collect();
+    let profile = serde_json::json!({
+        "event_id": format!("{:032x}", u128::from(n) + (1u128 << 100)),
+        "version": "1", "platform": "python", "release": "vol-arb@1.0.0", "environment": "production",
+        "timestamp": start.to_rfc3339(),
+        "device": {"architecture": "x86_64"}, "os": {"name": "Linux", "version": "6.1"},
+        "runtime": {"name": "CPython", "version": "3.12.3"},
+        "transactions": [{"id": format!("{:032x}", n + 1), "name": "Order Pipeline: BTC buy",
+            "relative_start_ns": "0", "relative_end_ns": "500000000",
+            "trace_id": format!("{:032x}", n + 1), "active_thread_id": "140001"}],
+        "profile": {"frames": frames, "stacks": stacks, "samples": samples,
+            "thread_metadata": {"140001": {"name": "MainThread"}, "140002": {"name": "sentry.monitor"}}},
+    })
+    .to_string();
+    envelope.extend_from_slice(
+        format!(
+            "{{\"type\":\"profile\",\"length\":{}}}\n{profile}\n",
+            profile.len()
+        )
+        .as_bytes(),
+    );
+    envelope
 }

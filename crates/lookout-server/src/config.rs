@@ -157,7 +157,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 20 * 1024 * 1024,
-            max_envelope_bytes: 50 * 1024 * 1024,
+            max_envelope_bytes: 100 * 1024 * 1024,
             max_inflight_bytes: 512 * 1024 * 1024,
             queue_capacity: 8192,
             max_batch: 1024,

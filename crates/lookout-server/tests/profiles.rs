@@ -293,9 +293,9 @@ fn metric(m: &str, name: &str, reason: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_profiles_are_refused_alone_with_their_reason() {
-    // Room for an envelope holding a 50 MiB item beside an event (the default cap on a
-    // decoded envelope is 50 MiB, past which the whole envelope gets 413).
-    let s = TestServer::start_with(|c| c.ingest.max_envelope_bytes = 64 << 20).await;
+    // The default cap on a decoded envelope (100 MiB, as Relay's) leaves room for a 50 MiB
+    // item beside an event.
+    let s = TestServer::start().await;
     let client = reqwest::Client::new();
     let token = s.token();
 
@@ -456,4 +456,26 @@ async fn a_continuous_profiling_chunk_is_stored_and_readable() {
     assert_eq!(raw["profiler_id"], "a".repeat(32));
     assert_eq!(raw["profile"]["frames"][0]["function"], "tick");
     assert!(!raw.to_string().contains("sk_live_"), "{raw}");
+
+    // Profiles have their own retention.
+    let config = lookout_server::config::RetentionConfig {
+        profiles_days: 30,
+        ..Default::default()
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let sweep = |at: i64| {
+        let store = s.server.store.clone();
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || store.sweep(&config, at).expect("sweep"))
+    };
+    assert_eq!(
+        sweep(now + 29 * 86_400_000).await.expect("sweep").profiles,
+        0
+    );
+    assert_eq!(s.api(&token, &path).await.0, 200);
+    assert_eq!(
+        sweep(now + 31 * 86_400_000).await.expect("sweep").profiles,
+        1
+    );
+    assert_eq!(s.api(&token, &path).await.0, 404);
 }

@@ -403,18 +403,23 @@ fn user_key(p: &Value) -> Option<String> {
     None
 }
 
-fn compress(v: &Value) -> Vec<u8> {
-    thread_local! {
-        // One zstd context per digest thread, reused: creating one per event showed in
-        // profiles (allocation and table set-up).
-        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-            std::cell::RefCell::new(zstd::bulk::Compressor::new(1).ok());
-    }
+pub(super) fn compress(v: &Value) -> Vec<u8> {
     // Room for a typical event up front: growing the buffer while serialising showed in
     // profiles.
     let mut bytes = Vec::with_capacity(16 * 1024);
     if serde_json::to_writer(&mut bytes, v).is_err() {
         bytes.clear();
+    }
+    compress_bytes(bytes)
+}
+
+/// Zstd (level 1) of `bytes` with this thread's compressor; `bytes` as they are if that fails.
+pub(super) fn compress_bytes(bytes: Vec<u8>) -> Vec<u8> {
+    thread_local! {
+        // One zstd context per digest thread, reused: creating one per event showed in
+        // profiles (allocation and table set-up).
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            std::cell::RefCell::new(zstd::bulk::Compressor::new(1).ok());
     }
     COMPRESSOR
         .with_borrow_mut(|c| c.as_mut().and_then(|c| c.compress(&bytes).ok()))

@@ -141,8 +141,8 @@ pub(super) fn record(
         start_ms: profile.start.timestamp_millis(),
         duration_ns: i64::try_from(duration_ns).unwrap_or(i64::MAX),
         received_ms,
-        payload: compress(&profile.raw),
-        summary: summary.to_bytes(),
+        payload: super::process::compress(&profile.raw),
+        summary: super::process::compress_bytes(serde_json::to_vec(&summary).unwrap_or_default()),
         functions,
     }
 }
@@ -173,9 +173,4 @@ fn innermost<'a>(spans: &[&'a SpanRecord], at_ms: f64) -> Option<&'a str> {
                 .then(a.duration_ms.total_cmp(&b.duration_ms))
         })
         .map(|s| s.op.as_str())
-}
-
-fn compress(v: &Value) -> Vec<u8> {
-    let json = serde_json::to_vec(v).unwrap_or_default();
-    zstd::bulk::compress(&json, 3).unwrap_or(json)
 }
