@@ -16,9 +16,15 @@ fn event_envelope(agent: &str, level: &str, n: u32) -> Vec<u8> {
         "{:032x}",
         u128::from(n) + (u128::from(agent.len() as u32) << 64)
     );
+    // Warnings (an agent saying it started) group apart from its trade failures.
+    let kind = if level == "warning" {
+        "AgentStarted"
+    } else {
+        "OrderRejected"
+    };
     let event = json!({
         "event_id": id, "level": level, "platform": "rust",
-        "exception": {"values": [{"type": "OrderRejected", "value": format!("trade failed {n}")}]},
+        "exception": {"values": [{"type": kind, "value": format!("trade failed {n}")}]},
         "tags": {"agent_id": agent, "strategy": "vol_arb"},
     });
     format!("{{\"event_id\":\"{id}\"}}\n{{\"type\":\"event\"}}\n{event}\n").into_bytes()
