@@ -1,6 +1,7 @@
 //! The kill switch, agent side: a control channel to the server of the agent's DSN.
 //!
-//! [`crate::init`] starts one background thread (no extra configuration: the DSN says where
+//! The agent's client (from [`crate::init`] or [`crate::Options::hub`]) starts one background
+//! thread when it is built (no extra configuration: the DSN says where
 //! and with which key) that long-polls
 //! `GET {scheme}://{host}/api/{project_id}/agents/{agent_id}/control/?since=<version>&wait=25`
 //! authenticated with the DSN's public key, reconnecting with backoff (0.5 s doubling to
@@ -112,7 +113,8 @@ fn current() -> Option<Arc<Control>> {
 
 /// Whether the agent may start an order now: `false` while the server has it paused (or, with
 /// [`Unreachable::PauseAfter`], while the server has been unreachable too long). `true`
-/// without a control channel (no DSN, not initialised).
+/// without a control channel (no DSN, not initialised). With several agents in one process,
+/// this is the one whose client was built last; see [`is_trading_allowed_on`].
 pub fn is_trading_allowed() -> bool {
     current().is_none_or(|c| c.allowed.load(Ordering::Acquire))
 }
@@ -137,7 +139,7 @@ pub fn failures() -> u64 {
 /// `hub` the first time for each pause (later refusals carry the same event id). `None`
 /// while trading is allowed.
 pub(crate) fn refusal(hub: &Hub, asset: &str) -> Option<TradingError> {
-    let control = current()?;
+    let control = control_of(hub)?;
     if control.allowed.load(Ordering::Acquire) {
         return None;
     }
@@ -205,15 +207,24 @@ fn endpoint(dsn: &str, agent_id: &str) -> Option<Endpoint> {
     })
 }
 
-/// Start the control channel of `agent_id` on the server of `dsn`; replaces the previous
-/// one (an agent initialised again). Returns the handle the [`crate::Guard`] stops.
-pub(crate) fn start(
-    dsn: Option<&str>,
-    agent_id: &str,
-    policy: Unreachable,
-    callbacks: Vec<Callback>,
-) -> Option<ControlHandle> {
-    let endpoint = dsn.and_then(|d| endpoint(d, agent_id))?;
+/// What a control channel needs, kept by the agent's client until it is built.
+pub(crate) struct Plan {
+    pub(crate) dsn: String,
+    pub(crate) agent_id: String,
+    pub(crate) policy: Unreachable,
+    pub(crate) callbacks: Vec<Callback>,
+}
+
+/// Start the control channel of `plan`'s agent on the server of its DSN; it becomes the
+/// process's current one ([`is_trading_allowed`]). Returns the handle that stops it.
+pub(crate) fn start(plan: Plan) -> Option<ControlHandle> {
+    let Plan {
+        dsn,
+        agent_id,
+        policy,
+        callbacks,
+    } = plan;
+    let endpoint = endpoint(&dsn, &agent_id)?;
     let control = Arc::new(Control {
         state: RwLock::new(TradingState::active()),
         allowed: AtomicBool::new(true),
@@ -232,14 +243,49 @@ pub(crate) fn start(
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start the kill switch's control channel");
     }
-    Some(ControlHandle(control))
+    Some(ControlHandle(Arc::new(Stopper(control))))
 }
 
-/// Stops the control channel when dropped (held by the [`crate::Guard`]).
-pub(crate) struct ControlHandle(Arc<Control>);
+/// The control of `hub`'s agent while it runs, else the process's current one (a thread
+/// whose hub still holds a client an earlier `init` replaced follows the new one).
+fn control_of(hub: &Hub) -> Option<Arc<Control>> {
+    crate::deferred::shared_of(hub)
+        .and_then(|shared| shared.control.get().map(|h| Arc::clone(&(h.0).0)))
+        .filter(|c| !c.stop.load(Ordering::Acquire))
+        .or_else(current)
+}
 
-impl Drop for ControlHandle {
+/// [`is_trading_allowed`] for the agent of `hub` (several agents in one process, each on a
+/// hub of its own from [`crate::Options::hub`]).
+pub fn is_trading_allowed_on(hub: &Hub) -> bool {
+    control_of(hub).is_none_or(|c| c.allowed.load(Ordering::Acquire))
+}
+
+/// Stops the control channel when the last clone is dropped (held by the agent's client and
+/// by the [`crate::Guard`]).
+#[derive(Clone)]
+pub(crate) struct ControlHandle(Arc<Stopper>);
+
+/// Stops its control channel when dropped.
+struct Stopper(Arc<Control>);
+
+/// Stops a control channel when dropped, whoever else holds it (the [`crate::Guard`]).
+pub(crate) struct StopOnDrop(pub(crate) ControlHandle);
+
+impl Drop for StopOnDrop {
     fn drop(&mut self) {
+        (self.0).0.halt();
+    }
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+impl Stopper {
+    fn halt(&self) {
         self.0.stop.store(true, Ordering::Release);
         let mut current = CURRENT
             .write()

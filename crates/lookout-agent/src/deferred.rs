@@ -34,6 +34,9 @@ pub(crate) struct Shared {
     pub(crate) agent_id: String,
     private: OnceLock<Arc<Hub>>,
     queue: Mutex<Option<Weak<dyn PipelineQueue>>>,
+    /// The kill switch's control channel to start when the client is built, then running.
+    pub(crate) control_plan: Mutex<Option<crate::control::Plan>>,
+    pub(crate) control: OnceLock<crate::control::ControlHandle>,
 }
 
 impl Shared {
@@ -43,6 +46,8 @@ impl Shared {
             agent_id,
             private: OnceLock::new(),
             queue: Mutex::new(None),
+            control_plan: Mutex::new(None),
+            control: OnceLock::new(),
         }
     }
 
@@ -86,6 +91,19 @@ pub(crate) struct AgentIntegration {
 impl Integration for AgentIntegration {
     fn name(&self) -> &'static str {
         "lookout-agent"
+    }
+
+    /// The client is being built: start the agent's control channel (the kill switch), once.
+    fn setup(&self, _options: &mut ClientOptions) {
+        let plan = self
+            .shared
+            .control_plan
+            .lock()
+            .ok()
+            .and_then(|mut p| p.take());
+        if let Some(handle) = plan.and_then(crate::control::start) {
+            let _ = self.shared.control.set(handle);
+        }
     }
 }
 

@@ -281,6 +281,18 @@ impl Options {
         let agent_id = self.agent_id.clone();
         let strategy = self.strategy.clone();
         let shared = Arc::new(Shared::new(self.agent_id.clone()));
+        // The kill switch follows the DSN's server (not when a test swapped the transport).
+        if self.transport.is_none()
+            && let Some(dsn) = self.resolved_dsn()
+            && let Ok(mut plan) = shared.control_plan.lock()
+        {
+            *plan = Some(crate::control::Plan {
+                dsn,
+                agent_id: self.agent_id.clone(),
+                policy: self.unreachable,
+                callbacks: self.on_trading_change.clone(),
+            });
+        }
         let before_send = move |mut event: Event<'static>| {
             match filter.decide(&event) {
                 Decision::Drop(_) => {
@@ -450,7 +462,7 @@ macro_rules! crate_release {
 #[must_use = "dropping the guard flushes and shuts the client down"]
 pub struct Guard {
     /// Stops the kill switch's control channel (dropped first).
-    _control: Option<crate::control::ControlHandle>,
+    _control: Option<crate::control::StopOnDrop>,
     sentry: ClientInitGuard,
     counters: Counters,
     state: StateSlot,
@@ -510,17 +522,10 @@ pub fn init(options: Options) -> Guard {
     if options.install_subscriber {
         install_default_subscriber();
     }
-    // The kill switch: only when events go to a DSN (a test transport has no server).
-    let control = if sentry.is_enabled() && options.transport.is_none() {
-        crate::control::start(
-            options.resolved_dsn().as_deref(),
-            &options.agent_id,
-            options.unreachable,
-            options.on_trading_change.clone(),
-        )
-    } else {
-        None
-    };
+    // The kill switch's channel started with the client; the guard stops it.
+    let control = crate::deferred::shared_of(&sentry::Hub::main())
+        .and_then(|shared| shared.control.get().cloned())
+        .map(crate::control::StopOnDrop);
     Guard {
         _control: control,
         sentry,

@@ -90,6 +90,7 @@ pub struct Controls {
 struct ControlsInner {
     crash: AtomicBool,
     stall_scheduler: AtomicBool,
+    orders: std::sync::atomic::AtomicU64,
     accounts: Mutex<BTreeMap<String, String>>,
 }
 
@@ -114,6 +115,16 @@ impl Controls {
     /// job and sends no check-in, so the server marks the cron monitor missed.
     pub fn stall_scheduler(&self, stalled: bool) {
         self.inner.stall_scheduler.store(stalled, Ordering::SeqCst);
+    }
+
+    /// Count an order that went through (the demo watches the count stop while paused).
+    pub fn count_order(&self) {
+        self.inner.orders.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Orders that went through so far.
+    pub fn orders(&self) -> u64 {
+        self.inner.orders.load(Ordering::SeqCst)
     }
 
     /// Whether the scheduler is wedged.

@@ -184,7 +184,10 @@ async fn trade(
                 .map(|m| m.get(book.coin).copied().unwrap_or(book.implied_vol))
                 .unwrap_or(book.implied_vol);
             match cycle(&client, book, state, iv_level, per_year, &mut rng, &shared).await {
-                Ok(true) => summary.actions += 1,
+                Ok(true) => {
+                    summary.actions += 1;
+                    config.controls.count_order();
+                }
                 Ok(false) => {}
                 Err(error) => {
                     summary.errors += 1;

@@ -16,9 +16,15 @@ fn event_envelope(agent: &str, level: &str, n: u32) -> Vec<u8> {
         "{:032x}",
         u128::from(n) + (u128::from(agent.len() as u32) << 64)
     );
+    // Warnings (an agent saying it started) group apart from its trade failures.
+    let kind = if level == "warning" {
+        "AgentStarted"
+    } else {
+        "OrderRejected"
+    };
     let event = json!({
         "event_id": id, "level": level, "platform": "rust",
-        "exception": {"values": [{"type": "OrderRejected", "value": format!("trade failed {n}")}]},
+        "exception": {"values": [{"type": kind, "value": format!("trade failed {n}")}]},
         "tags": {"agent_id": agent, "strategy": "vol_arb"},
     });
     format!("{{\"event_id\":\"{id}\"}}\n{{\"type\":\"event\"}}\n{event}\n").into_bytes()
@@ -479,4 +485,152 @@ async fn a_pause_made_on_another_node_reaches_a_long_poll_within_a_second() {
         "node a saw node b's changes after {took:?}"
     );
     s.server.stop().await.expect("stop");
+}
+
+const PASSWORD: &str = "kill-switch-password";
+
+async fn login(s: &TestServer) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let res = client
+        .post(format!("{}/login", s.server.base_url()))
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(format!("username=admin&password={PASSWORD}&next=/"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), 303);
+    res.headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_owned()
+}
+
+/// GET (no form) or POST a form; status, `Location` and body.
+async fn ui(s: &TestServer, cookie: &str, path: &str, form: Option<&str>) -> (u16, String, String) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let url = format!("{}{path}", s.server.base_url());
+    let req = match form {
+        Some(body) => client
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body.to_owned()),
+        None => client.get(url),
+    };
+    let res = req
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await
+        .expect("ui request");
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (status, location, res.text().await.expect("body"))
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..].split('"').next().expect("csrf value").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_pauses_and_resumes_through_a_confirmation_naming_the_agent() {
+    let s = TestServer::start_manual_with(|c| c.admin_password = Some(PASSWORD.into())).await;
+    agent_seen(&s, "ag_ui").await;
+    let cookie = login(&s).await;
+    let project = s.project_id();
+    let state =
+        || trading::get(&s.server.store, project, "ag_ui", s.server.clock.now_ms()).expect("state");
+
+    let (_, _, overview) = ui(&s, &cookie, "/", None).await;
+    assert!(
+        overview.contains("href=\"/agents/ag_ui/pause\""),
+        "{overview}"
+    );
+    let (status, _, confirm) = ui(&s, &cookie, "/agents/ag_ui/pause", None).await;
+    assert_eq!(status, 200);
+    assert!(confirm.contains("Pause trading of agent ag_ui?"));
+    let csrf = csrf_of(&confirm);
+
+    // A forged form, then a form without a reason: nothing changes.
+    let (status, _, _) = ui(
+        &s,
+        &cookie,
+        "/agents/ag_ui/pause",
+        Some("csrf=forged&reason=x"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, page) = ui(
+        &s,
+        &cookie,
+        "/agents/ag_ui/pause",
+        Some(&format!("csrf={csrf}&reason=&minutes=")),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(page.contains("id=\"reason-error\""), "{page}");
+    assert!(!state().paused);
+
+    // Pause, post/redirect/get; the reason stays data.
+    let (status, location, _) = ui(
+        &s,
+        &cookie,
+        "/agents/ag_ui/pause",
+        Some(&format!(
+            "csrf={csrf}&reason=%3Cb%3Emanual%3C%2Fb%3E&minutes=30"
+        )),
+    )
+    .await;
+    assert_eq!((status, location.as_str()), (303, "/agents/ag_ui"));
+    let st = state();
+    assert!(st.paused);
+    assert_eq!(st.by, Some(Actor::User("admin".into())));
+    assert!(st.until.is_some());
+    let (_, _, agent_page) = ui(&s, &cookie, "/agents/ag_ui", None).await;
+    assert!(agent_page.contains("trading paused"), "{agent_page}");
+    assert!(
+        agent_page.contains("&lt;b&gt;manual"),
+        "escaped: {agent_page}"
+    );
+    assert!(!agent_page.contains("<b>manual"));
+    assert!(
+        agent_page.contains("trading paused by user admin"),
+        "timeline"
+    );
+    assert!(agent_page.contains("href=\"/agents/ag_ui/resume\""));
+    let (_, _, overview) = ui(&s, &cookie, "/", None).await;
+    assert!(overview.contains("trading paused"));
+
+    // Resume through its confirmation.
+    let (_, _, confirm) = ui(&s, &cookie, "/agents/ag_ui/resume", None).await;
+    assert!(confirm.contains("Resume trading of agent ag_ui?"));
+    let (status, location, _) = ui(
+        &s,
+        &cookie,
+        "/agents/ag_ui/resume",
+        Some(&format!("csrf={}", csrf_of(&confirm))),
+    )
+    .await;
+    assert_eq!((status, location.as_str()), (303, "/agents/ag_ui"));
+    assert!(!state().paused);
+    let (status, _, _) = ui(&s, &cookie, "/agents/ag_nope/pause", None).await;
+    assert_eq!(status, 404);
 }

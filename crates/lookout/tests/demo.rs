@@ -67,6 +67,8 @@ async fn the_demo_fires_and_delivers_every_preset_and_stops_cleanly() {
     let (mut ui, mut password) = (None::<String>, None::<String>);
     let mut fired: BTreeSet<String> = BTreeSet::new();
     let mut cron_missed = false;
+    // The kill switch: paused by its rule, orders stopped, resumed through the API, trading.
+    let (mut paused, mut stopped, mut trades_again) = (false, false, false);
     let mut transcript = Vec::new();
     let outcome = tokio::time::timeout(DEADLINE, async {
         while let Some(line) = lines.recv().await {
@@ -91,7 +93,12 @@ async fn the_demo_fires_and_delivers_every_preset_and_stops_cleanly() {
             if line.contains("CRON missed: vol-arb-recalibrate") {
                 cron_missed = true;
             }
-            if fired.len() == PRESETS.len() && cron_missed {
+            paused |= line.contains("KILL SWITCH: ag_vol_arb paused by rule");
+            stopped |=
+                line.contains("KILL SWITCH: ag_vol_arb orders") && line.contains("orders stopped");
+            assert!(!line.contains("orders did NOT stop"), "{line}");
+            trades_again |= line.contains("KILL SWITCH: ag_vol_arb trades again");
+            if fired.len() == PRESETS.len() && cron_missed && trades_again {
                 return;
             }
         }
@@ -105,6 +112,11 @@ async fn the_demo_fires_and_delivers_every_preset_and_stops_cleanly() {
     assert!(
         outcome.is_ok() && missing.is_empty() && cron_missed,
         "within {DEADLINE:?}: presets not delivered {missing:?}, cron missed reported: {cron_missed}\n{}",
+        transcript.join("\n")
+    );
+    assert!(
+        paused && stopped && trades_again,
+        "the kill switch: paused {paused}, orders stopped {stopped}, trades again after the API's resume {trades_again}\n{}",
         transcript.join("\n")
     );
     assert!(

@@ -1474,4 +1474,38 @@ mod tests {
         assert!(!Match::All.combine([true, false]));
         assert!(Match::Any.combine([true, false]));
     }
+
+    #[test]
+    fn pause_agent_actions_parse_and_are_checked() {
+        let issue = |action: Value| {
+            parse_issue_rule(
+                &json!({"name": "x", "actionMatch": "all", "frequency": 5,
+                    "conditions": [{"id": ids::FIRST_SEEN}], "actions": [action]}),
+                &[],
+            )
+        };
+        assert_eq!(
+            issue(json!({"id": ids::PAUSE_AGENT})).unwrap().actions,
+            vec![Action::PauseAgent {
+                resume_on_resolve: false
+            }]
+        );
+        assert!(issue(json!({"id": ids::PAUSE_AGENT, "resume_on_resolve": true})).is_err());
+        assert!(issue(json!({"id": ids::PAUSE_AGENT, "resume_on_resolve": "no"})).is_err());
+        let metric = |action: Value| {
+            parse_metric_rule(
+                &json!({"name": "m", "aggregate": "agent_down(60)", "timeWindow": 1, "thresholdType": 0,
+                    "triggers": [{"label": "critical", "alertThreshold": 0, "actions": [action]}]}),
+                &[],
+            )
+        };
+        let rule = metric(json!({"type": "pause_agent", "resumeOnResolve": true})).unwrap();
+        assert_eq!(
+            rule.triggers[0].actions,
+            vec![Action::PauseAgent {
+                resume_on_resolve: true
+            }]
+        );
+        assert!(metric(json!({"type": "pause_agent", "resumeOnResolve": 1})).is_err());
+    }
 }

@@ -269,6 +269,7 @@ pub(crate) fn known_in(conn: &Conn, project_id: i64, agent_id: &str) -> Result<b
         .is_some())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn audit(
     conn: &Conn,
     project_id: i64,

@@ -180,6 +180,50 @@ impl Api {
         Ok(())
     }
 
+    /// The kill switch's rule: a critical trade failure of `agent` (a new `InsufficientMargin`
+    /// issue of its) pauses it. Created once per data directory.
+    pub(crate) async fn ensure_pause_rule(&self, agent: &str) -> Result<(), DemoError> {
+        let name = format!("Critical trade failure pauses {agent}");
+        let rules: Vec<Value> = self
+            .call(Method::GET, "/api/0/projects/default/default/rules/", None)
+            .await?;
+        if rules.iter().any(|r| r["name"] == name.as_str()) {
+            return Ok(());
+        }
+        self.call::<Value>(
+            Method::POST,
+            "/api/0/projects/default/default/rules/",
+            Some(json!({"name": name, "actionMatch": "all", "filterMatch": "all", "frequency": 5,
+                "conditions": [{"id": "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition"}],
+                "filters": [
+                    {"id": "sentry.rules.filters.tagged_event.TaggedEventFilter", "key": "agent_id", "match": "eq", "value": agent},
+                    {"id": "sentry.rules.filters.event_attribute.EventAttributeFilter", "attribute": "exception.type", "match": "eq", "value": "InsufficientMargin"}
+                ],
+                "actions": [{"id": "lookout.rules.actions.PauseAgentAction"}]})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The kill-switch state of `agent` (`trading`, `pausedReason`, `pausedBy`…), if listed.
+    pub(crate) async fn agent_trading(&self, agent: &str) -> Result<Option<Value>, DemoError> {
+        let agents: Vec<Value> = self
+            .call(Method::GET, "/api/0/projects/default/default/agents/", None)
+            .await?;
+        Ok(agents.into_iter().find(|a| a["id"] == agent))
+    }
+
+    /// Resume `agent` through the REST API.
+    pub(crate) async fn resume_agent(&self, agent: &str) -> Result<(), DemoError> {
+        self.call::<Value>(
+            Method::POST,
+            &format!("/api/0/projects/default/default/agents/{agent}/resume/"),
+            Some(json!({})),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Every monitor of the default organisation.
     pub(crate) async fn monitors(&self) -> Result<Vec<Monitor>, DemoError> {
         self.call(Method::GET, "/api/0/organizations/default/monitors/", None)

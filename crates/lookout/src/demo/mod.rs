@@ -23,6 +23,11 @@
 //! | 40–90 s | `POST /trade/open` takes 2.5 s (once the circuit breaker lets orders through again, from ~60 s) | `p99_latency_breach` |
 //! | 55 s | release `escrow-domains@1.1.0` deployed (REST, as `sentry-cli` does), the agent restarted on it, and escrow creation refused (402) | `new_issue_after_deploy` |
 //!
+//!
+//! The kill switch: a rule pauses `ag_vol_arb` on its first `InsufficientMargin` (within
+//! seconds of the start); the demo prints its order count at the pause, 2 s and 7 s later
+//! (it stops rising), resumes it through the REST API and prints when it trades again.
+//!
 //! Alerts that fire on a *new* issue fire once per data directory: run with `--temp` (or a
 //! fresh `--data-dir`) to see all six again.
 
@@ -225,6 +230,7 @@ impl Demo {
         )
         .await?;
         api.replace_channels(&receiver_url, &secret).await?;
+        api.ensure_pause_rule("ag_vol_arb").await?;
 
         let (stop, stopped) = watch::channel(false);
         let mut demo = Demo {

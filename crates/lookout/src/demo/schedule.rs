@@ -144,6 +144,15 @@ pub(crate) async fn schedule(
     agents.spawn(VOL_ARB, Kind::VolArb, "vol-arb@1.0.0", VOL_ARB_MARGIN_USD);
     agents.spawn(CASINO, Kind::Casino, "casino-kelly@1.0.0", 200.0);
     agents.spawn(ESCROW, Kind::Escrow, "escrow-domains@1.0.0", 10_000.0);
+    if let Some(controls) = agents.controls(VOL_ARB) {
+        tokio::spawn(kill_switch(
+            api.clone(),
+            controls,
+            std::sync::Arc::clone(&print),
+            started,
+            stopped.clone(),
+        ));
+    }
     say(format!(
         "fault: ag_vol_arb holds ${VOL_ARB_MARGIN_USD:.0} of margin: enough for a BTC order (at most $100), never for an ETH order (at least $125): ETH orders fail (InsufficientMargin)"
     ));
@@ -284,6 +293,88 @@ const TRADE_OPEN: &str = "POST /trade/open";
 const ESCROW_CREATE: &str = "POST /escrow/create";
 
 /// Remove the fault rule of one endpoint pattern.
+/// The kill switch in action: a rule (`Api::ensure_pause_rule`) pauses `ag_vol_arb` on its
+/// first `InsufficientMargin`; its order count stops rising within 2 s (printed twice, 2 s
+/// and 7 s after the pause is seen); a resume through the REST API lets it trade again.
+async fn kill_switch(
+    api: Api,
+    controls: Controls,
+    print: Printer,
+    started: Instant,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let say = |s: String| print(&format!("{} {s}", stamp(started)));
+    let nap = |d: Duration| tokio::time::sleep(d);
+    let waited = Instant::now();
+    let paused = loop {
+        if let Ok(Some(a)) = api.agent_trading(VOL_ARB).await
+            && a["trading"] == "paused"
+        {
+            break a;
+        }
+        if waited.elapsed() > Duration::from_secs(90) {
+            say(format!(
+                "kill switch: {VOL_ARB} was not paused (its rule fires on a new issue: run with --temp to see it)"
+            ));
+            return;
+        }
+        tokio::select! {
+            () = nap(Duration::from_millis(200)) => {}
+            () = until_stopped(&mut stopped) => return,
+        }
+    };
+    let at_pause = controls.orders();
+    say(format!(
+        "KILL SWITCH: {VOL_ARB} paused by {}: {} ({at_pause} orders so far)",
+        paused["pausedBy"]["text"].as_str().unwrap_or("?"),
+        paused["pausedReason"].as_str().unwrap_or("")
+    ));
+    tokio::select! {
+        () = nap(Duration::from_secs(2)) => {}
+        () = until_stopped(&mut stopped) => return,
+    }
+    let after_2s = controls.orders();
+    tokio::select! {
+        () = nap(Duration::from_secs(5)) => {}
+        () = until_stopped(&mut stopped) => return,
+    }
+    let after_7s = controls.orders();
+    say(format!(
+        "KILL SWITCH: {VOL_ARB} orders {at_pause} at the pause, {after_2s} 2 s later, {after_7s} 7 s later: {}",
+        if after_7s == after_2s {
+            "orders stopped"
+        } else {
+            "orders did NOT stop"
+        }
+    ));
+    match api.resume_agent(VOL_ARB).await {
+        Ok(()) => say(format!(
+            "KILL SWITCH: {VOL_ARB} resumed through the REST API"
+        )),
+        Err(e) => {
+            say(format!("kill switch: resuming {VOL_ARB} failed: {e}"));
+            return;
+        }
+    }
+    let resumed = Instant::now();
+    while controls.orders() <= after_7s {
+        if resumed.elapsed() > Duration::from_secs(150) {
+            say(format!(
+                "kill switch: {VOL_ARB} placed no order after the resume"
+            ));
+            return;
+        }
+        tokio::select! {
+            () = nap(Duration::from_millis(250)) => {}
+            () = until_stopped(&mut stopped) => return,
+        }
+    }
+    say(format!(
+        "KILL SWITCH: {VOL_ARB} trades again ({} orders)",
+        controls.orders()
+    ));
+}
+
 fn without_endpoint(faults: &mut FaultConfig, service: Service, pattern: &str) {
     if let Some(s) = faults.services.get_mut(service.name()) {
         s.endpoints.remove(pattern);
