@@ -1,5 +1,5 @@
 //! `lookout demo` as a newcomer runs it: the binary with `--temp`, read from its output. Within
-//! a bounded time every one of the six alert presets fires and reaches the demo's receiver
+//! a bounded time every one of the seven alert presets fires and reaches the demo's receiver
 //! with a valid signature, the wedged cron job is reported missed, the web UI (logged in with
 //! the printed password) lists the deliveries, and SIGTERM stops everything cleanly.
 
@@ -11,13 +11,14 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
-const PRESETS: [&str; 6] = [
+const PRESETS: [&str; 7] = [
     "critical_trade_failure",
     "error_rate_spike",
     "risk_check_failure_rate",
     "p99_latency_breach",
     "new_issue_after_deploy",
     "session_crash",
+    "venue_outage",
 ];
 
 /// The schedule fires the last preset at ~90 s and misses the cron at ~125 s on an idle
@@ -122,7 +123,7 @@ async fn the_demo_fires_and_delivers_every_preset_and_stops_cleanly() {
     assert!(
         transcript
             .iter()
-            .any(|l| l.contains("all six alert presets fired and were delivered")),
+            .any(|l| l.contains("all seven alert presets fired and were delivered")),
         "the demo says when the loop is complete"
     );
     // Both planned crashes (escrow_domains, casino_kelly) happened by now: one line each,
@@ -184,7 +185,7 @@ async fn the_demo_fires_and_delivers_every_preset_and_stops_cleanly() {
     let delivered = page.matches("pill delivered").count();
     assert!(
         delivered >= 2 * PRESETS.len(),
-        "six alerts, each to the webhook and the Slack channel: {delivered} delivered rows"
+        "seven alerts, each to the webhook and the Slack channel: {delivered} delivered rows"
     );
 
     // SIGTERM: the agents end their sessions, the server drains, exit 0.

@@ -11,7 +11,7 @@
 //!   per alert (the UI's alerts page shows the same deliveries);
 //! * the three example agents of `lookout-examples`, each on a hub of its own, reporting to
 //!   the server by DSN exactly as a separate process would;
-//! * a fault schedule that provokes each of the six alert presets within about two minutes:
+//! * a fault schedule that provokes each of the seven alert presets within about two minutes:
 //!
 //! | after | fault | preset it provokes |
 //! |---|---|---|
@@ -22,6 +22,7 @@
 //! | 28 s | `ag_casino_kelly` panics and stays down | `session_crash` (60 s later) |
 //! | 40–90 s | `POST /trade/open` takes 2.5 s (once the circuit breaker lets orders through again, from ~60 s) | `p99_latency_breach` |
 //! | 55 s | release `escrow-domains@1.1.0` deployed (REST, as `sentry-cli` does), the agent restarted on it, and escrow creation refused (402) | `new_issue_after_deploy` |
+//! | 100–130 s | two more trading agents start (`ag_momentum`, `ag_mean_revert`) and the trading venue answers 503 on every endpoint: three agents fail on one service | `venue_outage` (one incident naming the service, its endpoints, the status and the agents, not one per agent) |
 //!
 //!
 //! The kill switch: a rule pauses `ag_vol_arb` on its first `InsufficientMargin` (within
@@ -29,7 +30,7 @@
 //! (it stops rising), resumes it through the REST API and prints when it trades again.
 //!
 //! Alerts that fire on a *new* issue fire once per data directory: run with `--temp` (or a
-//! fresh `--data-dir`) to see all six again.
+//! fresh `--data-dir`) to see all seven again.
 
 mod api;
 mod receiver;
@@ -49,14 +50,15 @@ use tokio::task::JoinHandle;
 use api::Api;
 use schedule::{Agents, schedule};
 
-/// The six presets, in the order the schedule usually fires them.
-pub(crate) const PRESETS: [&str; 6] = [
+/// The seven presets, in the order the schedule usually fires them.
+pub(crate) const PRESETS: [&str; 7] = [
     "critical_trade_failure",
     "error_rate_spike",
     "risk_check_failure_rate",
     "p99_latency_breach",
     "new_issue_after_deploy",
     "session_crash",
+    "venue_outage",
 ];
 
 /// Why the demo could not start.
@@ -294,7 +296,7 @@ impl Demo {
             "  agents: ag_vol_arb (BTC/ETH perps), ag_casino_kelly (dice), ag_escrow_domains (escrow and auctions)",
         );
         print(
-            "  the fault schedule provokes the six alert presets within about two minutes; Ctrl-C stops the demo",
+            "  the fault schedule provokes the seven alert presets within about two minutes; Ctrl-C stops the demo",
         );
     }
 

@@ -161,16 +161,16 @@ async fn webhook(
         d.title,
         verdict
     ));
-    let all_six = {
+    let all_seven = {
         let mut deliveries = st.deliveries.lock().unwrap_or_else(PoisonError::into_inner);
         let before = presets_delivered(&deliveries).len();
         deliveries.push(d);
         let after = presets_delivered(&deliveries).len();
         before < PRESETS.len() && after == PRESETS.len()
     };
-    if all_six {
+    if all_seven {
         (st.print)(&format!(
-            "{} all six alert presets fired and were delivered; the demo keeps running (Ctrl-C stops it)",
+            "{} all seven alert presets fired and were delivered; the demo keeps running (Ctrl-C stops it)",
             stamp(st.started)
         ));
     }

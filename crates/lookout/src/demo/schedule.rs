@@ -125,6 +125,9 @@ where
 }
 
 const VOL_ARB: &str = "ag_vol_arb";
+/// Two trading agents that join for the venue outage, with margin enough for any order.
+const MOMENTUM: &str = "ag_momentum";
+const MEAN_REVERT: &str = "ag_mean_revert";
 /// A BTC order needs $25–100 of margin, an ETH order $125–500 (`vol_arb::default_books`).
 const VOL_ARB_MARGIN_USD: f64 = 110.0;
 const CASINO: &str = "ag_casino_kelly";
@@ -174,6 +177,8 @@ pub(crate) async fn schedule(
         (55, Step::Deploy),
         (90, Step::LatencyOff),
         (95, Step::EscrowFixed),
+        (100, Step::VenueDown),
+        (130, Step::VenueBack),
     ];
     steps.extend((0..9).map(|i| (12 + 3 * i, Step::Shock(i))));
     steps.sort_by_key(|(at, _)| *at);
@@ -277,6 +282,28 @@ pub(crate) async fn schedule(
                 say(format!(
                     "fault: ag_escrow_domains restarted on {version}, whose escrows are refused (402 insufficient_balance): a new issue right after the deploy"
                 ));
+            }
+            Step::VenueDown => {
+                agents.spawn(MOMENTUM, Kind::VolArb, "momentum@1.0.0", 10_000.0);
+                agents.spawn(MEAN_REVERT, Kind::VolArb, "mean-revert@1.0.0", 10_000.0);
+                faults
+                    .services
+                    .entry(Service::Trading.name().to_owned())
+                    .or_default()
+                    .errors = Some(BTreeMap::from([("503".to_owned(), 1.0)]));
+                match sandbox.set_faults(faults.clone()) {
+                    Ok(()) => say(format!(
+                        "fault: {MOMENTUM} and {MEAN_REVERT} start, and the trading venue answers 503 on every endpoint for 30 s: three agents fail on one service (one venue incident, not one alert per agent)"
+                    )),
+                    Err(e) => say(format!("could not set the venue outage: {e}")),
+                }
+            }
+            Step::VenueBack => {
+                if let Some(s) = faults.services.get_mut(Service::Trading.name()) {
+                    s.errors = None;
+                }
+                let _ = sandbox.set_faults(faults.clone());
+                say("the trading venue answers again".into());
             }
             Step::EscrowFixed => {
                 without_endpoint(&mut faults, Service::Escrow, ESCROW_CREATE);
@@ -391,4 +418,6 @@ enum Step {
     LatencyOff,
     Deploy,
     EscrowFixed,
+    VenueDown,
+    VenueBack,
 }
