@@ -77,6 +77,9 @@
 //!   the current scope.
 //! - [`health`]: session, heartbeats to `agent-<id>-heartbeat`, watchdog.
 //! - [`cron`]: check-ins around scheduled jobs, with their monitor config.
+//! - `profiling` (the `profiling` cargo feature, off by default): CPU profiles of a share of
+//!   the order pipelines (`Options::profiles_sample_rate`), sent in Sentry's profile format
+//!   with their transaction.
 //! - Sending never blocks the loop: a bounded queue in front of the HTTP transport, drops
 //!   counted in [`Counters`] and reported as client reports.
 //!
@@ -92,6 +95,8 @@ pub mod health;
 mod init;
 mod order;
 pub mod pipeline;
+#[cfg(feature = "profiling")]
+pub mod profiling;
 pub mod scrub;
 pub mod state;
 mod transport;
