@@ -26,7 +26,7 @@
 //! - `profiled_10pct_paced/http_sink`: `profiles_sample_rate(0.1)`, paced as
 //!   `instrumented_paced`: the average cycle of an agent profiling a tenth of its pipelines.
 //!
-//! - `heavy/unprofiled`, `heavy/profiled`: a pipeline whose risk stage hashes for ~20 ms of
+//! - `heavy/unprofiled`, `heavy/profiled`: a pipeline whose risk stage hashes for ~40 ms of
 //!   CPU, with the transport's catching up, all timed, without and with its profile: the
 //!   cost of a profile with samples to symbolicate and send.
 //!
@@ -220,7 +220,7 @@ fn bench(c: &mut Criterion) {
     #[cfg(feature = "profiling")]
     {
         let mut heavy_group = c.benchmark_group("cycle");
-        heavy_group.sample_size(20);
+        heavy_group.sample_size(10);
         heavy(&mut heavy_group);
         heavy_group.finish();
     }
@@ -302,7 +302,7 @@ fn report(case: &str, counters: &lookout_agent::Counters) {
     );
 }
 
-/// A cycle whose risk stage does ~20 ms of CPU work (a fixed amount of hashing), so that
+/// A cycle whose risk stage does ~40 ms of CPU work (a fixed amount of hashing), so that
 /// its profile has samples to symbolicate and send.
 #[cfg(feature = "profiling")]
 fn heavy_cycle(rounds: u64) -> u64 {
@@ -325,8 +325,8 @@ fn heavy_cycle(rounds: u64) -> u64 {
 #[cfg(feature = "profiling")]
 fn heavy(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
     let port = http_sink();
-    // ~20 ms of hashing on the machine the figures were taken on.
-    let rounds = 2_000_000;
+    // ~40 ms of hashing on the machine the figures were taken on: ~4 samples at 101 Hz.
+    let rounds = 16_000_000;
     for (name, rate) in [("heavy/unprofiled", 0.0), ("heavy/profiled", 1.0)] {
         let (hub, counters) = profiled_hub(port, rate);
         Hub::run(hub.clone(), || {
