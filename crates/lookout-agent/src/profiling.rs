@@ -26,8 +26,8 @@
 //! # Cost
 //!
 //! On the decision loop, a profiled pipeline pays for starting the profiler, the snapshots
-//! and the samples themselves (an unwind per sample); the transport's worker thread stops
-//! the profiler, symbolicates the stacks (file and line need debug info, e.g.
+//! and the samples themselves (an unwind per sample); finishing it wakes the transport's
+//! worker thread, which stops the profiler, symbolicates the stacks (file and line need debug info, e.g.
 //! `debug = "line-tables-only"`) and builds the item. Pipelines that are not profiled pay
 //! nothing: the profiler is not running. [`init`](crate::init) starts and stops the profiler
 //! once, so the first profiled pipeline does not pay for loading the binary's debug info.

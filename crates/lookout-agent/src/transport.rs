@@ -202,7 +202,16 @@ impl Sender {
 
 impl PipelineQueue for Sender {
     fn push_pipeline(&self, pipeline: FinishedPipeline) {
+        // A profiled pipeline holds the process's profiler until the worker stops it: wake
+        // the worker (rare, and small beside the profile's own cost) so that the profiler
+        // stops sampling and is free for the next profiled pipeline.
+        #[cfg(feature = "profiling")]
+        let wake = pipeline.profile.is_some();
         self.push(Job::Pipeline(Box::new(pipeline)));
+        #[cfg(feature = "profiling")]
+        if wake {
+            self.queue.wake.notify_one();
+        }
     }
 }
 
