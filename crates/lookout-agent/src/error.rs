@@ -42,6 +42,9 @@ pub enum TradingErrorKind {
     Game,
     /// Registration of an agent or a domain failed.
     Registration,
+    /// The kill switch: the server paused this agent's trading, so the library refused to
+    /// start an order (reduce-only orders still go through). Captured once per pause.
+    Paused,
     /// Anything else, named by the caller (snake_case is best).
     Other(String),
 }
@@ -66,12 +69,13 @@ impl TradingErrorKind {
             Self::Unauthorized => "Unauthorized",
             Self::Game => "Game",
             Self::Registration => "Registration",
+            Self::Paused => "Paused",
             Self::Other(name) => name,
         }
     }
 
     /// Every named kind (without [`TradingErrorKind::Other`]), in declaration order.
-    pub const ALL: [TradingErrorKind; 16] = [
+    pub const ALL: [TradingErrorKind; 17] = [
         Self::InsufficientMargin,
         Self::OrderRejected,
         Self::RiskLimitBreach,
@@ -88,6 +92,7 @@ impl TradingErrorKind {
         Self::Unauthorized,
         Self::Game,
         Self::Registration,
+        Self::Paused,
     ];
 
     /// The kind with this name ([`TradingErrorKind::as_str`]); unknown names become
@@ -516,6 +521,7 @@ impl TradingError {
                 SpanStatus::DeadlineExceeded
             }
             TradingErrorKind::AlreadyClaimed => SpanStatus::AlreadyExists,
+            TradingErrorKind::Paused => SpanStatus::PermissionDenied,
             TradingErrorKind::SlippageLimit => SpanStatus::Aborted,
             TradingErrorKind::InsufficientMargin
             | TradingErrorKind::InsufficientBalance

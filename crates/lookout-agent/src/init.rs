@@ -71,6 +71,8 @@ pub struct Options {
     profiles_sample_rate: f32,
     #[cfg(feature = "profiling")]
     profiling_frequency: u32,
+    on_trading_change: Vec<crate::control::Callback>,
+    unreachable: crate::control::Unreachable,
 }
 
 impl fmt::Debug for Options {
@@ -117,7 +119,27 @@ impl Options {
             profiles_sample_rate: 0.0,
             #[cfg(feature = "profiling")]
             profiling_frequency: crate::profiling::DEFAULT_FREQUENCY_HZ,
+            on_trading_change: Vec::new(),
+            unreachable: crate::control::Unreachable::default(),
         }
+    }
+
+    /// Call `callback` on every change of the agent's trading state (the kill switch,
+    /// [`crate::control`]): paused by the server, resumed, or paused by the
+    /// unreachable-server policy. Runs on the control channel's thread; keep it short.
+    pub fn on_trading_change(
+        mut self,
+        callback: impl Fn(&crate::control::TradingState) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_trading_change.push(Arc::new(callback));
+        self
+    }
+
+    /// What the agent does when its server cannot be reached (default: keep trading and
+    /// record the outage; see [`crate::control::Unreachable`]).
+    pub fn when_unreachable(mut self, policy: crate::control::Unreachable) -> Self {
+        self.unreachable = policy;
+        self
     }
 
     /// The DSN, e.g. `http://<key>@127.0.0.1:9000/1`.
@@ -470,6 +492,8 @@ macro_rules! crate_release {
 /// pending events (up to the shutdown timeout, 2 s) and closes the client.
 #[must_use = "dropping the guard flushes and shuts the client down"]
 pub struct Guard {
+    /// Stops the kill switch's control channel (dropped first).
+    _control: Option<crate::control::ControlHandle>,
     sentry: ClientInitGuard,
     counters: Counters,
     state: StateSlot,
@@ -529,7 +553,19 @@ pub fn init(options: Options) -> Guard {
     if options.install_subscriber {
         install_default_subscriber();
     }
+    // The kill switch: only when events go to a DSN (a test transport has no server).
+    let control = if sentry.is_enabled() && options.transport.is_none() {
+        crate::control::start(
+            options.resolved_dsn().as_deref(),
+            &options.agent_id,
+            options.unreachable,
+            options.on_trading_change.clone(),
+        )
+    } else {
+        None
+    };
     Guard {
+        _control: control,
         sentry,
         counters: options.counters.clone(),
         state: options.state.clone(),

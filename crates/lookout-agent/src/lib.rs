@@ -80,6 +80,9 @@
 //! - `profiling` (the `profiling` cargo feature, off by default): CPU profiles of a share of
 //!   the order pipelines (`Options::profiles_sample_rate`), sent in Sentry's profile format
 //!   with their transaction.
+//! - [`control`]: the kill switch: a control channel to the DSN's server; while the server
+//!   has the agent paused, [`is_trading_allowed`] is `false` and [`OrderPipeline`] refuses
+//!   new orders (reduce-only ones pass), with a `Paused` error captured once per pause.
 //! - Sending never blocks the loop: a bounded queue in front of the HTTP transport, drops
 //!   counted in [`Counters`] and reported as client reports.
 //!
@@ -87,6 +90,7 @@
 
 pub mod breadcrumbs;
 pub mod capture;
+pub mod control;
 pub mod cron;
 mod deferred;
 pub mod error;
@@ -102,6 +106,7 @@ pub mod state;
 mod transport;
 
 pub use capture::{capture_trading_error, capture_trading_error_with};
+pub use control::{Unreachable, is_trading_allowed};
 pub use cron::CronMonitor;
 pub use error::{Phase, Service, TradingError, TradingErrorKind};
 pub use filter::{Decision, NoiseFilter};

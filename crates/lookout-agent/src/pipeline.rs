@@ -212,6 +212,9 @@ pub struct OrderPipeline {
     /// The pipeline's CPU profile while it runs (the `profiling` feature).
     #[cfg(feature = "profiling")]
     profile: Option<crate::profiling::ActiveProfile>,
+    /// The kill switch refused this order (message and the `Paused` event's id): every
+    /// stage returns that error and nothing is sent.
+    refused: Option<(String, Option<uuid::Uuid>)>,
 }
 
 /// Wall-clock times from the monotonic clock: one `SystemTime` read per pipeline, then
@@ -250,9 +253,55 @@ impl OrderPipeline {
         Self::start_on(Hub::current(), asset, side)
     }
 
-    /// Start the pipeline of an order on this hub.
+    /// Start the pipeline of an order on this hub. While the agent is paused (the kill
+    /// switch, [`crate::control`]) the pipeline is refused: each stage returns a
+    /// [`TradingErrorKind::Paused`](crate::TradingErrorKind::Paused) error without running,
+    /// and no transaction is sent.
     pub fn start_on(hub: Arc<Hub>, asset: impl Into<String>, side: Side) -> Self {
         let asset = asset.into();
+        let refused = crate::control::refusal(&hub, &asset);
+        let mut pipeline = Self::open(hub, asset, side);
+        pipeline.refused = refused.map(|e| (e.message().to_owned(), e.event_id()));
+        pipeline
+    }
+
+    /// Start an order on the current hub, or return the kill switch's
+    /// [`TradingErrorKind::Paused`](crate::TradingErrorKind::Paused) error (captured once per
+    /// pause) while the agent is paused.
+    pub fn try_start(asset: impl Into<String>, side: Side) -> Result<Self, TradingError> {
+        let hub = Hub::current();
+        let asset = asset.into();
+        match crate::control::refusal(&hub, &asset) {
+            Some(error) => Err(error),
+            None => Ok(Self::open(hub, asset, side)),
+        }
+    }
+
+    /// Start a reduce-only order (closing or shrinking a position) on the current hub: never
+    /// refused by the kill switch. The caller is responsible for the order being
+    /// reduce-only at the venue.
+    pub fn start_reduce_only(asset: impl Into<String>, side: Side) -> Self {
+        Self::open(Hub::current(), asset.into(), side)
+    }
+
+    /// Whether the kill switch refused this order.
+    pub fn is_refused(&self) -> bool {
+        self.refused.is_some()
+    }
+
+    /// The kill switch's error for a refused pipeline.
+    fn refusal(&self) -> Option<TradingError> {
+        self.refused.as_ref().map(|(message, id)| {
+            let mut e = TradingError::new(crate::TradingErrorKind::Paused, message.clone())
+                .with_asset(self.asset.clone());
+            if let Some(id) = id {
+                e.set_event_id(*id);
+            }
+            e
+        })
+    }
+
+    fn open(hub: Arc<Hub>, asset: String, side: Side) -> Self {
         let name = format!("Order Pipeline: {asset} {side}");
         let context = TransactionContext::new(&name, PIPELINE_OP);
         let agent = deferred::shared_of(&hub).and_then(|shared| {
@@ -300,6 +349,7 @@ impl OrderPipeline {
             failed: None,
             #[cfg(feature = "profiling")]
             profile,
+            refused: None,
         }
     }
 
@@ -368,6 +418,9 @@ impl OrderPipeline {
         stage: Stage,
         f: impl FnOnce(StageSpan) -> Result<T, TradingError>,
     ) -> Result<T, TradingError> {
+        if let Some(refused) = self.refusal() {
+            return Err(refused);
+        }
         if let Finisher::Plain = self.finisher {
             return self.stage_plain(stage, f);
         }
@@ -487,6 +540,9 @@ impl OrderPipeline {
         F: FnOnce(StageSpan) -> Fut,
         Fut: Future<Output = Result<T, TradingError>>,
     {
+        if let Some(refused) = self.refusal() {
+            return Err(refused);
+        }
         let span = self.open_span(&stage);
         let hub = Arc::new(Hub::new_from_top(&self.hub));
         hub.configure_scope(|scope| scope.set_span(Some(span.clone())));
@@ -516,9 +572,14 @@ impl OrderPipeline {
             return;
         }
         self.finished = true;
+        let previous = self.previous.take();
+        if self.refused.is_some() {
+            // A refused order sends nothing: its transaction is dropped unfinished.
+            self.hub.configure_scope(|scope| scope.set_span(previous));
+            return;
+        }
         let now = Instant::now();
         let end = self.clock.wall(now);
-        let previous = self.previous.take();
         let tags = PipelineTags {
             asset: std::mem::take(&mut self.asset),
             side: self.side,

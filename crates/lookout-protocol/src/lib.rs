@@ -6,6 +6,7 @@ pub mod codec;
 pub mod envelope;
 pub mod grouping;
 pub mod normalize;
+pub mod profile;
 pub mod scrub;
 pub mod sketch;
 pub mod stacktrace;

@@ -70,6 +70,8 @@ pub struct RetentionConfig {
     pub max_events_per_project: u64,
     /// Seconds between retention passes.
     pub interval_secs: u64,
+    /// Days profiles (and their per-minute function times) are kept; Sentry keeps them 30.
+    pub profiles_days: u32,
 }
 
 impl Default for RetentionConfig {
@@ -78,6 +80,7 @@ impl Default for RetentionConfig {
             days: 90,
             max_events_per_project: 1_000_000,
             interval_secs: 600,
+            profiles_days: 30,
         }
     }
 }
@@ -351,6 +354,10 @@ impl Config {
             ("ingest.queue_capacity", self.ingest.queue_capacity),
             ("ingest.max_batch", self.ingest.max_batch),
             ("retention.days", self.retention.days as usize),
+            (
+                "retention.profiles_days",
+                self.retention.profiles_days as usize,
+            ),
             (
                 "retention.interval_secs",
                 self.retention.interval_secs as usize,

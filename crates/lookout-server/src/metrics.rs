@@ -67,6 +67,9 @@ pub struct Metrics {
     pub digested_transactions: Counter,
     /// Items the digest refused, by type and reason.
     pub digest_rejected_items: Family<DigestRejectLabel, Counter>,
+    /// Items ingest dropped from an envelope it accepted (a profile past its size limit),
+    /// by type and reason.
+    pub items_refused: Family<DigestRejectLabel, Counter>,
     /// Age in ms of the oldest row of the last digested batch (0 when caught up).
     pub digest_lag_ms: Gauge,
     /// 1 for the database this node runs on (`sqlite` or `postgres`).
@@ -105,6 +108,7 @@ impl Metrics {
         let digested_events = Counter::default();
         let digested_transactions = Counter::default();
         let digest_rejected_items = Family::<DigestRejectLabel, Counter>::default();
+        let items_refused = Family::<DigestRejectLabel, Counter>::default();
         let digest_lag_ms = Gauge::default();
         let database = Family::<DatabaseLabel, Gauge>::default();
         let leader = Gauge::default();
@@ -137,6 +141,11 @@ impl Metrics {
             "digest_rejected_items",
             "Items the digest refused, by item type and reason",
             digest_rejected_items.clone(),
+        );
+        registry.register(
+            "items_refused",
+            "Items ingest dropped from an accepted envelope (the rest kept), by item type and reason",
+            items_refused.clone(),
         );
         registry.register(
             "digest_lag_ms",
@@ -203,6 +212,7 @@ impl Metrics {
             digested_events,
             digested_transactions,
             digest_rejected_items,
+            items_refused,
             digest_lag_ms,
             database,
             leader,
@@ -220,6 +230,16 @@ impl Metrics {
     /// Count an item the digest refused.
     pub fn digest_rejected(&self, item_type: &str, reason: &str) {
         self.digest_rejected_items
+            .get_or_create(&DigestRejectLabel {
+                item_type: item_type.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count an item ingest dropped from an envelope it accepted.
+    pub fn item_refused(&self, item_type: &str, reason: &str) {
+        self.items_refused
             .get_or_create(&DigestRejectLabel {
                 item_type: item_type.to_owned(),
                 reason: reason.to_owned(),

@@ -482,6 +482,14 @@ fn evaluate_issue_rule(
         at: ctx.now,
     })?;
     tx.activity(incident, ctx.now, "fired", &format!("{short_id} {title}"))?;
+    if rule
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::PauseAgent { .. }))
+    {
+        let reason = format!("{}: {short_id} {title}", row.name);
+        pause_agent(ctx, row, incident, tag(event, "agent_id"), &reason)?;
+    }
     let message = notify::Message {
         kind: "issue",
         action: notify::Act::Trigger,
@@ -540,6 +548,8 @@ fn enqueue(
                     targets.extend(emails.into_iter().map(|c| (c, to.as_deref())));
                 }
             }
+            // The kill switch acts in the alert's transaction, not through a channel.
+            Action::PauseAgent { .. } => {}
             Action::Integration { id, target } => {
                 targets.extend(
                     channels
@@ -1004,6 +1014,7 @@ fn transition(
         .or_else(|| rule.triggers.first())
         .map(|t| t.actions.clone())
         .unwrap_or_default();
+    kill_switch(ctx, row, rule, key, &actions, incident, act, &detail)?;
     let verb = match (act, to) {
         (notify::Act::Resolve, _) => "Resolved",
         (_, Level::Warning) => "Warning",
@@ -1032,6 +1043,133 @@ fn transition(
         at: ctx.now,
     };
     enqueue(tx, row, &actions, &message)
+}
+
+/// The kill switch on an incident: pause the agent it is about (`agent`), in the alert
+/// stage's transaction; noted in the incident's activity either way (an alert not about an
+/// agent, or about one the digest never saw, pauses nothing and says so).
+fn pause_agent(
+    ctx: &Ctx<'_>,
+    row: &StoredRule,
+    incident: i64,
+    agent: Option<&str>,
+    reason: &str,
+) -> Result<()> {
+    let tx = ctx.tx;
+    let Some(agent) = agent.filter(|a| !a.is_empty()) else {
+        tx.activity(
+            incident,
+            ctx.now,
+            "pause_skipped",
+            "pause_agent: the alert is not about one agent (no agent_id)",
+        )?;
+        return Ok(());
+    };
+    let origin = format!("incident:{incident}");
+    if tx
+        .paused_by_origin(row.project_id, &origin)?
+        .iter()
+        .any(|a| a == agent)
+    {
+        return Ok(());
+    }
+    let by = crate::store::trading::Actor::Rule {
+        id: row.id,
+        name: row.name.clone(),
+    };
+    let reason: String = reason
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(crate::services::trading::MAX_REASON_CHARS)
+        .collect();
+    let pause = crate::store::trading::Pause {
+        reason: &reason,
+        by: &by,
+        until: None,
+        origin: Some(&origin),
+    };
+    match tx.pause_agent(row.project_id, agent, &pause, ctx.now) {
+        Ok(_) => {
+            tracing::info!(rule = row.id, incident, agent, "agent paused by an alert");
+            tx.activity(
+                incident,
+                ctx.now,
+                "agent_paused",
+                &format!("paused agent {agent}"),
+            )
+        }
+        Err(StoreError::NotFound(what)) => tx.activity(
+            incident,
+            ctx.now,
+            "pause_skipped",
+            &format!("pause_agent: {what} not found in this project"),
+        ),
+        Err(e) => Err(e),
+    }
+}
+
+/// A metric alert's `pause_agent` actions: pause the agent of a per-agent key when the
+/// incident opens or escalates; on resolve, with `resumeOnResolve`, resume the agents whose
+/// current pause is the one this incident made.
+#[allow(clippy::too_many_arguments)]
+fn kill_switch(
+    ctx: &Ctx<'_>,
+    row: &StoredRule,
+    rule: &MetricRule,
+    key: &str,
+    actions: &[Action],
+    incident: i64,
+    act: notify::Act,
+    detail: &str,
+) -> Result<()> {
+    let Some(resume_on_resolve) = actions.iter().find_map(|a| match a {
+        Action::PauseAgent { resume_on_resolve } => Some(*resume_on_resolve),
+        _ => None,
+    }) else {
+        return Ok(());
+    };
+    if act == notify::Act::Resolve {
+        if !resume_on_resolve {
+            return Ok(());
+        }
+        let origin = format!("incident:{incident}");
+        let by = crate::store::trading::Actor::Rule {
+            id: row.id,
+            name: row.name.clone(),
+        };
+        for agent in ctx.tx.paused_by_origin(row.project_id, &origin)? {
+            if ctx
+                .tx
+                .resume_agent(row.project_id, &agent, &by, &origin, ctx.now)?
+            {
+                ctx.tx.activity(
+                    incident,
+                    ctx.now,
+                    "agent_resumed",
+                    &format!("resumed agent {agent}"),
+                )?;
+            }
+        }
+        return Ok(());
+    }
+    pause_agent(ctx, row, incident, agent_of_metric(rule, key), detail)
+}
+
+/// The agent a metric incident is about: the key of a rule measured per agent
+/// (`agent_down`), else the agent a rule's query names (`agent_id:ag_x`), else none.
+fn agent_of_metric<'a>(rule: &'a MetricRule, key: &'a str) -> Option<&'a str> {
+    if matches!(rule.aggregate, Aggregate::AgentDown { .. }) && !key.is_empty() {
+        return Some(key);
+    }
+    rule.query.iter().find_map(|t| match t {
+        Term::Tag {
+            key,
+            value,
+            negated: false,
+            ..
+        } if key == "agent_id" => Some(value.as_str()),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

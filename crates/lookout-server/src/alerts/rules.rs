@@ -51,6 +51,9 @@ pub mod ids {
     pub const ALL_CHANNELS: &str = "lookout.actions.NotifyAllChannelsAction";
     /// Email: the organisation's `email` channels (every channel when there is none).
     pub const EMAIL: &str = "sentry.mail.actions.NotifyEmailAction";
+    /// Lookout's kill switch: pause the agent the event came from (`resume_on_resolve` is
+    /// refused: an issue alert fires once and never resolves).
+    pub const PAUSE_AGENT: &str = "lookout.rules.actions.PauseAgentAction";
 }
 
 /// How a list of conditions or filters combines.
@@ -235,6 +238,13 @@ pub enum Action {
         id: i64,
         /// Slack channel or PagerDuty severity override, if given.
         target: Option<String>,
+    },
+    /// The kill switch: pause the agents the alert is about (the event's `agent_id` tag for
+    /// an issue alert; the key of a metric alert measured per agent). Sends nothing.
+    PauseAgent {
+        /// Resume them when the alert resolves, if the pause it made is still the current
+        /// one (metric alerts only).
+        resume_on_resolve: bool,
     },
 }
 
@@ -459,6 +469,22 @@ fn parse_action(
         }),
         ids::WEBHOOK | ids::TELEGRAM => check(errors, integration("integration"))
             .map(|id| Action::Integration { id, target: None }),
+        ids::PAUSE_AGENT => match node.get("resume_on_resolve") {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => Some(Action::PauseAgent {
+                resume_on_resolve: false,
+            }),
+            Some(Value::Bool(true)) => {
+                errors.add(
+                    field,
+                    "resume_on_resolve is for metric alerts: an issue alert fires once and never resolves.",
+                );
+                None
+            }
+            Some(_) => {
+                errors.add(field, "resume_on_resolve must be true or false.");
+                None
+            }
+        },
         other => {
             errors.add(field, format!("Unknown action: {other}"));
             None
@@ -920,6 +946,18 @@ pub fn parse_metric_rule(body: &Value, integration_ids: &[i64]) -> Result<Metric
                             to: email_target(a.get("targetIdentifier")),
                         }),
                         "all" => actions.push(Action::AllChannels),
+                        "pause_agent" => match a.get("resumeOnResolve") {
+                            None | Some(Value::Null) => actions.push(Action::PauseAgent {
+                                resume_on_resolve: false,
+                            }),
+                            Some(Value::Bool(b)) => actions.push(Action::PauseAgent {
+                                resume_on_resolve: *b,
+                            }),
+                            Some(_) => errors.add(
+                                "triggers",
+                                "A pause_agent action's resumeOnResolve must be true or false.",
+                            ),
+                        },
                         "slack" | "pagerduty" | "webhook" | "telegram" => match integration {
                             Some(id) if integration_ids.contains(&id) => {
                                 actions.push(Action::Integration {

@@ -2,10 +2,12 @@
 //! Every request carries `Authorization: Bearer <token>` (from `lookout tokens create`) with
 //! the scope the endpoint needs.
 
+mod agents;
 pub(crate) mod alerts;
 mod issues;
 mod monitors;
 mod performance;
+mod profiling;
 mod projects;
 mod releases;
 
@@ -18,10 +20,12 @@ use axum::http::request::Parts;
 /// The API routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(agents::routes())
         .merge(alerts::routes())
         .merge(issues::routes())
         .merge(monitors::routes())
         .merge(performance::routes())
+        .merge(profiling::routes())
         .merge(projects::routes())
         .merge(releases::routes())
 }
@@ -31,6 +35,10 @@ pub fn routes() -> Router<AppState> {
 pub struct Caller {
     /// The token's scopes.
     pub scopes: Vec<String>,
+    /// The token's id (what audit trails name).
+    pub token_id: i64,
+    /// The token's name.
+    pub token_name: String,
 }
 
 impl Caller {
@@ -77,6 +85,8 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| ApiError::Unauthorized("invalid token".into()))?;
         Ok(Caller {
             scopes: info.scopes.split_whitespace().map(str::to_owned).collect(),
+            token_id: info.id,
+            token_name: info.name,
         })
     }
 }

@@ -80,17 +80,39 @@ async fn trace(
 ) -> Result<Json<Value>, ApiError> {
     caller.require("event:read")?;
     let reader = state.reader.clone();
+    let store = state.store.clone();
     let id = trace_id.to_ascii_lowercase();
-    let spans = blocking(move || {
+    let (spans, profiled) = blocking(move || {
         let p = reader.project(&org, &project)?;
-        reader.trace(p.id, &id)
+        Ok((
+            reader.trace(p.id, &id)?,
+            store.profiles().ids_in_trace(p.id, &id)?,
+        ))
     })
     .await?;
     if spans.is_empty() {
         return Err(ApiError::NotFound(format!("trace {trace_id} not found")));
     }
+    // Each span of a profiled transaction names its profile, as Sentry's trace view does.
+    let spans: Vec<Value> = spans
+        .iter()
+        .map(|s| {
+            let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+            if let Some((_, profile_id)) = profiled.iter().find(|(e, _)| *e == s.event_id)
+                && let Value::Object(m) = &mut v
+            {
+                m.insert("profileId".into(), Value::String(profile_id.clone()));
+            }
+            v
+        })
+        .collect();
+    let profiles: Vec<Value> = profiled
+        .iter()
+        .map(|(event_id, profile_id)| json!({"eventId": event_id, "profileId": profile_id}))
+        .collect();
     Ok(Json(
-        json!({ "traceId": trace_id.to_ascii_lowercase(), "spans": spans }),
+        json!({ "traceId": trace_id.to_ascii_lowercase(), "spans": spans,
+                    "profiles": profiles }),
     ))
 }
 

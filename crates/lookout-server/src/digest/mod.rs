@@ -7,6 +7,7 @@
 //! reason and never stop the batch.
 
 pub mod process;
+mod profiles;
 
 use crate::config::Config;
 use crate::metrics::Metrics;

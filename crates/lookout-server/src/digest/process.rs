@@ -9,6 +9,7 @@ use crate::store::digest::{
 use chrono::{DateTime, Utc};
 use lookout_protocol::codec::{self, Encoding};
 use lookout_protocol::normalize::{ItemKind, NormalizeContext, normalize_event};
+use lookout_protocol::profile::{self, ProfileKind};
 use lookout_protocol::{envelope, grouping, scrub, stacktrace};
 use serde_json::Value;
 
@@ -78,6 +79,22 @@ pub fn process_row_with(row: &InboxRow, in_app: &stacktrace::InAppRules, batch: 
         batch.events.len(),
         batch.transactions.len(),
     );
+    // Profiles first: a transaction whose profile is valid carries its id
+    // (`contexts.profile.profile_id`), as Relay adds it.
+    let mut profiles = Vec::new();
+    for item in &env.items {
+        let t = item.item_type();
+        if let Some(kind) = ProfileKind::from_item_type(t) {
+            match profile::parse(item.payload, kind) {
+                Ok(p) => profiles.push(p),
+                Err(e) => reject(batch, row, t, e.reason(), e.to_string()),
+            }
+        }
+    }
+    let profiled: Vec<(&str, &str)> = profiles
+        .iter()
+        .filter_map(|p| Some((p.transaction.as_ref()?.id.as_str(), p.profile_id.as_str())))
+        .collect();
     for item in &env.items {
         let t = item.item_type();
         match t {
@@ -90,16 +107,27 @@ pub fn process_row_with(row: &InboxRow, in_app: &stacktrace::InAppRules, batch: 
                 received,
                 sent_at,
                 header_event_id.as_deref(),
+                &profiled,
             ),
             "session" => session_item(row, batch, item.payload, received),
             "sessions" => sessions_item(row, batch, item.payload),
             "check_in" => check_in_item(row, batch, item.payload, received),
             "client_report" => client_report_item(row, batch, item.payload, received),
             "log" => log_items(row, batch, item.payload, received),
-            // Attachments, profiles, replays, metrics and unknown types are accepted and
-            // not digested.
+            // Profiles were read above. Attachments, replays, metrics and unknown types
+            // are accepted and not digested.
             _ => {}
         }
+    }
+    for p in &profiles {
+        let transaction = p.transaction.as_ref().and_then(|t| {
+            batch.transactions[transactions_before..]
+                .iter()
+                .find(|r| r.event_id == t.id)
+        });
+        let record =
+            super::profiles::record(row.project_id, received.timestamp_millis(), p, transaction);
+        batch.profiles.push(record);
     }
     tag_sessions_with_agent(batch, sessions_before, events_before, transactions_before);
 }
@@ -161,6 +189,7 @@ fn event_item(
     received: DateTime<Utc>,
     sent_at: Option<DateTime<Utc>>,
     header_event_id: Option<&str>,
+    profiled: &[(&str, &str)],
 ) {
     let Some(value) = parse_json(row, batch, item_type, payload) else {
         return;
@@ -184,6 +213,19 @@ fn event_item(
     };
     // Secrets go before anything is stored, tags included.
     scrub::scrub_event(&mut n.payload);
+    if n.kind == "transaction"
+        && let Some((_, profile_id)) = profiled.iter().find(|(t, _)| *t == n.event_id)
+        && let Some(contexts) = n.payload.as_object_mut().map(|m| {
+            m.entry("contexts")
+                .or_insert_with(|| Value::Object(Default::default()))
+        })
+        && let Value::Object(contexts) = contexts
+    {
+        contexts.insert(
+            "profile".into(),
+            serde_json::json!({ "profile_id": profile_id }),
+        );
+    }
     let p = &n.payload;
     let text = |key: &str| p.get(key).and_then(Value::as_str).map(str::to_owned);
     let tags = tag_pairs(p);

@@ -57,10 +57,18 @@ pub fn item_limit(item_type: &str) -> Option<usize> {
         "check_in" | "session" | "sessions" | "client_report" => 100 * KIB,
         "log" | "otel_log" => 2 * MIB,
         "span" => 10 * MIB,
-        "profile" | "profile_chunk" => 50 * MIB,
+        // Profiles are refused as items past this (the rest of the envelope is kept): the
+        // Python SDK's 30 s profiles stay well under 1 MiB; Relay's 50 MiB is a bomb here.
+        "profile" | "profile_chunk" => lookout_protocol::profile::MAX_PROFILE_BYTES,
         "attachment" | "replay_recording" | "replay_video" => 200 * MIB,
         _ => return None,
     })
+}
+
+/// Whether an item past its size limit is refused alone (dropped from the envelope, counted
+/// in `lookout_items_refused_total`) rather than with the whole envelope (413).
+fn refused_alone(item_type: &str) -> bool {
+    matches!(item_type, "profile" | "profile_chunk")
 }
 
 /// Whether an item counts against event quotas.
@@ -105,6 +113,8 @@ struct Accepted {
     /// Whether `envelope` differs from what the client sent (a wrapped store event, an
     /// added event id): then the received bytes cannot be kept as they are.
     rewritten: bool,
+    /// Items dropped from the envelope: (item type, reason).
+    refused: Vec<(String, &'static str)>,
 }
 
 async fn envelope_endpoint(
@@ -318,6 +328,9 @@ async fn ingest(
         Err(_) => return Err(shutting_down()),
     }
     state.metrics.envelopes_accepted.inc();
+    for (item_type, reason) in &accepted.refused {
+        state.metrics.item_refused(item_type, reason);
+    }
     for t in &accepted.item_types {
         let label = ItemLabel {
             item_type: t.clone(),
@@ -358,12 +371,20 @@ fn shutting_down() -> ApiError {
 /// Check framing and item limits; make sure an envelope with an event has an `event_id`
 /// header (taken from the payload, or generated) so the id answered is the id stored.
 fn check_envelope(decoded: Vec<u8>) -> Result<(Accepted, Option<String>), ApiError> {
-    let (event_id, item_types, dsn_key, missing_event_id) = {
+    let (event_id, item_types, dsn_key, missing_event_id, refused, kept) = {
         let env = envelope::parse(&decoded)
             .map_err(|e| ApiError::bad_request("bad_envelope", format!("invalid envelope: {e}")))?;
         let mut item_types = Vec::with_capacity(env.items.len());
+        let mut refused = Vec::new();
         for (i, item) in env.items.iter().enumerate() {
             let t = item.item_type();
+            if let Some(limit) = item_limit(t)
+                && item.payload.len() > limit
+                && refused_alone(t)
+            {
+                refused.push((i, t.to_owned(), "too_large"));
+                continue;
+            }
             if let Some(limit) = item_limit(t)
                 && item.payload.len() > limit
             {
@@ -387,13 +408,28 @@ fn check_envelope(decoded: Vec<u8>) -> Result<(Accepted, Option<String>), ApiErr
         if missing {
             event_id = Some(payload_event_id(&env).unwrap_or_else(new_event_id));
         }
+        // The envelope without its refused items, written again only when there are some.
+        let kept = (!refused.is_empty()).then(|| {
+            let items: Vec<(Map<String, Value>, &[u8])> = env
+                .items
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !refused.iter().any(|(r, _, _)| r == i))
+                .map(|(_, item)| (item.headers.clone(), item.payload))
+                .collect();
+            envelope::serialize(&env.headers, &items)
+        });
         (
             event_id,
             item_types,
             env.dsn().and_then(auth::key_from_dsn),
             missing,
+            refused,
+            kept,
         )
     };
+    let rewritten = missing_event_id || kept.is_some();
+    let decoded = kept.unwrap_or(decoded);
     let envelope = if missing_event_id {
         with_event_id_header(&decoded, event_id.as_deref().unwrap_or_default())?
     } else {
@@ -404,7 +440,8 @@ fn check_envelope(decoded: Vec<u8>) -> Result<(Accepted, Option<String>), ApiErr
             event_id,
             item_types,
             envelope,
-            rewritten: missing_event_id,
+            rewritten,
+            refused: refused.into_iter().map(|(_, t, r)| (t, r)).collect(),
         },
         dsn_key,
     ))
@@ -513,6 +550,7 @@ fn store_to_envelope(decoded: Vec<u8>) -> Result<Accepted, ApiError> {
         item_types: vec![item_type.into()],
         envelope: bytes,
         rewritten: true,
+        refused: Vec::new(),
     })
 }
 

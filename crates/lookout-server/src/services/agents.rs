@@ -641,6 +641,10 @@ pub enum EntryKind {
     AlertResolved,
     /// A check-in of its heartbeat or crons.
     CheckIn,
+    /// The kill switch paused its trading.
+    Paused,
+    /// Its trading was resumed.
+    Resumed,
 }
 
 impl EntryKind {
@@ -656,6 +660,8 @@ impl EntryKind {
             EntryKind::AlertOpened => "alert",
             EntryKind::AlertResolved => "resolved",
             EntryKind::CheckIn => "check-in",
+            EntryKind::Paused => "paused",
+            EntryKind::Resumed => "resumed",
         }
     }
 
@@ -663,7 +669,7 @@ impl EntryKind {
     pub fn bad(self) -> bool {
         matches!(
             self,
-            EntryKind::Crash | EntryKind::Hang | EntryKind::AlertOpened
+            EntryKind::Crash | EntryKind::Hang | EntryKind::AlertOpened | EntryKind::Paused
         )
     }
 }
@@ -801,6 +807,31 @@ pub fn timeline(d: &AgentDetail, limit: usize) -> Vec<Entry> {
             ),
             link: Some("/crons".into()),
             failed,
+        });
+    }
+    for t in &d.trading_changes {
+        let paused = t.action == "pause";
+        out.push(Entry {
+            at: t.at,
+            kind: if paused {
+                EntryKind::Paused
+            } else {
+                EntryKind::Resumed
+            },
+            text: if paused {
+                format!(
+                    "trading paused by {}: {}{}",
+                    t.by.describe(),
+                    t.reason.as_deref().unwrap_or(""),
+                    t.until
+                        .map(|u| format!(" (until {} UTC)", crate::time::iso(u)))
+                        .unwrap_or_default()
+                )
+            } else {
+                format!("trading resumed by {}", t.by.describe())
+            },
+            link: None,
+            failed: false,
         });
     }
     out.sort_by_key(|e| std::cmp::Reverse(e.at));

@@ -6,11 +6,16 @@
 //! * [`health`]: release health per release, environment and strategy.
 //! * [`agents`]: the agents overview.
 //! * [`issues`]: issue search, a page at a time.
+//! * [`trading`]: the kill switch: pause and resume agents, their trading state.
+//! * [`profiles`]: flame graphs (aggregated, or one transaction's within a span) and the
+//!   functions with the most self time.
 
 pub mod agents;
 pub mod health;
 pub mod issues;
+pub mod profiles;
 pub mod rule_book;
+pub mod trading;
 
 use crate::store::StoreError;
 

@@ -374,6 +374,8 @@ pub struct AgentRow {
     pub open_issues: i64,
     /// Its unresolved issue with the most events of this agent.
     pub top_issue: Option<TopIssue>,
+    /// Its kill-switch state when it was ever paused (`None`: never paused, so active).
+    pub trading: Option<super::trading::TradingState>,
 }
 
 impl AgentRow {
@@ -632,6 +634,8 @@ pub struct AgentDetail {
     pub outcomes: Vec<OutcomeMinuteRow>,
     /// Its latest error events with their breadcrumbs, newest first.
     pub events: Vec<EventCrumbs>,
+    /// Its kill-switch changes since `since` (pauses and resumes, audited), newest first.
+    pub trading_changes: Vec<super::trading::TradingChange>,
 }
 
 /// The agents repository.
@@ -786,6 +790,21 @@ fn overview(conn: &Conn, org: &str, only: Option<&str>, now: i64) -> Result<Over
         }
         Ok(())
     })?;
+
+    // Kill-switch states (only agents ever paused have a row).
+    let mut trading = conn.prepare_cached(
+        "SELECT t.project_id, t.agent_id FROM agent_trading t
+         JOIN projects p ON p.id = t.project_id JOIN organizations o ON o.id = p.org_id
+         WHERE o.slug = ?1 AND (?2 IS NULL OR t.agent_id = ?2)",
+    )?;
+    let paused: Vec<(i64, String)> = trading
+        .query_map(params![org, only], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_>>()?;
+    for (project, agent) in paused {
+        if let Some(i) = find(project, &agent) {
+            agents[i].trading = Some(super::trading::get_in(conn, project, &agent, now)?);
+        }
+    }
 
     let monitors = monitor_states(conn, org)?;
     for a in &mut agents {
@@ -1104,6 +1123,7 @@ fn detail(
     }
     events.sort_by_key(|e| std::cmp::Reverse(e.timestamp));
     events.truncate(5);
+    let trading_changes = super::trading::changes_in(conn, project, &agent.agent_id, since, 100)?;
 
     Ok(Some(AgentDetail {
         facts,
@@ -1115,6 +1135,7 @@ fn detail(
         stages,
         outcomes,
         events,
+        trading_changes,
     }))
 }
 

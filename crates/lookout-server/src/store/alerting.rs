@@ -389,9 +389,52 @@ pub struct AlertTx<'c> {
     /// Issues read in this transaction: every rule evaluated on an event reads its issue,
     /// and on PostgreSQL each read is a round trip.
     issues: std::cell::RefCell<std::collections::HashMap<i64, IssueSnapshot>>,
+    /// A `pause_agent` action changed a trading state: wake the control channel on commit.
+    trading_changed: std::cell::Cell<bool>,
 }
 
 impl AlertTx<'_> {
+    /// Pause an agent in this transaction (an alert's `pause_agent` action);
+    /// [`StoreError::NotFound`] when the digest never saw it in the project.
+    pub fn pause_agent(
+        &self,
+        project_id: i64,
+        agent_id: &str,
+        pause: &super::trading::Pause<'_>,
+        now: i64,
+    ) -> Result<super::trading::TradingState> {
+        let state = super::trading::pause_in(self.conn, project_id, agent_id, pause, now)?;
+        self.trading_changed.set(true);
+        Ok(state)
+    }
+
+    /// Resume an agent in this transaction if its current pause is the one `origin` made;
+    /// returns whether it did.
+    pub fn resume_agent(
+        &self,
+        project_id: i64,
+        agent_id: &str,
+        by: &super::trading::Actor,
+        origin: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let (_, changed) =
+            super::trading::resume_in(self.conn, project_id, agent_id, by, Some(origin), now)?;
+        if changed {
+            self.trading_changed.set(true);
+        }
+        Ok(changed)
+    }
+
+    /// The agents paused by `origin` whose pause still stands.
+    pub fn paused_by_origin(&self, project_id: i64, origin: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT agent_id FROM agent_trading WHERE project_id = ?1 AND state = 'paused' AND origin = ?2",
+        )?;
+        let rows = stmt.query_map(params![project_id, origin], |r| r.get(0))?;
+        rows.collect()
+    }
+
     /// The windows, read inside this transaction.
     pub fn measurer(&self) -> Measurer<'_> {
         Measurer { conn: self.conn }
@@ -716,11 +759,15 @@ impl AlertStage {
         f: impl FnOnce(&AlertTx<'_>) -> Result<T>,
     ) -> Result<T> {
         let upto = consumed.and_then(|seqs| seqs.iter().max().copied());
-        self.db.write(|tx| {
-            let out = f(&AlertTx {
+        let trading_changed = std::cell::Cell::new(false);
+        let out = self.db.write(|tx| {
+            let alert_tx = AlertTx {
                 conn: tx,
                 issues: Default::default(),
-            })?;
+                trading_changed: std::cell::Cell::new(false),
+            };
+            let out = f(&alert_tx)?;
+            trading_changed.set(alert_tx.trading_changed.get());
             if tx.backend() == Backend::Postgres {
                 // Exactly the rows evaluated: rows other nodes commit later, numbered lower,
                 // stay for the next step.
@@ -745,7 +792,11 @@ impl AlertStage {
                     .execute([seq])?;
             }
             Ok(out)
-        })
+        })?;
+        if trading_changed.get() {
+            self.db.trading_bus.bump();
+        }
+        Ok(out)
     }
 
     /// Run `f` over the windows on a read connection (measurements taken without the

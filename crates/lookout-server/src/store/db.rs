@@ -36,6 +36,8 @@ pub(crate) struct Db {
     location: Location,
     writer: Mutex<Conn>,
     readers: Mutex<Vec<Conn>>,
+    /// Wakes the kill switch's control channel (`store::trading`).
+    pub(crate) trading_bus: super::trading::Bus,
 }
 
 /// Open a PostgreSQL connection with Lookout's settings. Any failure to connect (refused,
@@ -77,6 +79,7 @@ impl Db {
             location,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            trading_bus: super::trading::Bus::default(),
         })
     }
 

@@ -110,6 +110,7 @@ impl DigestStore {
                 ])?;
             }
         }
+        outcome.profiles += super::profiles::apply(&tx, &batch.profiles)?;
         super::agents::apply(&tx, batch, &session_agents)?;
         create_seen_releases(&tx, batch)?;
         append_feed(&tx, batch, &outcome)?;

@@ -15,6 +15,7 @@ pub mod inbox;
 pub mod leases;
 pub mod monitors;
 pub mod outbox;
+pub mod profiles;
 pub mod read;
 pub mod records;
 pub mod releases;
@@ -24,6 +25,7 @@ mod schema;
 mod schema_pg;
 pub mod settings;
 pub mod sql;
+pub mod trading;
 pub mod users;
 
 use rand::RngCore;
@@ -221,6 +223,7 @@ pub const ALL_SCOPES: &[&str] = &[
     "event:write",
     "alerts:read",
     "alerts:write",
+    "agents:write",
 ];
 
 /// The store: the one handle on the database a process opens. Cheap to clone; every clone
@@ -421,6 +424,11 @@ impl Store {
     /// Agents: every agent seen, with its health.
     pub fn agents(&self) -> agents::Agents {
         agents::Agents::new(Arc::clone(&self.db))
+    }
+
+    /// The kill switch: each agent's trading state, its audit, the control channel's bus.
+    pub fn trading(&self) -> trading::Trading {
+        trading::Trading::new(Arc::clone(&self.db))
     }
 
     /// The read side: issues, events, latency, traces.

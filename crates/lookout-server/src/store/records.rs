@@ -235,6 +235,8 @@ pub struct Batch {
     pub logs: Vec<LogRecord>,
     /// Items refused, each with its reason.
     pub rejections: Vec<Rejection>,
+    /// Profiles (v1 transaction profiles and v2 chunks).
+    pub profiles: Vec<super::profiles::ProfileRecord>,
 }
 
 impl Batch {
@@ -253,6 +255,7 @@ impl Batch {
         }
         self.logs.extend(later.logs);
         self.rejections.extend(later.rejections);
+        self.profiles.extend(later.profiles);
     }
 }
 
@@ -265,6 +268,8 @@ pub struct Outcome {
     pub transactions: usize,
     /// Events dropped as duplicates (same event id).
     pub duplicates: usize,
+    /// Profiles stored (a profile already stored is not counted again).
+    pub profiles: usize,
     /// Issues created (ids).
     pub new_issues: Vec<i64>,
     /// Issues reopened by a new event (ids).

@@ -16,6 +16,8 @@ pub struct Swept {
     pub expired: u64,
     /// Events removed by the per-project cap.
     pub capped: u64,
+    /// Profiles removed for age (`retention.profiles_days`).
+    pub profiles: u64,
 }
 
 /// Delete the events matching `where_clause` a chunk per transaction, taking the writer
@@ -68,6 +70,8 @@ fn sweep(db: &Db, config: &RetentionConfig, now_ms: i64) -> Result<Swept> {
         expired: delete_events(db, "timestamp < ?1", &[cutoff])?,
         ..Swept::default()
     };
+    swept.profiles =
+        super::profiles::sweep(db, now_ms - i64::from(config.profiles_days) * 86_400_000)?;
     let conn = db.writer()?;
     for table in [
         "rollup_events",
@@ -85,6 +89,7 @@ fn sweep(db: &Db, config: &RetentionConfig, now_ms: i64) -> Result<Swept> {
     conn.execute("DELETE FROM check_ins WHERE received_at < ?1", [cutoff])?;
     conn.execute("DELETE FROM digest_rejections WHERE at < ?1", [cutoff])?;
     conn.execute("DELETE FROM agents WHERE last_seen < ?1", [cutoff])?;
+    conn.execute("DELETE FROM agent_trading_changes WHERE at < ?1", [cutoff])?;
     conn.execute("DELETE FROM ui_sessions WHERE expires_at < ?1", [now_ms])?;
     conn.execute(
         "DELETE FROM issue_tags WHERE issue_id IN (SELECT id FROM issues WHERE last_seen < ?1)",

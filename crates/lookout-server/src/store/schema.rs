@@ -552,6 +552,77 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX agent_stage_minutes_time ON agent_stage_minutes (minute);
     ",
+    // Kill switch (issue 24): each agent's trading state and the audit of its changes.
+    "
+    CREATE TABLE agent_trading (
+        project_id INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        actor_kind TEXT,
+        actor_id TEXT,
+        actor_name TEXT,
+        since INTEGER NOT NULL,
+        until INTEGER,
+        origin TEXT,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (project_id, agent_id)
+    );
+    CREATE TABLE agent_trading_changes (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        reason TEXT,
+        actor_kind TEXT NOT NULL,
+        actor_id TEXT,
+        actor_name TEXT NOT NULL,
+        until INTEGER,
+        version INTEGER NOT NULL
+    );
+    CREATE INDEX agent_trading_changes_agent ON agent_trading_changes (project_id, agent_id, at);
+    ",
+    "
+    -- Profiles (issue 26): one row per profile, compressed, with the summary aggregation
+    -- reads, and per-minute function self times.
+    CREATE TABLE profiles (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL,
+        profile_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        event_id TEXT,
+        trace_id TEXT,
+        profiler_id TEXT,
+        transaction_name TEXT,
+        platform TEXT NOT NULL,
+        release TEXT,
+        environment TEXT,
+        start_ms INTEGER NOT NULL,
+        duration_ns INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        summary BLOB NOT NULL,
+        UNIQUE (project_id, profile_id)
+    );
+    CREATE INDEX profiles_event ON profiles (project_id, event_id);
+    CREATE INDEX profiles_trace ON profiles (trace_id);
+    CREATE INDEX profiles_transaction ON profiles (project_id, transaction_name, start_ms);
+    CREATE INDEX profiles_time ON profiles (start_ms);
+    CREATE TABLE profile_functions (
+        project_id INTEGER NOT NULL,
+        transaction_name TEXT NOT NULL,
+        span_op TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        function_name TEXT NOT NULL,
+        module TEXT NOT NULL,
+        in_app INTEGER NOT NULL,
+        self_ns INTEGER NOT NULL,
+        samples INTEGER NOT NULL,
+        PRIMARY KEY (project_id, transaction_name, span_op, minute, function_name, module)
+    ) WITHOUT ROWID;
+    CREATE INDEX profile_functions_time ON profile_functions (minute);
+    ",
 ];
 
 /// Bring the main database up to date.

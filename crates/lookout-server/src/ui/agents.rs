@@ -4,16 +4,18 @@
 //! regions, refreshed by `app.js`).
 
 use super::{
-    LIVE_EVERY_SECS, Page, Viewer, ago, charts, clip, empty, layout, ms, pct, urlencode, when,
+    LIVE_EVERY_SECS, Page, Viewer, ago, charts, clip, csrf_field, empty, field_error_slot, layout,
+    ms, pct, urlencode, when,
 };
 use crate::http::state::AppState;
 use crate::services::agents::{
     AgentHealth, AgentPage, EntryKind, Reason, ReasonKind, Status, decisions, ms_text,
     outcome_series, pct_text, stage_series, timeline,
 };
-use axum::extract::{Path, Query, State};
+use crate::services::trading::{Actor, TradingState};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -81,6 +83,7 @@ fn overview_table(rows: &[AgentHealth], now: i64) -> Markup {
                              @if a.project_slug != "default" { span.muted { " · " (a.project_slug) } } }
                         td.status-cell {
                             span class=(format!("pill {}", a.status)) { (a.status) }
+                            (trading_row(a, now))
                             (reasons_list(a))
                         }
                         td { @match a.last_heartbeat {
@@ -130,6 +133,249 @@ fn overview_table(rows: &[AgentHealth], now: i64) -> Markup {
             }
         }
     }
+}
+
+/// The kill switch in an overview row: a `paused` pill with why, and the button that leads
+/// to the confirmation page.
+fn trading_row(a: &AgentHealth, now: i64) -> Markup {
+    let paused = a.trading.as_ref().filter(|t| t.paused);
+    html! {
+        @if let Some(t) = paused {
+            " " span.pill.paused.trading-paused title=(trading_words(t, now)) { "trading paused" }
+            " " a.button.small.resume-agent href=(format!("{}/resume", agent_href(&a.agent_id)))
+                aria-label=(format!("Resume trading of agent {}", clip(&a.agent_id, 60))) { "Resume" }
+        } @else {
+            " " a.button.small.pause-agent href=(format!("{}/pause", agent_href(&a.agent_id)))
+                aria-label=(format!("Pause trading of agent {}", clip(&a.agent_id, 60))) { "Pause" }
+        }
+    }
+}
+
+/// A pause in words: why, by whom, since and until.
+fn trading_words(t: &TradingState, now: i64) -> String {
+    let mut out = format!(
+        "paused by {}: {}",
+        t.by.as_ref().map(Actor::describe).unwrap_or_default(),
+        t.reason.as_deref().unwrap_or("")
+    );
+    if let Some(s) = t.since {
+        out.push_str(&format!(", {}", ago(s, now)));
+    }
+    if let Some(u) = t.until {
+        out.push_str(&format!(", until {} UTC", when(u)));
+    }
+    out
+}
+
+/// The agent page's kill-switch panel: its trading state and the button.
+fn trading_panel(a: &AgentHealth, now: i64) -> Markup {
+    let href = agent_href(&a.agent_id);
+    let paused = a.trading.as_ref().filter(|t| t.paused);
+    html! {
+        div.trading id="agent-trading" {
+            @if let Some(t) = paused {
+                span.pill.paused id="agent-trading-state" { "trading paused" }
+                " "
+                span id="agent-trading-why" { (clip(&trading_words(t, now), 400)) }
+                " "
+                a.button id="agent-resume" href=(format!("{href}/resume")) { "Resume trading" }
+            } @else {
+                span.pill.healthy id="agent-trading-state" { "trading active" }
+                " "
+                a.button id="agent-pause" href=(format!("{href}/pause")) { "Pause trading" }
+            }
+        }
+    }
+}
+
+/// The project of agent `agent_id` (its most recently seen one) and its trading state;
+/// `None` when no agent of that id has reported.
+async fn find_agent(
+    state: &AppState,
+    agent_id: &str,
+) -> Result<Option<AgentHealth>, super::UiError> {
+    let now = state.clock.now_ms();
+    let rows = crate::services::agents::overview(&state.store, "default", now).await?;
+    Ok(rows
+        .into_iter()
+        .filter(|a| a.agent_id == agent_id)
+        .max_by_key(|a| a.last_seen))
+}
+
+/// The pause form's fields.
+#[derive(Debug, Deserialize)]
+pub(super) struct PauseForm {
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    minutes: String,
+}
+
+fn pause_form(
+    viewer: &Viewer,
+    agent_id: &str,
+    reason: &str,
+    minutes: &str,
+    errors: &serde_json::Value,
+) -> Markup {
+    let error = |f: &str| {
+        errors
+            .get(f)
+            .and_then(|v| v.get(0))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let href = agent_href(agent_id);
+    html! {
+        p.crumbs { a href="/" { "Agents" } " / " a href=(href) { (clip(agent_id, 120)) } " / " }
+        div.page-head { h1 id="confirm-title" { "Pause trading of agent " (clip(agent_id, 120)) "?" } }
+        p { "The agent's library refuses new orders within seconds (reduce-only orders still go through) until it is resumed here, through the API, or when the pause ends. The agent cannot lift it itself." }
+        form.stacked method="post" action=(format!("{href}/pause")) id="pause-form" {
+            (csrf_field(viewer))
+            label for="reason" { "Reason" }
+            textarea id="reason" name="reason" required maxlength=(crate::services::trading::MAX_REASON_CHARS) rows="3" { (reason) }
+            (field_error_slot("reason", error("reason").as_deref()))
+            label for="minutes" { "For how many minutes (empty: until resumed)" }
+            input id="minutes" name="minutes" type="number" min="1" max=(crate::services::trading::MAX_MINUTES) value=(minutes);
+            (field_error_slot("minutes", error("minutes").as_deref()))
+            div.actions {
+                button.danger type="submit" id="confirm-pause" { "Pause " (clip(agent_id, 60)) }
+                " " a href=(href) { "Cancel" }
+            }
+        }
+    }
+}
+
+/// `GET /agents/{id}/pause`: the confirmation page, naming the agent.
+pub(super) async fn pause_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(agent_id): Path<String>,
+) -> Result<Response, super::UiError> {
+    if find_agent(&state, &agent_id).await?.is_none() {
+        return Ok(unknown_agent(&viewer, &agent_id));
+    }
+    let body = pause_form(&viewer, &agent_id, "", "", &serde_json::Value::Null);
+    let title = format!("Pause {}", clip(&agent_id, 60));
+    Ok(layout(&viewer, "agents", &title, body).into_response())
+}
+
+fn unknown_agent(viewer: &Viewer, agent_id: &str) -> Response {
+    not_found(
+        viewer,
+        &format!(
+            "No agent {:?} has reported to this server.",
+            clip(agent_id, 120)
+        ),
+    )
+}
+
+/// `POST /agents/{id}/pause`: pause, then back to the agent's page (post/redirect/get);
+/// field errors come back beside their field.
+pub(super) async fn pause_post(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(agent_id): Path<String>,
+    Form(f): Form<PauseForm>,
+) -> Result<Response, super::UiError> {
+    viewer.check_csrf(&f.csrf)?;
+    let Some(agent) = find_agent(&state, &agent_id).await? else {
+        return Ok(unknown_agent(&viewer, &agent_id));
+    };
+    let now = state.clock.now_ms();
+    let minutes = match f.minutes.trim() {
+        "" => Ok(None),
+        m => m.parse::<i64>().map(Some).map_err(|_| {
+            crate::services::ServiceError::Fields(
+                serde_json::json!({"minutes": ["Enter a whole number of minutes."]}),
+            )
+        }),
+    };
+    let checked = minutes
+        .and_then(|m| crate::services::trading::until_of(m, now))
+        .and_then(|until| crate::services::trading::check_reason(&f.reason).map(|r| (r, until)));
+    let (reason, until) = match checked {
+        Ok(v) => v,
+        Err(crate::services::ServiceError::Fields(errors)) => {
+            let body = pause_form(&viewer, &agent_id, &f.reason, &f.minutes, &errors);
+            let title = format!("Pause {}", clip(&agent_id, 60));
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                layout(&viewer, "agents", &title, body),
+            )
+                .into_response());
+        }
+        Err(e) => return Err(crate::http::error::ApiError::from(e).into()),
+    };
+    let store = state.store.clone();
+    let by = Actor::User(viewer.username().to_owned());
+    let project = agent.project_id;
+    let id = agent_id.clone();
+    crate::services::blocking(move || {
+        Ok(crate::services::trading::pause(
+            &store, project, &id, &reason, by, until, now,
+        ))
+    })
+    .await?
+    .map_err(crate::http::error::ApiError::from)?;
+    Ok(Redirect::to(&agent_href(&agent_id)).into_response())
+}
+
+/// `GET /agents/{id}/resume`: the confirmation page, naming the agent.
+pub(super) async fn resume_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(agent_id): Path<String>,
+) -> Result<Response, super::UiError> {
+    let Some(agent) = find_agent(&state, &agent_id).await? else {
+        return Ok(unknown_agent(&viewer, &agent_id));
+    };
+    let now = state.clock.now_ms();
+    let href = agent_href(&agent_id);
+    let body = html! {
+        p.crumbs { a href="/" { "Agents" } " / " a href=(href) { (clip(&agent_id, 120)) } " / " }
+        div.page-head { h1 id="confirm-title" { "Resume trading of agent " (clip(&agent_id, 120)) "?" } }
+        @match agent.trading.as_ref().filter(|t| t.paused) {
+            Some(t) => p id="resume-what" { "It is " (clip(&trading_words(t, now), 400)) "." },
+            None => p id="resume-what" { "It is not paused." },
+        }
+        form.stacked method="post" action=(format!("{href}/resume")) id="resume-form" {
+            (csrf_field(&viewer))
+            div.actions {
+                button type="submit" id="confirm-resume" { "Resume " (clip(&agent_id, 60)) }
+                " " a href=(href) { "Cancel" }
+            }
+        }
+    };
+    let title = format!("Resume {}", clip(&agent_id, 60));
+    Ok(layout(&viewer, "agents", &title, body).into_response())
+}
+
+/// `POST /agents/{id}/resume`: resume, then back to the agent's page.
+pub(super) async fn resume_post(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(agent_id): Path<String>,
+    Form(f): Form<super::CsrfForm>,
+) -> Result<Response, super::UiError> {
+    viewer.check_csrf(&f.csrf)?;
+    let Some(agent) = find_agent(&state, &agent_id).await? else {
+        return Ok(unknown_agent(&viewer, &agent_id));
+    };
+    let now = state.clock.now_ms();
+    let store = state.store.clone();
+    let by = Actor::User(viewer.username().to_owned());
+    let project = agent.project_id;
+    let id = agent_id.clone();
+    crate::services::blocking(move || {
+        Ok(crate::services::trading::resume(
+            &store, project, &id, by, now,
+        ))
+    })
+    .await?
+    .map_err(crate::http::error::ApiError::from)?;
+    Ok(Redirect::to(&agent_href(&agent_id)).into_response())
 }
 
 /// Agents overview.
@@ -266,6 +512,7 @@ fn agent_body(p: &AgentPage, period: &str, since: i64, bucket: i64, now: i64) ->
                     " · first seen " (ago(a.first_seen, now)) " · last seen " (ago(a.last_seen, now))
                 }
             }
+            (trading_panel(a, now))
             @if a.reasons.is_empty() {
                 p.muted id="agent-reasons" { "Nothing outside its thresholds in the last hour." }
             } @else {

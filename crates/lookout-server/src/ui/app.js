@@ -1,5 +1,5 @@
-// Lookout's only script: live regions updated in place, and confirmation of destructive
-// forms. Live regions swap in markup the server rendered (and escaped) for the same URL,
+// Lookout's only script: live regions updated in place, flame graph zoom, and confirmation
+// of destructive forms. Live regions swap in markup the server rendered (and escaped) for the same URL,
 // exactly as a reload would show it; nothing from page content is ever turned into markup
 // here.
 "use strict";
@@ -187,8 +187,66 @@ const Live = {
   },
 };
 
+// Flame graphs (ui/flame.rs) are drawn by the server at full width; a click on a frame
+// widens it and what it called to the whole graph (its callers stay above it, full width),
+// and "Reset zoom" brings the whole back. Positions come from the frames' own data-x/data-w
+// (shares of the whole), so nothing from page content is interpreted.
+const Flame = {
+  zoom(graph, frame) {
+    const x = Number(frame.dataset.x);
+    const w = Number(frame.dataset.w);
+    const depth = Number(frame.dataset.depth);
+    const eps = 1e-9;
+    for (const f of graph.querySelectorAll(".flame-frame")) {
+      const fx = Number(f.dataset.x);
+      const fw = Number(f.dataset.w);
+      const fd = Number(f.dataset.depth);
+      if (fd < depth) {
+        // A caller: shown across the whole width if it encloses the frame.
+        const encloses = fx <= x + eps && fx + fw >= x + w - eps;
+        f.hidden = !encloses;
+        f.style.left = "0%";
+        f.style.width = "100%";
+      } else if (fx >= x - eps && fx + fw <= x + w + eps) {
+        f.hidden = false;
+        f.style.left = `${((fx - x) / w) * 100}%`;
+        f.style.width = `${(fw / w) * 100}%`;
+      } else {
+        f.hidden = true;
+      }
+    }
+    const reset = graph.querySelector(".flame-reset");
+    if (reset) reset.hidden = false;
+  },
+
+  reset(graph) {
+    for (const f of graph.querySelectorAll(".flame-frame")) {
+      f.hidden = false;
+      f.style.left = `${Number(f.dataset.x) * 100}%`;
+      f.style.width = `${Number(f.dataset.w) * 100}%`;
+    }
+    const reset = graph.querySelector(".flame-reset");
+    if (reset) reset.hidden = true;
+  },
+
+  start() {
+    document.addEventListener("click", (e) => {
+      const target = e.target instanceof Element ? e.target : null;
+      const graph = target && target.closest("[data-flame]");
+      if (!graph) return;
+      if (target.closest(".flame-reset")) {
+        this.reset(graph);
+        return;
+      }
+      const frame = target.closest(".flame-frame");
+      if (frame) this.zoom(graph, frame);
+    });
+  },
+};
+
 document.addEventListener("DOMContentLoaded", () => {
   Live.start();
+  Flame.start();
   // The issue page's breadcrumb category filter applies on change (the server filters,
   // through the `crumbs` query parameter, so counts and the fold stay true).
   const crumbSelect = document.getElementById("crumb-category");

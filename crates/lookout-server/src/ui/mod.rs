@@ -9,6 +9,7 @@
 mod agents;
 mod alerts;
 mod charts;
+mod flame;
 mod issues;
 mod monitors;
 mod performance;
@@ -45,6 +46,14 @@ pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(agents::page))
         .route("/agents/{agent_id}", get(agents::agent_page))
+        .route(
+            "/agents/{agent_id}/pause",
+            get(agents::pause_page).post(agents::pause_post),
+        )
+        .route(
+            "/agents/{agent_id}/resume",
+            get(agents::resume_page).post(agents::resume_post),
+        )
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/ui/app.css", get(css))
@@ -144,6 +153,11 @@ pub struct Viewer {
 }
 
 impl Viewer {
+    /// The logged-in user's name (what audit trails record).
+    pub fn username(&self) -> &str {
+        &self.session.username
+    }
+
     /// The CSRF token forms must carry.
     pub fn csrf(&self) -> &str {
         &self.session.csrf

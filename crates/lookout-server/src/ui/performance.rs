@@ -1,10 +1,14 @@
 //! Performance: transactions with percentiles and failure rate, per-stage latency of
-//! `order.pipeline` over time, and the waterfall of one trace.
+//! `order.pipeline` over time, where a transaction's time goes (its profiles merged into one
+//! flame graph, and the functions with the most self time against the previous window), and
+//! the waterfall of one trace with the profile inside each span.
 
+use super::flame::{self, FrameLabel};
 use super::issues::{pick_project, project_select};
 use super::{LIVE_EVERY_SECS, Page, Viewer, charts, clip, empty, layout, ms, pct, urlencode, when};
 use crate::http::state::AppState;
 use crate::services::blocking;
+use crate::services::profiles::{self, Flamegraph, FunctionStat, ProfileView};
 use crate::store::read::{
     LatencySummary, RecentTransaction, SketchSeries, SpanRow, TraceError, TransactionFilter,
 };
@@ -40,6 +44,65 @@ struct PerfQuery {
     q: Option<f64>,
     /// Only the recent transactions of this name.
     transaction: Option<String>,
+    /// With `transaction`: the profiles' samples inside spans of this op only.
+    op: Option<String>,
+}
+
+/// The labels `flame::flame_graph` draws a profile service graph with.
+fn labels(g: &Flamegraph) -> Vec<FrameLabel<'_>> {
+    g.frames
+        .iter()
+        .map(|f| FrameLabel {
+            name: &f.name,
+            file: &f.module_or_file,
+            in_app: f.in_app,
+        })
+        .collect()
+}
+
+/// `g` drawn as a flame graph.
+fn draw(id: &str, label: &str, g: &Flamegraph, empty_text: &str) -> maud::Markup {
+    flame::flame_graph(
+        id,
+        label,
+        &labels(g),
+        g.stacks.iter().map(|s| (s.frames.as_slice(), s.weight_ns)),
+        empty_text,
+    )
+}
+
+/// Self time against the previous window, as `+12 %` (red: slower) or `−8 %`.
+fn change(f: &FunctionStat) -> maud::Markup {
+    match f.change() {
+        None => html! { span.muted { "new" } },
+        Some(c) if c.abs() < 0.005 => html! { span.muted { "±0 %" } },
+        Some(c) => html! {
+            span class=(if c > 0.0 { "delta up" } else { "delta down" }) {
+                (if c > 0.0 { "+" } else { "−" }) (format!("{:.0} %", c.abs() * 100.0))
+            }
+        },
+    }
+}
+
+/// The top functions by self time, with their change against the previous window.
+fn top_table(functions: &[FunctionStat]) -> maud::Markup {
+    html! {
+        @if functions.is_empty() { (empty("No profiled sample in this window.")) } @else {
+            table.grid id="top-functions" {
+                thead { tr { th { "Function" } th { "Module or file" } th.num { "Self time" } th.num { "Samples" } th.num { "Previous window" } th.num { "Change" } } }
+                tbody { @for f in functions {
+                    tr {
+                        td { code { (clip(&f.name, 160)) } @if f.in_app { " " span.pill { "app" } } }
+                        td.muted { (clip(&f.module_or_file, 120)) }
+                        td.num { (flame::dur(f.self_ns)) }
+                        td.num { (f.samples) }
+                        td.num { @if f.previous_self_ns > 0 { (flame::dur(f.previous_self_ns)) } @else { "–" } }
+                        td.num { (change(f)) }
+                    }
+                } }
+            }
+        }
+    }
 }
 
 async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<PerfQuery>) -> Page {
@@ -57,7 +120,7 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
         .clone()
         .filter(|t| !t.trim().is_empty() && t.len() <= 500);
     let only_name = only.clone();
-    let (projects, slug, summaries, series, recent) = blocking(move || {
+    let (projects, pid, slug, summaries, series, recent) = blocking(move || {
         let (all, (pid, slug)) = pick_project(&reader, wanted.as_deref())?;
         let summaries: Vec<LatencySummary> =
             reader.latency(pid, "transaction", since, now + 60_000)?;
@@ -116,9 +179,26 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
                     .collect()
             }
         };
-        Ok((all, slug, summaries, series, recent))
+        Ok((all, pid, slug, summaries, series, recent))
     })
     .await?;
+    let op = pq
+        .op
+        .clone()
+        .filter(|o| !o.trim().is_empty() && o.len() <= 200);
+    // Where the chosen transaction's time goes: its profiles in the window, merged.
+    let profile = match &only {
+        None => None,
+        Some(name) => {
+            let graph =
+                profiles::flamegraph(&state.store, pid, Some(name), op.as_deref(), since, now)
+                    .await?;
+            let top =
+                profiles::top_functions(&state.store, pid, Some(name), op.as_deref(), since, now)
+                    .await?;
+            Some((graph, top))
+        }
+    };
     let qlabel = format!("p{}", (quantile * 100.0).round());
     let body = html! {
         div.page-head { h1 { "Performance" } }
@@ -152,6 +232,28 @@ async fn page(State(state): State<AppState>, viewer: Viewer, Query(pq): Query<Pe
                     } }
                 }
             }
+        }
+        @if let (Some(name), Some((graph, top))) = (&only, &profile) {
+            h2 id="profiles-title" { "Where the time goes: " (clip(name, 120)) }
+            form.filters method="get" action="/performance" {
+                input type="hidden" name="project" value=(slug);
+                input type="hidden" name="period" value=(period);
+                input type="hidden" name="transaction" value=(name);
+                label { "Samples inside " select name="op" {
+                    option value="" selected[op.is_none()] { "the whole transaction" }
+                    @for s in STAGES { option value=(s) selected[op.as_deref() == Some(*s)] { "spans of " (s) } }
+                    @if let Some(o) = op.as_deref().filter(|o| !STAGES.contains(o)) { option value=(o) selected { "spans of " (clip(o, 60)) } }
+                } }
+                button type="submit" { "Show" }
+            }
+            p.muted {
+                (graph.profiles) " profile" @if graph.profiles != 1 { "s" } " in the last " (period)
+                @if let Some(o) = &op { ", samples inside " code { (clip(o, 60)) } " spans" }
+                ". Self time is compared with the " (period) " before."
+            }
+            (draw("transaction-flame", &format!("Profiles of {}", clip(name, 120)), graph, "No profile of this transaction in this window (profiling samples a share of transactions: profiles_sample_rate)."))
+            h3 { "Top functions by self time" }
+            (top_table(top))
         }
         h2 id="recent-title" {
             "Recent transactions"
@@ -226,15 +328,53 @@ async fn trace_page(state: AppState, viewer: &Viewer, trace_id: String, tq: Trac
     }
     let reader = state.reader.clone();
     let tid = trace_id.clone();
-    let (slug, spans, errors): (String, Vec<SpanRow>, Vec<TraceError>) = blocking(move || {
-        let (_, (pid, slug)) = pick_project(&reader, tq.project.as_deref())?;
-        Ok((
-            slug,
-            reader.trace(pid, &tid)?,
-            reader.trace_errors(pid, &tid)?,
-        ))
-    })
-    .await?;
+    let (pid, slug, spans, errors): (i64, String, Vec<SpanRow>, Vec<TraceError>) =
+        blocking(move || {
+            let (_, (pid, slug)) = pick_project(&reader, tq.project.as_deref())?;
+            Ok((
+                pid,
+                slug,
+                reader.trace(pid, &tid)?,
+                reader.trace_errors(pid, &tid)?,
+            ))
+        })
+        .await?;
+    // The profiles of the trace's transactions, by transaction event id.
+    let mut profiled: Vec<(String, ProfileView)> = Vec::new();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let transactions = spans
+        .iter()
+        .map(|s| s.event_id.as_str())
+        .filter(|e| seen.insert(e));
+    for event_id in transactions.take(MAX_TRACE_PROFILES) {
+        if let Some(p) = profiles::for_transaction(&state.store, pid, event_id).await? {
+            profiled.push((event_id.to_owned(), p));
+        }
+    }
+    // Each span's part of its transaction's profile.
+    let mut windows: HashMap<&str, Flamegraph> = HashMap::new();
+    for s in &spans {
+        if windows.len() >= MAX_SPAN_PROFILES {
+            break;
+        }
+        let Some((_, p)) = profiled.iter().find(|(e, _)| *e == s.event_id) else {
+            continue;
+        };
+        // A transaction's root span is its whole profile, drawn once below the waterfall.
+        if spans
+            .iter()
+            .find(|r| r.event_id == s.event_id)
+            .map(|r| &r.span_id)
+            == Some(&s.span_id)
+        {
+            continue;
+        }
+        let rel = |secs: f64| ((secs * 1000.0 - p.transaction_start_ms) * 1e6).max(0.0) as u64;
+        let g = p.window(rel(s.start_timestamp), rel(s.timestamp));
+        if !g.stacks.is_empty() {
+            windows.insert(s.span_id.as_str(), g);
+        }
+    }
     if spans.is_empty() && errors.is_empty() {
         return Err(super::UiError::missing(&format!(
             "trace {}",
@@ -342,12 +482,32 @@ async fn trace_page(state: AppState, viewer: &Viewer, trace_id: String, tq: Trac
                         div.span-dur role="cell" { (ms(Some(s.duration_ms))) }
                         div.span-status role="cell" { span class=(format!("pill {}", if failed { "error" } else { "ok" })) { (clip(status, 30)) } }
                     }
+                    @if let Some(g) = windows.get(s.span_id.as_str()) {
+                        div.span-row.span-profile role="row" {
+                            details role="cell" {
+                                summary { "Profile inside " (clip(&s.op, 60)) ": " (flame::dur(g.total_ns())) " sampled" }
+                                (draw(&format!("flame-{}", clip(&s.span_id, 32)), &format!("Profile inside {}", clip(&s.op, 60)), g, "No sample inside this span."))
+                            }
+                        }
+                    }
                 }
             }
+        }
+        @for (event_id, p) in &profiled {
+            // The transaction's first span is its root (spans come in start order).
+            @let name = spans.iter().find(|s| &s.event_id == event_id).and_then(|s| s.description.clone().filter(|d| !d.is_empty()).or_else(|| Some(s.op.clone()))).unwrap_or_else(|| "the transaction".to_owned());
+            h2 { "Profile of " (clip(&name, 120)) }
+            p.muted { "Profile " code { (clip(&p.profile_id, 40)) } ". Each span above with samples opens onto its own part of it." }
+            (draw(&format!("profile-{}", clip(&p.profile_id, 40)), &format!("Profile of {}", clip(&name, 120)), &p.flamegraph(), "No sample in this profile."))
         }
     };
     Ok(layout(viewer, "performance", "Trace", body))
 }
+
+/// Most transactions of one trace whose profiles the trace page reads.
+const MAX_TRACE_PROFILES: usize = 20;
+/// Most spans the trace page draws a profile for.
+const MAX_SPAN_PROFILES: usize = 60;
 
 /// A span bar's width in percent of the ruler: its share of the trace, at least 0.3 % so a
 /// short span stays visible, and never past the ruler's end. (`min`/`max` rather than
