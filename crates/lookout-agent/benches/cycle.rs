@@ -15,8 +15,26 @@
 //! up outside the timed section every 16 cycles, as they do between the cycles of a real
 //! agent.
 //!
-//! Run: `cargo bench -p lookout-agent --bench cycle`. The figure is the difference of the
-//! instrumented cases from `uninstrumented`.
+//! With the `profiling` feature, three more cases (the agent's `profiles_sample_rate`):
+//!
+//! - `profiled_paced/http_sink`: every pipeline profiled; the loop's thread alone is timed
+//!   (starting the profiler, its snapshots, the samples' unwinding), and the transport
+//!   catches up (stops the profiler, builds and sends) after every cycle, outside the timed
+//!   section, so that the next pipeline finds the profiler free;
+//! - `profiled_with_worker/http_sink`: the same cycle and the worker's catching up, both
+//!   timed: what a profiled cycle costs the process;
+//! - `profiled_10pct_paced/http_sink`: `profiles_sample_rate(0.1)`, paced as
+//!   `instrumented_paced`: the average cycle of an agent profiling a tenth of its pipelines.
+//!
+//! - `heavy/unprofiled`, `heavy/profiled`: a pipeline whose risk stage hashes for ~40 ms of
+//!   CPU, with the transport's catching up, all timed, without and with its profile: the
+//!   cost of a profile with samples to symbolicate and send.
+//!
+//! With the feature, `instrumented*` run on an agent whose rate is 0 (the default): the
+//! unprofiled cycle, to compare with a build without the feature.
+//!
+//! Run: `cargo bench -p lookout-agent --bench cycle [--features profiling]`. The figure is the
+//! difference of the instrumented cases from `uninstrumented`.
 
 #![allow(missing_docs)]
 
@@ -196,7 +214,149 @@ fn bench(c: &mut Criterion) {
             client.close(Some(Duration::from_millis(200)));
         }
     }
+    #[cfg(feature = "profiling")]
+    profiled(&mut group, &prices);
     group.finish();
+    #[cfg(feature = "profiling")]
+    {
+        let mut heavy_group = c.benchmark_group("cycle");
+        heavy_group.sample_size(10);
+        heavy(&mut heavy_group);
+        heavy_group.finish();
+    }
+}
+
+/// The profiled cases (see the module docs).
+#[cfg(feature = "profiling")]
+fn profiled(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    prices: &[f64],
+) {
+    let port = http_sink();
+    let flush = || {
+        if let Some(client) = Hub::current().client() {
+            client.flush(Some(Duration::from_secs(5)));
+        }
+    };
+    let mut cycle = 0u64;
+    let every = profiled_hub(port, 1.0);
+    Hub::run(every.0.clone(), || {
+        group.bench_function("profiled_paced/http_sink", |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    cycle += 1;
+                    let started = Instant::now();
+                    black_box(instrumented_cycle(black_box(prices), cycle));
+                    spent += started.elapsed();
+                    flush();
+                }
+                spent
+            });
+        });
+        group.bench_function("profiled_with_worker/http_sink", |b| {
+            b.iter(|| {
+                cycle += 1;
+                black_box(instrumented_cycle(black_box(prices), cycle));
+                flush();
+            });
+        });
+    });
+    report("every pipeline profiled", &every.1);
+    if let Some(client) = every.0.client() {
+        client.close(Some(Duration::from_millis(200)));
+    }
+
+    let tenth = profiled_hub(port, 0.1);
+    Hub::run(tenth.0.clone(), || {
+        group.bench_function("profiled_10pct_paced/http_sink", |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for i in 0..iters {
+                    cycle += 1;
+                    let started = Instant::now();
+                    black_box(instrumented_cycle(black_box(prices), cycle));
+                    spent += started.elapsed();
+                    if i % 16 == 15 {
+                        flush();
+                    }
+                }
+                spent
+            });
+        });
+    });
+    report("a tenth profiled", &tenth.1);
+    if let Some(client) = tenth.0.client() {
+        client.close(Some(Duration::from_millis(200)));
+    }
+}
+
+/// What the profiled cases did with their pipelines' profiles.
+#[cfg(feature = "profiling")]
+#[allow(clippy::print_stderr)] // a bench reports to its runner
+fn report(case: &str, counters: &lookout_agent::Counters) {
+    let counts = counters.snapshot();
+    eprintln!(
+        "{case}: {} profiles sent, {} too short to send, {} pipelines skipped (profiler busy)",
+        counts.profiles_sent, counts.profiles_empty, counts.profiles_busy,
+    );
+}
+
+/// A cycle whose risk stage does ~40 ms of CPU work (a fixed amount of hashing), so that
+/// its profile has samples to symbolicate and send.
+#[cfg(feature = "profiling")]
+fn heavy_cycle(rounds: u64) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut pipeline = OrderPipeline::start("BTC", Side::Buy);
+    let risk = pipeline.stage(Stage::RiskCheck, |s| {
+        let mut hasher = DefaultHasher::new();
+        for i in 0..rounds {
+            i.hash(&mut hasher);
+        }
+        s.risk_pass(true);
+        Ok(hasher.finish())
+    });
+    pipeline.finish(Outcome::Filled);
+    risk.unwrap_or(0)
+}
+
+/// The heavy cycle (see [`heavy_cycle`]) with and without its profile, each followed by the
+/// transport's catching up, all timed.
+#[cfg(feature = "profiling")]
+fn heavy(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    let port = http_sink();
+    // ~40 ms of hashing on the machine the figures were taken on: ~4 samples at 101 Hz.
+    let rounds = 16_000_000;
+    for (name, rate) in [("heavy/unprofiled", 0.0), ("heavy/profiled", 1.0)] {
+        let (hub, counters) = profiled_hub(port, rate);
+        Hub::run(hub.clone(), || {
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    black_box(heavy_cycle(black_box(rounds)));
+                    if let Some(client) = Hub::current().client() {
+                        client.flush(Some(Duration::from_secs(5)));
+                    }
+                });
+            });
+        });
+        report(name, &counters);
+        if let Some(client) = hub.client() {
+            client.close(Some(Duration::from_millis(200)));
+        }
+    }
+}
+
+#[cfg(feature = "profiling")]
+fn profiled_hub(port: u16, rate: f32) -> (Arc<Hub>, lookout_agent::Counters) {
+    let options = Options::new("ag_bench")
+        .dsn(format!("http://public@127.0.0.1:{port}/1"))
+        .strategy("bench")
+        .release("bench@1.0.0")
+        .traces_sample_rate(1.0)
+        .profiles_sample_rate(rate)
+        .noise_filter(NoiseFilter::new());
+    let counters = options.counters();
+    (options.hub(), counters)
 }
 
 criterion_group!(benches, bench);

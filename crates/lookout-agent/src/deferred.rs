@@ -37,6 +37,9 @@ pub(crate) struct Shared {
     /// The kill switch's control channel to start when the client is built, then running.
     pub(crate) control_plan: Mutex<Option<crate::control::Plan>>,
     pub(crate) control: OnceLock<crate::control::ControlHandle>,
+    /// The agent's profiling settings (the `profiling` feature).
+    #[cfg(feature = "profiling")]
+    pub(crate) profiling: Option<crate::profiling::Profiling>,
 }
 
 impl Shared {
@@ -48,7 +51,16 @@ impl Shared {
             queue: Mutex::new(None),
             control_plan: Mutex::new(None),
             control: OnceLock::new(),
+            #[cfg(feature = "profiling")]
+            profiling: None,
         }
+    }
+
+    /// Start the profile of a sampled pipeline starting now, if the agent profiles this one
+    /// ([`crate::profiling`]).
+    #[cfg(feature = "profiling")]
+    pub(crate) fn start_profile(&self) -> Option<crate::profiling::ActiveProfile> {
+        self.profiling.as_ref()?.start()
     }
 
     /// The transport of this agent's client registers its queue here.
@@ -168,19 +180,24 @@ pub(crate) fn complete(pipeline: FinishedPipeline) -> Option<Envelope> {
         scope,
         end,
         private,
+        #[cfg(feature = "profiling")]
+        profile,
     } = pipeline;
     tags.apply(&transaction);
     attach_stages(&transaction, stages, data);
     let hub = Arc::new(Hub::new(private.client(), Arc::new(scope)));
     HANDED_BACK.with(|slot| slot.borrow_mut().take());
     Hub::run(hub, || transaction.finish_with_timestamp(end));
-    HANDED_BACK
+    let envelope = HANDED_BACK
         .with(|slot| slot.borrow_mut().take())
         .filter(|envelope| {
             envelope
                 .items()
                 .any(|item| matches!(item, EnvelopeItem::Transaction(_)))
-        })
+        });
+    #[cfg(feature = "profiling")]
+    let envelope = crate::profiling::attach(envelope, profile);
+    envelope
 }
 
 /// Send a finished pipeline: onto the agent transport's queue (built on its worker), or, when

@@ -67,13 +67,18 @@ pub struct Options {
     install_subscriber: bool,
     transport: Option<Arc<dyn TransportFactory>>,
     debug: bool,
+    #[cfg(feature = "profiling")]
+    profiles_sample_rate: f32,
+    #[cfg(feature = "profiling")]
+    profiling_frequency: u32,
     on_trading_change: Vec<crate::control::Callback>,
     unreachable: crate::control::Unreachable,
 }
 
 impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Options")
+        let mut debug = f.debug_struct("Options");
+        debug
             .field("dsn", &self.dsn.as_ref().map(|_| "<set>"))
             .field("agent_id", &self.agent_id)
             .field("strategy", &self.strategy)
@@ -82,8 +87,12 @@ impl fmt::Debug for Options {
             .field("traces_sample_rate", &self.traces_sample_rate)
             .field("filter", &self.filter)
             .field("queue_capacity", &self.queue_capacity)
-            .field("install_subscriber", &self.install_subscriber)
-            .finish_non_exhaustive()
+            .field("install_subscriber", &self.install_subscriber);
+        #[cfg(feature = "profiling")]
+        debug
+            .field("profiles_sample_rate", &self.profiles_sample_rate)
+            .field("profiling_frequency", &self.profiling_frequency);
+        debug.finish_non_exhaustive()
     }
 }
 
@@ -106,6 +115,10 @@ impl Options {
             install_subscriber: false,
             transport: None,
             debug: false,
+            #[cfg(feature = "profiling")]
+            profiles_sample_rate: 0.0,
+            #[cfg(feature = "profiling")]
+            profiling_frequency: crate::profiling::DEFAULT_FREQUENCY_HZ,
             on_trading_change: Vec::new(),
             unreachable: crate::control::Unreachable::default(),
         }
@@ -186,6 +199,26 @@ impl Options {
     /// The share of order pipelines and spans sent as transactions (default 1.0).
     pub fn traces_sample_rate(mut self, rate: f32) -> Self {
         self.traces_sample_rate = rate;
+        self
+    }
+
+    /// The share of sampled order pipelines that are also profiled (default 0: none), like
+    /// `traces_sample_rate`: a profiled pipeline's transaction is sent with a CPU profile of
+    /// the process while it ran, in Sentry's profile format ([`crate::profiling`]). Only
+    /// with the `profiling` cargo feature. The first call with a rate above 0 in the process
+    /// starts and stops the profiler once, off any pipeline (~0.2 s, loading debug info).
+    #[cfg(feature = "profiling")]
+    pub fn profiles_sample_rate(mut self, rate: f32) -> Self {
+        self.profiles_sample_rate = rate;
+        self
+    }
+
+    /// How many samples a second of CPU time the profiler takes (default
+    /// [`crate::profiling::DEFAULT_FREQUENCY_HZ`], 101; 1 to 1000). The kernel's timer tick
+    /// bounds the real rate (often 250 Hz). Only with the `profiling` cargo feature.
+    #[cfg(feature = "profiling")]
+    pub fn profiling_frequency(mut self, hz: u32) -> Self {
+        self.profiling_frequency = hz;
         self
     }
 
@@ -280,7 +313,17 @@ impl Options {
         let counters = self.counters.clone();
         let agent_id = self.agent_id.clone();
         let strategy = self.strategy.clone();
-        let shared = Arc::new(Shared::new(self.agent_id.clone()));
+        #[cfg_attr(not(feature = "profiling"), allow(unused_mut))]
+        let mut shared = Shared::new(self.agent_id.clone());
+        #[cfg(feature = "profiling")]
+        {
+            shared.profiling = Some(crate::profiling::Profiling::new(
+                self.profiles_sample_rate,
+                self.profiling_frequency,
+                self.counters.clone(),
+            ));
+        }
+        let shared = Arc::new(shared);
         // The kill switch follows the DSN's server (not when a test swapped the transport).
         if self.transport.is_none()
             && let Some(dsn) = self.resolved_dsn()

@@ -77,6 +77,9 @@
 //!   the current scope.
 //! - [`health`]: session, heartbeats to `agent-<id>-heartbeat`, watchdog.
 //! - [`cron`]: check-ins around scheduled jobs, with their monitor config.
+//! - `profiling` (the `profiling` cargo feature, off by default): CPU profiles of a share of
+//!   the order pipelines (`Options::profiles_sample_rate`), sent in Sentry's profile format
+//!   with their transaction.
 //! - [`control`]: the kill switch: a control channel to the DSN's server; while the server
 //!   has the agent paused, [`is_trading_allowed`] is `false` and [`OrderPipeline`] refuses
 //!   new orders (reduce-only ones pass), with a `Paused` error captured once per pause.
@@ -96,6 +99,8 @@ pub mod health;
 mod init;
 mod order;
 pub mod pipeline;
+#[cfg(feature = "profiling")]
+pub mod profiling;
 pub mod scrub;
 pub mod state;
 mod transport;

@@ -232,6 +232,9 @@ pub(crate) struct FinishedPipeline {
     pub(crate) scope: Scope,
     pub(crate) end: SystemTime,
     pub(crate) private: Arc<Hub>,
+    /// The pipeline's CPU profile, if it was profiled (the `profiling` feature).
+    #[cfg(feature = "profiling")]
+    pub(crate) profile: Option<crate::profiling::FinishedProfile>,
 }
 
 /// Where a finished pipeline goes to be built and sent off the decision loop: the agent

@@ -209,6 +209,9 @@ pub struct OrderPipeline {
     asset: String,
     side: Side,
     failed: Option<Outcome>,
+    /// The pipeline's CPU profile while it runs (the `profiling` feature).
+    #[cfg(feature = "profiling")]
+    profile: Option<crate::profiling::ActiveProfile>,
     /// The kill switch refused this order (message and the `Paused` event's id): every
     /// stage returns that error and nothing is sent.
     refused: Option<(String, Option<uuid::Uuid>)>,
@@ -315,6 +318,11 @@ impl OrderPipeline {
         };
         #[allow(deprecated)] // `false` also when tracing is off: nothing to record either way
         let sampled = transaction.is_sampled();
+        #[cfg(feature = "profiling")]
+        let profile = match &finisher {
+            Finisher::Agent { shared, .. } if sampled => shared.start_profile(),
+            _ => None,
+        };
         let current = TransactionOrSpan::Transaction(transaction.clone());
         let previous = hub.configure_scope(|scope| {
             let previous = scope.get_span();
@@ -339,8 +347,22 @@ impl OrderPipeline {
             asset,
             side,
             failed: None,
+            #[cfg(feature = "profiling")]
+            profile,
             refused: None,
         }
+    }
+
+    /// A boundary of the profile's windows, if the pipeline is profiled: `at` the end of a
+    /// stage, `None` at its start ([`crate::profiling`]).
+    #[inline]
+    fn profile_mark(&mut self, at: Option<Instant>) {
+        #[cfg(feature = "profiling")]
+        if let Some(profile) = self.profile.as_mut() {
+            profile.mark(at);
+        }
+        #[cfg(not(feature = "profiling"))]
+        let _ = at;
     }
 
     /// The asset of this order.
@@ -410,9 +432,11 @@ impl OrderPipeline {
                 SpanHandle::Off
             },
         };
+        self.profile_mark(None);
         let started = Instant::now();
         let result = f(handle);
         let ended = Instant::now();
+        self.profile_mark(Some(ended));
         let millis = ended.saturating_duration_since(started).as_secs_f64() * 1000.0;
         let (status, data_end) = match self.pending.lock() {
             Ok(mut pending) => {
@@ -522,11 +546,13 @@ impl OrderPipeline {
         let span = self.open_span(&stage);
         let hub = Arc::new(Hub::new_from_top(&self.hub));
         hub.configure_scope(|scope| scope.set_span(Some(span.clone())));
+        self.profile_mark(None);
         let started = Instant::now();
         let handle = StageSpan {
             inner: SpanHandle::Span(span.clone()),
         };
         let result = f(handle).bind_hub(Arc::clone(&hub)).await;
+        self.profile_mark(Some(Instant::now()));
         self.close_span(&stage, span, &hub, started, result)
     }
 
@@ -552,7 +578,8 @@ impl OrderPipeline {
             self.hub.configure_scope(|scope| scope.set_span(previous));
             return;
         }
-        let end = self.clock.wall(Instant::now());
+        let now = Instant::now();
+        let end = self.clock.wall(now);
         let tags = PipelineTags {
             asset: std::mem::take(&mut self.asset),
             side: self.side,
@@ -580,6 +607,8 @@ impl OrderPipeline {
                     scope,
                     end,
                     private: Arc::clone(private),
+                    #[cfg(feature = "profiling")]
+                    profile: self.profile.take().map(|profile| profile.finish(now, end)),
                 };
                 deferred::dispatch(shared, &self.hub, pipeline);
             }

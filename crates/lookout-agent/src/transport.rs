@@ -36,6 +36,9 @@ struct CounterCells {
     dropped_queue_full: AtomicU64,
     escalated: AtomicU64,
     enqueued: AtomicU64,
+    profiles_sent: AtomicU64,
+    profiles_busy: AtomicU64,
+    profiles_empty: AtomicU64,
 }
 
 /// Counters of what the agent library did with events; cheap to clone (shared).
@@ -57,6 +60,15 @@ pub struct CounterSnapshot {
     pub escalated: u64,
     /// Envelopes accepted into the send queue.
     pub enqueued: u64,
+    /// Order pipeline profiles sent with their transaction (the `profiling` feature;
+    /// always 0 without it).
+    pub profiles_sent: u64,
+    /// Pipelines chosen for profiling that went unprofiled because the process's profiler was
+    /// busy (another pipeline's profile, or something else running `pprof`).
+    pub profiles_busy: u64,
+    /// Profiles not sent because they held fewer than two samples (a pipeline much shorter
+    /// than the sampling period).
+    pub profiles_empty: u64,
 }
 
 impl Counters {
@@ -67,6 +79,9 @@ impl Counters {
             dropped_queue_full: self.0.dropped_queue_full.load(Ordering::Relaxed),
             escalated: self.0.escalated.load(Ordering::Relaxed),
             enqueued: self.0.enqueued.load(Ordering::Relaxed),
+            profiles_sent: self.0.profiles_sent.load(Ordering::Relaxed),
+            profiles_busy: self.0.profiles_busy.load(Ordering::Relaxed),
+            profiles_empty: self.0.profiles_empty.load(Ordering::Relaxed),
         }
     }
 
@@ -76,6 +91,21 @@ impl Counters {
 
     pub(crate) fn add_escalated(&self) {
         self.0.escalated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[cfg(feature = "profiling")]
+    pub(crate) fn add_profile_sent(&self) {
+        self.0.profiles_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[cfg(feature = "profiling")]
+    pub(crate) fn add_profile_busy(&self) {
+        self.0.profiles_busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[cfg(feature = "profiling")]
+    pub(crate) fn add_profile_empty(&self) {
+        self.0.profiles_empty.fetch_add(1, Ordering::Relaxed);
     }
 
     fn add_queue_full(&self) {
@@ -172,7 +202,16 @@ impl Sender {
 
 impl PipelineQueue for Sender {
     fn push_pipeline(&self, pipeline: FinishedPipeline) {
+        // A profiled pipeline holds the process's profiler until the worker stops it: wake
+        // the worker (rare, and small beside the profile's own cost) so that the profiler
+        // stops sampling and is free for the next profiled pipeline.
+        #[cfg(feature = "profiling")]
+        let wake = pipeline.profile.is_some();
         self.push(Job::Pipeline(Box::new(pipeline)));
+        #[cfg(feature = "profiling")]
+        if wake {
+            self.queue.wake.notify_one();
+        }
     }
 }
 
