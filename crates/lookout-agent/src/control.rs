@@ -148,16 +148,24 @@ pub(crate) fn refusal(hub: &Hub, asset: &str) -> Option<TradingError> {
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
+    // A stable message, so every refusal of an asset groups into one issue (the reason,
+    // which may name earlier events, goes in tags): a pause rule on new issues does not
+    // fire again on its own refusals.
+    let clip = |s: &str| s.chars().take(200).collect::<String>();
     let mut error = TradingError::new(
         TradingErrorKind::Paused,
-        format!(
-            "trading paused by {}: {}",
-            state.paused_by.as_deref().unwrap_or("the server"),
-            state.reason.as_deref().unwrap_or("no reason given")
-        ),
+        "order refused: trading is paused by the kill switch",
     )
     .with_phase(Phase::Other("kill_switch".into()))
-    .with_asset(asset);
+    .with_asset(asset)
+    .with_tag(
+        "kill_switch.paused_by",
+        clip(state.paused_by.as_deref().unwrap_or("the server")),
+    )
+    .with_tag(
+        "kill_switch.reason",
+        clip(state.reason.as_deref().unwrap_or("no reason given")),
+    );
     let mut captured = control
         .captured
         .lock()

@@ -483,10 +483,12 @@ fn evaluate_issue_rule(
         at: ctx.now,
     })?;
     tx.activity(incident, ctx.now, "fired", &format!("{short_id} {title}"))?;
+    // An agent's report of an order the kill switch refused never pauses it again.
     if rule
         .actions
         .iter()
         .any(|a| matches!(a, Action::PauseAgent { .. }))
+        && tag(event, "trade.error_type") != Some("Paused")
     {
         let reason = format!("{}: {short_id} {title}", row.name);
         pause_agent(ctx, row, incident, tag(event, "agent_id"), &reason)?;

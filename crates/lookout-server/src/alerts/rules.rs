@@ -1494,7 +1494,7 @@ mod tests {
         assert!(issue(json!({"id": ids::PAUSE_AGENT, "resume_on_resolve": "no"})).is_err());
         let metric = |action: Value| {
             parse_metric_rule(
-                &json!({"name": "m", "aggregate": "agent_down(60)", "timeWindow": 1, "thresholdType": 0,
+                &json!({"name": "m", "aggregate": "agent_down(60)", "query": "", "timeWindow": 60, "thresholdType": 0,
                     "triggers": [{"label": "critical", "alertThreshold": 0, "actions": [action]}]}),
                 &[],
             )

@@ -63,10 +63,14 @@ fn state_json(s: &TradingState) -> Value {
     })
 }
 
+/// An agent's trading state with its id, and its health `status` when known (the list; a
+/// pause or resume answers without it).
 fn agent_json(agent_id: &str, status: &str, s: &TradingState) -> Value {
     let mut v = state_json(s);
     v["id"] = json!(agent_id);
-    v["status"] = json!(status);
+    if !status.is_empty() {
+        v["status"] = json!(status);
+    }
     v
 }
 
