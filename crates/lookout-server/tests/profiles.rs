@@ -479,3 +479,156 @@ async fn a_continuous_profiling_chunk_is_stored_and_readable() {
     );
     assert_eq!(s.api(&token, &path).await.0, 404);
 }
+
+const CONTINUOUS_SCRIPT: &str = r#"
+import hashlib, os, time, sentry_sdk
+from sentry_sdk.profiler import start_profiler, stop_profiler
+
+sentry_sdk.init(
+    dsn=os.environ["DSN"],
+    release="py-agent@3.0.0",
+    traces_sample_rate=1.0,
+    profile_session_sample_rate=1.0,
+    profile_lifecycle="manual",
+)
+
+def risk_model():
+    digest = b"order"
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:
+        for _ in range(200):
+            digest = hashlib.sha256(digest).digest()
+    return digest
+
+start_profiler()
+with sentry_sdk.start_transaction(op="order.pipeline", name="Continuous Pipeline"):
+    with sentry_sdk.start_span(op="signal.validate", name="signal"):
+        time.sleep(0.05)
+    with sentry_sdk.start_span(op="risk.check", name="risk"):
+        risk_model()
+# Stopping joins the profiler's thread, which sends its last chunk.
+stop_profiler()
+sentry_sdk.flush(timeout=10)
+print("sent")
+"#;
+
+/// Continuous profiling (v2 chunks): the real sentry-python's transaction names its
+/// profiler session (`contexts.profile.profiler_id`); the trace names that session and
+/// `for_transaction` builds the transaction's profile from the chunks' samples inside it,
+/// so a CPU-bound function shows inside its span and not in the span before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuous_profiling_chunks_link_to_their_transaction() {
+    let s = TestServer::start().await;
+    let out = run_python(CONTINUOUS_SCRIPT, &[("DSN", s.dsn())]).await;
+    assert!(out.contains("sent"), "{out}");
+    let token = s.token();
+    let project = s.project_id();
+
+    let recent = s
+        .eventually("transaction digested", || async {
+            let (_, v) = s
+                .api(
+                    &token,
+                    "/api/0/projects/default/default/transactions/recent/",
+                )
+                .await;
+            v["data"].as_array().and_then(|d| {
+                d.iter()
+                    .find(|t| t["transaction"] == "Continuous Pipeline")
+                    .cloned()
+            })
+        })
+        .await;
+    let event_id = recent["eventId"].as_str().expect("event id").to_owned();
+    let trace_id = recent["traceId"].as_str().expect("trace id").to_owned();
+    let (status, event) = s
+        .api(
+            &token,
+            &format!("/api/0/projects/default/default/events/{event_id}/"),
+        )
+        .await;
+    assert_eq!(status, 200, "{event}");
+    let profiler_id = event["contexts"]["profile"]["profiler_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no profiler id: {event}"))
+        .to_owned();
+
+    // The trace names the session once its chunks are stored.
+    let trace_path = format!("/api/0/projects/default/default/traces/{trace_id}/");
+    let trace = s
+        .eventually("the trace names the profiler session", || async {
+            let (status, v) = s.api(&token, &trace_path).await;
+            (status == 200 && v["profiles"][0]["profilerId"].is_string()).then_some(v)
+        })
+        .await;
+    assert_eq!(trace["profiles"][0]["profilerId"], profiler_id.as_str());
+    assert_eq!(trace["profiles"][0]["eventId"], event_id.as_str());
+    assert!(trace["profiles"][0]["profileId"].is_null(), "{trace}");
+    let spans = trace["spans"].as_array().expect("spans");
+    assert!(
+        spans
+            .iter()
+            .all(|sp| sp["profilerId"] == profiler_id.as_str()),
+        "{trace}"
+    );
+
+    let view =
+        lookout_server::services::profiles::for_transaction(&s.server.store, project, &event_id)
+            .await
+            .expect("profile view")
+            .expect("the transaction was profiled continuously");
+    assert_eq!(view.profiler_id.as_deref(), Some(profiler_id.as_str()));
+    assert_eq!(view.event_id, event_id);
+    // The view's first chunk is readable as it was stored.
+    let (status, raw) = s
+        .api(
+            &token,
+            &format!(
+                "/api/0/projects/default/default/profiling/profiles/{}/",
+                view.profile_id
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{raw}");
+    assert_eq!(raw["version"], "2");
+    assert_eq!(raw["profiler_id"], profiler_id.as_str());
+
+    let span = |op: &str| {
+        let sp = spans
+            .iter()
+            .find(|sp| sp["op"] == op)
+            .unwrap_or_else(|| panic!("no {op} span"));
+        let ns = |k: &str| {
+            ((sp[k].as_f64().expect("span time") * 1000.0 - view.transaction_start_ms) * 1e6)
+                .max(0.0) as u64
+        };
+        (ns("startTimestamp"), ns("timestamp"))
+    };
+    let (a, b) = span("risk.check");
+    let inside = view.window(a, b);
+    let risk_frame = inside
+        .frames
+        .iter()
+        .position(|f| f.name == "risk_model")
+        .unwrap_or_else(|| panic!("risk_model not inside the risk.check span: {inside:?}"));
+    let risk_ns: u64 = inside
+        .stacks
+        .iter()
+        .filter(|st| st.frames.last() == Some(&(risk_frame as u32)))
+        .map(|st| st.weight_ns)
+        .sum();
+    assert!(risk_ns >= 100_000_000, "risk_model took {risk_ns} ns");
+    let (a, b) = span("signal.validate");
+    assert!(
+        !view
+            .window(a, b)
+            .frames
+            .iter()
+            .any(|f| f.name == "risk_model"),
+        "risk_model outside its span"
+    );
+    // Nothing of the session falls outside the transaction.
+    let whole = view.flamegraph();
+    let duration_ns = ((recent["duration"].as_f64().expect("duration") + 1.0) * 1e6) as u64;
+    assert!(whole.total_ns() <= duration_ns + 50_000_000, "{whole:?}");
+}

@@ -4,12 +4,16 @@
 use super::{Caller, blocking, parse_period};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::services::profiles;
 use crate::store::read::TransactionFilter;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+/// Most transactions of one trace looked up for a continuous profiler session.
+const MAX_CONTINUOUS_LOOKUPS: usize = 50;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -82,9 +86,10 @@ async fn trace(
     let reader = state.reader.clone();
     let store = state.store.clone();
     let id = trace_id.to_ascii_lowercase();
-    let (spans, profiled) = blocking(move || {
+    let (project_id, spans, profiled) = blocking(move || {
         let p = reader.project(&org, &project)?;
         Ok((
+            p.id,
             reader.trace(p.id, &id)?,
             store.profiles().ids_in_trace(p.id, &id)?,
         ))
@@ -92,6 +97,22 @@ async fn trace(
     .await?;
     if spans.is_empty() {
         return Err(ApiError::NotFound(format!("trace {trace_id} not found")));
+    }
+    // Transactions without a profile of their own, profiled by a continuous profiler.
+    let mut continuous: Vec<(String, String)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for s in &spans {
+        if profiled.iter().any(|(e, _)| *e == s.event_id) || !seen.insert(s.event_id.as_str()) {
+            continue;
+        }
+        if seen.len() > MAX_CONTINUOUS_LOOKUPS {
+            break;
+        }
+        if let Some(profiler_id) =
+            profiles::linked_profiler(&state.store, project_id, &s.event_id).await?
+        {
+            continuous.push((s.event_id.clone(), profiler_id));
+        }
     }
     // Each span of a profiled transaction names its profile, as Sentry's trace view does.
     let spans: Vec<Value> = spans
@@ -103,13 +124,22 @@ async fn trace(
             {
                 m.insert("profileId".into(), Value::String(profile_id.clone()));
             }
+            if let Some((_, profiler_id)) = continuous.iter().find(|(e, _)| *e == s.event_id)
+                && let Value::Object(m) = &mut v
+            {
+                m.insert("profilerId".into(), Value::String(profiler_id.clone()));
+            }
             v
         })
         .collect();
-    let profiles: Vec<Value> = profiled
-        .iter()
-        .map(|(event_id, profile_id)| json!({"eventId": event_id, "profileId": profile_id}))
-        .collect();
+    let profiles: Vec<Value> =
+        profiled
+            .iter()
+            .map(|(event_id, profile_id)| json!({"eventId": event_id, "profileId": profile_id}))
+            .chain(continuous.iter().map(
+                |(event_id, profiler_id)| json!({"eventId": event_id, "profilerId": profiler_id}),
+            ))
+            .collect();
     Ok(Json(
         json!({ "traceId": trace_id.to_ascii_lowercase(), "spans": spans,
                     "profiles": profiles }),

@@ -226,8 +226,10 @@ fn fingerprint(f: &FlameFrame) -> u32 {
 /// One transaction's profile: the samples of its thread in time order.
 #[derive(Debug, Clone)]
 pub struct ProfileView {
-    /// The profile's id.
+    /// The profile's id (for continuous profiling, the first chunk's id).
     pub profile_id: String,
+    /// The continuous profiler's session, when the view is built from its chunks.
+    pub profiler_id: Option<String>,
     /// The transaction's event id.
     pub event_id: String,
     /// When the transaction started (ms since the epoch, fractional).
@@ -325,18 +327,20 @@ pub async fn flamegraph_with_profiles(
     .await
 }
 
-/// The profile of transaction `event_id` of `project_id`, if it was profiled.
+/// The profile of transaction `event_id` of `project_id`, if it was profiled: its v1
+/// profile, else the samples of its continuous profiling chunks inside it
+/// ([`chunks_for_transaction`]).
 pub async fn for_transaction(
     store: &Store,
     project_id: i64,
     event_id: &str,
 ) -> Result<Option<ProfileView>, ServiceError> {
-    let store = store.clone();
-    let event_id = event_id.to_ascii_lowercase();
+    let s = store.clone();
+    let id = event_id.to_ascii_lowercase();
     let Some((stored, bytes)) =
-        blocking(move || store.profiles().for_transaction(project_id, &event_id)).await?
+        blocking(move || s.profiles().for_transaction(project_id, &id)).await?
     else {
-        return Ok(None);
+        return chunks_for_transaction(store, project_id, event_id).await;
     };
     let p = profile::parse(&bytes, ProfileKind::Transaction)
         .map_err(|e| ServiceError::Invalid(format!("stored profile does not read: {e}")))?;
@@ -370,6 +374,7 @@ pub async fn for_transaction(
     let weighted = p.weighted_samples(&thread);
     Ok(Some(ProfileView {
         profile_id: stored.profile_id,
+        profiler_id: None,
         event_id: stored.event_id.unwrap_or_default(),
         transaction_start_ms: p.start.timestamp_micros() as f64 / 1000.0
             + relative_start as f64 / 1e6,
@@ -380,6 +385,187 @@ pub async fn for_transaction(
             .map(|&(at, s, _)| (at.saturating_sub(relative_start), s))
             .collect(),
         weights_ns: weighted.iter().map(|&(_, _, w)| w).collect(),
+    }))
+}
+
+/// What links a transaction to continuous profiling: the session its SDK named
+/// (`contexts.profile.profiler_id`), its time and its thread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkLink {
+    /// The continuous profiler's session (32 hex digits).
+    pub profiler_id: String,
+    /// The transaction's start (ms since the epoch, fractional).
+    pub start_ms: f64,
+    /// The transaction's end (ms since the epoch, fractional).
+    pub end_ms: f64,
+    /// The thread it ran on (`contexts.trace.data["thread.id"]`), if sent.
+    pub thread_id: Option<String>,
+}
+
+impl ChunkLink {
+    /// The link of a stored transaction payload, if its SDK ran the continuous profiler.
+    pub fn of_transaction(payload: &Value) -> Option<ChunkLink> {
+        let contexts = payload.get("contexts")?;
+        let profiler_id = contexts
+            .get("profile")?
+            .get("profiler_id")?
+            .as_str()?
+            .to_ascii_lowercase()
+            .replace('-', "");
+        if profiler_id.len() != 32 || !profiler_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let start = payload.get("start_timestamp")?.as_f64()?;
+        let end = payload.get("timestamp")?.as_f64()?;
+        let thread_id = contexts
+            .get("trace")
+            .and_then(|t| t.get("data"))
+            .and_then(|d| d.get("thread.id"))
+            .and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
+        Some(ChunkLink {
+            profiler_id,
+            start_ms: start * 1000.0,
+            end_ms: end.max(start) * 1000.0,
+            thread_id,
+        })
+    }
+}
+
+/// The stored transaction `event_id`'s [`ChunkLink`], if it is stored and has one.
+async fn chunk_link(
+    store: &Store,
+    project_id: i64,
+    event_id: &str,
+) -> Result<Option<ChunkLink>, ServiceError> {
+    let reader = store.reader();
+    let id = event_id.to_ascii_lowercase();
+    let event = match blocking(move || reader.event(project_id, &id)).await {
+        Ok(e) => e,
+        Err(ServiceError::Store(crate::store::StoreError::NotFound(_))) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(ChunkLink::of_transaction(&event.payload))
+}
+
+/// The continuous profiler session of transaction `event_id` of `project_id`, when chunks
+/// of it overlapping the transaction are stored (what the trace API names).
+pub async fn linked_profiler(
+    store: &Store,
+    project_id: i64,
+    event_id: &str,
+) -> Result<Option<String>, ServiceError> {
+    let Some(link) = chunk_link(store, project_id, event_id).await? else {
+        return Ok(None);
+    };
+    let s = store.clone();
+    let (id, start, end) = (
+        link.profiler_id.clone(),
+        link.start_ms.floor() as i64,
+        link.end_ms.ceil() as i64,
+    );
+    let found = blocking(move || s.profiles().has_chunk(project_id, &id, start, end)).await?;
+    Ok(found.then_some(link.profiler_id))
+}
+
+/// Transaction `event_id`'s profile from continuous profiling, as Sentry links them: the
+/// samples of the chunks of the session the transaction names
+/// (`contexts.profile.profiler_id`) taken inside `[start, end]` of the transaction, on its
+/// thread (`contexts.trace.data["thread.id"]`, else each chunk's busiest thread). `None`
+/// when the transaction names no session or no sample of it falls inside.
+pub async fn chunks_for_transaction(
+    store: &Store,
+    project_id: i64,
+    event_id: &str,
+) -> Result<Option<ProfileView>, ServiceError> {
+    let Some(link) = chunk_link(store, project_id, event_id).await? else {
+        return Ok(None);
+    };
+    let s = store.clone();
+    let (id, start, end) = (
+        link.profiler_id.clone(),
+        link.start_ms.floor() as i64,
+        link.end_ms.ceil() as i64,
+    );
+    let chunks =
+        blocking(move || s.profiles().chunks_overlapping(project_id, &id, start, end)).await?;
+    let start_ns = (link.start_ms * 1e6) as i128;
+    let end_ns = (link.end_ms * 1e6) as i128;
+    let mut frames: Vec<FlameFrame> = Vec::new();
+    let mut frame_index: HashMap<FlameFrame, u32> = HashMap::new();
+    let mut stacks: Vec<Vec<u32>> = Vec::new();
+    let mut stack_index: HashMap<Vec<u32>, u32> = HashMap::new();
+    let mut samples: Vec<(u64, u32, u64)> = Vec::new();
+    let mut first_chunk: Option<String> = None;
+    for (stored, bytes) in chunks {
+        let p = profile::parse(&bytes, ProfileKind::Chunk)
+            .map_err(|e| ServiceError::Invalid(format!("stored chunk does not read: {e}")))?;
+        let thread = match &link.thread_id {
+            Some(t) if p.samples.iter().any(|s| &s.thread_id == t) => t.clone(),
+            _ => p.main_thread().unwrap_or_default().to_owned(),
+        };
+        let chunk_start_ns = i128::from(p.start.timestamp_micros()) * 1000;
+        let mut local: HashMap<u32, u32> = HashMap::new();
+        let mut taken = false;
+        for (elapsed, stack_id, weight) in p.weighted_samples(&thread) {
+            let at = chunk_start_ns + i128::from(elapsed);
+            if at < start_ns || at > end_ns {
+                continue;
+            }
+            let stack = match local.get(&stack_id) {
+                Some(&s) => s,
+                None => {
+                    let root_first: Vec<u32> = p
+                        .stacks
+                        .get(stack_id as usize)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        .iter()
+                        .rev()
+                        .map(|&f| {
+                            let frame = p.frames.get(f as usize).cloned().unwrap_or_default();
+                            let key = FlameFrame {
+                                name: frame.name().to_owned(),
+                                module_or_file: frame.module_or_file().to_owned(),
+                                in_app: frame.in_app.unwrap_or(false),
+                            };
+                            *frame_index.entry(key.clone()).or_insert_with(|| {
+                                frames.push(key);
+                                (frames.len() - 1) as u32
+                            })
+                        })
+                        .collect();
+                    let s = *stack_index.entry(root_first.clone()).or_insert_with(|| {
+                        stacks.push(root_first);
+                        (stacks.len() - 1) as u32
+                    });
+                    local.insert(stack_id, s);
+                    s
+                }
+            };
+            samples.push(((at - start_ns) as u64, stack, weight));
+            taken = true;
+        }
+        if taken && first_chunk.is_none() {
+            first_chunk = Some(stored.profile_id);
+        }
+    }
+    let Some(profile_id) = first_chunk else {
+        return Ok(None);
+    };
+    samples.sort_by_key(|s| s.0);
+    Ok(Some(ProfileView {
+        profile_id,
+        profiler_id: Some(link.profiler_id),
+        event_id: event_id.to_ascii_lowercase(),
+        transaction_start_ms: link.start_ms,
+        frames,
+        stacks,
+        samples: samples.iter().map(|&(at, s, _)| (at, s)).collect(),
+        weights_ns: samples.iter().map(|&(_, _, w)| w).collect(),
     }))
 }
 

@@ -19,6 +19,12 @@ use std::sync::Arc;
 
 const MINUTE_MS: i64 = 60_000;
 
+/// How long before a transaction's start a chunk linked to it may have started (ms).
+pub const MAX_CHUNK_MS: i64 = 10 * MINUTE_MS;
+
+/// Most chunks linked to one transaction.
+pub const MAX_LINKED_CHUNKS: i64 = 32;
+
 /// One frame of a [`ProfileSummary`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SummaryFrame {
@@ -315,6 +321,72 @@ impl Profiles {
             Some((p, bytes)) => Ok(Some((p, decompress(&bytes)?))),
             None => Ok(None),
         }
+    }
+
+    /// The continuous profiling chunks of session `profiler_id` of `project_id` whose
+    /// samples overlap `[start_ms, end_ms]`, oldest first, at most [`MAX_LINKED_CHUNKS`],
+    /// with their JSON as stored. A chunk is looked for at most [`MAX_CHUNK_MS`] before
+    /// `start_ms` (sentry-python's chunks last 60 s).
+    pub fn chunks_overlapping(
+        &self,
+        project_id: i64,
+        profiler_id: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<(StoredProfile, Vec<u8>)>> {
+        let conn = self.db.reader()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {STORED_COLUMNS}, payload FROM profiles
+             WHERE project_id = ?1 AND kind = 'chunk' AND profiler_id = ?2
+               AND start_ms >= ?3 AND start_ms <= ?5 AND start_ms + duration_ns / 1000000 >= ?4
+             ORDER BY start_ms LIMIT ?6"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                project_id,
+                profiler_id,
+                start_ms - MAX_CHUNK_MS,
+                start_ms,
+                end_ms,
+                MAX_LINKED_CHUNKS
+            ],
+            |r| Ok((stored_of(r)?, r.get::<_, Vec<u8>>(8)?)),
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (p, bytes) = row?;
+            out.push((p, decompress(&bytes)?));
+        }
+        Ok(out)
+    }
+
+    /// Whether session `profiler_id` of `project_id` has a chunk overlapping
+    /// `[start_ms, end_ms]` (as [`Profiles::chunks_overlapping`] finds them).
+    pub fn has_chunk(
+        &self,
+        project_id: i64,
+        profiler_id: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<bool> {
+        let conn = self.db.reader()?;
+        let found = conn
+            .query_row(
+                "SELECT id FROM profiles
+                 WHERE project_id = ?1 AND kind = 'chunk' AND profiler_id = ?2
+                   AND start_ms >= ?3 AND start_ms <= ?5 AND start_ms + duration_ns / 1000000 >= ?4
+                 LIMIT 1",
+                params![
+                    project_id,
+                    profiler_id,
+                    start_ms - MAX_CHUNK_MS,
+                    start_ms,
+                    end_ms
+                ],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
     }
 
     /// `(transaction event id, profile id)` of every profiled transaction of a trace.
