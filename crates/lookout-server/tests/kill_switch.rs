@@ -489,30 +489,6 @@ async fn a_pause_made_on_another_node_reaches_a_long_poll_within_a_second() {
 
 const PASSWORD: &str = "kill-switch-password";
 
-async fn login(s: &TestServer) -> String {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let res = client
-        .post(format!("{}/login", s.server.base_url()))
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body(format!("username=admin&password={PASSWORD}&next=/"))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(res.status(), 303);
-    res.headers()
-        .get(reqwest::header::SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("session cookie")
-        .to_owned()
-}
-
 /// GET (no form) or POST a form; status, `Location` and body.
 async fn ui(s: &TestServer, cookie: &str, path: &str, form: Option<&str>) -> (u16, String, String) {
     let client = reqwest::Client::builder()
@@ -554,7 +530,7 @@ fn csrf_of(html: &str) -> String {
 async fn the_ui_pauses_and_resumes_through_a_confirmation_naming_the_agent() {
     let s = TestServer::start_manual_with(|c| c.admin_password = Some(PASSWORD.into())).await;
     agent_seen(&s, "ag_ui").await;
-    let cookie = login(&s).await;
+    let cookie = common::ui_login(&s, PASSWORD).await;
     let project = s.project_id();
     let state =
         || trading::get(&s.server.store, project, "ag_ui", s.server.clock.now_ms()).expect("state");

@@ -149,35 +149,11 @@ async fn page(s: &TestServer, cookie: &str, path: &str) -> (u16, String) {
     (status, res.text().await.expect("html"))
 }
 
-async fn login(s: &TestServer) -> String {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let res = client
-        .post(format!("{}/login", s.server.base_url()))
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body(format!("username=admin&password={PASSWORD}&next=/"))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(res.status(), 303);
-    res.headers()
-        .get(reqwest::header::SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("session cookie")
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_overview_tells_healthy_hung_crashed_and_silent_agents_apart() {
     let s = TestServer::start_manual_with(|c| c.admin_password = Some(PASSWORD.into())).await;
     let client = reqwest::Client::new();
-    let cookie = login(&s).await;
+    let cookie = common::ui_login(&s, PASSWORD).await;
     let t0 = s.server.clock.now_ms();
     // ag_beat: an open session and a heartbeat; ag_watch: the watchdog ended its session
     // abnormally; ag_crash: its session crashed; ag_quiet: only an event, long ago.
@@ -323,7 +299,7 @@ fn as_agent(dsn: &str, agent: &str, work: impl FnOnce()) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_overview_says_who_is_degraded_and_why() {
     let s = TestServer::start_manual_with(|c| c.admin_password = Some(PASSWORD.into())).await;
-    let cookie = login(&s).await;
+    let cookie = common::ui_login(&s, PASSWORD).await;
     let token = s.token();
     // The project's own p99 rule on order.pipeline: 40 ms (the preset says 2 s).
     let rule = json!({"name": "Pipelines over 40 ms", "aggregate": "p99(transaction.duration)",

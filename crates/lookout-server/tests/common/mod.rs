@@ -482,3 +482,29 @@ pub async fn drive_browser(s: &TestServer, run: BrowserRun<'_>) -> serde_json::V
     serde_json::from_str(line)
         .unwrap_or_else(|e| panic!("{}.py output is not JSON ({e}): {stdout}", run.script))
 }
+
+/// Log in to the web UI as `admin` with `password` and return the session cookie
+/// (`name=value`) to send as `Cookie`.
+pub async fn ui_login(s: &TestServer, password: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let res = client
+        .post(format!("{}/login", s.server.base_url()))
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(format!("username=admin&password={password}&next=/"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), 303);
+    res.headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_owned()
+}

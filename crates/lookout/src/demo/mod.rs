@@ -22,7 +22,7 @@
 //! | 28 s | `ag_casino_kelly` panics and stays down | `session_crash` (60 s later) |
 //! | 40–90 s | `POST /trade/open` takes 2.5 s (once the circuit breaker lets orders through again, from ~60 s) | `p99_latency_breach` |
 //! | 55 s | release `escrow-domains@1.1.0` deployed (REST, as `sentry-cli` does), the agent restarted on it, and escrow creation refused (402) | `new_issue_after_deploy` |
-//! | 100–130 s | two more trading agents start (`ag_momentum`, `ag_mean_revert`) and the trading venue answers 503 on every endpoint: three agents fail on one service | `venue_outage` (one incident naming the service, its endpoints, the status and the agents, not one per agent) |
+//! | 100–130 s | two more trading agents start (`ag_momentum`, `ag_mean_revert`, at 92 s) and the trading venue refuses every order (`POST /trade/open` answers 503): three agents fail on one service | `venue_outage` (one incident naming the service, its endpoints, the status and the agents, not one per agent) |
 //!
 //!
 //! The kill switch: a rule pauses `ag_vol_arb` on its first `InsufficientMargin` (within

@@ -177,6 +177,7 @@ pub(crate) async fn schedule(
         (55, Step::Deploy),
         (90, Step::LatencyOff),
         (95, Step::EscrowFixed),
+        (92, Step::VenueAgents),
         (100, Step::VenueDown),
         (130, Step::VenueBack),
     ];
@@ -283,27 +284,44 @@ pub(crate) async fn schedule(
                     "fault: ag_escrow_domains restarted on {version}, whose escrows are refused (402 insufficient_balance): a new issue right after the deploy"
                 ));
             }
-            Step::VenueDown => {
+            Step::VenueAgents => {
                 agents.spawn(MOMENTUM, Kind::VolArb, "momentum@1.0.0", 10_000.0);
                 agents.spawn(MEAN_REVERT, Kind::VolArb, "mean-revert@1.0.0", 10_000.0);
-                faults
-                    .services
-                    .entry(Service::Trading.name().to_owned())
-                    .or_default()
-                    .errors = Some(BTreeMap::from([("503".to_owned(), 1.0)]));
+                // They run vol-arb's code, whose recalibration job checks in to the one
+                // `vol-arb-recalibrate` monitor: theirs stays off, or their check-ins would
+                // hide that ag_vol_arb's scheduler is wedged.
+                for id in [MOMENTUM, MEAN_REVERT] {
+                    if let Some(c) = agents.controls(id) {
+                        c.stall_scheduler(true);
+                    }
+                }
+                say(format!(
+                    "{MOMENTUM} and {MEAN_REVERT} start trading beside {VOL_ARB}"
+                ));
+            }
+            Step::VenueDown => {
+                // Prices still answer, so every agent keeps deciding and each order fails:
+                // order placement is a protected phase, so its 5xx are reported, not dropped
+                // as transient noise.
+                faults = faults.with_endpoint(
+                    Service::Trading,
+                    TRADE_OPEN,
+                    FaultRule {
+                        errors: Some(BTreeMap::from([("503".to_owned(), 1.0)])),
+                        ..FaultRule::default()
+                    },
+                );
                 match sandbox.set_faults(faults.clone()) {
                     Ok(()) => say(format!(
-                        "fault: {MOMENTUM} and {MEAN_REVERT} start, and the trading venue answers 503 on every endpoint for 30 s: three agents fail on one service (one venue incident, not one alert per agent)"
+                        "fault: the trading venue refuses every order (POST /trade/open answers 503) for 30 s: {VOL_ARB}, {MOMENTUM} and {MEAN_REVERT} all fail on one service (one venue incident, not one alert per agent)"
                     )),
                     Err(e) => say(format!("could not set the venue outage: {e}")),
                 }
             }
             Step::VenueBack => {
-                if let Some(s) = faults.services.get_mut(Service::Trading.name()) {
-                    s.errors = None;
-                }
+                without_endpoint(&mut faults, Service::Trading, TRADE_OPEN);
                 let _ = sandbox.set_faults(faults.clone());
-                say("the trading venue answers again".into());
+                say("the trading venue takes orders again".into());
             }
             Step::EscrowFixed => {
                 without_endpoint(&mut faults, Service::Escrow, ESCROW_CREATE);
@@ -418,6 +436,7 @@ enum Step {
     LatencyOff,
     Deploy,
     EscrowFixed,
+    VenueAgents,
     VenueDown,
     VenueBack,
 }
