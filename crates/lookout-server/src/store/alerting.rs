@@ -877,9 +877,13 @@ impl AlertStage {
             return Ok(false);
         }
         self.db.write(|tx| {
+            // Nodes starting together on one PostgreSQL may both find the keys stale: the
+            // second one's DELETE sees none of the first one's uncommitted rows, so its
+            // inserts meet them once they commit; the set they both want is the same.
             tx.execute("DELETE FROM rollup_keys", [])?;
-            let mut insert =
-                tx.prepare_cached("INSERT INTO rollup_keys (project_id, key) VALUES (?1, ?2)")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO rollup_keys (project_id, key) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )?;
             for (project, key) in wanted {
                 insert.execute(params![project, key])?;
             }
